@@ -119,7 +119,11 @@ impl UnitFlags {
     }
     /// Builds flags from raw bits, `None` if an undefined bit is set.
     pub const fn from_bits(bits: u8) -> Option<Self> {
-        if bits & !Self::DEFINED != 0 { None } else { Some(UnitFlags(bits)) }
+        if bits & !Self::DEFINED != 0 {
+            None
+        } else {
+            Some(UnitFlags(bits))
+        }
     }
     /// Raw bits.
     pub const fn bits(self) -> u8 {
