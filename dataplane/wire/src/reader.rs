@@ -145,6 +145,11 @@ mod buffer {
             self.bytes.extend_from_slice(src);
         }
 
+        #[cfg(test)]
+        pub(super) fn capacity(&self) -> usize {
+            self.bytes.capacity()
+        }
+
         /// Marks the first `n` unread bytes as read and returns them.
         pub(super) fn take(&mut self, n: usize) -> Option<&[u8]> {
             let end = self.head.checked_add(n)?;
@@ -152,5 +157,176 @@ mod buffer {
             self.head = end;
             Some(taken)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FrameType, Hello, JoinOk, PathId};
+
+    const HELLO: [u8; 10] = [0x01, 0x10, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00];
+    const JOIN_OK: [u8; 18] = [
+        0x01, 0x13, 0x00, 0x00, 0x00, 0x0C, // v1, JOIN_OK, body 12
+        0x00, 0x00, 0x00, 0x02, // path 2
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, // server time 5 µs
+    ];
+    /// DATA, video, droppable, seq 1, capture composed, payload [0x42, 0x43].
+    const DATA: [u8; 44] = [
+        0x01, 0x01, 0x00, 0x00, 0x00, 0x26, // v1, DATA, body 38
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // video, droppable, k = 1
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // seq 1
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xE8, // gen 1000 µs
+        0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00, 0x00, // no deadline, composed
+        0x00, 0x00, 0x00, 0x02, 0x42, 0x43, // payload
+    ];
+
+    fn stream() -> Vec<u8> {
+        [&HELLO[..], &DATA, &JOIN_OK].concat()
+    }
+
+    #[test]
+    fn frames_fed_one_byte_at_a_time_come_out_whole_and_in_order() {
+        let mut reader = FrameReader::new(64);
+        let mut types = Vec::new();
+        for byte in stream() {
+            reader.push(&[byte]).unwrap();
+            while let Some(frame) = reader.next_frame() {
+                types.push(frame.unwrap().frame_type());
+            }
+        }
+        assert_eq!(
+            types,
+            [FrameType::Hello, FrameType::Data, FrameType::JoinOk]
+        );
+        assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn frames_in_one_chunk_are_returned_one_per_call() {
+        let mut reader = FrameReader::new(64);
+        reader.push(&stream()).unwrap();
+        assert_eq!(
+            reader.next_frame(),
+            Some(Ok(Frame::Hello(Hello { flags: 0 })))
+        );
+        let Some(Ok(Frame::Data { header, payload })) = reader.next_frame() else {
+            panic!("expected DATA")
+        };
+        assert_eq!(header.capture_id, crate::CaptureId::COMPOSED);
+        assert_eq!(payload, [0x42, 0x43]);
+        assert_eq!(
+            reader.next_frame(),
+            Some(Ok(Frame::JoinOk(JoinOk {
+                path_id: PathId(2),
+                server_time_us: 5
+            })))
+        );
+        assert_eq!(reader.next_frame(), None);
+    }
+
+    #[test]
+    fn partial_frame_waits_for_the_rest() {
+        let mut reader = FrameReader::new(64);
+        reader.push(&DATA[..20]).unwrap();
+        assert_eq!(reader.next_frame(), None);
+        assert_eq!(reader.buffered(), 20);
+        reader.push(&DATA[20..]).unwrap();
+        assert!(matches!(reader.next_frame(), Some(Ok(Frame::Data { .. }))));
+    }
+
+    #[test]
+    fn frame_larger_than_max_frame_fails_the_reader() {
+        let mut reader = FrameReader::new(40);
+        assert_eq!(
+            reader.push(&DATA[..6]),
+            Err(WireError::Oversized { len: 44, max: 40 })
+        );
+        assert!(reader.is_failed());
+        assert_eq!(
+            reader.next_frame(),
+            Some(Err(WireError::Oversized { len: 44, max: 40 }))
+        );
+        assert_eq!(
+            reader.push(&HELLO),
+            Err(WireError::Oversized { len: 44, max: 40 })
+        );
+    }
+
+    #[test]
+    fn oversized_frame_behind_a_good_one_is_reported_by_next_frame() {
+        let mut reader = FrameReader::new(40);
+        reader.push(&[&HELLO[..], &DATA[..6]].concat()).unwrap();
+        assert_eq!(
+            reader.next_frame(),
+            Some(Ok(Frame::Hello(Hello { flags: 0 })))
+        );
+        assert_eq!(
+            reader.next_frame(),
+            Some(Err(WireError::Oversized { len: 44, max: 40 }))
+        );
+        assert!(reader.is_failed());
+    }
+
+    #[test]
+    fn framing_error_fails_the_reader() {
+        let mut reader = FrameReader::new(64);
+        let mut bad = HELLO;
+        bad[0] = 9;
+        assert_eq!(reader.push(&bad), Err(WireError::UnknownVersion(9)));
+        assert_eq!(reader.next_frame(), Some(Err(WireError::UnknownVersion(9))));
+    }
+
+    #[test]
+    fn body_error_drops_one_frame_and_keeps_the_stream() {
+        let mut reader = FrameReader::new(64);
+        let mut bad = DATA;
+        bad[6] = 7; // unknown modality
+        reader.push(&[&bad[..], &HELLO].concat()).unwrap();
+        assert_eq!(
+            reader.next_frame(),
+            Some(Err(WireError::UnknownModality(7)))
+        );
+        assert_eq!(
+            reader.next_frame(),
+            Some(Ok(Frame::Hello(Hello { flags: 0 })))
+        );
+        assert!(!reader.is_failed());
+    }
+
+    #[test]
+    fn undrained_buffer_past_max_frame_is_refused() {
+        let mut reader = FrameReader::new(20);
+        reader.push(&[&HELLO[..], &HELLO, &HELLO].concat()).unwrap();
+        assert_eq!(
+            reader.push(&HELLO),
+            Err(WireError::Oversized { len: 30, max: 20 })
+        );
+    }
+
+    #[test]
+    fn steady_state_neither_grows_nor_reallocates_the_buffer() {
+        let max_frame = 64;
+        let chunk = 7;
+        let bytes: Vec<u8> = (0..200).flat_map(|_| stream()).collect();
+        let mut reader = FrameReader::new(max_frame);
+        let mut frames = 0;
+        let mut warm_capacity = None;
+        for (i, piece) in bytes.chunks(chunk).enumerate() {
+            reader.push(piece).unwrap();
+            assert!(reader.buffered() <= max_frame + chunk);
+            while let Some(frame) = reader.next_frame() {
+                frame.unwrap();
+                frames += 1;
+            }
+            // After the first few rounds of the repeating pattern the capacity must be fixed.
+            if i == 100 {
+                warm_capacity = Some(reader.buf.capacity());
+            } else if let Some(cap) = warm_capacity {
+                assert_eq!(reader.buf.capacity(), cap, "reallocated at chunk {i}");
+            }
+        }
+        assert_eq!(frames, 600);
+        assert!(warm_capacity.unwrap() <= max_frame + chunk);
     }
 }
