@@ -1,0 +1,175 @@
+//! Keeps the committed cargo-fuzz seed corpus (`fuzz/corpus/<target>/`) in sync with the
+//! codec: one valid frame of every type for `parse_frame`, and a few chunked streams for
+//! `frame_reader`.
+//!
+//! Run with `CAMP_WIRE_WRITE_CORPUS=1` to (re)write the seeds after a format change;
+//! otherwise the test fails if a seed is missing or stale.
+
+use std::path::PathBuf;
+
+use camp_wire::{
+    Abandon, CaptureId, Feedback, Frame, FrameType, Hello, Join, JoinOk, Modality, PathId,
+    PathStatus, PathStatusFrame, Reliability, RttReport, SessionInfo, UnitFlags, UnitHeader,
+    ack_len, emit_ack,
+};
+
+/// One valid frame of every type, encoded, named after its type.
+fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let payload = b"hello, world";
+    let data = Frame::Data {
+        header: UnitHeader {
+            modality: Modality::Text,
+            reliability: Reliability::Reliable,
+            flags: UnitFlags::END_OF_UTTERANCE,
+            sync_index: 42,
+            seq: 7,
+            gen_time_us: 1_250_000,
+            deadline_us: 200_000,
+            capture_id: CaptureId(1),
+            payload_len: payload.len() as u32,
+        },
+        payload,
+    };
+    let fixed = [
+        ("data", data),
+        ("hello", Frame::Hello(Hello { flags: 0 })),
+        (
+            "session",
+            Frame::Session(SessionInfo {
+                token: [0x5A; 16],
+                path_id: PathId(1),
+                server_time_us: 1_000,
+            }),
+        ),
+        (
+            "join",
+            Frame::Join(Join {
+                token: [0x5A; 16],
+                nonce: [0x11; 16],
+                mac: [0xC3; 32],
+            }),
+        ),
+        (
+            "join_ok",
+            Frame::JoinOk(JoinOk {
+                path_id: PathId(2),
+                server_time_us: 2_000,
+            }),
+        ),
+        (
+            "path_status",
+            Frame::PathStatus(PathStatusFrame {
+                path_id: PathId(2),
+                status_seq: 1,
+                status: PathStatus::Available,
+                precedence: 10,
+            }),
+        ),
+        (
+            "abandon",
+            Frame::Abandon(Abandon {
+                path_id: PathId(1),
+                error_code: 3,
+            }),
+        ),
+        (
+            "rtt",
+            Frame::Rtt(RttReport {
+                path_id: PathId(1),
+                raw_us: 30_000,
+                min_us: 25_000,
+                max_us: 60_000,
+                smoothed_us: 31_000,
+                age_us: 100,
+            }),
+        ),
+        (
+            "feedback",
+            Frame::Feedback(Feedback {
+                interval_us: 100_000,
+                playout_delay_us: 80_000,
+                buffer_occupancy_us: 40_000,
+                skew_mean_us: 5_000,
+                skew_p95_us: 12_000,
+                late_units: 1,
+                lost_units: 0,
+            }),
+        ),
+    ];
+    let mut seeds: Vec<(&'static str, Vec<u8>)> = fixed
+        .iter()
+        .map(|(name, frame)| {
+            let mut buf = vec![0; frame.buffer_len()];
+            frame.emit(&mut buf).expect("valid seed frame");
+            (*name, buf)
+        })
+        .collect();
+    let ranges = [12..15, 20..21, 30..40];
+    let mut ack = vec![0; ack_len(ranges.len())];
+    emit_ack(Modality::Video, 10, &ranges, &mut ack).expect("valid seed ACK");
+    seeds.insert(5, ("ack", ack));
+    seeds
+}
+
+/// `frame_reader` inputs: chunk-size byte, max-frame scale byte, then the stream.
+fn reader_seeds(frames: &[(&'static str, Vec<u8>)]) -> Vec<(&'static str, Vec<u8>)> {
+    let all: Vec<u8> = frames.iter().flat_map(|(_, bytes)| bytes.clone()).collect();
+    let with = |chunk: u8, scale: u8, stream: &[u8]| [&[chunk, scale][..], stream].concat();
+    let mut bad_tail = all.clone();
+    bad_tail.extend_from_slice(&[0x02, 0x10, 0x00, 0x00, 0x00, 0x04, 0, 0, 0, 0]);
+    vec![
+        ("all_types_chunk1", with(0, 255, &all)),
+        ("all_types_chunk7", with(6, 255, &all)),
+        ("all_types_chunk256", with(255, 255, &all)),
+        ("truncated_tail", with(9, 255, &all[..all.len() - 5])),
+        ("bad_version_tail", with(4, 255, &bad_tail)),
+        ("max_frame_too_small", with(16, 2, &all)),
+    ]
+}
+
+fn corpus_dir(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join("corpus")
+        .join(target)
+}
+
+fn sync(target: &str, seeds: &[(&'static str, Vec<u8>)]) {
+    let dir = corpus_dir(target);
+    let write = std::env::var_os("CAMP_WIRE_WRITE_CORPUS").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    for (name, bytes) in seeds {
+        let path = dir.join(name);
+        if write {
+            std::fs::write(&path, bytes).unwrap();
+        } else {
+            let committed = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!("{}: {e}; run with CAMP_WIRE_WRITE_CORPUS=1", path.display())
+            });
+            assert_eq!(&committed, bytes, "{} is stale", path.display());
+        }
+    }
+}
+
+#[test]
+fn seed_frames_cover_every_type_and_parse() {
+    let seeds = seed_frames();
+    let types: Vec<FrameType> = seeds
+        .iter()
+        .map(|(_, bytes)| {
+            let (frame, n) = Frame::parse(bytes).unwrap();
+            assert_eq!(n, bytes.len());
+            frame.frame_type()
+        })
+        .collect();
+    assert_eq!(types, FrameType::ALL);
+}
+
+#[test]
+fn committed_fuzz_corpus_matches_the_codec() {
+    let frames = seed_frames();
+    sync("parse_frame", &frames);
+    sync("frame_reader", &reader_seeds(&frames));
+}
