@@ -1,0 +1,545 @@
+//! Client-side alignment (draft-song-tsvwg-camp-00 §4.4): decides when each in-order unit is
+//! presented, under one of the [`PlayoutPolicy`] variants, and holds delivered units in a
+//! presentation queue until then.
+//!
+//! Rules shared by every policy:
+//! - A unit delivered after its scheduled presentation time is presented on delivery and
+//!   counted late; a late audio unit is a stall of `delivered - scheduled`. Policies keep their
+//!   timeline after a stall (later units are not shifted), so a stall costs exactly its own
+//!   lateness and the next on-time unit plays at its scheduled time.
+//! - A non-key video unit more than `video_skip_late_us` (default 40 ms, one frame at 25 fps)
+//!   late is skipped: by the time it could be shown the next frame is due, and showing a stale
+//!   face is worse than holding the last one. It is still handed to the caller at once, marked
+//!   `skipped`, so a decoder can use it as a reference. Keyframes are never skipped, since the
+//!   frames after them cannot be decoded without them.
+//! - Presentation times of one modality never go backwards.
+//!
+//! CAMP policy (`D` adaptation): every arriving unit has a latency `a - (g + offset)`; a group's
+//! completion latency is the largest latency among its units, i.e. the smallest `D` that would
+//! have presented the whole group on time. `D` targets the configured quantile of the last
+//! `camp_window_groups` completion latencies plus `camp_margin_us`, within the policy bounds.
+//! It rises at once, both when the target rises and when a single unit arrives with
+//! latency + margin above `D` (so the group after a late one is covered), and it decays
+//! towards the target at `camp_decay_us_per_s`, slow enough to be absorbed by imperceptible
+//! playback-rate changes. Transport hints (`on_transport_hint`) raise `D` the same way before
+//! the late units arrive.
+//!
+//! LipSync policy (WebRTC `stream_synchronization` rule, re-derived): audio is scheduled at
+//! `g + offset + anchor + audio_extra`, where `anchor` is the first audio unit's transit time
+//! plus `audio_delay_us` (its jitter buffer); video at delivery + `video_extra`; text on
+//! delivery. Once per 1000 ms, from the latest audio and video units of the period,
+//! `relative = (a_v - a_a) - (g_v - g_a)` and `diff = relative + video_delay - audio_delay`
+//! (the current buffering of each stream, so `diff` is the presentation offset the current
+//! settings give); `avg = (3 avg + diff) / 4`; nothing happens while `|avg| < 30 ms`; otherwise
+//! `step = clamp(avg / 2, ±80 ms)`. A positive step (video shown too late) first removes video
+//! extra delay, else adds audio extra delay; a negative one first removes audio extra delay,
+//! else adds video extra delay.
+
+use camp_wire::{Modality, UnitFlags};
+
+use crate::{Micros, UnitMeta, config::PlayoutPolicy, pool::BufId};
+
+/// LipSync update period.
+pub const LIP_SYNC_PERIOD_US: Micros = 1_000_000;
+/// LipSync dead band: no correction while the filtered offset is smaller.
+pub const LIP_SYNC_DEAD_BAND_US: i64 = 30_000;
+/// LipSync largest correction per period.
+pub const LIP_SYNC_MAX_STEP_US: i64 = 80_000;
+/// Upper bound of either LipSync extra delay.
+const LIP_SYNC_MAX_EXTRA_US: u64 = 2_000_000;
+
+/// A unit released for presentation by [`crate::Receiver::poll_playout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlayedUnit<'a> {
+    /// The unit's metadata as it arrived.
+    pub meta: UnitMeta,
+    /// Path the (first copy of the) unit arrived on.
+    pub path: crate::PathId,
+    /// The payload; valid until the next call on the receiver.
+    pub payload: &'a [u8],
+    /// Local arrival time.
+    pub arrival_us: Micros,
+    /// Local time the unit was delivered in order (after reordering).
+    pub delivered_us: Micros,
+    /// Local presentation time: the scheduled time, or the delivery time for a late unit.
+    pub present_us: Micros,
+    /// Delivered after its scheduled presentation time.
+    pub late: bool,
+    /// A late video unit not to be shown (see the module docs); still usable for decoding.
+    pub skipped: bool,
+}
+
+/// A delivered unit waiting in the presentation queue.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Queued {
+    pub(crate) due: Micros,
+    /// Insertion order: ties on `due` are released first in, first out.
+    pub(crate) order: u64,
+    pub(crate) meta: UnitMeta,
+    pub(crate) path: crate::PathId,
+    pub(crate) arrival_us: Micros,
+    pub(crate) delivered_us: Micros,
+    pub(crate) buf: BufId,
+    pub(crate) log_id: Option<u64>,
+    pub(crate) late: bool,
+    pub(crate) skipped: bool,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.order) == (other.due, other.order)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    /// Reversed so that `BinaryHeap` (a max-heap) pops the earliest unit first.
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        (other.due, other.order).cmp(&(self.due, self.order))
+    }
+}
+
+/// The presentation decision for one delivered unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Schedule {
+    /// When to release the unit.
+    pub(crate) due: Micros,
+    /// How long after its scheduled time it was delivered (0 when on time).
+    pub(crate) late_by: Micros,
+    /// Skipped video (see module docs).
+    pub(crate) skipped: bool,
+}
+
+/// State of the CAMP shared playout delay `D`.
+#[derive(Debug)]
+pub(crate) struct CampDelay {
+    d: Micros,
+    min: Micros,
+    max: Micros,
+    quantile: f64,
+    margin: Micros,
+    decay_per_s: Micros,
+    window: Vec<Micros>,
+    window_cap: usize,
+    window_head: usize,
+    scratch: Vec<Micros>,
+    target: Option<Micros>,
+    last_decay_at: Option<Micros>,
+    decay_acc: u64,
+    raises: u64,
+}
+
+impl CampDelay {
+    fn new(
+        initial: u32,
+        min: u32,
+        max: u32,
+        quantile: f64,
+        margin: u32,
+        decay: u32,
+        window: u32,
+    ) -> Self {
+        let cap = window.max(1) as usize;
+        CampDelay {
+            d: Micros::from(initial),
+            min: Micros::from(min),
+            max: Micros::from(max),
+            quantile,
+            margin: Micros::from(margin),
+            decay_per_s: Micros::from(decay),
+            window: Vec::with_capacity(cap),
+            window_cap: cap,
+            window_head: 0,
+            scratch: Vec::with_capacity(cap),
+            target: None,
+            last_decay_at: None,
+            decay_acc: 0,
+            raises: 0,
+        }
+    }
+
+    /// Raises `D` at once so that a unit of latency `latency` would be on time with margin.
+    fn cover(&mut self, latency: Micros) {
+        let need = latency
+            .saturating_add(self.margin)
+            .clamp(self.min, self.max);
+        if need > self.d {
+            self.d = need;
+            self.raises += 1;
+        }
+    }
+
+    /// Adds a completed group's latency to the quantile window and re-targets.
+    fn on_group_complete(&mut self, latency: Micros) {
+        if self.window.len() < self.window_cap {
+            self.window.push(latency);
+        } else if let Some(slot) = self.window.get_mut(self.window_head) {
+            *slot = latency;
+            self.window_head = (self.window_head + 1) % self.window_cap;
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&self.window);
+        let n = self.scratch.len();
+        // Nearest-rank quantile: the smallest value with at least q·n samples at or below.
+        let rank = ((self.quantile * n as f64).ceil() as usize).clamp(1, n.max(1));
+        let q = if n == 0 {
+            0
+        } else {
+            let (_, v, _) = self.scratch.select_nth_unstable(rank - 1);
+            *v
+        };
+        let target = q.saturating_add(self.margin).clamp(self.min, self.max);
+        self.target = Some(target);
+        if target > self.d {
+            self.d = target;
+            self.raises += 1;
+        }
+    }
+
+    /// Lets `D` decay towards its target for the time elapsed since the last call.
+    fn advance(&mut self, now: Micros) {
+        let last = *self.last_decay_at.get_or_insert(now);
+        if now <= last {
+            return;
+        }
+        self.last_decay_at = Some(now);
+        let Some(target) = self.target else { return };
+        if self.d <= target {
+            self.decay_acc = 0;
+            return;
+        }
+        self.decay_acc = self
+            .decay_acc
+            .saturating_add((now - last).saturating_mul(self.decay_per_s));
+        let step = self.decay_acc / 1_000_000;
+        self.decay_acc %= 1_000_000;
+        self.d = self.d.saturating_sub(step).max(target).max(self.min);
+    }
+}
+
+/// State of the WebRTC-style lip-sync loop.
+#[derive(Debug, Default)]
+pub(crate) struct LipSync {
+    audio_delay: Micros,
+    audio_anchor: Option<Micros>,
+    audio_extra: Micros,
+    video_extra: Micros,
+    avg_diff: i64,
+    next_update: Option<Micros>,
+    /// Latest audio unit of the period: (arrival, local gen, current audio buffering).
+    latest_audio: Option<(Micros, Micros, i64)>,
+    /// Latest video unit of the period: (arrival, local gen).
+    latest_video: Option<(Micros, Micros)>,
+    steps: u64,
+}
+
+/// One filter-and-step round of the lip-sync loop: returns the new filtered value and the
+/// correction to apply (0 inside the dead band).
+pub(crate) fn lip_sync_filter(avg: i64, diff: i64) -> (i64, i64) {
+    let avg = (3 * avg + diff) / 4;
+    if avg.abs() < LIP_SYNC_DEAD_BAND_US {
+        return (avg, 0);
+    }
+    (
+        avg,
+        (avg / 2).clamp(-LIP_SYNC_MAX_STEP_US, LIP_SYNC_MAX_STEP_US),
+    )
+}
+
+impl LipSync {
+    fn advance(&mut self, now: Micros) {
+        let next = *self
+            .next_update
+            .get_or_insert(now.saturating_add(LIP_SYNC_PERIOD_US));
+        if now < next {
+            return;
+        }
+        // Periods missed while idle are not replayed: the next one starts now.
+        self.next_update = Some(if now - next >= LIP_SYNC_PERIOD_US {
+            now.saturating_add(LIP_SYNC_PERIOD_US)
+        } else {
+            next.saturating_add(LIP_SYNC_PERIOD_US)
+        });
+        let (Some((aa, ag, audio_delay)), Some((va, vg))) =
+            (self.latest_audio.take(), self.latest_video.take())
+        else {
+            return;
+        };
+        let relative = (va as i64 - aa as i64) - (vg as i64 - ag as i64);
+        let diff = relative + self.video_extra as i64 - audio_delay;
+        let (avg, step) = lip_sync_filter(self.avg_diff, diff);
+        self.avg_diff = avg;
+        if step == 0 {
+            return;
+        }
+        self.steps += 1;
+        let s = step.unsigned_abs();
+        if step > 0 {
+            if self.video_extra > 0 {
+                self.video_extra = self.video_extra.saturating_sub(s);
+            } else {
+                self.audio_extra = (self.audio_extra + s).min(LIP_SYNC_MAX_EXTRA_US);
+            }
+        } else if self.audio_extra > 0 {
+            self.audio_extra = self.audio_extra.saturating_sub(s);
+        } else {
+            self.video_extra = (self.video_extra + s).min(LIP_SYNC_MAX_EXTRA_US);
+        }
+    }
+}
+
+/// Policy state and the per-modality presentation clock.
+#[derive(Debug)]
+pub(crate) struct Alignment {
+    policy: PlayoutPolicy,
+    camp: Option<CampDelay>,
+    lip: LipSync,
+    last_due: [Micros; Modality::COUNT],
+    video_skip_late: Micros,
+}
+
+impl Alignment {
+    /// State for `cfg.playout` (the config is already normalised).
+    pub(crate) fn new(cfg: &crate::ReceiverConfig) -> Self {
+        let camp = match cfg.playout {
+            PlayoutPolicy::Camp {
+                initial_delay_us,
+                min_delay_us,
+                max_delay_us,
+                quantile,
+            } => Some(CampDelay::new(
+                initial_delay_us,
+                min_delay_us,
+                max_delay_us,
+                quantile,
+                cfg.camp_margin_us,
+                cfg.camp_decay_us_per_s,
+                cfg.camp_window_groups,
+            )),
+            _ => None,
+        };
+        let lip = match cfg.playout {
+            PlayoutPolicy::LipSync { audio_delay_us } => LipSync {
+                audio_delay: Micros::from(audio_delay_us),
+                ..LipSync::default()
+            },
+            _ => LipSync::default(),
+        };
+        Alignment {
+            policy: cfg.playout,
+            camp,
+            lip,
+            last_due: [0; Modality::COUNT],
+            video_skip_late: Micros::from(cfg.video_skip_late_us),
+        }
+    }
+
+    /// The playout delay the policy currently applies from generation to presentation:
+    /// `D` for CAMP, the fixed delay, the audio buffering for lip sync, 0 on arrival.
+    pub(crate) fn playout_delay(&self) -> Micros {
+        match self.policy {
+            PlayoutPolicy::OnArrival => 0,
+            PlayoutPolicy::Fixed { delay_us } => Micros::from(delay_us),
+            PlayoutPolicy::LipSync { .. } => self.lip.audio_delay + self.lip.audio_extra,
+            PlayoutPolicy::Camp { .. } => self.camp.as_ref().map_or(0, |c| c.d),
+        }
+    }
+
+    /// Current CAMP `D`, if the policy is CAMP.
+    pub(crate) fn camp_delay(&self) -> Option<Micros> {
+        self.camp.as_ref().map(|c| c.d)
+    }
+
+    /// Number of times CAMP raised `D`.
+    pub(crate) fn camp_raises(&self) -> u64 {
+        self.camp.as_ref().map_or(0, |c| c.raises)
+    }
+
+    /// Current lip-sync extra delays (audio, video) and the number of corrections made.
+    pub(crate) fn lip_sync_state(&self) -> (Micros, Micros, u64) {
+        (self.lip.audio_extra, self.lip.video_extra, self.lip.steps)
+    }
+
+    /// Advances the time-driven parts of the policy (CAMP decay, lip-sync period).
+    pub(crate) fn advance(&mut self, now: Micros) {
+        if let Some(c) = self.camp.as_mut() {
+            c.advance(now);
+        }
+        if matches!(self.policy, PlayoutPolicy::LipSync { .. }) {
+            self.lip.advance(now);
+        }
+    }
+
+    /// Observes an arriving unit's latency (CAMP raises `D` to cover it).
+    pub(crate) fn on_arrival_latency(&mut self, latency: Micros) {
+        if let Some(c) = self.camp.as_mut() {
+            c.cover(latency);
+        }
+    }
+
+    /// Observes a completed sync group's completion latency (CAMP quantile window).
+    pub(crate) fn on_group_complete(&mut self, latency: Micros) {
+        if let Some(c) = self.camp.as_mut() {
+            c.on_group_complete(latency);
+        }
+    }
+
+    /// Transport hint: upcoming units are expected to take up to `latency` from generation to
+    /// arrival. Raises CAMP's `D` ahead of time; ignored by other policies.
+    pub(crate) fn on_transport_hint(&mut self, latency: Micros) {
+        self.on_arrival_latency(latency);
+    }
+
+    /// Decides when a unit delivered in order at `delivered` is presented.
+    pub(crate) fn schedule(
+        &mut self,
+        meta: &UnitMeta,
+        arrival: Micros,
+        local_gen: Micros,
+        delivered: Micros,
+    ) -> Schedule {
+        let m = meta.modality;
+        let target = match self.policy {
+            PlayoutPolicy::OnArrival => None,
+            PlayoutPolicy::Fixed { delay_us } => {
+                Some(local_gen.saturating_add(Micros::from(delay_us)))
+            }
+            PlayoutPolicy::Camp { .. } => {
+                Some(local_gen.saturating_add(self.camp_delay().unwrap_or(0)))
+            }
+            PlayoutPolicy::LipSync { .. } => match m {
+                Modality::Audio => {
+                    let anchor = *self.lip.audio_anchor.get_or_insert(
+                        arrival
+                            .saturating_sub(local_gen)
+                            .saturating_add(self.lip.audio_delay),
+                    );
+                    Some(
+                        local_gen
+                            .saturating_add(anchor)
+                            .saturating_add(self.lip.audio_extra),
+                    )
+                }
+                Modality::Video => {
+                    self.lip.latest_video = Some((arrival, local_gen));
+                    Some(delivered.saturating_add(self.lip.video_extra))
+                }
+                Modality::Text => None,
+            },
+        };
+        let (mut due, late_by) = match target {
+            Some(t) if delivered > t => (delivered, delivered - t),
+            Some(t) => (t, 0),
+            None => (delivered, 0),
+        };
+        if m == Modality::Video
+            && late_by > self.video_skip_late
+            && !meta.flags.contains(UnitFlags::KEYFRAME)
+        {
+            return Schedule {
+                due: delivered,
+                late_by,
+                skipped: true,
+            };
+        }
+        let i = m.index();
+        if let Some(last) = self.last_due.get_mut(i) {
+            due = due.max(*last);
+            *last = due;
+        }
+        if m == Modality::Audio && matches!(self.policy, PlayoutPolicy::LipSync { .. }) {
+            self.lip.latest_audio = Some((arrival, local_gen, due as i64 - arrival as i64));
+        }
+        Schedule {
+            due,
+            late_by,
+            skipped: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ReceiverConfig;
+
+    #[test]
+    fn lip_sync_filter_has_dead_band_and_clamp() {
+        // avg = (3·0 + 100 ms)/4 = 25 ms: inside the 30 ms dead band.
+        assert_eq!(lip_sync_filter(0, 100_000), (25_000, 0));
+        // avg = (3·20 ms + 60 ms)/4 = 30 ms: at the band edge, step avg/2 = 15 ms.
+        assert_eq!(lip_sync_filter(20_000, 60_000), (30_000, 15_000));
+        // avg = (3·200 ms + 400 ms)/4 = 250 ms: step 125 ms clamped to 80 ms.
+        assert_eq!(lip_sync_filter(200_000, 400_000), (250_000, 80_000));
+        assert_eq!(lip_sync_filter(-200_000, -400_000), (-250_000, -80_000));
+        assert_eq!(lip_sync_filter(-20_000, -39_000), (-24_750, 0));
+    }
+
+    #[test]
+    fn camp_quantile_is_nearest_rank_with_margin_and_bounds() {
+        let mut c = CampDelay::new(10_000, 10_000, 200_000, 0.9, 1_000, 4_000, 10);
+        for lat in [10, 20, 30, 40, 50, 60, 70, 80, 90, 100].map(|ms| ms * 1_000) {
+            c.on_group_complete(lat);
+        }
+        // p90 of 10..=100 ms by nearest rank is the 9th value, 90 ms; + 1 ms margin.
+        assert_eq!(c.target, Some(91_000));
+        assert_eq!(c.d, 91_000);
+        // The window slides: ten 20 ms groups push the old values out.
+        for _ in 0..10 {
+            c.on_group_complete(20_000);
+        }
+        assert_eq!(c.target, Some(21_000));
+        assert_eq!(c.d, 91_000, "D never drops at once");
+        c.advance(0);
+        c.advance(1_000_000);
+        assert_eq!(c.d, 87_000, "4 ms per second");
+        c.advance(100_000_000);
+        assert_eq!(c.d, 21_000, "never below target");
+    }
+
+    #[test]
+    fn lip_sync_corrections_clamp_and_respect_dead_band() {
+        let cfg = ReceiverConfig {
+            playout: PlayoutPolicy::LipSync { audio_delay_us: 0 },
+            ..ReceiverConfig::default()
+        };
+        let mut a = Alignment::new(&cfg);
+        let meta = |m: Modality, g: Micros| UnitMeta {
+            modality: m,
+            reliability: m.default_reliability(),
+            flags: UnitFlags::empty(),
+            sync_index: 0,
+            seq: 0,
+            gen_time_us: g,
+            deadline_us: 0,
+            capture_id: camp_wire::CaptureId(0),
+        };
+        a.advance(0);
+        // Video transit 500 ms, audio 10 ms: video shown 490 ms after its audio.
+        let mut t = 0;
+        let mut prev = (0, 0, 0);
+        let mut steps_seen = Vec::new();
+        for period in 0..6u64 {
+            let g = period * 1_000_000;
+            a.schedule(&meta(Modality::Audio, g), g + 10_000, g, g + 10_000);
+            a.schedule(&meta(Modality::Video, g), g + 500_000, g, g + 500_000);
+            t += LIP_SYNC_PERIOD_US;
+            a.advance(t);
+            let now = a.lip_sync_state();
+            steps_seen.push(now.0 as i64 - prev.0 as i64);
+            prev = now;
+        }
+        // avg: 122.5 ms → step 61.25 ms; then grows until clamped at 80 ms.
+        assert_eq!(steps_seen[0], 61_250);
+        assert!(steps_seen.iter().all(|&s| s <= LIP_SYNC_MAX_STEP_US));
+        assert!(steps_seen.contains(&LIP_SYNC_MAX_STEP_US), "{steps_seen:?}");
+        assert_eq!(
+            prev.1, 0,
+            "video had no extra delay to remove, so audio was delayed"
+        );
+    }
+}
