@@ -263,3 +263,63 @@ pub fn emit_ack(
     }
     Ok(w.written())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [12, 15) and [20, 21) as they appear on the wire.
+    const RAW: [u8; 32] = [
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, //
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0F, //
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x14, //
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x15, //
+    ];
+
+    #[test]
+    fn ranges_are_validated_against_the_cumulative_point() {
+        let ranges = AckRanges::new(&RAW, 11).unwrap();
+        assert_eq!(ranges.iter().len(), 2);
+        assert_eq!(ranges.into_iter().collect::<Vec<_>>(), vec![12..15, 20..21]);
+        assert_eq!(ranges.as_bytes(), &RAW);
+        assert_eq!(AckRanges::new(&RAW, 12), Err(WireError::InvalidAckRanges));
+        assert_eq!(
+            AckRanges::new(&RAW, u64::MAX),
+            Err(WireError::InvalidAckRanges)
+        );
+    }
+
+    #[test]
+    fn partial_ranges_are_a_length_mismatch() {
+        assert_eq!(
+            AckRanges::new(&RAW[..20], 0),
+            Err(WireError::LengthMismatch {
+                expected: 16,
+                got: 20
+            })
+        );
+    }
+
+    #[test]
+    fn empty_ranges_are_valid_for_any_cumulative() {
+        assert_eq!(AckRanges::new(&[], u64::MAX), Ok(AckRanges::empty()));
+        assert!(AckRanges::default().is_empty());
+        assert_eq!(AckRanges::empty().len(), 0);
+        assert_eq!(ack_len(0), 18);
+        assert_eq!(ack_len(MAX_ACK_RANGES), 1042);
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // a one-range ACK, not a collected range
+    fn the_top_of_the_sequence_space_is_ackable() {
+        let top = [u64::MAX - 2..u64::MAX];
+        let mut buf = [0u8; 34];
+        assert_eq!(
+            emit_ack(Modality::Text, u64::MAX - 3, &top, &mut buf),
+            Ok(34)
+        );
+        let raw = buf.get(18..).unwrap();
+        let ranges = AckRanges::new(raw, u64::MAX - 3).unwrap();
+        assert_eq!(ranges.iter().collect::<Vec<_>>(), top);
+    }
+}
