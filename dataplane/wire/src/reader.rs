@@ -18,8 +18,10 @@ use crate::{Frame, FrameHeader, WireError};
 ///
 /// Errors come in two kinds:
 /// - *Framing errors* (bad version, unknown type, impossible length, a frame larger than
-///   `max_frame`): the stream cannot be resynchronised. The reader keeps returning the same
-///   error from `push` and `next_frame`; the caller closes the connection.
+///   `max_frame`): the stream cannot be resynchronised. The error is returned once by
+///   whichever call finds it; afterwards `push` keeps returning it and `next_frame` returns
+///   `None` (so a `while let Some(..)` loop that merely counts errors cannot spin), and
+///   [`is_failed`](FrameReader::is_failed) is true. The caller closes the connection.
 /// - *Body errors* in a complete, well-framed frame (e.g. unknown modality in a DATA frame):
 ///   the frame is consumed and its error returned once; later frames can still be read, and
 ///   the caller decides whether to count a drop or close.
@@ -64,13 +66,14 @@ impl FrameReader {
         }
     }
 
-    /// Returns the next complete frame, `None` if no complete frame is buffered yet.
+    /// Returns the next complete frame, `None` if no complete frame is buffered yet (or the
+    /// reader has failed).
     ///
     /// The frame borrows the reader's buffer, so it must be dropped before the next call to
     /// `push` or `next_frame`.
     pub fn next_frame(&mut self) -> Option<Result<Frame<'_>, WireError>> {
-        if let Some(err) = self.failed {
-            return Some(Err(err));
+        if self.failed.is_some() {
+            return None;
         }
         let frame_len = match self.pending_header() {
             Ok(Some(len)) => len,
@@ -243,10 +246,7 @@ mod tests {
             Err(WireError::Oversized { len: 44, max: 40 })
         );
         assert!(reader.is_failed());
-        assert_eq!(
-            reader.next_frame(),
-            Some(Err(WireError::Oversized { len: 44, max: 40 }))
-        );
+        assert_eq!(reader.next_frame(), None);
         assert_eq!(
             reader.push(&HELLO),
             Err(WireError::Oversized { len: 44, max: 40 })
@@ -266,6 +266,8 @@ mod tests {
             Some(Err(WireError::Oversized { len: 44, max: 40 }))
         );
         assert!(reader.is_failed());
+        // Reported once, so a loop that only counts errors terminates.
+        assert_eq!(reader.next_frame(), None);
     }
 
     #[test]
@@ -274,7 +276,7 @@ mod tests {
         let mut bad = HELLO;
         bad[0] = 9;
         assert_eq!(reader.push(&bad), Err(WireError::UnknownVersion(9)));
-        assert_eq!(reader.next_frame(), Some(Err(WireError::UnknownVersion(9))));
+        assert_eq!(reader.next_frame(), None);
     }
 
     #[test]
