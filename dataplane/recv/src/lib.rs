@@ -714,6 +714,16 @@ impl Receiver {
         self.queue.is_empty() && self.streams.iter().all(|s| s.reorder.stored() == 0)
     }
 
+    /// Units held now (reorder and presentation buffers together).
+    pub fn buffered_units(&self) -> u32 {
+        self.pool.live_units()
+    }
+
+    /// Payload bytes held now.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.pool.live_bytes()
+    }
+
     /// The playout delay the policy applies now (CAMP `D`, the fixed delay, lip-sync audio
     /// buffering, 0 on arrival), µs.
     pub fn playout_delay_us(&self) -> Micros {

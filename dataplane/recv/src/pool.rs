@@ -2,8 +2,10 @@
 //!
 //! Every stored unit's payload is copied into a buffer taken from the pool and returned to it
 //! when the unit has been presented (or dropped). Buffers are never shrunk or freed while the
-//! receiver lives, so once each size class has seen its peak number of live buffers the
-//! receiver stops allocating: steady-state reception is allocation-free.
+//! receiver lives, and free buffers are chained through an index array (an intrusive free
+//! list), so returning one never allocates. The pool allocates only when a size class holds
+//! more buffers at once than it ever did before: once each class has seen its peak, steady-state
+//! reception is allocation-free.
 
 /// Handle to one pooled buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +22,10 @@ const CLASSES: usize = (MAX_CLASS - MIN_CLASS + 1) as usize;
 pub(crate) struct PayloadPool {
     bufs: Vec<Vec<u8>>,
     class_of: Vec<u8>,
-    free: [Vec<u32>; CLASSES],
+    /// `next_free[id]`: the free buffer after `id` in its class's free list.
+    next_free: Vec<Option<u32>>,
+    /// Head of each class's free list.
+    free_head: [Option<u32>; CLASSES],
     live_units: u32,
     live_bytes: u64,
 }
@@ -32,7 +37,8 @@ impl PayloadPool {
         PayloadPool {
             bufs: Vec::with_capacity(reserve),
             class_of: Vec::with_capacity(reserve),
-            free: core::array::from_fn(|_| Vec::new()),
+            next_free: Vec::with_capacity(reserve),
+            free_head: [None; CLASSES],
             live_units: 0,
             live_bytes: 0,
         }
@@ -60,12 +66,20 @@ impl PayloadPool {
     pub(crate) fn store(&mut self, payload: &[u8]) -> BufId {
         let class = Self::class_for(payload.len());
         let slot = (class - MIN_CLASS) as usize;
-        let id = match self.free[slot].pop() {
-            Some(id) => id,
+        let head = self.free_head.get(slot).copied().flatten();
+        let id = match head {
+            Some(id) => {
+                let next = self.next_free.get_mut(id as usize).and_then(Option::take);
+                if let Some(h) = self.free_head.get_mut(slot) {
+                    *h = next;
+                }
+                id
+            }
             None => {
                 let id = self.bufs.len() as u32;
                 self.bufs.push(Vec::with_capacity(1usize << class));
                 self.class_of.push(class as u8);
+                self.next_free.push(None);
                 id
             }
         };
@@ -96,8 +110,11 @@ impl PayloadPool {
         self.live_units = self.live_units.saturating_sub(1);
         buf.clear();
         let slot = (u32::from(class) - MIN_CLASS) as usize;
-        if let Some(free) = self.free.get_mut(slot) {
-            free.push(id.0);
+        if let (Some(head), Some(next)) = (
+            self.free_head.get_mut(slot),
+            self.next_free.get_mut(id.0 as usize),
+        ) {
+            *next = head.replace(id.0);
         }
     }
 }
@@ -130,5 +147,10 @@ mod tests {
         pool.release(b);
         pool.release(c);
         assert_eq!((pool.live_units(), pool.live_bytes()), (0, 0));
+        // Free lists are LIFO per class and survive several round trips.
+        let d = pool.store(&[1; 10]);
+        let e = pool.store(&[2; 10]);
+        assert_eq!((d, pool.get(e)), (c, &[2u8; 10][..]));
+        assert_ne!(d, e);
     }
 }

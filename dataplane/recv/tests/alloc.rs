@@ -1,0 +1,216 @@
+//! Steady-state reception allocates nothing: after a warm-up, `on_unit`, `handle_timeout`,
+//! `poll_playout`, `poll_ack` and `poll_feedback` over thousands of units of all three
+//! modalities (two paths, reordering, duplicates, video losses, keyframes) make zero heap
+//! allocations. Its own test binary, because it installs a counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use camp_recv::{
+    CaptureId, Micros, Modality, PathId, PlayoutPolicy, Receiver, ReceiverConfig, Seq, UnitFlags,
+    UnitMeta,
+};
+
+/// Forwards to the system allocator and counts allocations made by a thread that opted in.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Set from `CAMP_ALLOC_PANIC`: panic at the first counted allocation so that
+/// `RUST_BACKTRACE=1` shows where it came from (a debugging aid).
+static PANIC_AT_FIRST: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note_allocation() {
+    if COUNTING.with(Cell::get) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        if PANIC_AT_FIRST.load(Ordering::Relaxed) {
+            COUNTING.with(|c| c.set(false));
+            panic!("allocation in steady state");
+        }
+    }
+}
+
+// SAFETY: every method forwards to `System`, which upholds the `GlobalAlloc` contract; the
+// counting around it only touches an atomic and a const-initialised thread-local `Cell`,
+// neither of which allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // SAFETY: `ptr` was allocated by this allocator (i.e. by `System`) with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const MS: Micros = 1_000;
+
+/// One unit of a synthetic digital-human turn: per 40 ms group k, a text token, two 20 ms
+/// audio frames and one video frame (a keyframe every 25), sent over two paths whose one-way
+/// delays differ by 15 ms; every 50th video frame is lost, every 30th audio frame is
+/// duplicated on the other path.
+struct Unit {
+    arrival: Micros,
+    path: PathId,
+    meta: UnitMeta,
+    len: usize,
+}
+
+fn turn(groups: u32) -> Vec<Unit> {
+    let mut units = Vec::new();
+    let mut push = |m: Modality, seq: Seq, k: u32, gen_us: Micros, len: usize, flags: UnitFlags| {
+        let fast = seq % 3 != 0;
+        let delay = if fast { 20 * MS } else { 35 * MS } + (seq * 7919 % 5) * MS;
+        let meta = UnitMeta {
+            modality: m,
+            reliability: m.default_reliability(),
+            flags,
+            sync_index: k,
+            seq,
+            gen_time_us: gen_us,
+            deadline_us: if m == Modality::Video { 150_000 } else { 0 },
+            capture_id: CaptureId(1),
+        };
+        if m == Modality::Video && seq % 50 == 49 {
+            return;
+        }
+        units.push(Unit {
+            arrival: gen_us + delay,
+            path: PathId(u32::from(fast)),
+            meta,
+            len,
+        });
+        if m == Modality::Audio && seq % 30 == 29 {
+            units.push(Unit {
+                arrival: gen_us + delay + 9 * MS,
+                path: PathId(u32::from(!fast)),
+                meta,
+                len,
+            });
+        }
+    };
+    for k in 0..groups {
+        let g = Micros::from(k) * 40 * MS;
+        let s = Seq::from(k);
+        push(
+            Modality::Text,
+            s,
+            k,
+            g,
+            8 + (s % 24) as usize,
+            UnitFlags::empty(),
+        );
+        push(Modality::Audio, 2 * s, k, g, 160, UnitFlags::empty());
+        push(
+            Modality::Audio,
+            2 * s + 1,
+            k,
+            g + 20 * MS,
+            160,
+            UnitFlags::empty(),
+        );
+        let (flags, len) = if k % 25 == 0 {
+            (UnitFlags::KEYFRAME, 24_000)
+        } else {
+            (UnitFlags::empty(), 2_000 + (s % 7) as usize * 500)
+        };
+        push(Modality::Video, s, k, g, len, flags);
+    }
+    units.sort_by_key(|u| u.arrival);
+    units
+}
+
+/// Drives the receiver the way a session would, up to and including `now`.
+fn pump(r: &mut Receiver, now: Micros, played: &mut u64, acks: &mut u64) {
+    r.handle_timeout(now);
+    while let Some(u) = r.poll_playout(now) {
+        *played += u.payload.len() as u64;
+    }
+    while let Some(a) = r.poll_ack(now) {
+        *acks += a.cumulative + a.ranges.len() as u64;
+    }
+    let _ = r.poll_feedback(now);
+}
+
+#[test]
+fn steady_state_reception_does_not_allocate() {
+    PANIC_AT_FIRST.store(
+        std::env::var_os("CAMP_ALLOC_PANIC").is_some(),
+        Ordering::Relaxed,
+    );
+    let units = turn(2_500); // 10 000 units of payload plus duplicates, minus losses
+    let payload = vec![0xA5u8; 32 * 1024];
+    for policy in [
+        PlayoutPolicy::camp_default(),
+        PlayoutPolicy::Fixed { delay_us: 60_000 },
+        PlayoutPolicy::LipSync {
+            audio_delay_us: 40_000,
+        },
+        PlayoutPolicy::OnArrival,
+    ] {
+        let mut r = Receiver::new(ReceiverConfig {
+            playout: policy,
+            ..ReceiverConfig::default()
+        });
+        r.set_path_rtt(PathId(0), 70 * MS as u32);
+        r.set_path_rtt(PathId(1), 40 * MS as u32);
+        let (mut played, mut acks) = (0, 0);
+        let mut counted_units = 0;
+        for (i, u) in units.iter().enumerate() {
+            if i == 1_000 {
+                ALLOCATIONS.store(0, Ordering::Relaxed);
+                COUNTING.with(|c| c.set(true));
+            }
+            // Timers that fell due between two arrivals run first, as a session would.
+            while let Some(t) = r.poll_timeout() {
+                if t >= u.arrival {
+                    break;
+                }
+                pump(&mut r, t, &mut played, &mut acks);
+            }
+            let res = r.on_unit(u.arrival, u.path, u.meta, &payload[..u.len]);
+            assert!(res.is_ok(), "{:?}: {res:?}", u.meta);
+            pump(&mut r, u.arrival, &mut played, &mut acks);
+            if i >= 1_000 {
+                counted_units += 1;
+            }
+        }
+        COUNTING.with(|c| c.set(false));
+        let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+        assert!(counted_units >= 9_000);
+        assert_eq!(
+            allocations,
+            0,
+            "{}: {allocations} allocations over {counted_units} units",
+            policy.name()
+        );
+        // The run was real: units were presented and acknowledged, losses inferred.
+        assert!(played > 0 && acks > 0);
+        assert!(r.counters().duplicates > 0);
+        assert!(r.counters().video_lost_inferred > 0, "{:?}", r.counters());
+        assert_eq!(
+            r.counters().refused_too_far + r.counters().refused_buffer_full,
+            0
+        );
+        assert_eq!(r.metrics().delivered(Modality::Audio), 5_000);
+    }
+}
