@@ -1,0 +1,741 @@
+//! Ethernet (+ one VLAN tag) / IPv4 / IPv6 / UDP framing: checked parsing,
+//! in-place building, IPv4 header and UDP checksums, ECN.
+//!
+//! [`classify`] is the Rust mirror of the XDP classifier rule in
+//! `bpf/camp_classifier.bpf.c`; [`parse_udp`] is the full receive-side
+//! parser (which also verifies lengths and checksums, since AF_XDP hands us
+//! frames the kernel has not checked).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Ethernet header length without VLAN tag.
+pub const ETH_HLEN: usize = 14;
+/// Length of one 802.1Q / 802.1ad tag.
+pub const VLAN_HLEN: usize = 4;
+/// IPv4 header without options.
+pub const IPV4_HLEN: usize = 20;
+/// IPv6 fixed header.
+pub const IPV6_HLEN: usize = 40;
+/// UDP header.
+pub const UDP_HLEN: usize = 8;
+/// Extension headers the classifier walks before giving up.
+pub const MAX_IPV6_EXT_HEADERS: usize = 4;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const PROTO_UDP: u8 = 17;
+const PROTO_HOPOPTS: u8 = 0;
+const PROTO_ROUTING: u8 = 43;
+const PROTO_FRAGMENT: u8 = 44;
+const PROTO_DSTOPTS: u8 = 60;
+
+/// A MAC address.
+pub type Mac = [u8; 6];
+
+/// Explicit Congestion Notification codepoint (RFC 3168), the two low bits
+/// of the IPv4 TOS / IPv6 traffic class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Ecn {
+    /// Not ECN-capable transport.
+    #[default]
+    NotEct,
+    /// ECT(1).
+    Ect1,
+    /// ECT(0).
+    Ect0,
+    /// Congestion experienced.
+    Ce,
+}
+
+impl Ecn {
+    /// From the two low bits of TOS / traffic class.
+    pub fn from_bits(bits: u8) -> Self {
+        match bits & 0b11 {
+            0b00 => Self::NotEct,
+            0b01 => Self::Ect1,
+            0b10 => Self::Ect0,
+            _ => Self::Ce,
+        }
+    }
+
+    /// The two-bit codepoint.
+    pub fn bits(self) -> u8 {
+        match self {
+            Self::NotEct => 0b00,
+            Self::Ect1 => 0b01,
+            Self::Ect0 => 0b10,
+            Self::Ce => 0b11,
+        }
+    }
+
+    /// To quinn-proto's representation (`None` for Not-ECT).
+    pub fn to_quinn(self) -> Option<quinn_proto::EcnCodepoint> {
+        quinn_proto::EcnCodepoint::from_bits(self.bits())
+    }
+
+    /// From quinn-proto's representation.
+    pub fn from_quinn(ecn: Option<quinn_proto::EcnCodepoint>) -> Self {
+        ecn.map_or(Self::NotEct, |e| Self::from_bits(e as u8))
+    }
+
+    /// To quinn-udp's representation.
+    pub fn to_quinn_udp(self) -> Option<quinn_udp::EcnCodepoint> {
+        quinn_udp::EcnCodepoint::from_bits(self.bits())
+    }
+
+    /// From quinn-udp's representation.
+    pub fn from_quinn_udp(ecn: Option<quinn_udp::EcnCodepoint>) -> Self {
+        ecn.map_or(Self::NotEct, |e| Self::from_bits(e as u8))
+    }
+}
+
+/// Why a frame could not be parsed or built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The frame ends inside a header.
+    #[error("truncated {0} header")]
+    Truncated(&'static str),
+    /// The EtherType is not IPv4 or IPv6.
+    #[error("not IP (ethertype {0:#06x})")]
+    NotIp(u16),
+    /// The IP version field does not match the EtherType.
+    #[error("bad IP version {0}")]
+    BadIpVersion(u8),
+    /// IPv4 IHL below 5.
+    #[error("bad IPv4 header length {0}")]
+    BadIhl(u8),
+    /// IPv4 total length / IPv6 payload length disagree with the frame.
+    #[error("IP length {ip} does not fit the frame ({frame} bytes)")]
+    BadIpLength {
+        /// Length claimed by the IP header.
+        ip: usize,
+        /// Bytes available.
+        frame: usize,
+    },
+    /// Fragments are left to the kernel.
+    #[error("IP fragment")]
+    Fragment,
+    /// Transport is not UDP.
+    #[error("not UDP (protocol {0})")]
+    NotUdp(u8),
+    /// Too many IPv6 extension headers before UDP.
+    #[error("more than {MAX_IPV6_EXT_HEADERS} IPv6 extension headers")]
+    TooManyExtHeaders,
+    /// UDP length field is below 8 or beyond the IP payload.
+    #[error("bad UDP length {udp} (IP payload {ip})")]
+    BadUdpLength {
+        /// UDP length field.
+        udp: usize,
+        /// IP payload bytes.
+        ip: usize,
+    },
+    /// IPv4 header checksum mismatch.
+    #[error("bad IPv4 header checksum")]
+    BadIpChecksum,
+    /// UDP checksum mismatch (or zero over IPv6).
+    #[error("bad UDP checksum")]
+    BadUdpChecksum,
+    /// Source and destination address families differ.
+    #[error("source and destination address families differ")]
+    MixedFamilies,
+    /// The output buffer is too small for the frame.
+    #[error("frame of {need} bytes does not fit a {have}-byte buffer")]
+    BufferTooSmall {
+        /// Bytes needed.
+        need: usize,
+        /// Buffer size.
+        have: usize,
+    },
+    /// The payload does not fit a UDP datagram.
+    #[error("payload of {0} bytes is too large for UDP")]
+    PayloadTooLarge(usize),
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Ethernet layer: link addresses, VLAN tag, EtherType and the offset of
+/// the network header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EthView {
+    /// Destination MAC.
+    pub dst: Mac,
+    /// Source MAC.
+    pub src: Mac,
+    /// VLAN TCI when the frame carries one tag.
+    pub vlan: Option<u16>,
+    /// EtherType after the tag.
+    pub ethertype: u16,
+    /// Offset of the network header.
+    pub l3: usize,
+}
+
+/// Parses the Ethernet header and at most one VLAN tag.
+pub fn parse_eth(frame: &[u8]) -> Result<EthView, FrameError> {
+    if frame.len() < ETH_HLEN {
+        return Err(FrameError::Truncated("ethernet"));
+    }
+    let mut dst = [0; 6];
+    let mut src = [0; 6];
+    dst.copy_from_slice(&frame[0..6]);
+    src.copy_from_slice(&frame[6..12]);
+    let mut ethertype = be16(frame, 12);
+    let mut l3 = ETH_HLEN;
+    let mut vlan = None;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        if frame.len() < ETH_HLEN + VLAN_HLEN {
+            return Err(FrameError::Truncated("vlan"));
+        }
+        vlan = Some(be16(frame, 14));
+        ethertype = be16(frame, 16);
+        l3 += VLAN_HLEN;
+    }
+    Ok(EthView {
+        dst,
+        src,
+        vlan,
+        ethertype,
+        l3,
+    })
+}
+
+/// Network layer of a UDP-carrying packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IpView {
+    src: IpAddr,
+    dst: IpAddr,
+    ecn: Ecn,
+    /// Offset of the UDP header.
+    l4: usize,
+    /// End of the IP packet (excludes Ethernet padding) when `strict`.
+    end: usize,
+}
+
+/// Walks the IP header(s) up to UDP. `strict` additionally checks IP
+/// lengths and the IPv4 header checksum (receive path); without it the
+/// checks are exactly those of the XDP classifier.
+fn parse_ip(frame: &[u8], eth: &EthView, strict: bool) -> Result<IpView, FrameError> {
+    let l3 = eth.l3;
+    match eth.ethertype {
+        ETH_P_IP => {
+            let h = frame
+                .get(l3..l3 + IPV4_HLEN)
+                .ok_or(FrameError::Truncated("ipv4"))?;
+            let version = h[0] >> 4;
+            if version != 4 {
+                return Err(FrameError::BadIpVersion(version));
+            }
+            let ihl = h[0] & 0x0f;
+            if ihl < 5 {
+                return Err(FrameError::BadIhl(ihl));
+            }
+            let hlen = usize::from(ihl) * 4;
+            if frame.len() < l3 + hlen {
+                return Err(FrameError::Truncated("ipv4"));
+            }
+            if be16(h, 6) & 0x3fff != 0 {
+                return Err(FrameError::Fragment);
+            }
+            if h[9] != PROTO_UDP {
+                return Err(FrameError::NotUdp(h[9]));
+            }
+            let mut end = frame.len();
+            if strict {
+                let total = usize::from(be16(h, 2));
+                if total < hlen || l3 + total > frame.len() {
+                    return Err(FrameError::BadIpLength {
+                        ip: total,
+                        frame: frame.len() - l3,
+                    });
+                }
+                if checksum_fold(checksum_add(0, &frame[l3..l3 + hlen])) != 0xffff {
+                    return Err(FrameError::BadIpChecksum);
+                }
+                end = l3 + total;
+            }
+            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+            Ok(IpView {
+                src: IpAddr::V4(src),
+                dst: IpAddr::V4(dst),
+                ecn: Ecn::from_bits(h[1]),
+                l4: l3 + hlen,
+                end,
+            })
+        }
+        ETH_P_IPV6 => {
+            let h = frame
+                .get(l3..l3 + IPV6_HLEN)
+                .ok_or(FrameError::Truncated("ipv6"))?;
+            let version = h[0] >> 4;
+            if version != 6 {
+                return Err(FrameError::BadIpVersion(version));
+            }
+            let tc = (h[0] << 4) | (h[1] >> 4);
+            let mut src = [0u8; 16];
+            let mut dst = [0u8; 16];
+            src.copy_from_slice(&h[8..24]);
+            dst.copy_from_slice(&h[24..40]);
+            let mut end = frame.len();
+            if strict {
+                let payload = usize::from(be16(h, 4));
+                if l3 + IPV6_HLEN + payload > frame.len() {
+                    return Err(FrameError::BadIpLength {
+                        ip: payload + IPV6_HLEN,
+                        frame: frame.len() - l3,
+                    });
+                }
+                end = l3 + IPV6_HLEN + payload;
+            }
+            let mut next = h[6];
+            let mut pos = l3 + IPV6_HLEN;
+            let mut walked = 0;
+            loop {
+                match next {
+                    PROTO_UDP => break,
+                    PROTO_FRAGMENT => return Err(FrameError::Fragment),
+                    PROTO_HOPOPTS | PROTO_ROUTING | PROTO_DSTOPTS => {}
+                    other => return Err(FrameError::NotUdp(other)),
+                }
+                if walked == MAX_IPV6_EXT_HEADERS {
+                    return Err(FrameError::TooManyExtHeaders);
+                }
+                let oh = frame
+                    .get(pos..pos + 2)
+                    .ok_or(FrameError::Truncated("ipv6 extension"))?;
+                next = oh[0];
+                let len = (usize::from(oh[1]) + 1) * 8;
+                if pos + len > frame.len() {
+                    return Err(FrameError::Truncated("ipv6 extension"));
+                }
+                pos += len;
+                walked += 1;
+            }
+            Ok(IpView {
+                src: IpAddr::V6(Ipv6Addr::from(src)),
+                dst: IpAddr::V6(Ipv6Addr::from(dst)),
+                ecn: Ecn::from_bits(tc),
+                l4: pos,
+                end,
+            })
+        }
+        other => Err(FrameError::NotIp(other)),
+    }
+}
+
+/// Outcome of the classifier rule for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classification {
+    /// CAMP traffic: goes to the AF_XDP socket of the receiving queue (or
+    /// to the kernel when that queue has no socket).
+    Camp {
+        /// Destination (our) address and port.
+        local: SocketAddr,
+        /// Source (peer) address and port.
+        remote: SocketAddr,
+    },
+    /// Not CAMP traffic (ARP, NDP, other protocols, ports, fragments):
+    /// passed to the kernel.
+    Other,
+    /// Malformed frame: passed to the kernel and counted.
+    Malformed(FrameError),
+}
+
+/// The XDP classifier rule, in Rust. Must agree with
+/// `bpf/camp_classifier.bpf.c` (tested with `BPF_PROG_TEST_RUN`).
+pub fn classify(frame: &[u8], is_camp_port: impl Fn(u16) -> bool) -> Classification {
+    let eth = match parse_eth(frame) {
+        Ok(e) => e,
+        Err(e) => return Classification::Malformed(e),
+    };
+    let ip = match parse_ip(frame, &eth, false) {
+        Ok(ip) => ip,
+        Err(
+            FrameError::NotIp(_)
+            | FrameError::Fragment
+            | FrameError::NotUdp(_)
+            | FrameError::TooManyExtHeaders,
+        ) => {
+            return Classification::Other;
+        }
+        Err(e) => return Classification::Malformed(e),
+    };
+    let Some(udp) = frame.get(ip.l4..ip.l4 + UDP_HLEN) else {
+        return Classification::Malformed(FrameError::Truncated("udp"));
+    };
+    let dport = be16(udp, 2);
+    if !is_camp_port(dport) {
+        return Classification::Other;
+    }
+    let ulen = usize::from(be16(udp, 4));
+    if ulen < UDP_HLEN || ip.l4 + ulen > frame.len() {
+        return Classification::Malformed(FrameError::BadUdpLength {
+            udp: ulen,
+            ip: frame.len() - ip.l4,
+        });
+    }
+    Classification::Camp {
+        local: SocketAddr::new(ip.dst, dport),
+        remote: SocketAddr::new(ip.src, be16(udp, 0)),
+    }
+}
+
+/// A received UDP datagram, borrowed from its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpView<'a> {
+    /// Link layer.
+    pub eth: EthView,
+    /// Source address and port.
+    pub src: SocketAddr,
+    /// Destination address and port.
+    pub dst: SocketAddr,
+    /// ECN codepoint from the IP header.
+    pub ecn: Ecn,
+    /// UDP payload (Ethernet padding excluded).
+    pub payload: &'a [u8],
+}
+
+/// Parses and verifies a UDP frame: Ethernet (+VLAN), IPv4 (header
+/// checksum, total length) or IPv6 (payload length, extension headers),
+/// UDP length and checksum (mandatory for IPv6, optional for IPv4).
+pub fn parse_udp(frame: &[u8]) -> Result<UdpView<'_>, FrameError> {
+    let eth = parse_eth(frame)?;
+    let ip = parse_ip(frame, &eth, true)?;
+    let udp = frame
+        .get(ip.l4..ip.l4 + UDP_HLEN)
+        .ok_or(FrameError::Truncated("udp"))?;
+    let ulen = usize::from(be16(udp, 4));
+    let ip_payload = ip.end - ip.l4;
+    if ulen < UDP_HLEN || ulen > ip_payload {
+        return Err(FrameError::BadUdpLength {
+            udp: ulen,
+            ip: ip_payload,
+        });
+    }
+    let csum = be16(udp, 6);
+    let segment = &frame[ip.l4..ip.l4 + ulen];
+    match (ip.src, csum) {
+        (IpAddr::V4(_), 0) => {}
+        (_, 0) => return Err(FrameError::BadUdpChecksum),
+        _ => {
+            let sum = checksum_add(pseudo_header_sum(ip.src, ip.dst, ulen), segment);
+            if checksum_fold(sum) != 0xffff {
+                return Err(FrameError::BadUdpChecksum);
+            }
+        }
+    }
+    Ok(UdpView {
+        eth,
+        src: SocketAddr::new(ip.src, be16(udp, 0)),
+        dst: SocketAddr::new(ip.dst, be16(udp, 2)),
+        ecn: ip.ecn,
+        payload: &segment[UDP_HLEN..],
+    })
+}
+
+/// Addressing for one outgoing frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Source MAC (our NIC).
+    pub src_mac: Mac,
+    /// Destination MAC (next hop).
+    pub dst_mac: Mac,
+    /// Optional VLAN TCI to tag the frame with.
+    pub vlan: Option<u16>,
+    /// Source address and port.
+    pub src: SocketAddr,
+    /// Destination address and port.
+    pub dst: SocketAddr,
+    /// ECN codepoint.
+    pub ecn: Ecn,
+    /// IPv4 TTL / IPv6 hop limit.
+    pub ttl: u8,
+}
+
+impl FrameHeader {
+    /// Bytes of headers in front of the payload.
+    pub fn header_len(&self) -> usize {
+        let l2 = ETH_HLEN + if self.vlan.is_some() { VLAN_HLEN } else { 0 };
+        let l3 = if self.src.is_ipv4() {
+            IPV4_HLEN
+        } else {
+            IPV6_HLEN
+        };
+        l2 + l3 + UDP_HLEN
+    }
+}
+
+/// Writes headers and `payload` into `buf`, computing the IPv4 header and
+/// UDP checksums. Returns the frame length.
+pub fn write_udp(buf: &mut [u8], h: &FrameHeader, payload: &[u8]) -> Result<usize, FrameError> {
+    let hl = h.header_len();
+    let need = hl + payload.len();
+    if need > buf.len() {
+        return Err(FrameError::BufferTooSmall {
+            need,
+            have: buf.len(),
+        });
+    }
+    let ulen = UDP_HLEN + payload.len();
+    if ulen > usize::from(u16::MAX) - IPV4_HLEN {
+        return Err(FrameError::PayloadTooLarge(payload.len()));
+    }
+    buf[0..6].copy_from_slice(&h.dst_mac);
+    buf[6..12].copy_from_slice(&h.src_mac);
+    let mut l3 = 12;
+    if let Some(tci) = h.vlan {
+        buf[12..14].copy_from_slice(&ETH_P_8021Q.to_be_bytes());
+        buf[14..16].copy_from_slice(&tci.to_be_bytes());
+        l3 += VLAN_HLEN;
+    }
+    let l4 = match (h.src.ip(), h.dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            buf[l3..l3 + 2].copy_from_slice(&ETH_P_IP.to_be_bytes());
+            let ip = &mut buf[l3 + 2..l3 + 2 + IPV4_HLEN];
+            ip[0] = 0x45;
+            ip[1] = h.ecn.bits();
+            ip[2..4].copy_from_slice(&((IPV4_HLEN + ulen) as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&[0, 0]); // id: DF set, never fragmented
+            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
+            ip[8] = h.ttl;
+            ip[9] = PROTO_UDP;
+            ip[10..12].copy_from_slice(&[0, 0]);
+            ip[12..16].copy_from_slice(&s.octets());
+            ip[16..20].copy_from_slice(&d.octets());
+            let c = !checksum_fold(checksum_add(0, ip));
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            l3 + 2 + IPV4_HLEN
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            buf[l3..l3 + 2].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+            let ip = &mut buf[l3 + 2..l3 + 2 + IPV6_HLEN];
+            let tc = h.ecn.bits();
+            ip[0] = 0x60 | (tc >> 4);
+            ip[1] = tc << 4;
+            ip[2] = 0;
+            ip[3] = 0;
+            ip[4..6].copy_from_slice(&(ulen as u16).to_be_bytes());
+            ip[6] = PROTO_UDP;
+            ip[7] = h.ttl;
+            ip[8..24].copy_from_slice(&s.octets());
+            ip[24..40].copy_from_slice(&d.octets());
+            l3 + 2 + IPV6_HLEN
+        }
+        _ => return Err(FrameError::MixedFamilies),
+    };
+    let udp = &mut buf[l4..l4 + ulen];
+    udp[0..2].copy_from_slice(&h.src.port().to_be_bytes());
+    udp[2..4].copy_from_slice(&h.dst.port().to_be_bytes());
+    udp[4..6].copy_from_slice(&(ulen as u16).to_be_bytes());
+    udp[6..8].copy_from_slice(&[0, 0]);
+    udp[UDP_HLEN..].copy_from_slice(payload);
+    let sum = checksum_add(pseudo_header_sum(h.src.ip(), h.dst.ip(), ulen), udp);
+    let mut c = !checksum_fold(sum);
+    if c == 0 {
+        c = 0xffff; // RFC 768: a computed zero is sent as all ones
+    }
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    Ok(need)
+}
+
+/// Adds `data` to a running 32-bit ones'-complement sum (RFC 1071).
+pub fn checksum_add(mut sum: u64, data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        sum += w >> 32;
+        sum += w & 0xffff_ffff;
+    }
+    let rest = chunks.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for p in &mut pairs {
+        sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
+    }
+    if let [last] = pairs.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+/// Folds a running sum to 16 bits (not inverted).
+pub fn checksum_fold(mut sum: u64) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+fn pseudo_header_sum(src: IpAddr, dst: IpAddr, ulen: usize) -> u64 {
+    let mut sum = u64::from(PROTO_UDP) + ulen as u64;
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            sum = checksum_add(sum, &s.octets());
+            sum = checksum_add(sum, &d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            sum = checksum_add(sum, &s.octets());
+            sum = checksum_add(sum, &d.octets());
+        }
+        // Mixed families never reach here: the parser reads both from one
+        // header and the builder rejects them first.
+        _ => {}
+    }
+    sum
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) const MAC_A: Mac = [0x02, 0, 0, 0, 0, 0x0a];
+    pub(crate) const MAC_B: Mac = [0x02, 0, 0, 0, 0, 0x0b];
+
+    pub(crate) fn hdr(src: &str, dst: &str) -> FrameHeader {
+        FrameHeader {
+            src_mac: MAC_A,
+            dst_mac: MAC_B,
+            vlan: None,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            ecn: Ecn::Ect0,
+            ttl: 64,
+        }
+    }
+
+    pub(crate) fn build(h: &FrameHeader, payload: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; h.header_len() + payload.len()];
+        let n = write_udp(&mut buf, h, payload).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn ipv4_checksum_matches_rfc1071_example() {
+        // Header from RFC 1071 / common worked example: checksum 0xb861.
+        let h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(!checksum_fold(checksum_add(0, &h)), 0xb861);
+    }
+
+    #[test]
+    fn odd_length_checksum_pads_with_zero() {
+        assert_eq!(
+            checksum_fold(checksum_add(0, &[0x12, 0x34, 0x56])),
+            0x1234 + 0x5600
+        );
+    }
+
+    #[test]
+    fn build_then_parse_round_trips_v4_v6_vlan() {
+        for (src, dst) in [
+            ("198.18.0.1:4433", "198.18.0.2:5000"),
+            ("[2001:db8::1]:4433", "[2001:db8::2]:5000"),
+        ] {
+            for vlan in [None, Some(42)] {
+                for ecn in [Ecn::NotEct, Ecn::Ect0, Ecn::Ect1, Ecn::Ce] {
+                    let mut h = hdr(src, dst);
+                    h.vlan = vlan;
+                    h.ecn = ecn;
+                    let f = build(&h, b"hello camp");
+                    let v = parse_udp(&f).unwrap();
+                    assert_eq!(v.src, h.src);
+                    assert_eq!(v.dst, h.dst);
+                    assert_eq!(v.ecn, ecn);
+                    assert_eq!(v.payload, b"hello camp");
+                    assert_eq!(v.eth.vlan, vlan);
+                    assert_eq!(v.eth.src, MAC_A);
+                    assert_eq!(v.eth.dst, MAC_B);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        let h = hdr("198.18.0.1:1", "198.18.0.2:2");
+        let mut f = build(&h, b"x");
+        f.resize(60, 0); // minimum Ethernet frame
+        assert_eq!(parse_udp(&f).unwrap().payload, b"x");
+    }
+
+    #[test]
+    fn corrupted_payload_fails_udp_checksum() {
+        let h = hdr("198.18.0.1:1", "198.18.0.2:2");
+        let mut f = build(&h, b"payload");
+        *f.last_mut().unwrap() ^= 1;
+        assert_eq!(parse_udp(&f), Err(FrameError::BadUdpChecksum));
+    }
+
+    #[test]
+    fn corrupted_ipv4_header_fails_header_checksum() {
+        let h = hdr("198.18.0.1:1", "198.18.0.2:2");
+        let mut f = build(&h, b"payload");
+        f[ETH_HLEN + 8] ^= 1; // TTL
+        assert_eq!(parse_udp(&f), Err(FrameError::BadIpChecksum));
+    }
+
+    #[test]
+    fn zero_udp_checksum_ok_on_v4_rejected_on_v6() {
+        let h = hdr("198.18.0.1:1", "198.18.0.2:2");
+        let mut f = build(&h, b"p");
+        f[ETH_HLEN + IPV4_HLEN + 6..ETH_HLEN + IPV4_HLEN + 8].copy_from_slice(&[0, 0]);
+        assert!(parse_udp(&f).is_ok());
+        let h = hdr("[2001:db8::1]:1", "[2001:db8::2]:2");
+        let mut f = build(&h, b"p");
+        f[ETH_HLEN + IPV6_HLEN + 6..ETH_HLEN + IPV6_HLEN + 8].copy_from_slice(&[0, 0]);
+        assert_eq!(parse_udp(&f), Err(FrameError::BadUdpChecksum));
+    }
+
+    #[test]
+    fn builder_rejects_small_buffer_and_mixed_families() {
+        let h = hdr("198.18.0.1:1", "198.18.0.2:2");
+        let mut small = [0u8; 20];
+        assert!(matches!(
+            write_udp(&mut small, &h, b"x"),
+            Err(FrameError::BufferTooSmall { .. })
+        ));
+        let mut h2 = h;
+        h2.dst = "[2001:db8::2]:2".parse().unwrap();
+        let mut buf = [0u8; 128];
+        assert_eq!(
+            write_udp(&mut buf, &h2, b"x"),
+            Err(FrameError::MixedFamilies)
+        );
+    }
+
+    #[test]
+    fn ecn_conversions_round_trip() {
+        for bits in 0..4u8 {
+            let e = Ecn::from_bits(bits);
+            assert_eq!(e.bits(), bits);
+            assert_eq!(Ecn::from_quinn(e.to_quinn()), e);
+            assert_eq!(Ecn::from_quinn_udp(e.to_quinn_udp()), e);
+        }
+        assert_eq!(Ecn::NotEct.to_quinn(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(frame in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_udp(&frame);
+            let _ = classify(&frame, |p| p % 2 == 0);
+        }
+
+        #[test]
+        fn truncations_are_errors_not_panics(payload in prop::collection::vec(any::<u8>(), 0..64), cut in 0usize..200) {
+            let f = build(&hdr("198.18.0.1:4433", "198.18.0.2:4433"), &payload);
+            let cut = cut.min(f.len());
+            if cut < f.len() {
+                prop_assert!(parse_udp(&f[..cut]).is_err());
+            } else {
+                prop_assert_eq!(parse_udp(&f[..cut]).unwrap().payload, &payload[..]);
+            }
+        }
+    }
+}

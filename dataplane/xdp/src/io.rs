@@ -1,0 +1,220 @@
+//! The packet I/O interface the engine drives.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use crate::frame::{Ecn, FrameError};
+
+/// One received datagram, borrowed from the receive buffer for the duration
+/// of the callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxDatagram<'a> {
+    /// Our address and port the datagram was sent to.
+    pub local: SocketAddr,
+    /// The sender.
+    pub remote: SocketAddr,
+    /// ECN codepoint of the IP header.
+    pub ecn: Ecn,
+    /// UDP payload.
+    pub payload: &'a [u8],
+}
+
+/// One datagram (or a GSO-style batch of equal-size segments) to send;
+/// mirrors quinn-proto's `Transmit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxDatagram<'a> {
+    /// Source address and port (selects the NIC).
+    pub local: SocketAddr,
+    /// Destination.
+    pub remote: SocketAddr,
+    /// ECN codepoint to set.
+    pub ecn: Ecn,
+    /// Payload; with `segment_size`, the concatenation of the segments.
+    pub payload: &'a [u8],
+    /// When set, `payload` is split into datagrams of this size (the last
+    /// may be shorter).
+    pub segment_size: Option<usize>,
+}
+
+impl<'a> TxDatagram<'a> {
+    /// A single datagram.
+    pub fn new(local: SocketAddr, remote: SocketAddr, ecn: Ecn, payload: &'a [u8]) -> Self {
+        Self {
+            local,
+            remote,
+            ecn,
+            payload,
+            segment_size: None,
+        }
+    }
+
+    /// Iterates over the datagrams this transmit stands for.
+    pub fn segments(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let seg = self
+            .segment_size
+            .filter(|s| *s > 0)
+            .unwrap_or(self.payload.len().max(1));
+        let payload = self.payload;
+        let empty = payload.is_empty();
+        payload.chunks(seg).chain(empty.then_some(&payload[..0]))
+    }
+}
+
+/// Which implementation is behind a [`PacketIo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    /// AF_XDP with the XDP classifier.
+    Xdp,
+    /// Kernel UDP sockets (quinn-udp).
+    Udp,
+}
+
+impl std::fmt::Display for IoKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Xdp => "xdp",
+            Self::Udp => "udp",
+        })
+    }
+}
+
+/// Counters kept by an I/O implementation (monotonic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IoCounters {
+    /// Datagrams handed to the caller.
+    pub rx_packets: u64,
+    /// Payload bytes handed to the caller.
+    pub rx_bytes: u64,
+    /// Frames dropped because they did not parse or verify.
+    pub rx_malformed: u64,
+    /// Datagrams accepted for sending.
+    pub tx_packets: u64,
+    /// Payload bytes accepted for sending.
+    pub tx_bytes: u64,
+    /// Datagrams refused because no frame / ring slot / socket buffer was
+    /// free ([`IoError::WouldBlock`]).
+    pub tx_full: u64,
+    /// Datagrams dropped for lack of a route or next-hop address.
+    pub tx_no_route: u64,
+}
+
+/// Errors of the I/O layer.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    /// No buffer space: retry after `flush` / the next `recv_batch`.
+    #[error("transmit queue full")]
+    WouldBlock,
+    /// No NIC owns the source address.
+    #[error("no interface owns source address {0}")]
+    NoSourceInterface(std::net::IpAddr),
+    /// The next hop's link address is unknown.
+    #[error("no next hop for {0}")]
+    NoNextHop(std::net::IpAddr),
+    /// The datagram could not be framed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The payload exceeds what one frame can carry.
+    #[error("datagram of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Payload length.
+        len: usize,
+        /// Maximum payload.
+        max: usize,
+    },
+    /// An OS error.
+    #[error(transparent)]
+    Os(#[from] io::Error),
+}
+
+/// Packet I/O for the CAMP engine: batches of received datagrams in,
+/// datagrams out, readiness descriptors for blocking when idle.
+///
+/// Implementations allocate nothing per packet on the hot path.
+pub trait PacketIo {
+    /// Delivers every datagram that is ready (up to an implementation batch
+    /// size per queue) to `f`. Returns how many were delivered; never blocks.
+    fn recv_batch(&mut self, f: &mut dyn FnMut(RxDatagram<'_>)) -> Result<usize, IoError>;
+
+    /// Queues a datagram (or GSO-style batch). Nothing may leave before
+    /// [`PacketIo::flush`]. [`IoError::WouldBlock`] means no buffer space:
+    /// flush and retry later.
+    fn send(&mut self, tx: &TxDatagram<'_>) -> Result<(), IoError>;
+
+    /// Pushes queued datagrams to the NIC / kernel.
+    fn flush(&mut self) -> Result<(), IoError>;
+
+    /// Descriptors that become readable when datagrams arrive.
+    fn readiness_fds(&self) -> Vec<BorrowedFd<'_>>;
+
+    /// Counters.
+    fn counters(&self) -> IoCounters;
+
+    /// The implementation.
+    fn kind(&self) -> IoKind;
+
+    /// Local addresses datagrams are received on.
+    fn local_addrs(&self) -> Vec<SocketAddr>;
+
+    /// Blocks until a readiness descriptor is readable or `timeout` passes.
+    /// Returns whether something became readable.
+    fn wait(&mut self, timeout: Duration) -> Result<bool, IoError> {
+        let fds = self.readiness_fds();
+        poll_readable(&fds, timeout).map_err(IoError::from)
+    }
+}
+
+/// `poll(2)` on `fds` for readability.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    match nix::poll::poll(&mut pfds, PollTimeout::from(ms)) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+/// Raw descriptor numbers, for logging.
+pub fn raw_fds(fds: &[BorrowedFd<'_>]) -> Vec<i32> {
+    fds.iter().map(AsRawFd::as_raw_fd).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(payload: &[u8], seg: Option<usize>) -> Vec<Vec<u8>> {
+        let a: SocketAddr = "198.18.0.1:1".parse().unwrap();
+        TxDatagram {
+            local: a,
+            remote: a,
+            ecn: Ecn::NotEct,
+            payload,
+            segment_size: seg,
+        }
+        .segments()
+        .map(<[u8]>::to_vec)
+        .collect()
+    }
+
+    #[test]
+    fn segments_split_gso_batches() {
+        assert_eq!(
+            tx(b"abcdefg", Some(3)),
+            vec![b"abc".to_vec(), b"def".to_vec(), b"g".to_vec()]
+        );
+        assert_eq!(
+            tx(b"abcdef", Some(3)),
+            vec![b"abc".to_vec(), b"def".to_vec()]
+        );
+        assert_eq!(tx(b"abc", None), vec![b"abc".to_vec()]);
+        assert_eq!(tx(b"abc", Some(10)), vec![b"abc".to_vec()]);
+        assert_eq!(tx(b"", None), vec![Vec::<u8>::new()]);
+    }
+}

@@ -1,0 +1,270 @@
+//! AF_XDP end-to-end tests between two network namespaces joined by veth.
+//! Root only; each test creates and deletes its own namespaces.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use camp_xdp::io::TxDatagram;
+use camp_xdp::nic::NicError;
+use camp_xdp::{AttachMode, AttachedMode, PacketIo, XdpConfig, XdpError, XdpIo};
+use common::{Netns, root_or_skip, run_in, veth, xdp_attached};
+
+const PORT: u16 = 4433;
+
+fn config(ifs: &[&str], attach: AttachMode) -> XdpConfig {
+    XdpConfig {
+        interfaces: ifs.iter().map(|s| (*s).to_owned()).collect(),
+        ports: vec![PORT],
+        attach,
+        ..XdpConfig::default()
+    }
+}
+
+/// Echoes every datagram back until `count` were echoed or `deadline`.
+fn echo(io: &mut XdpIo, count: usize, deadline: Duration) -> usize {
+    let end = Instant::now() + deadline;
+    let mut echoed = 0;
+    let mut batch: Vec<(SocketAddr, SocketAddr, camp_xdp::Ecn, Vec<u8>)> = Vec::new();
+    while echoed < count && Instant::now() < end {
+        io.wait(Duration::from_millis(20)).expect("wait");
+        io.recv_batch(&mut |d| batch.push((d.local, d.remote, d.ecn, d.payload.to_vec())))
+            .expect("recv");
+        for (local, remote, ecn, payload) in batch.drain(..) {
+            loop {
+                match io.send(&TxDatagram::new(local, remote, ecn, &payload)) {
+                    Ok(()) => break,
+                    Err(camp_xdp::IoError::WouldBlock) => io.flush().expect("flush"),
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
+            echoed += 1;
+        }
+        io.flush().expect("flush");
+    }
+    echoed
+}
+
+/// Sends `count` numbered datagrams from `sock` to `to` with at most
+/// `window` unanswered, and checks every echo comes back intact from `to`.
+fn ping_pong(sock: &UdpSocket, to: SocketAddr, count: u32, window: u32) -> u32 {
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut sent = 0u32;
+    let mut received = 0u32;
+    let mut buf = [0u8; 2048];
+    while received < count {
+        while sent < count && sent - received < window {
+            let mut msg = [0u8; 200];
+            msg[..4].copy_from_slice(&sent.to_be_bytes());
+            msg[4..].fill((sent % 251) as u8);
+            sock.send_to(&msg, to).unwrap();
+            sent += 1;
+        }
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                assert_eq!(from, to, "echo came from the wrong address");
+                assert_eq!(n, 200);
+                let seq = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                assert!(
+                    buf[4..n].iter().all(|b| *b == (seq % 251) as u8),
+                    "payload corrupted"
+                );
+                received += 1;
+            }
+            Err(_) => break, // lost: reported by the caller's assertion
+        }
+    }
+    received
+}
+
+fn echo_test(attach: AttachMode, expect: AttachedMode) {
+    let xdp = Netns::new("xe");
+    let peer = Netns::new("pe");
+    veth(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2");
+    const N: u32 = 2000;
+
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let server = {
+        let xdp_name = xdp.name.clone();
+        xdp.spawn(move || {
+            let mut io = XdpIo::open(&config(&["xa0"], attach)).expect("open XdpIo");
+            ready_tx.send(()).unwrap();
+            let report = io.report();
+            assert_eq!(report[0].attach, expect);
+            eprintln!("{xdp_name}: {report:?}");
+            // A kernel socket on another port keeps working.
+            let other = UdpSocket::bind("198.18.0.1:7000").unwrap();
+            other
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let echoed = echo(&mut io, N as usize, Duration::from_secs(30));
+            let mut buf = [0u8; 64];
+            let (n, _) = other
+                .recv_from(&mut buf)
+                .expect("kernel socket on another port got nothing");
+            assert_eq!(&buf[..n], b"not camp");
+            let counters = io.classifier("xa0").unwrap().global_counters().unwrap();
+            let remote = io
+                .classifier("xa0")
+                .unwrap()
+                .remote_endpoint("198.18.0.2:5000".parse().unwrap())
+                .unwrap();
+            let leaks = io.drain_kernel_leaks();
+            (echoed, counters, remote, leaks, io.counters())
+        })
+    };
+
+    ready
+        .recv_timeout(Duration::from_secs(20))
+        .expect("XDP side did not come up");
+    let received = peer.enter(|| {
+        let sock = UdpSocket::bind("198.18.0.2:5000").unwrap();
+        let received = ping_pong(&sock, "198.18.0.1:4433".parse().unwrap(), N, 32);
+        sock.send_to(b"not camp", "198.18.0.1:7000").unwrap();
+        received
+    });
+    // ICMP still reaches the kernel while the classifier is attached.
+    run_in(&peer, &["ping", "-c", "2", "-W", "2", "198.18.0.1"]);
+    let (echoed, counters, remote, leaks, io_counters) = server.join().expect("server thread");
+    eprintln!("classifier {counters:?}\nremote {remote:?}\nio {io_counters:?}\nleaks {leaks}");
+    assert_eq!(received, N, "lost datagrams (echoed {echoed})");
+    assert_eq!(echoed, N as usize);
+    assert_eq!(leaks, 0, "CAMP datagrams reached the kernel socket");
+    assert_eq!(counters.redirected.packets, u64::from(N));
+    assert!(
+        counters.pass_other.packets >= 1,
+        "ARP / other port / ICMP must be passed: {counters:?}"
+    );
+    let remote = remote.expect("remote endpoint telemetry");
+    assert_eq!(remote.redirected, u64::from(N));
+    assert_eq!(io_counters.rx_packets, u64::from(N));
+    assert_eq!(io_counters.tx_packets, u64::from(N));
+    assert_eq!(io_counters.rx_malformed, 0);
+    // Dropping the I/O detached the classifier.
+    assert!(
+        !xdp_attached(&xdp, "xa0"),
+        "XDP program still attached after drop"
+    );
+}
+
+#[test]
+fn echo_native_xdp() {
+    if root_or_skip("echo_native_xdp") {
+        echo_test(AttachMode::Native, AttachedMode::Native);
+    }
+}
+
+#[test]
+fn echo_generic_xdp() {
+    if root_or_skip("echo_generic_xdp") {
+        echo_test(AttachMode::Generic, AttachedMode::Generic);
+    }
+}
+
+#[test]
+fn two_nics_from_one_thread() {
+    if !root_or_skip("two_nics_from_one_thread") {
+        return;
+    }
+    let xdp = Netns::new("x2");
+    let peer = Netns::new("p2");
+    veth(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2");
+    veth(&xdp, "xa1", "198.18.1.1", &peer, "xb1", "198.18.1.2");
+    const N: u32 = 500;
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let server = xdp.spawn(move || {
+        let mut io = XdpIo::open(&config(&["xa0", "xa1"], AttachMode::Auto)).expect("open XdpIo");
+        ready_tx.send(()).unwrap();
+        assert_eq!(io.report().len(), 2);
+        let echoed = echo(&mut io, 2 * N as usize, Duration::from_secs(30));
+        let a = io
+            .classifier("xa0")
+            .unwrap()
+            .global_counters()
+            .unwrap()
+            .redirected
+            .packets;
+        let b = io
+            .classifier("xa1")
+            .unwrap()
+            .global_counters()
+            .unwrap()
+            .redirected
+            .packets;
+        (echoed, a, b)
+    });
+    ready
+        .recv_timeout(Duration::from_secs(20))
+        .expect("XDP side did not come up");
+    let (r0, r1) = peer.enter(|| {
+        std::thread::scope(|s| {
+            let h0 = s.spawn(|| {
+                let sock = UdpSocket::bind("198.18.0.2:5000").unwrap();
+                ping_pong(&sock, "198.18.0.1:4433".parse().unwrap(), N, 16)
+            });
+            // Threads inherit the namespace of the thread that spawns them.
+            let sock = UdpSocket::bind("198.18.1.2:5001").unwrap();
+            let r1 = ping_pong(&sock, "198.18.1.1:4433".parse().unwrap(), N, 16);
+            (h0.join().unwrap(), r1)
+        })
+    });
+    let (echoed, a, b) = server.join().unwrap();
+    assert_eq!((r0, r1), (N, N), "lost datagrams (echoed {echoed})");
+    assert_eq!(
+        (a, b),
+        (u64::from(N), u64::from(N)),
+        "each NIC must carry its own path"
+    );
+}
+
+#[test]
+fn missing_interface_is_an_error() {
+    if !root_or_skip("missing_interface_is_an_error") {
+        return;
+    }
+    let ns = Netns::new("mi");
+    let err = ns.enter(|| XdpIo::open(&config(&["camp-nope0"], AttachMode::Auto)).unwrap_err());
+    assert!(
+        matches!(err, XdpError::Nic(NicError::NoSuchInterface(ref n)) if n == "camp-nope0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn native_xdp_unsupported_is_an_error() {
+    if !root_or_skip("native_xdp_unsupported_is_an_error") {
+        return;
+    }
+    // Loopback has no driver XDP: native mode must fail cleanly.
+    let ns = Netns::new("nx");
+    run_in(&ns, &["ip", "addr", "add", "198.18.9.1/32", "dev", "lo"]);
+    let err = ns.enter(|| XdpIo::open(&config(&["lo"], AttachMode::Native)).unwrap_err());
+    match &err {
+        XdpError::Nic(NicError::NoMac(_)) => {}
+        XdpError::Classifier(camp_xdp::classifier::ClassifierError::Attach { .. }) => {
+            assert!(err.is_unsupported(), "{err}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+}
+
+#[test]
+fn gro_in_generic_mode_is_refused() {
+    if !root_or_skip("gro_in_generic_mode_is_refused") {
+        return;
+    }
+    let xdp = Netns::new("gr");
+    let peer = Netns::new("gp");
+    veth(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2");
+    run_in(&xdp, &["ethtool", "-K", "xa0", "gro", "on"]);
+    let err = xdp.enter(|| XdpIo::open(&config(&["xa0"], AttachMode::Generic)).unwrap_err());
+    assert!(
+        matches!(err, XdpError::Offload(ref m) if m.contains("GRO")),
+        "{err}"
+    );
+    assert!(
+        !xdp_attached(&xdp, "xa0"),
+        "refused setup must not leave XDP attached"
+    );
+}
