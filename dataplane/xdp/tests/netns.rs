@@ -22,6 +22,22 @@ fn config(ifs: &[&str], attach: AttachMode) -> XdpConfig {
     }
 }
 
+fn camp_frame() -> Vec<u8> {
+    let h = camp_xdp::frame::FrameHeader {
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 2],
+        vlan: None,
+        src: "198.18.0.2:5000".parse().unwrap(),
+        dst: "198.18.0.1:4433".parse().unwrap(),
+        ecn: camp_xdp::Ecn::NotEct,
+        ttl: 64,
+    };
+    let mut buf = vec![0u8; 128];
+    let n = camp_xdp::frame::write_udp(&mut buf, &h, b"x").unwrap();
+    buf.truncate(n);
+    buf
+}
+
 /// Echoes every datagram back until `count` were echoed or `deadline`.
 fn echo(io: &mut XdpIo, count: usize, deadline: Duration) -> usize {
     let end = Instant::now() + deadline;
@@ -111,6 +127,13 @@ fn echo_test(attach: AttachMode, expect: AttachedMode) {
                 .remote_endpoint("198.18.0.2:5000".parse().unwrap())
                 .unwrap();
             let leaks = io.drain_kernel_leaks();
+            // With a socket registered on queue 0, the program redirects.
+            let frame = camp_frame();
+            assert_eq!(
+                io.classifier("xa0").unwrap().test_run(&frame).unwrap(),
+                4,
+                "XDP_REDIRECT"
+            );
             (echoed, counters, remote, leaks, io.counters())
         })
     };
