@@ -110,6 +110,10 @@ pub struct ReceiverConfig {
     /// expected modality's in-order point has passed it; a modality that is not expected does
     /// not hold groups open. A modality ends early by sending `END_OF_TURN`.
     pub expected_modalities: [bool; 3],
+    /// An expected modality that has sent nothing this long after the session's first unit
+    /// stops holding sync groups open (default 2 s: TTS and avatar rendering start after the
+    /// first text tokens).
+    pub unseen_modality_grace_us: u32,
     /// Record one [`crate::ArrivalRecord`] per accepted unit (default off; allocates).
     pub arrival_log: bool,
 }
@@ -131,6 +135,7 @@ impl Default for ReceiverConfig {
             camp_decay_us_per_s: 4_000,
             camp_window_groups: 256,
             expected_modalities: [true; 3],
+            unseen_modality_grace_us: 2_000_000,
             arrival_log: false,
         }
     }

@@ -93,6 +93,8 @@ struct Stream {
     reliability: Reliability,
     /// Sync groups below this index are complete for this stream.
     complete_below: u64,
+    /// A unit of this stream has arrived.
+    seen: bool,
 }
 
 /// The CAMP receiver: reorder, dedup, ACK, loss inference, alignment and metrics for one
@@ -119,6 +121,7 @@ pub struct Receiver {
     interval_late: u64,
     interval_lost: u64,
     finished: bool,
+    first_unit_at: Option<Micros>,
     log: Vec<ArrivalRecord>,
     log_base: u64,
 }
@@ -137,6 +140,7 @@ impl Receiver {
             ack_timer: AckTimer::default(),
             reliability: m.default_reliability(),
             complete_below: 0,
+            seen: false,
         };
         let held = (cfg.max_buffered_units as usize).min(3 * window as usize + 4096);
         Receiver {
@@ -158,6 +162,7 @@ impl Receiver {
             interval_late: 0,
             interval_lost: 0,
             finished: false,
+            first_unit_at: None,
             log: Vec::new(),
             log_base: 0,
             cfg,
@@ -226,8 +231,10 @@ impl Receiver {
         let delay = self.cfg.ack_delay();
         let every = self.cfg.ack_every_units;
         let window = u64::from(self.cfg.max_units_ahead);
+        self.first_unit_at.get_or_insert(now_us);
         let st = &mut self.streams[i];
         st.reliability = meta.reliability;
+        st.seen = true;
 
         if st.ack.contains(seq) || st.reorder.holds(seq) {
             self.counters.duplicates += 1;
@@ -241,8 +248,7 @@ impl Receiver {
                 st.ack.insert(seq);
                 st.ack_timer.on_received(now_us, true, delay, every);
                 self.counters.late_after_skip += 1;
-                let (_, latency) = self.on_first_arrival(now_us, path, &meta);
-                self.cover_latency(latency);
+                self.on_first_arrival(now_us, path, &meta);
                 return Ok(Accepted::TooLate);
             }
             Position::Ahead if meta.reliability == Reliability::Reliable => {
@@ -271,7 +277,7 @@ impl Receiver {
         }
         let largest = self.streams[i].ack.largest();
         let in_order_arrival = largest.map_or(seq == 0, |l| l.checked_add(1) == Some(seq));
-        let (log_id, latency) = self.on_first_arrival(now_us, path, &meta);
+        let log_id = self.on_first_arrival(now_us, path, &meta);
         let unit = StoredUnit {
             meta,
             path,
@@ -290,46 +296,33 @@ impl Receiver {
             });
         }
         st.ack.insert(seq);
-        // draft §4.1.3 reordering; ACK at once when the arrival opens or fills a gap
-        // (RFC 9000 §13.2.1 rule), else after ack_delay or every `ack_every_units` units.
-        st.ack_timer
-            .on_received(now_us, !in_order_arrival, delay, every);
         self.deliver_in_order(i, now_us);
-        self.streams[i].reorder.refresh_gap();
-        // After scheduling: a late unit is judged against the delay in force when it came,
-        // and the raised delay covers the units after it.
-        self.cover_latency(latency);
-        self.finalise_groups();
+        let st = &mut self.streams[i];
+        st.reorder.refresh_gap();
+        // draft §4.1.3 reordering. ACK at once when the arrival is out of order (it opens or
+        // fills a gap) or units still wait above a gap, so the sender repairs it quickly
+        // (RFC 9000 §13.2.1, RFC 5681 §4.2); else after ack_delay or every
+        // `ack_every_units` units.
+        let gap_exists = st.reorder.stored() > 0;
+        st.ack_timer
+            .on_received(now_us, !in_order_arrival || gap_exists, delay, every);
+        self.finalise_groups(now_us);
         Ok(Accepted::Stored)
     }
 
-    /// Lets the CAMP policy raise `D` to cover an observed unit latency.
-    fn cover_latency(&mut self, latency: Micros) {
-        self.align.on_arrival_latency(latency);
-        self.metrics.set_playout_delay(self.align.playout_delay());
-    }
-
     /// Measurement for the first copy of a unit: latency, deadline, sync group, arrival log.
-    /// Returns the log id and the unit's latency.
-    fn on_first_arrival(
-        &mut self,
-        now: Micros,
-        path: PathId,
-        meta: &UnitMeta,
-    ) -> (Option<u64>, Micros) {
+    /// Returns the log id.
+    fn on_first_arrival(&mut self, now: Micros, path: PathId, meta: &UnitMeta) -> Option<u64> {
         self.counters.units_received += 1;
         // draft §3.1.4: L = average(a_m,k − g_m,k).
         let latency = now.saturating_sub(self.local(meta.gen_time_us));
         self.metrics
             .on_arrival(meta.modality, latency, meta.deadline_us);
-        if let Some(done) = self
-            .groups
-            .on_arrival(meta.sync_index, meta.modality, now, latency)
-        {
+        if let Some(done) = self.groups.on_arrival(meta.sync_index, meta.modality, now) {
             self.on_group_done(done);
         }
         if !self.cfg.arrival_log {
-            return (None, latency);
+            return None;
         }
         let id = self.log_base + self.log.len() as u64;
         self.log.push(ArrivalRecord {
@@ -341,7 +334,7 @@ impl Receiver {
             arrival_us: now,
             present_us: None,
         });
-        (Some(id), latency)
+        Some(id)
     }
 
     fn on_group_done(&mut self, done: GroupDone) {
@@ -353,12 +346,17 @@ impl Receiver {
     }
 
     /// Finalises the sync groups every expected stream has passed (draft §3.1.4 `Delta_k`).
-    fn finalise_groups(&mut self) {
+    /// An expected stream that has sent nothing `unseen_modality_grace_us` after the
+    /// session's first unit stops holding groups open.
+    fn finalise_groups(&mut self, now: Micros) {
+        let grace_over = self.first_unit_at.is_some_and(|t| {
+            now >= t.saturating_add(Micros::from(self.cfg.unseen_modality_grace_us))
+        });
         let frontier = self
             .streams
             .iter()
             .zip(self.cfg.expected_modalities)
-            .filter(|(_, expected)| *expected)
+            .filter(|(s, expected)| *expected && (s.seen || !grace_over))
             .map(|(s, _)| s.complete_below)
             .min()
             .unwrap_or(u64::MAX);
@@ -405,6 +403,12 @@ impl Receiver {
                 self.counters.stall_time_us = self.counters.stall_time_us.saturating_add(s.late_by);
             }
         }
+        // After scheduling, so a late unit is judged against the delay in force when it was
+        // delivered; the raised delay then covers the units after it.
+        let latency = now.saturating_sub(u.local_gen_us);
+        self.groups.on_delivered(u.meta.sync_index, latency);
+        self.align.on_delivery_latency(latency);
+        self.metrics.set_playout_delay(self.align.playout_delay());
         self.latest_due = self.latest_due.max(s.due);
         self.queue_order += 1;
         self.queue.push(Queued {
@@ -522,7 +526,7 @@ impl Receiver {
                 self.skip_gap(i, now_us);
             }
         }
-        self.finalise_groups();
+        self.finalise_groups(now_us);
     }
 
     /// Declares stream `i`'s gap lost and delivers the units that were waiting above it.
@@ -706,7 +710,7 @@ impl Receiver {
             self.streams[i].complete_below = u64::MAX;
         }
         self.finished = true;
-        self.finalise_groups();
+        self.finalise_groups(now_us);
     }
 
     /// Whether nothing is held: no unit waits for reordering or presentation.
@@ -981,6 +985,90 @@ mod tests {
             (ack.cumulative, ack.ranges),
             (9, core::slice::from_ref(&(10..11)))
         );
+        // In order with the largest, but units still wait above the gap: at once.
+        r.on_unit(12_000, PathId(0), meta(Modality::Text, 11, 0, 0), b"t")
+            .expect("accepted");
+        assert!(r.poll_ack(12_000).is_some(), "gap still open");
+        // The gap fills: at once; afterwards in-order units wait for ack_delay again.
+        r.on_unit(13_000, PathId(0), meta(Modality::Text, 9, 0, 0), b"t")
+            .expect("accepted");
+        assert_eq!(r.poll_ack(13_000).map(|a| a.cumulative), Some(12));
+        r.on_unit(14_000, PathId(0), meta(Modality::Text, 12, 0, 0), b"t")
+            .expect("accepted");
+        assert!(r.poll_ack(14_000).is_none());
+        assert!(r.poll_ack(19_000).is_some());
+    }
+
+    #[test]
+    fn groups_of_a_modality_that_never_comes_close_after_the_grace_time() {
+        let mut r = rx(PlayoutPolicy::OnArrival);
+        for k in 0..3u32 {
+            let t = Micros::from(k) * 40 * MS;
+            r.on_unit(
+                t + 10,
+                PathId(0),
+                meta(Modality::Text, k.into(), k, t),
+                b"t",
+            )
+            .expect("accepted");
+            r.on_unit(
+                t + 30,
+                PathId(0),
+                meta(Modality::Audio, k.into(), k, t),
+                b"a",
+            )
+            .expect("accepted");
+        }
+        assert_eq!(r.metrics().skew_groups(), 0, "video might still come");
+        r.handle_timeout(2_000_010);
+        assert_eq!(
+            r.metrics().skew_groups(),
+            2,
+            "groups 0 and 1 closed without video"
+        );
+        assert_eq!(r.metrics().skew_c_us(), Some(20.0));
+    }
+
+    #[test]
+    fn camp_delay_covers_head_of_line_blocking_of_reliable_units() {
+        let mut r = rx(PlayoutPolicy::Camp {
+            initial_delay_us: 50_000,
+            min_delay_us: 10_000,
+            max_delay_us: 500_000,
+            quantile: 0.99,
+        });
+        r.on_unit(20 * MS, PathId(0), meta(Modality::Audio, 0, 0, 0), b"a")
+            .expect("accepted");
+        // Seq 1 is lost on its path; seq 2 arrives at 60 ms but waits for the resend.
+        r.on_unit(
+            60 * MS,
+            PathId(0),
+            meta(Modality::Audio, 2, 1, 40 * MS),
+            b"a",
+        )
+        .expect("accepted");
+        assert_eq!(
+            r.playout_delay_us(),
+            50_000,
+            "arrival latency 20 ms is covered"
+        );
+        r.on_unit(
+            180 * MS,
+            PathId(1),
+            meta(Modality::Audio, 1, 0, 20 * MS),
+            b"a",
+        )
+        .expect("accepted");
+        // Seq 1: 160 ms from generation to delivery; seq 2 (delivered with it) 140 ms.
+        assert_eq!(r.playout_delay_us(), 165_000);
+        let late: Vec<bool> =
+            core::iter::from_fn(|| r.poll_playout(500 * MS).map(|u| u.late)).collect();
+        assert_eq!(
+            late,
+            [false, true, false],
+            "seq 2 is scheduled with the raised D"
+        );
+        assert_eq!(r.counters().stalls, 1);
     }
 
     #[test]

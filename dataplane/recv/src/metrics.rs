@@ -204,7 +204,8 @@ struct Group {
     arrival_done: bool,
     /// `a_m,k`: last arrival of modality m with this index.
     last_arrival: [Option<Micros>; Modality::COUNT],
-    /// Largest unit latency in the group (its completion latency).
+    /// Largest delivery latency (in-order delivery − generation) among the group's units:
+    /// the smallest playout delay that would have presented the whole group on time.
     completion_latency: Micros,
     audio_present: Option<Micros>,
     video_present: Option<Micros>,
@@ -215,7 +216,7 @@ struct Group {
 pub(crate) struct GroupDone {
     /// `Delta_k`, when at least two modalities were present.
     pub(crate) delta: Option<Micros>,
-    /// Largest unit latency in the group.
+    /// Largest delivery latency among the group's units.
     pub(crate) completion_latency: Micros,
 }
 
@@ -248,7 +249,6 @@ impl SyncGroups {
         k: SyncIndex,
         m: Modality,
         arrival: Micros,
-        latency: Micros,
     ) -> Option<GroupDone> {
         if u64::from(k) < self.finalised_below {
             return None;
@@ -277,8 +277,16 @@ impl SyncGroups {
         if let Some(a) = g.last_arrival.get_mut(m.index()) {
             *a = Some(a.map_or(arrival, |x| x.max(arrival)));
         }
-        g.completion_latency = g.completion_latency.max(latency);
         evicted
+    }
+
+    /// Records that a unit of group `k` was delivered in order `latency` after its generation;
+    /// the group's completion latency is the largest such value.
+    pub(crate) fn on_delivered(&mut self, k: SyncIndex, latency: Micros) {
+        let g = self.slot(k);
+        if g.used && g.index == k && !g.arrival_done {
+            g.completion_latency = g.completion_latency.max(latency);
+        }
     }
 
     /// Finalises every open group with index below `frontier`, calling `done` for each.
@@ -546,12 +554,13 @@ mod tests {
     fn delta_k_uses_the_last_arrival_per_modality() {
         // k = 1: text 100, audio 110 and 130 (two frames), video 125 → Delta = 130 − 100 = 30.
         let mut g = SyncGroups::new();
-        g.on_arrival(1, Modality::Text, 100, 0);
-        g.on_arrival(1, Modality::Audio, 130, 0);
-        g.on_arrival(1, Modality::Audio, 110, 0);
-        g.on_arrival(1, Modality::Video, 125, 7);
+        g.on_arrival(1, Modality::Text, 100);
+        g.on_arrival(1, Modality::Audio, 130);
+        g.on_arrival(1, Modality::Audio, 110);
+        g.on_arrival(1, Modality::Video, 125);
+        g.on_delivered(1, 7);
         // k = 2 has a single modality and does not count.
-        g.on_arrival(2, Modality::Audio, 200, 0);
+        g.on_arrival(2, Modality::Audio, 200);
         let mut done = Vec::new();
         g.finalise_below(3, |d| done.push(d));
         assert_eq!(
@@ -568,7 +577,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            g.on_arrival(1, Modality::Text, 999, 0),
+            g.on_arrival(1, Modality::Text, 999),
             None,
             "finalised groups ignore arrivals"
         );
@@ -577,7 +586,7 @@ mod tests {
     #[test]
     fn av_offset_uses_first_audio_presentation() {
         let mut g = SyncGroups::new();
-        g.on_arrival(5, Modality::Audio, 0, 0);
+        g.on_arrival(5, Modality::Audio, 0);
         assert_eq!(g.on_present(5, Modality::Audio, 1_000), None);
         assert_eq!(g.on_present(5, Modality::Audio, 21_000), None);
         assert_eq!(g.on_present(5, Modality::Video, 51_000), Some(50_000));
@@ -587,18 +596,18 @@ mod tests {
     #[test]
     fn eviction_finalises_the_older_group() {
         let mut g = SyncGroups::new();
-        g.on_arrival(0, Modality::Text, 10, 0);
-        g.on_arrival(0, Modality::Video, 40, 0);
+        g.on_arrival(0, Modality::Text, 10);
+        g.on_arrival(0, Modality::Video, 40);
         let k = SYNC_GROUP_WINDOW as SyncIndex;
         assert_eq!(
-            g.on_arrival(k, Modality::Text, 50, 0),
+            g.on_arrival(k, Modality::Text, 50),
             Some(GroupDone {
                 delta: Some(30),
                 completion_latency: 0
             })
         );
         assert_eq!(
-            g.on_arrival(0, Modality::Audio, 60, 0),
+            g.on_arrival(0, Modality::Audio, 60),
             None,
             "older index than the slot holds"
         );

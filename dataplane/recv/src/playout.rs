@@ -14,9 +14,10 @@
 //!   frames after them cannot be decoded without them.
 //! - Presentation times of one modality never go backwards.
 //!
-//! CAMP policy (`D` adaptation): every arriving unit has a latency `a - (g + offset)`; a group's
-//! completion latency is the largest latency among its units, i.e. the smallest `D` that would
-//! have presented the whole group on time. `D` targets the configured quantile of the last
+//! CAMP policy (`D` adaptation): every delivered unit has a latency `d - (g + offset)` from
+//! generation to in-order delivery `d` (its arrival, or later when it waited behind a gap); a
+//! group's completion latency is the largest latency among its units, i.e. the smallest `D`
+//! that would have presented the whole group on time. `D` targets the configured quantile of the last
 //! `camp_window_groups` completion latencies plus `camp_margin_us`, within the policy bounds.
 //! It rises at once, both when the target rises and when a single unit arrives with
 //! latency + margin above `D` (so the group after a late one is covered), and it decays
@@ -374,8 +375,9 @@ impl Alignment {
         }
     }
 
-    /// Observes an arriving unit's latency (CAMP raises `D` to cover it).
-    pub(crate) fn on_arrival_latency(&mut self, latency: Micros) {
+    /// Observes a delivered unit's latency from generation to in-order delivery (CAMP raises
+    /// `D` to cover it).
+    pub(crate) fn on_delivery_latency(&mut self, latency: Micros) {
         if let Some(c) = self.camp.as_mut() {
             c.cover(latency);
         }
@@ -391,7 +393,7 @@ impl Alignment {
     /// Transport hint: upcoming units are expected to take up to `latency` from generation to
     /// arrival. Raises CAMP's `D` ahead of time; ignored by other policies.
     pub(crate) fn on_transport_hint(&mut self, latency: Micros) {
-        self.on_arrival_latency(latency);
+        self.on_delivery_latency(latency);
     }
 
     /// Decides when a unit delivered in order at `delivered` is presented.
