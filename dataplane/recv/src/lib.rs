@@ -6,12 +6,13 @@
 //!
 //! - payload storage in pooled buffers (no allocation per unit in steady state);
 //! - per-stream reordering by sequence number, deduplication of units reinjected on a second
-//!   path, and a bounded window (units too far ahead are refused, not acknowledged);
+//!   path, and a bounded window (reliable units too far ahead are refused and not
+//!   acknowledged, so the sender resends them; droppable ones push the window forward);
 //! - CAMP ACKs: a cumulative point plus up to [`MAX_ACK_RANGES`] ranges per stream;
 //! - loss inference for droppable streams: a gap is declared lost once a later unit has waited
-//!   `max(path_delta / 2, min_gap_wait)` (MP-DCCP MP_RTT rule, RFC-to-be draft-ietf-tsvwg-
-//!   multipath-dccp §4.2.7) or once the missing unit's deadline has certainly passed;
-//!   reliable streams never skip a gap;
+//!   `max(path_delta / 2, min_gap_wait)` (MP_RTT rule of draft-ietf-tsvwg-multipath-dccp-11
+//!   §4.2.7) or once the missing unit's deadline has certainly passed; reliable streams never
+//!   skip a gap;
 //! - alignment: a [`PlayoutPolicy`] decides each unit's presentation time;
 //! - measurement: the draft's `L`, `Delta_k` and `C` (§3.1.4), A/V presentation offsets
 //!   against perception thresholds, and periodic [`FeedbackReport`]s for the sender.
@@ -110,7 +111,6 @@ pub struct Receiver {
     align: Alignment,
     groups: SyncGroups,
     metrics: RecvMetrics,
-    counters: RecvCounters,
     paths: Vec<(PathId, u32)>,
     clock_offset_us: i64,
     /// Buffer of the unit last returned by `poll_playout`, freed on the next call.
@@ -152,7 +152,6 @@ impl Receiver {
             align: Alignment::new(&cfg),
             groups: SyncGroups::new(),
             metrics: RecvMetrics::new(cfg.playout.name()),
-            counters: RecvCounters::default(),
             paths: Vec::with_capacity(8),
             clock_offset_us: 0,
             pending_release: None,
@@ -210,11 +209,11 @@ impl Receiver {
     ) -> Result<Accepted, RecvError> {
         self.release_pending();
         if self.finished {
-            self.counters.refused_finished += 1;
+            self.metrics.counters.refused_finished += 1;
             return Err(RecvError::Finished);
         }
         if payload.len() > self.cfg.max_payload_len as usize {
-            self.counters.refused_too_large += 1;
+            self.metrics.counters.refused_too_large += 1;
             return Err(RecvError::PayloadTooLarge {
                 len: payload.len(),
                 max: self.cfg.max_payload_len as usize,
@@ -237,7 +236,7 @@ impl Receiver {
         st.seen = true;
 
         if st.ack.contains(seq) || st.reorder.holds(seq) {
-            self.counters.duplicates += 1;
+            self.metrics.counters.duplicates += 1;
             st.ack_timer.on_received(now_us, true, delay, every);
             return Ok(Accepted::Duplicate);
         }
@@ -247,12 +246,12 @@ impl Receiver {
                 // gets here, after the seq was declared lost.
                 st.ack.insert(seq);
                 st.ack_timer.on_received(now_us, true, delay, every);
-                self.counters.late_after_skip += 1;
+                self.metrics.counters.late_after_skip += 1;
                 self.on_first_arrival(now_us, path, &meta);
                 return Ok(Accepted::TooLate);
             }
             Position::Ahead if meta.reliability == Reliability::Reliable => {
-                self.counters.refused_too_far += 1;
+                self.metrics.counters.refused_too_far += 1;
                 return Err(RecvError::TooFarAhead {
                     modality: meta.modality,
                     seq,
@@ -266,7 +265,7 @@ impl Receiver {
             || self.pool.live_bytes().saturating_add(payload.len() as u64)
                 > self.cfg.max_buffered_bytes
         {
-            self.counters.refused_buffer_full += 1;
+            self.metrics.counters.refused_buffer_full += 1;
             return Err(RecvError::BufferFull {
                 modality: meta.modality,
                 seq,
@@ -313,7 +312,7 @@ impl Receiver {
     /// Measurement for the first copy of a unit: latency, deadline, sync group, arrival log.
     /// Returns the log id.
     fn on_first_arrival(&mut self, now: Micros, path: PathId, meta: &UnitMeta) -> Option<u64> {
-        self.counters.units_received += 1;
+        self.metrics.counters.units_received += 1;
         // draft §3.1.4: L = average(a_m,k − g_m,k).
         let latency = now.saturating_sub(self.local(meta.gen_time_us));
         self.metrics
@@ -393,14 +392,18 @@ impl Receiver {
             .align
             .schedule(&u.meta, u.arrival_us, u.local_gen_us, now);
         if s.skipped {
-            self.counters.video_skipped += 1;
+            self.metrics.counters.video_skipped += 1;
             self.interval_late += 1;
         } else if s.late_by > 0 {
-            self.counters.late += 1;
+            self.metrics.counters.late += 1;
             self.interval_late += 1;
             if m == Modality::Audio {
-                self.counters.stalls += 1;
-                self.counters.stall_time_us = self.counters.stall_time_us.saturating_add(s.late_by);
+                self.metrics.counters.stalls += 1;
+                self.metrics.counters.stall_time_us = self
+                    .metrics
+                    .counters
+                    .stall_time_us
+                    .saturating_add(s.late_by);
             }
         }
         // After scheduling, so a late unit is judged against the delay in force when it was
@@ -433,7 +436,7 @@ impl Receiver {
             if r.stored() == 0 {
                 let n = r.jump_empty(target);
                 self.count_lost(n);
-                self.counters.window_pushed += n;
+                self.metrics.counters.window_pushed += n;
                 break;
             }
             match r.pop_in_order() {
@@ -441,7 +444,7 @@ impl Receiver {
                 None => {
                     if r.skip_missing() {
                         self.count_lost(1);
-                        self.counters.window_pushed += 1;
+                        self.metrics.counters.window_pushed += 1;
                     }
                 }
             }
@@ -450,7 +453,7 @@ impl Receiver {
     }
 
     fn count_lost(&mut self, n: u64) {
-        self.counters.video_lost_inferred += n;
+        self.metrics.counters.video_lost_inferred += n;
         self.interval_lost += n;
     }
 
@@ -578,7 +581,7 @@ impl Receiver {
                     .is_some_and(|t| t <= now_us)
             })?;
         self.ack_cursor = (i + 1) % Modality::COUNT;
-        self.counters.acks_sent += 1;
+        self.metrics.counters.acks_sent += 1;
         let st = &mut self.streams[i];
         st.ack_timer.sent();
         Some(AckToSend {
@@ -676,7 +679,7 @@ impl Receiver {
         self.last_feedback = now_us;
         self.interval_late = 0;
         self.interval_lost = 0;
-        self.counters.feedback_sent += 1;
+        self.metrics.counters.feedback_sent += 1;
         Some(report)
     }
 
@@ -701,7 +704,7 @@ impl Receiver {
                 }
             } else {
                 let pool = &mut self.pool;
-                let counters = &mut self.counters;
+                let counters = &mut self.metrics.counters;
                 self.streams[i].reorder.drain_all(|u| {
                     counters.unreleased_at_finish += 1;
                     pool.release(u.buf);
@@ -751,12 +754,12 @@ impl Receiver {
 
     /// Event counters.
     pub fn counters(&self) -> &RecvCounters {
-        &self.counters
+        &self.metrics.counters
     }
 
     /// All figures as plain values.
     pub fn summary(&self) -> RecvSummary {
-        self.metrics.summary(&self.counters)
+        self.metrics.summary()
     }
 
     /// Takes the arrival records logged so far (empty unless `arrival_log` is on). Records of

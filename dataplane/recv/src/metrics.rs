@@ -370,6 +370,7 @@ pub struct RecvMetrics {
     added_delay: Histogram<u64>,
     policy: &'static str,
     playout_delay_us: u64,
+    pub(crate) counters: RecvCounters,
 }
 
 impl RecvMetrics {
@@ -393,6 +394,7 @@ impl RecvMetrics {
             added_delay: histogram(),
             policy,
             playout_delay_us: 0,
+            counters: RecvCounters::default(),
         }
     }
 
@@ -491,8 +493,13 @@ impl RecvMetrics {
         self.delivered.get(m.index()).copied().unwrap_or(0)
     }
 
-    /// All figures as plain values; `counters` are the receiver's counters at this time.
-    pub fn summary(&self, counters: &RecvCounters) -> RecvSummary {
+    /// The receiver's event counters.
+    pub fn counters(&self) -> &RecvCounters {
+        &self.counters
+    }
+
+    /// All figures as plain values, for tables and JSON.
+    pub fn summary(&self) -> RecvSummary {
         let per_modality = Modality::ALL.map(|m| {
             let i = m.index();
             ModalitySummary {
@@ -532,7 +539,7 @@ impl RecvMetrics {
             outside_bt1359: share(self.outside_bt1359),
             outside_is191: share(self.outside_is191),
             added_delay: LatencySummary::of(&self.added_delay),
-            counters: *counters,
+            counters: self.counters,
             playout_delay_us: self.playout_delay_us,
         }
     }
