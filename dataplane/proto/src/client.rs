@@ -1,0 +1,854 @@
+//! The CAMP client: opens one QUIC connection per configured path, starts the session on
+//! the first (HELLO), joins the others with an authenticated JOIN, and receives units from
+//! all of them into one [`camp_recv::Receiver`] that reorders across paths, aligns the
+//! modalities and produces the CAMP ACKs and alignment FEEDBACK sent back to the server.
+//!
+//! Sans-IO: [`Client::handle_datagram`], [`Client::handle_timeout`],
+//! [`Client::poll_transmit`], [`Client::poll_timeout`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use camp_recv::{Receiver, ReceiverConfig, UnitMeta};
+use camp_wire::{
+    Abandon, Feedback, Frame, Hello, Join, Micros, PathId, PathStatus, PathStatusFrame,
+};
+use quinn_proto::{
+    ClientConfig as QuinnClientConfig, ConnectionHandle, DatagramEvent, Dir, EcnCodepoint,
+    EndpointConfig, Event, StreamEvent, StreamId, VarInt,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::cc::PathGauges;
+use crate::config::CampConfig;
+use crate::conn::{MAX_UNIT_FRAME, PathConn, codes};
+use crate::control::ControlFrame;
+use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey};
+use crate::sched::{MAX_PATHS, PathView};
+use crate::{SessionClock, Transmit};
+
+/// One network path of the client: where to send from and to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathSpec {
+    /// Local address (selects the interface).
+    pub local: SocketAddr,
+    /// Server address for this path.
+    pub remote: SocketAddr,
+}
+
+/// Client configuration.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// Shared CAMP settings.
+    pub camp: CampConfig,
+    /// Paths; the first one starts the session. At most [`MAX_PATHS`].
+    pub paths: Vec<PathSpec>,
+    /// TLS.
+    pub crypto: Arc<quinn_proto::crypto::rustls::QuicClientConfig>,
+    /// Server name checked against the certificate.
+    pub server_name: String,
+    /// Receiver (reorder, alignment, metrics) settings.
+    pub receiver: ReceiverConfig,
+    /// Seed for join nonces and quinn's randomness.
+    pub rng_seed: [u8; 32],
+    /// Sender and receiver share a clock (simulator, same host): no offset estimation.
+    pub shared_clock: bool,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("camp", &self.camp)
+            .field("paths", &self.paths)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors starting a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No path configured, or more than [`MAX_PATHS`].
+    #[error("a client needs 1 to {MAX_PATHS} paths, got {0}")]
+    PathCount(usize),
+    /// quinn refused to start a connection.
+    #[error("connect: {0}")]
+    Connect(#[from] quinn_proto::ConnectError),
+}
+
+/// Something the application may want to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The server accepted the session on the first path.
+    SessionEstablished,
+    /// A path is part of the session (`slot` indexes [`ClientConfig::paths`]).
+    PathJoined {
+        /// Configured path index.
+        slot: usize,
+        /// Server-assigned path id.
+        id: PathId,
+    },
+    /// A path closed (lost, abandoned or refused).
+    PathClosed {
+        /// Configured path index.
+        slot: usize,
+    },
+    /// Every path is closed.
+    SessionClosed,
+}
+
+/// Client counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientCounters {
+    /// Unit frames that failed to decode or were not DATA.
+    pub malformed_units: u64,
+    /// Unit streams larger than a unit may be (stopped).
+    pub oversized_units: u64,
+    /// Unit streams reset by the server (deadline expired).
+    pub reset_units: u64,
+    /// Units the receiver refused (too far ahead, etc.).
+    pub refused_units: u64,
+    /// Control frames that failed to decode (connection closed).
+    pub malformed_control: u64,
+    /// ACK frames sent.
+    pub acks_sent: u64,
+    /// FEEDBACK frames sent.
+    pub feedback_sent: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PathState {
+    /// Connection started, waiting for the handshake (and, for path 0, SESSION).
+    Connecting,
+    /// JOIN sent, waiting for JOIN_OK.
+    Joining,
+    /// Member of the session.
+    Member(PathId),
+    /// Closed.
+    Closed,
+}
+
+struct ClientConn {
+    path: PathConn,
+    slot: usize,
+    state: PathState,
+    status: PathStatus,
+    precedence: u8,
+    status_seq: u32,
+    join: Option<Join>,
+    unit_bufs: HashMap<StreamId, Vec<u8>>,
+}
+
+/// The CAMP client.
+pub struct Client {
+    config: ClientConfig,
+    clock: SessionClock,
+    endpoint: quinn_proto::Endpoint,
+    conns: Vec<Option<ClientConn>>,
+    slots: [Option<ConnectionHandle>; MAX_PATHS],
+    token: Option<[u8; 16]>,
+    join_key: Option<JoinKey>,
+    receiver: Receiver,
+    rng: StdRng,
+    events: VecDeque<ClientEvent>,
+    counters: ClientCounters,
+    pool: Vec<Vec<u8>>,
+    rx: BytesMut,
+    rr: usize,
+    ack_buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Starts the first path. `epoch` is the client's session-clock zero.
+    pub fn new(config: ClientConfig, now: Instant, epoch: Instant) -> Result<Self, ClientError> {
+        if config.paths.is_empty() || config.paths.len() > MAX_PATHS {
+            return Err(ClientError::PathCount(config.paths.len()));
+        }
+        let mut rng = StdRng::from_seed(config.rng_seed);
+        let mut quinn_seed = [0u8; 32];
+        rng.fill(&mut quinn_seed);
+        let endpoint = quinn_proto::Endpoint::new(
+            Arc::new(EndpointConfig::default()),
+            None,
+            true,
+            Some(quinn_seed),
+        );
+        let receiver = Receiver::new(config.receiver.clone());
+        let mut client = Self {
+            config,
+            clock: SessionClock::new(epoch),
+            endpoint,
+            conns: Vec::new(),
+            slots: [None; MAX_PATHS],
+            token: None,
+            join_key: None,
+            receiver,
+            rng,
+            events: VecDeque::new(),
+            counters: ClientCounters::default(),
+            pool: Vec::new(),
+            rx: BytesMut::with_capacity(64 * 1024),
+            rr: 0,
+            ack_buf: vec![0; camp_wire::ack_len(camp_wire::MAX_ACK_RANGES)],
+        };
+        let h = client.connect(now, 0)?;
+        let c = client.conns[h.0].as_mut().expect("just inserted");
+        c.path.send_control(&Frame::Hello(Hello { flags: 0 }));
+        Ok(client)
+    }
+
+    fn connect(&mut self, now: Instant, slot: usize) -> Result<ConnectionHandle, ClientError> {
+        let spec = self.config.paths[slot];
+        let gauges = Arc::new(PathGauges::default());
+        let transport = self
+            .config
+            .camp
+            .transport(self.clock.epoch(), gauges.clone());
+        let mut qc = QuinnClientConfig::new(self.config.crypto.clone());
+        qc.transport_config(Arc::new(transport));
+        let (h, conn) = self
+            .endpoint
+            .connect(now, qc, spec.remote, &self.config.server_name)?;
+        if self.conns.len() <= h.0 {
+            self.conns.resize_with(h.0 + 1, || None);
+        }
+        self.conns[h.0] = Some(ClientConn {
+            path: PathConn::new(
+                conn,
+                gauges,
+                spec.local,
+                spec.remote,
+                self.clock.micros(now),
+            ),
+            slot,
+            state: PathState::Connecting,
+            status: PathStatus::Available,
+            precedence: 1,
+            status_seq: 0,
+            join: None,
+            unit_bufs: HashMap::new(),
+        });
+        self.slots[slot] = Some(h);
+        Ok(h)
+    }
+
+    /// The receiver: reordering, alignment and the draft's metrics.
+    pub fn receiver(&self) -> &Receiver {
+        &self.receiver
+    }
+
+    /// Mutable access to the receiver (playout polling, finishing a turn).
+    pub fn receiver_mut(&mut self) -> &mut Receiver {
+        &mut self.receiver
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &ClientCounters {
+        &self.counters
+    }
+
+    /// The session clock.
+    pub fn clock(&self) -> SessionClock {
+        self.clock
+    }
+
+    /// Next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// The session token once the server answered HELLO.
+    pub fn session_token(&self) -> Option<[u8; 16]> {
+        self.token
+    }
+
+    /// The JOIN this client sent on path `slot` (diagnostics and tests).
+    pub fn sent_join(&self, slot: usize) -> Option<Join> {
+        let h = self.slots.get(slot).copied().flatten()?;
+        self.conns.get(h.0)?.as_ref()?.join
+    }
+
+    /// Server-assigned path id of path `slot`, once it is a member.
+    pub fn path_id(&self, slot: usize) -> Option<PathId> {
+        let h = self.slots.get(slot).copied().flatten()?;
+        match self.conns.get(h.0)?.as_ref()?.state {
+            PathState::Member(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Scheduler-style views of the client's paths (RTT as the client measures it).
+    pub fn path_views(&self) -> Vec<PathView> {
+        self.conns
+            .iter()
+            .flatten()
+            .filter_map(|c| match c.state {
+                PathState::Member(id) => {
+                    Some(c.path.view(c.slot as u8, id, c.status, c.precedence))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Asks the server to change a path's status (PATH_STATUS, like MP_PRIO).
+    pub fn set_path_status(&mut self, slot: usize, status: PathStatus, precedence: u8) -> bool {
+        let Some(h) = self.slots.get(slot).copied().flatten() else {
+            return false;
+        };
+        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            return false;
+        };
+        let PathState::Member(id) = c.state else {
+            return false;
+        };
+        c.status = status;
+        c.precedence = precedence;
+        c.status_seq += 1;
+        let frame = Frame::PathStatus(PathStatusFrame {
+            path_id: id,
+            status_seq: c.status_seq,
+            status,
+            precedence,
+        });
+        c.path.send_control(&frame);
+        true
+    }
+
+    /// Abandons path `slot`: ABANDON to the server (on another path when possible) and the
+    /// connection is closed.
+    pub fn abandon_path(&mut self, now: Instant, slot: usize) -> bool {
+        let Some(h) = self.slots.get(slot).copied().flatten() else {
+            return false;
+        };
+        let Some(PathState::Member(id)) = self
+            .conns
+            .get(h.0)
+            .and_then(Option::as_ref)
+            .map(|c| c.state)
+        else {
+            return false;
+        };
+        let frame = Frame::Abandon(Abandon {
+            path_id: id,
+            error_code: codes::ABANDONED,
+        });
+        for c in self.conns.iter_mut().flatten() {
+            if matches!(c.state, PathState::Member(_)) {
+                c.path.send_control(&frame);
+            }
+        }
+        self.close_conn(now, h, codes::ABANDONED);
+        true
+    }
+
+    /// Closes every path.
+    pub fn close(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            self.close_conn(now, ConnectionHandle(i), codes::NO_ERROR);
+        }
+    }
+
+    fn close_conn(&mut self, now: Instant, h: ConnectionHandle, code: u32) {
+        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.state == PathState::Closed {
+            return;
+        }
+        c.path
+            .conn
+            .close(now, VarInt::from_u32(code), bytes::Bytes::new());
+        self.path_gone(h);
+    }
+
+    fn path_gone(&mut self, h: ConnectionHandle) {
+        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.state == PathState::Closed {
+            return;
+        }
+        if let PathState::Member(id) = c.state {
+            self.receiver.remove_path(id);
+        }
+        c.state = PathState::Closed;
+        let slot = c.slot;
+        for (_, buf) in c.unit_bufs.drain() {
+            self.pool.push(buf);
+        }
+        self.events.push_back(ClientEvent::PathClosed { slot });
+        if self
+            .conns
+            .iter()
+            .flatten()
+            .all(|c| c.state == PathState::Closed)
+        {
+            self.events.push_back(ClientEvent::SessionClosed);
+        }
+    }
+
+    /// Feeds one received UDP datagram.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ecn: Option<EcnCodepoint>,
+        data: &[u8],
+    ) {
+        self.rx.reserve(data.len().max(2048));
+        self.rx.extend_from_slice(data);
+        let packet = self.rx.split();
+        let mut buf = Vec::new();
+        match self
+            .endpoint
+            .handle(now, remote, Some(local.ip()), ecn, packet, &mut buf)
+        {
+            Some(DatagramEvent::ConnectionEvent(h, ev)) => {
+                if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
+                    c.path.conn.handle_event(ev);
+                    self.process_conn(now, h);
+                }
+            }
+            // A client accepts no connections; stateless responses are not expected.
+            Some(DatagramEvent::NewConnection(incoming)) => self.endpoint.ignore(incoming),
+            Some(DatagramEvent::Response(_)) | None => {}
+        }
+        self.after_input(now);
+    }
+
+    fn process_conn(&mut self, now: Instant, h: ConnectionHandle) {
+        let now_us = self.clock.micros(now);
+        loop {
+            let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+                return;
+            };
+            let mut progressed = false;
+            while let Some(ev) = c.path.conn.poll_endpoint_events() {
+                progressed = true;
+                if let Some(cev) = self.endpoint.handle_event(h, ev) {
+                    c.path.conn.handle_event(cev);
+                }
+            }
+            let Some(ev) = c.path.conn.poll() else {
+                if !progressed {
+                    break;
+                }
+                continue;
+            };
+            match ev {
+                Event::Connected => {
+                    c.path.established_us = Some(now_us);
+                    if c.slot == 0 {
+                        // Streams can only be opened once the server's transport parameters
+                        // are known; HELLO waits in the control buffer until then.
+                        c.path.open_control();
+                        c.path.flush_control();
+                    } else {
+                        self.send_join(h);
+                    }
+                }
+                Event::ConnectionLost { .. } => {
+                    c.path.lost = true;
+                    self.path_gone(h);
+                }
+                Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => loop {
+                    let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+                        break;
+                    };
+                    let Some(id) = c.path.conn.streams().accept(Dir::Uni) else {
+                        break;
+                    };
+                    let buf = self.pool.pop().unwrap_or_default();
+                    c.unit_bufs.insert(id, buf);
+                    self.read_unit_stream(now, h, id);
+                },
+                Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => {
+                    while let Some(id) = c.path.conn.streams().accept(Dir::Bi) {
+                        let _ = c
+                            .path
+                            .conn
+                            .recv_stream(id)
+                            .stop(VarInt::from_u32(codes::PROTOCOL_VIOLATION));
+                    }
+                }
+                Event::Stream(StreamEvent::Readable { id }) => {
+                    if Some(id) == c.path.control {
+                        self.read_control(now, h);
+                    } else {
+                        self.read_unit_stream(now, h, id);
+                    }
+                }
+                Event::Stream(StreamEvent::Writable { id }) if Some(id) == c.path.control => {
+                    c.path.flush_control();
+                }
+                Event::DatagramReceived => self.read_datagrams(now, h),
+                Event::Stream(_) | Event::HandshakeDataReady | Event::DatagramsUnblocked => {}
+            }
+        }
+        if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
+            if c.path.conn.is_drained() {
+                c.path.drained = true;
+            }
+        }
+    }
+
+    fn send_join(&mut self, h: ConnectionHandle) {
+        let (Some(token), Some(key)) = (self.token, self.join_key.clone()) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut binding = [0u8; 32];
+        if c.path
+            .conn
+            .crypto_session()
+            .export_keying_material(&mut binding, JOIN_BINDING_LABEL, &token)
+            .is_err()
+        {
+            return;
+        }
+        let mut nonce = [0u8; 16];
+        self.rng.fill(&mut nonce);
+        let join = Join {
+            token,
+            nonce,
+            mac: key.sign(&token, &nonce, &binding),
+        };
+        c.join = Some(join);
+        c.state = PathState::Joining;
+        c.path.open_control();
+        c.path.send_control(&Frame::Join(join));
+    }
+
+    fn read_control(&mut self, now: Instant, h: ConnectionHandle) {
+        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            return;
+        };
+        let stream_ok = c.path.read_control();
+        loop {
+            let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+                return;
+            };
+            let next = match c.path.reader.next_frame() {
+                None => break,
+                Some(Ok(f)) => ControlFrame::from_frame(&f),
+                Some(Err(_)) => None,
+            };
+            let Some(frame) = next else {
+                self.counters.malformed_control += 1;
+                self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
+                return;
+            };
+            self.on_control(now, h, frame);
+        }
+        if !stream_ok {
+            self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
+        }
+    }
+
+    fn on_control(&mut self, now: Instant, h: ConnectionHandle, frame: ControlFrame) {
+        let now_us = self.clock.micros(now);
+        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            return;
+        };
+        match (c.state, frame) {
+            (PathState::Connecting, ControlFrame::Session(s)) if c.slot == 0 => {
+                let mut secret = [0u8; 32];
+                if c.path
+                    .conn
+                    .crypto_session()
+                    .export_keying_material(&mut secret, JOIN_KEY_LABEL, &s.token)
+                    .is_err()
+                {
+                    self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
+                    return;
+                }
+                c.state = PathState::Member(s.path_id);
+                if !self.config.shared_clock {
+                    // local = sender + offset; the SESSION frame took about half an RTT.
+                    let owd = c.path.conn.rtt().as_micros() as i64 / 2;
+                    let offset = now_us as i64 - (s.server_time_us as i64 + owd);
+                    self.receiver.set_clock_offset(offset);
+                }
+                self.receiver
+                    .set_path_rtt(s.path_id, c.path.conn.rtt().as_micros() as u32);
+                self.token = Some(s.token);
+                self.join_key = Some(JoinKey::from_exporter(&secret));
+                self.events.push_back(ClientEvent::SessionEstablished);
+                self.events.push_back(ClientEvent::PathJoined {
+                    slot: 0,
+                    id: s.path_id,
+                });
+                for slot in 1..self.config.paths.len() {
+                    // A path that cannot even start is reported closed; the others go on.
+                    if self.connect(now, slot).is_err() {
+                        self.events.push_back(ClientEvent::PathClosed { slot });
+                    }
+                }
+            }
+            (PathState::Joining, ControlFrame::JoinOk(ok)) => {
+                c.state = PathState::Member(ok.path_id);
+                let slot = c.slot;
+                self.receiver
+                    .set_path_rtt(ok.path_id, c.path.conn.rtt().as_micros() as u32);
+                self.events.push_back(ClientEvent::PathJoined {
+                    slot,
+                    id: ok.path_id,
+                });
+            }
+            (PathState::Member(_), ControlFrame::Rtt(r)) => {
+                self.receiver.set_path_rtt(r.path_id, r.smoothed_us);
+            }
+            (PathState::Member(_), ControlFrame::PathStatus(ps)) => {
+                for c in self.conns.iter_mut().flatten() {
+                    if c.state == PathState::Member(ps.path_id) && ps.status_seq > c.status_seq {
+                        c.status_seq = ps.status_seq;
+                        c.status = ps.status;
+                        c.precedence = ps.precedence;
+                    }
+                }
+            }
+            (PathState::Member(_), ControlFrame::Abandon(a)) => {
+                let target = self.conns.iter().position(|c| {
+                    c.as_ref()
+                        .is_some_and(|c| c.state == PathState::Member(a.path_id))
+                });
+                if let Some(i) = target {
+                    self.close_conn(now, ConnectionHandle(i), codes::ABANDONED);
+                }
+            }
+            _ => {
+                self.counters.malformed_control += 1;
+                self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
+            }
+        }
+    }
+
+    fn read_unit_stream(&mut self, now: Instant, h: ConnectionHandle, id: StreamId) {
+        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(buf) = c.unit_bufs.get_mut(&id) else {
+            return;
+        };
+        let mut finished = false;
+        let mut reset = false;
+        let mut oversized = false;
+        let mut stream = c.path.conn.recv_stream(id);
+        match stream.read(true) {
+            Ok(mut chunks) => {
+                loop {
+                    match chunks.next(MAX_UNIT_FRAME) {
+                        Ok(Some(chunk)) => {
+                            if buf.len() + chunk.bytes.len() > MAX_UNIT_FRAME {
+                                oversized = true;
+                                break;
+                            }
+                            buf.extend_from_slice(&chunk.bytes);
+                        }
+                        Ok(None) => {
+                            finished = true;
+                            break;
+                        }
+                        Err(quinn_proto::ReadError::Blocked) => break,
+                        Err(quinn_proto::ReadError::Reset(_)) => {
+                            reset = true;
+                            break;
+                        }
+                    }
+                }
+                let _ = chunks.finalize();
+            }
+            Err(_) => reset = true,
+        }
+        if !(finished || reset || oversized) {
+            return;
+        }
+        if oversized {
+            let _ = c
+                .path
+                .conn
+                .recv_stream(id)
+                .stop(VarInt::from_u32(codes::UNIT_REFUSED));
+            self.counters.oversized_units += 1;
+        }
+        if reset {
+            self.counters.reset_units += 1;
+        }
+        let mut buf = c.unit_bufs.remove(&id).unwrap_or_default();
+        let path = match c.state {
+            PathState::Member(id) => Some(id),
+            _ => None,
+        };
+        if finished {
+            self.deliver(now, path, &buf);
+        }
+        buf.clear();
+        self.pool.push(buf);
+    }
+
+    fn read_datagrams(&mut self, now: Instant, h: ConnectionHandle) {
+        loop {
+            let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+                return;
+            };
+            let path = match c.state {
+                PathState::Member(id) => Some(id),
+                _ => None,
+            };
+            let Some(d) = c.path.conn.datagrams().recv() else {
+                return;
+            };
+            self.deliver(now, path, &d);
+        }
+    }
+
+    /// Decodes one unit frame and hands it to the receiver.
+    fn deliver(&mut self, now: Instant, path: Option<PathId>, bytes: &[u8]) {
+        let now_us = self.clock.micros(now);
+        let Some(path) = path else {
+            // Units on a path that has not joined yet cannot be attributed: refuse.
+            self.counters.malformed_units += 1;
+            return;
+        };
+        match Frame::parse(bytes) {
+            Ok((Frame::Data { header, payload }, used)) if used == bytes.len() => {
+                let meta = UnitMeta {
+                    modality: header.modality,
+                    reliability: header.reliability,
+                    flags: header.flags,
+                    sync_index: header.sync_index,
+                    seq: header.seq,
+                    gen_time_us: header.gen_time_us,
+                    deadline_us: header.deadline_us,
+                    capture_id: header.capture_id,
+                };
+                if self.receiver.on_unit(now_us, path, meta, payload).is_err() {
+                    self.counters.refused_units += 1;
+                }
+            }
+            _ => self.counters.malformed_units += 1,
+        }
+    }
+
+    /// Sends what the receiver wants sent: ACKs and FEEDBACK, on the member path with the
+    /// lowest RTT that is not suspected failed.
+    fn after_input(&mut self, now: Instant) {
+        let now_us = self.clock.micros(now);
+        let min_suspect = self.config.camp.min_suspect_after.as_micros() as u64;
+        let best = self
+            .conns
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let c = c.as_mut()?;
+                if !matches!(c.state, PathState::Member(_)) || c.path.lost {
+                    return None;
+                }
+                let suspect = c.path.update_suspect(now_us, min_suspect);
+                Some((suspect, c.path.conn.rtt(), i))
+            })
+            .min()
+            .map(|(_, _, i)| i);
+        let Some(best) = best else { return };
+        while let Some(ack) = self.receiver.poll_ack(now_us) {
+            let n = match camp_wire::emit_ack(
+                ack.modality,
+                ack.cumulative,
+                ack.ranges,
+                &mut self.ack_buf,
+            ) {
+                Ok(n) => n,
+                Err(_) => break,
+            };
+            if let Some(c) = self.conns[best].as_mut() {
+                c.path.send_control_bytes(&self.ack_buf[..n]);
+                self.counters.acks_sent += 1;
+            }
+        }
+        if let Some(fb) = self.receiver.poll_feedback(now_us) {
+            let frame = Frame::Feedback(Feedback {
+                interval_us: fb.interval_us,
+                playout_delay_us: fb.playout_delay_us,
+                buffer_occupancy_us: fb.buffer_occupancy_us,
+                skew_mean_us: fb.skew_mean_us,
+                skew_p95_us: fb.skew_p95_us,
+                late_units: fb.late_units,
+                lost_units: fb.lost_units,
+            });
+            if let Some(c) = self.conns[best].as_mut() {
+                c.path.send_control(&frame);
+                self.counters.feedback_sent += 1;
+            }
+        }
+    }
+
+    /// Earliest time [`handle_timeout`](Self::handle_timeout) must be called.
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut next = self.receiver.poll_timeout().map(|t| self.clock.instant(t));
+        for c in self.conns.iter_mut().flatten() {
+            if let Some(t) = c.path.conn.poll_timeout() {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        next
+    }
+
+    /// Runs every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now_us: Micros = self.clock.micros(now);
+        for i in 0..self.conns.len() {
+            let Some(c) = self.conns[i].as_mut() else {
+                continue;
+            };
+            if c.path.conn.poll_timeout().is_some_and(|t| t <= now) {
+                c.path.conn.handle_timeout(now);
+            }
+            self.process_conn(now, ConnectionHandle(i));
+        }
+        self.receiver.handle_timeout(now_us);
+        self.after_input(now);
+    }
+
+    /// Next datagram to send, written into `buf`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let n = self.conns.len();
+        for k in 0..n {
+            let i = (self.rr + k) % n;
+            let Some(c) = self.conns[i].as_mut() else {
+                continue;
+            };
+            buf.clear();
+            if let Some(t) = c.path.conn.poll_transmit(now, 1, buf) {
+                self.rr = i;
+                return Some(Transmit {
+                    source: c.path.local,
+                    destination: t.destination,
+                    ecn: t.ecn,
+                    size: t.size,
+                    segment_size: t.segment_size,
+                });
+            }
+            self.rr = (i + 1) % n.max(1);
+        }
+        None
+    }
+}

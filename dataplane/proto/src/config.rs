@@ -1,0 +1,99 @@
+//! Configuration of CAMP endpoints and the quinn-proto settings derived from it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn_proto::{IdleTimeout, TransportConfig, VarInt};
+
+use crate::cc::{CcAlgorithm, MeasuringFactory, PathGauges};
+use crate::sched::{ConsistencyAware, MAX_PATHS, MinRtt, Scheduler};
+
+/// ALPN protocol id of CAMP over QUIC.
+pub const ALPN: &[u8] = b"camp/1";
+
+/// Builds a fresh scheduler for each new session.
+pub type SchedulerFactory = Arc<dyn Fn() -> Box<dyn Scheduler> + Send + Sync>;
+
+/// Scheduler choice by name (for configuration files and campctl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedulerKind {
+    /// [`ConsistencyAware`].
+    Camp,
+    /// [`MinRtt`].
+    MinRtt,
+}
+
+impl SchedulerKind {
+    /// A factory for this scheduler with default tuning.
+    pub fn factory(self) -> SchedulerFactory {
+        match self {
+            SchedulerKind::Camp => Arc::new(|| Box::new(ConsistencyAware::default())),
+            SchedulerKind::MinRtt => Arc::new(|| Box::new(MinRtt)),
+        }
+    }
+}
+
+/// Settings shared by CAMP clients and servers.
+#[derive(Clone, Debug)]
+pub struct CampConfig {
+    /// Congestion controller used on every path.
+    pub cc: CcAlgorithm,
+    /// A path with no packet from its peer for this long is closed (quinn idle timeout).
+    pub idle_timeout: Duration,
+    /// Keep-alive interval (keeps standby paths and NAT bindings alive).
+    pub keep_alive: Duration,
+    /// RTT assumed before a path has a sample.
+    pub initial_rtt: Duration,
+    /// A connection must send HELLO or JOIN within this time of its handshake.
+    pub join_timeout: Duration,
+    /// Paths one session may have at once (at most [`MAX_PATHS`]).
+    pub max_paths: usize,
+    /// Bytes of units one session may hold (queued or unacknowledged).
+    pub max_queued_bytes: usize,
+    /// Interval between RTT reports on each path (MP_RTT analogue).
+    pub rtt_report_interval: Duration,
+    /// Lower bound of the stall time after which a path with unacknowledged data is
+    /// suspected failed and its reliable units are reinjected elsewhere.
+    pub min_suspect_after: Duration,
+    /// quinn send window per connection (a safety net; the session bounds what it writes).
+    pub send_window: u64,
+    /// Unidirectional streams the peer may have open at once (one per unit in flight).
+    pub max_unit_streams: u32,
+}
+
+impl Default for CampConfig {
+    fn default() -> Self {
+        Self {
+            cc: CcAlgorithm::Cubic,
+            idle_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_millis(500),
+            initial_rtt: Duration::from_millis(100),
+            join_timeout: Duration::from_secs(10),
+            max_paths: MAX_PATHS,
+            max_queued_bytes: 32 << 20,
+            rtt_report_interval: Duration::from_millis(200),
+            min_suspect_after: Duration::from_millis(150),
+            send_window: 8 << 20,
+            max_unit_streams: 4096,
+        }
+    }
+}
+
+impl CampConfig {
+    /// quinn transport settings for one path connection, measuring into `gauges`.
+    pub fn transport(&self, epoch: Instant, gauges: Arc<PathGauges>) -> TransportConfig {
+        let mut t = TransportConfig::default();
+        t.congestion_controller_factory(Arc::new(MeasuringFactory::new(self.cc, epoch, gauges)));
+        t.max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok());
+        t.keep_alive_interval(Some(self.keep_alive));
+        t.initial_rtt(self.initial_rtt);
+        t.send_window(self.send_window);
+        t.max_concurrent_uni_streams(VarInt::from_u32(self.max_unit_streams));
+        t.max_concurrent_bidi_streams(VarInt::from_u32(1));
+        t.stream_receive_window(VarInt::from_u32(4 << 20));
+        t.receive_window(VarInt::from_u32(64 << 20));
+        t.datagram_receive_buffer_size(Some(4 << 20));
+        t.datagram_send_buffer_size(4 << 20);
+        t
+    }
+}

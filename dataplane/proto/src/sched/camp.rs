@@ -1,0 +1,243 @@
+//! The consistency-aware scheduler (draft-song-tsvwg-camp-00 §4.3).
+//!
+//! For every unit and every eligible path it predicts the arrival time (backlog drained at
+//! the path's rate, plus the one-way delay, plus a variance margin). Units of one sync index
+//! `k` are aimed at the group's predicted arrival `T_k`, so that the group lands together
+//! (small Delta_k) without slowing the group down:
+//!
+//! * the first unit of a group takes the path with the earliest pessimistic arrival and
+//!   sets `T_k` to it;
+//! * a later unit of the group takes the path whose arrival lies closest to `T_k`, where
+//!   arriving after `T_k` costs `late_weight` per µs (it delays the whole group and raises
+//!   latency) and arriving before costs `early_weight` per µs (it only widens the skew);
+//!   `T_k` then becomes the latest arrival of the group;
+//! * a path whose predicted arrival misses the unit's deadline is used only when no path
+//!   can meet it; a droppable unit no path can deliver in time is dropped;
+//! * when the best path has no window room but would still deliver sooner than any path
+//!   that has room, the unit is held for it (ECF/BLEST-style waiting) instead of spilling
+//!   onto a slow path.
+//!
+//! State is a fixed ring of recent groups: no allocation per decision.
+
+use camp_wire::{Micros, Reliability, SyncIndex};
+
+use super::{ClientFeedback, Decision, PathSet, PathView, Scheduler, UnitInfo, eligible};
+
+/// Tuning of [`ConsistencyAware`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConsistencyAwareConfig {
+    /// Cost per µs of arriving after the group's predicted arrival.
+    pub late_weight: f64,
+    /// Cost per µs of arriving before the group's predicted arrival.
+    pub early_weight: f64,
+    /// Multiple of the path's variance margin added to predictions.
+    pub margin_factor: f64,
+    /// Inter-modal skew the scheduler considers good enough, µs: arrivals within this
+    /// distance of the group target cost nothing.
+    pub target_skew_us: u64,
+}
+
+impl Default for ConsistencyAwareConfig {
+    fn default() -> Self {
+        Self {
+            late_weight: 1.0,
+            early_weight: 0.5,
+            margin_factor: 1.0,
+            target_skew_us: 2_000,
+        }
+    }
+}
+
+const GROUP_RING: usize = 256;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Group {
+    valid: bool,
+    sync_index: SyncIndex,
+    target_us: Micros,
+}
+
+/// The CAMP consistency-aware scheduler.
+#[derive(Debug, Clone)]
+pub struct ConsistencyAware {
+    config: ConsistencyAwareConfig,
+    groups: [Group; GROUP_RING],
+    feedback: ClientFeedback,
+}
+
+impl Default for ConsistencyAware {
+    fn default() -> Self {
+        Self::new(ConsistencyAwareConfig::default())
+    }
+}
+
+impl ConsistencyAware {
+    /// A scheduler with the given tuning.
+    pub fn new(config: ConsistencyAwareConfig) -> Self {
+        Self {
+            config,
+            groups: [Group::default(); GROUP_RING],
+            feedback: ClientFeedback::default(),
+        }
+    }
+
+    /// Current tuning.
+    pub fn config(&self) -> &ConsistencyAwareConfig {
+        &self.config
+    }
+
+    /// Replaces the tuning (takes effect on the next decision).
+    pub fn set_config(&mut self, config: ConsistencyAwareConfig) {
+        self.config = config;
+    }
+
+    /// The predicted arrival the group `k` is aimed at, if the scheduler placed a unit of it.
+    pub fn group_target(&self, k: SyncIndex) -> Option<Micros> {
+        let g = &self.groups[k as usize % GROUP_RING];
+        (g.valid && g.sync_index == k).then_some(g.target_us)
+    }
+
+    fn pessimistic_arrival(&self, p: &PathView, unit: &UnitInfo) -> Micros {
+        let margin = (p.margin_us() as f64 * self.config.margin_factor) as u64;
+        p.predicted_arrival_us(unit.now_us, u64::from(unit.size)) + margin
+    }
+
+    fn cost(&self, arrival: Micros, target: Option<Micros>) -> f64 {
+        let Some(t) = target else {
+            return arrival as f64;
+        };
+        let slack = self.config.target_skew_us;
+        if arrival > t + slack {
+            (arrival - t - slack) as f64 * self.config.late_weight
+        } else if arrival + slack < t {
+            (t - arrival - slack) as f64 * self.config.early_weight
+        } else {
+            0.0
+        }
+    }
+}
+
+impl Scheduler for ConsistencyAware {
+    fn name(&self) -> &'static str {
+        "camp"
+    }
+
+    fn pick(&mut self, unit: &UnitInfo, paths: &[PathView]) -> Decision {
+        let set = eligible(unit, paths);
+        if set.is_empty() {
+            return Decision::Hold { retry_at_us: None };
+        }
+        let target = self.group_target(unit.sync_index);
+        let deadline = unit.deadline_us.unwrap_or(Micros::MAX);
+
+        // (cost, arrival, slot, has_room) of the best path meeting the deadline, and the
+        // earliest-arriving path overall as the fallback when none meets it.
+        let mut best: Option<(f64, Micros, usize, bool)> = None;
+        let mut earliest: Option<(Micros, usize, bool)> = None;
+        for p in paths.iter().filter(|p| set.contains(p.slot as usize)) {
+            let arrival = self.pessimistic_arrival(p, unit);
+            let slot = p.slot as usize;
+            if earliest.is_none_or(|(a, s, _)| (arrival, slot) < (a, s)) {
+                earliest = Some((arrival, slot, p.has_room));
+            }
+            if arrival > deadline {
+                continue;
+            }
+            let cost = self.cost(arrival, target);
+            let better = match best {
+                None => true,
+                Some((c, a, s, _)) => (cost, arrival, slot) < (c, a, s),
+            };
+            if better {
+                best = Some((cost, arrival, slot, p.has_room));
+            }
+        }
+
+        let (arrival, slot, has_room) = match (best, earliest) {
+            (Some((_, a, s, r)), _) => (a, s, r),
+            (None, Some((a, s, r))) => {
+                if unit.reliability == Reliability::Droppable {
+                    return Decision::Drop;
+                }
+                (a, s, r)
+            }
+            (None, None) => return Decision::Hold { retry_at_us: None },
+        };
+        if !has_room {
+            // The chosen path is worth waiting for (its prediction already includes the
+            // wait for window room); the session asks again when it gains room.
+            return Decision::Hold { retry_at_us: None };
+        }
+
+        let g = &mut self.groups[unit.sync_index as usize % GROUP_RING];
+        if g.valid && g.sync_index == unit.sync_index {
+            g.target_us = g.target_us.max(arrival);
+        } else {
+            *g = Group {
+                valid: true,
+                sync_index: unit.sync_index,
+                target_us: arrival,
+            };
+        }
+        Decision::Send(PathSet::single(slot))
+    }
+
+    fn on_feedback(&mut self, feedback: &ClientFeedback) {
+        self.feedback = *feedback;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{path, unit};
+    use super::*;
+    use camp_wire::Modality;
+
+    #[test]
+    fn first_unit_of_group_takes_earliest_arrival() {
+        let mut s = ConsistencyAware::default();
+        // Path 0: 40 ms RTT, fast; path 1: 10 ms RTT, slow. A big frame is faster on path 0.
+        let p = [path(0, 40, 100), path(1, 10, 1)];
+        let v = unit(Modality::Video, 7, 60_000, 0);
+        assert_eq!(s.pick(&v, &p), Decision::Send(PathSet::single(0)));
+        assert!(s.group_target(7).is_some());
+    }
+
+    #[test]
+    fn later_units_of_group_are_aimed_at_the_group_target() {
+        let mut s = ConsistencyAware::default();
+        let mut p = [path(0, 40, 100), path(1, 10, 100)];
+        // Video of group 3 forced onto path 0 (the only one with room).
+        p[1].has_room = false;
+        p[1].usable = false;
+        let v = unit(Modality::Video, 3, 8_000, 0);
+        assert_eq!(s.pick(&v, &p), Decision::Send(PathSet::single(0)));
+        p[1].has_room = true;
+        p[1].usable = true;
+        // Audio of group 3: path 1 would land ~15 ms before the video; path 0 lands with it.
+        let a = unit(Modality::Audio, 3, 120, 0);
+        assert_eq!(s.pick(&a, &p), Decision::Send(PathSet::single(0)));
+        // Audio of a new group goes to the fastest path.
+        let a2 = unit(Modality::Audio, 4, 120, 0);
+        assert_eq!(s.pick(&a2, &p), Decision::Send(PathSet::single(1)));
+    }
+
+    #[test]
+    fn holds_for_a_full_fast_path_rather_than_spilling_to_a_much_slower_one() {
+        let mut s = ConsistencyAware::default();
+        let mut p = [path(0, 10, 50), path(1, 300, 50)];
+        p[0].has_room = false;
+        let a = unit(Modality::Audio, 1, 120, 0);
+        assert_eq!(s.pick(&a, &p), Decision::Hold { retry_at_us: None });
+    }
+
+    #[test]
+    fn droppable_unit_that_cannot_meet_deadline_is_dropped_reliable_is_sent() {
+        let mut s = ConsistencyAware::default();
+        let p = [path(0, 400, 50)];
+        let v = unit(Modality::Video, 1, 8_000, 0);
+        assert_eq!(s.pick(&v, &p), Decision::Drop);
+        let t = unit(Modality::Text, 1, 40, 0);
+        assert_eq!(s.pick(&t, &p), Decision::Send(PathSet::single(0)));
+    }
+}

@@ -1,0 +1,567 @@
+//! The sender's unit store: per-modality queues of units waiting for a path, and the
+//! retention of reliable units until a CAMP ACK covers them.
+//!
+//! Units stay here, not in quinn's send buffers, so the scheduler decides as late as
+//! possible with fresh path state. Each modality keeps one deque ordered by sequence number:
+//! `seq - front.seq` is an entry's index. An entry is encoded once (frame prefix + payload)
+//! into a pooled buffer when it is submitted; buffers return to the pool when the unit is
+//! acknowledged, dropped, or sent without retention, so steady state allocates nothing.
+
+use std::collections::VecDeque;
+
+use camp_wire::{Micros, Modality, Reliability, Seq, SyncIndex, UnitHeader};
+
+use crate::sched::PathSet;
+
+/// Lifecycle of one unit in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitState {
+    /// Waiting for its first transmission.
+    Queued,
+    /// Sent at least once; reliable units stay until acknowledged.
+    InFlight,
+    /// Waiting for a retransmission on another path (its path failed or stalled).
+    Reinject,
+    /// Covered by a CAMP ACK.
+    Acked,
+    /// Sent (droppable, not retained) or dropped: nothing more to do.
+    Done,
+}
+
+/// One unit and its encoded frame.
+#[derive(Debug)]
+pub struct StoredUnit {
+    /// The decoded header (kept for scheduling and telemetry).
+    pub header: UnitHeader,
+    /// The complete DATA frame (frame header + unit header + payload).
+    pub frame: Vec<u8>,
+    /// Current state.
+    pub state: UnitState,
+    /// Paths the unit was written to.
+    pub sent_on: PathSet,
+    /// Session-clock time of the first transmission (0 = never).
+    pub first_sent_us: Micros,
+}
+
+impl StoredUnit {
+    /// Absolute deadline on the session clock, if the unit has one.
+    pub fn deadline_us(&self) -> Option<Micros> {
+        (self.header.deadline_us != 0)
+            .then(|| self.header.gen_time_us + u64::from(self.header.deadline_us))
+    }
+}
+
+/// Why a unit could not be accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The session already holds its maximum of queued bytes; try again later.
+    #[error("session send queue full ({queued} of {limit} bytes)")]
+    QueueFull {
+        /// Bytes currently held.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The payload is larger than a unit may be.
+    #[error("unit payload of {0} bytes exceeds the maximum")]
+    TooLarge(usize),
+}
+
+/// Counters of the unit store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounters {
+    /// Units accepted per modality.
+    pub submitted: [u64; Modality::COUNT],
+    /// Units transmitted for the first time per modality.
+    pub sent: [u64; Modality::COUNT],
+    /// Retransmissions on another path per modality.
+    pub reinjected: [u64; Modality::COUNT],
+    /// Droppable units dropped before sending (deadline) per modality.
+    pub dropped: [u64; Modality::COUNT],
+    /// Units acknowledged per modality.
+    pub acked: [u64; Modality::COUNT],
+}
+
+/// Per-session unit store.
+#[derive(Debug)]
+pub struct UnitStore {
+    queues: [VecDeque<StoredUnit>; Modality::COUNT],
+    /// Index into `queues[m]` of the first entry that was never transmitted.
+    next_unsent: [usize; Modality::COUNT],
+    /// Next sequence number to assign per modality.
+    next_seq: [Seq; Modality::COUNT],
+    /// Units waiting for reinjection, in the order their paths failed.
+    reinject: VecDeque<(Modality, Seq)>,
+    pool: Vec<Vec<u8>>,
+    queued_bytes: usize,
+    limit: usize,
+    counters: StoreCounters,
+}
+
+/// Largest payload one unit may carry.
+pub const MAX_UNIT_PAYLOAD: usize = camp_wire::MAX_BODY_LEN - camp_wire::UNIT_HEADER_LEN;
+
+/// Application description of a unit to send.
+#[derive(Clone, Copy, Debug)]
+pub struct UnitSubmit<'a> {
+    /// Modality stream the unit belongs to.
+    pub modality: Modality,
+    /// Reliability class (normally `modality.default_reliability()`).
+    pub reliability: Reliability,
+    /// Flags (keyframe, end of utterance, end of turn).
+    pub flags: camp_wire::UnitFlags,
+    /// Sync index k.
+    pub sync_index: SyncIndex,
+    /// Generation time g on the session clock.
+    pub gen_time_us: Micros,
+    /// Deadline relative to generation (0 = none).
+    pub deadline_us: u32,
+    /// Capture / source id.
+    pub capture_id: camp_wire::CaptureId,
+    /// Media payload.
+    pub payload: &'a [u8],
+}
+
+impl UnitStore {
+    /// An empty store holding at most `limit` bytes of frames.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            queues: Default::default(),
+            next_unsent: [0; Modality::COUNT],
+            next_seq: [0; Modality::COUNT],
+            reinject: VecDeque::with_capacity(256),
+            pool: Vec::new(),
+            queued_bytes: 0,
+            limit,
+            counters: StoreCounters::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &StoreCounters {
+        &self.counters
+    }
+
+    /// Bytes of frames held (queued, in flight or waiting for an ACK).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Units held per modality.
+    pub fn len(&self, m: Modality) -> usize {
+        self.queues[m.index()].len()
+    }
+
+    /// Whether the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.queues.iter().all(VecDeque::is_empty)
+    }
+
+    /// Reliable units not yet acknowledged, over all modalities.
+    pub fn unacked_reliable(&self) -> usize {
+        self.queues
+            .iter()
+            .flat_map(|q| q.iter())
+            .filter(|u| {
+                u.header.reliability == Reliability::Reliable && u.state != UnitState::Acked
+            })
+            .count()
+    }
+
+    /// Accepts a unit, assigns its sequence number and encodes its frame.
+    pub fn submit(&mut self, unit: &UnitSubmit<'_>) -> Result<Seq, SubmitError> {
+        if unit.payload.len() > MAX_UNIT_PAYLOAD {
+            return Err(SubmitError::TooLarge(unit.payload.len()));
+        }
+        let frame_len = camp_wire::DATA_PREFIX_LEN + unit.payload.len();
+        if self.queued_bytes + frame_len > self.limit {
+            return Err(SubmitError::QueueFull {
+                queued: self.queued_bytes,
+                limit: self.limit,
+            });
+        }
+        let m = unit.modality.index();
+        let seq = self.next_seq[m];
+        let header = UnitHeader {
+            modality: unit.modality,
+            reliability: unit.reliability,
+            flags: unit.flags,
+            sync_index: unit.sync_index,
+            seq,
+            gen_time_us: unit.gen_time_us,
+            deadline_us: unit.deadline_us,
+            capture_id: unit.capture_id,
+            payload_len: unit.payload.len() as u32,
+        };
+        let mut frame = self.pool.pop().unwrap_or_default();
+        frame.clear();
+        frame.resize(camp_wire::DATA_PREFIX_LEN, 0);
+        // The prefix length is fixed and the payload was bounded above, so this cannot fail.
+        let written = header
+            .emit_prefix(&mut frame)
+            .map_err(|_| SubmitError::TooLarge(0))?;
+        debug_assert_eq!(written, camp_wire::DATA_PREFIX_LEN);
+        frame.extend_from_slice(unit.payload);
+        self.queued_bytes += frame.len();
+        self.next_seq[m] = seq + 1;
+        self.queues[m].push_back(StoredUnit {
+            header,
+            frame,
+            state: UnitState::Queued,
+            sent_on: PathSet::EMPTY,
+            first_sent_us: 0,
+        });
+        self.counters.submitted[m] += 1;
+        Ok(seq)
+    }
+
+    fn index_of(&self, m: Modality, seq: Seq) -> Option<usize> {
+        let q = &self.queues[m.index()];
+        let front = q.front()?.header.seq;
+        let idx = usize::try_from(seq.checked_sub(front)?).ok()?;
+        (idx < q.len()).then_some(idx)
+    }
+
+    /// The unit with this sequence number, if still held.
+    pub fn get(&self, m: Modality, seq: Seq) -> Option<&StoredUnit> {
+        self.index_of(m, seq).map(|i| &self.queues[m.index()][i])
+    }
+
+    /// Next unit to place: reinjections first (oldest failure first), then among the
+    /// never-sent heads of each modality the one generated first (ties: audio, text, video),
+    /// skipping modalities in `skip`. Returns (modality, seq, is_reinjection).
+    pub fn next_candidate(
+        &mut self,
+        skip: [bool; Modality::COUNT],
+    ) -> Option<(Modality, Seq, bool)> {
+        while let Some(&(m, seq)) = self.reinject.front() {
+            match self.get(m, seq) {
+                Some(u) if u.state == UnitState::Reinject => {
+                    if skip[m.index()] {
+                        break;
+                    }
+                    return Some((m, seq, true));
+                }
+                _ => {
+                    self.reinject.pop_front();
+                }
+            }
+        }
+        const ORDER: [Modality; 3] = [Modality::Audio, Modality::Text, Modality::Video];
+        let mut best: Option<(Micros, usize, Modality, Seq)> = None;
+        for (rank, m) in ORDER.into_iter().enumerate() {
+            if skip[m.index()] {
+                continue;
+            }
+            let q = &self.queues[m.index()];
+            if let Some(u) = q.get(self.next_unsent[m.index()]) {
+                let key = (u.header.gen_time_us, rank);
+                if best.is_none_or(|b| key < (b.0, b.1)) {
+                    best = Some((key.0, key.1, m, u.header.seq));
+                }
+            }
+        }
+        best.map(|(_, _, m, seq)| (m, seq, false))
+    }
+
+    /// Records that the unit was written to `slot`. Droppable units are released at once
+    /// (never reinjected); reliable ones stay until acknowledged.
+    pub fn mark_sent(&mut self, m: Modality, seq: Seq, slot: usize, now_us: Micros) {
+        let Some(i) = self.index_of(m, seq) else {
+            return;
+        };
+        let mi = m.index();
+        let u = &mut self.queues[mi][i];
+        let first = u.state == UnitState::Queued;
+        u.sent_on = u.sent_on.with(slot);
+        if first {
+            u.first_sent_us = now_us;
+            self.counters.sent[mi] += 1;
+        } else if u.state == UnitState::Reinject {
+            self.counters.reinjected[mi] += 1;
+        }
+        if u.header.reliability == Reliability::Reliable {
+            u.state = UnitState::InFlight;
+        } else {
+            u.state = UnitState::Done;
+            let frame = std::mem::take(&mut u.frame);
+            self.release(frame);
+        }
+        if first && i == self.next_unsent[mi] {
+            self.advance_unsent(mi);
+        }
+        if self.reinject.front() == Some(&(m, seq)) {
+            self.reinject.pop_front();
+        }
+        self.pop_finished(mi);
+    }
+
+    /// Drops a unit that will not be sent (droppable unit past its deadline).
+    pub fn drop_unit(&mut self, m: Modality, seq: Seq) {
+        let Some(i) = self.index_of(m, seq) else {
+            return;
+        };
+        let mi = m.index();
+        let u = &mut self.queues[mi][i];
+        if u.header.reliability == Reliability::Reliable {
+            debug_assert!(false, "reliable units are never dropped");
+            return;
+        }
+        let was_unsent = u.state == UnitState::Queued;
+        u.state = UnitState::Done;
+        let frame = std::mem::take(&mut u.frame);
+        self.release(frame);
+        self.counters.dropped[mi] += 1;
+        if was_unsent && i == self.next_unsent[mi] {
+            self.advance_unsent(mi);
+        }
+        self.pop_finished(mi);
+    }
+
+    fn advance_unsent(&mut self, mi: usize) {
+        let q = &self.queues[mi];
+        let mut i = self.next_unsent[mi];
+        while i < q.len() && q[i].state != UnitState::Queued {
+            i += 1;
+        }
+        self.next_unsent[mi] = i;
+    }
+
+    fn release(&mut self, frame: Vec<u8>) {
+        self.queued_bytes -= frame.len();
+        if frame.capacity() > 0 && self.pool.len() < 4096 {
+            self.pool.push(frame);
+        }
+    }
+
+    fn pop_finished(&mut self, mi: usize) {
+        while let Some(u) = self.queues[mi].front() {
+            if !matches!(u.state, UnitState::Acked | UnitState::Done) {
+                break;
+            }
+            let mut u = self.queues[mi].pop_front().expect("front exists");
+            let frame = std::mem::take(&mut u.frame);
+            if frame.capacity() > 0 {
+                self.release(frame);
+            }
+            self.next_unsent[mi] = self.next_unsent[mi].saturating_sub(1);
+        }
+    }
+
+    /// Applies a CAMP ACK: every seq below `cumulative` and every seq in `ranges` was
+    /// received. Returns the number of units newly acknowledged.
+    pub fn on_ack(
+        &mut self,
+        m: Modality,
+        cumulative: Seq,
+        ranges: impl Iterator<Item = std::ops::Range<Seq>>,
+    ) -> usize {
+        let mi = m.index();
+        let mut newly = 0;
+        let Some(front) = self.queues[mi].front().map(|u| u.header.seq) else {
+            return 0;
+        };
+        let mut ack_range = |q: &mut VecDeque<StoredUnit>,
+                             pool: &mut Vec<Vec<u8>>,
+                             bytes: &mut usize,
+                             r: std::ops::Range<Seq>| {
+            let lo = r.start.max(front);
+            let hi = r.end.min(front + q.len() as u64);
+            for seq in lo..hi {
+                let u = &mut q[(seq - front) as usize];
+                if matches!(u.state, UnitState::InFlight | UnitState::Reinject) {
+                    u.state = UnitState::Acked;
+                    let frame = std::mem::take(&mut u.frame);
+                    *bytes -= frame.len();
+                    if pool.len() < 4096 {
+                        pool.push(frame);
+                    }
+                    newly += 1;
+                }
+            }
+        };
+        let q = &mut self.queues[mi];
+        ack_range(q, &mut self.pool, &mut self.queued_bytes, 0..cumulative);
+        for r in ranges {
+            ack_range(q, &mut self.pool, &mut self.queued_bytes, r);
+        }
+        self.counters.acked[mi] += newly as u64;
+        self.pop_finished(mi);
+        newly
+    }
+
+    /// Schedules for reinjection every reliable unit in flight that was sent only on paths
+    /// in `failed` (their only copies are on failing paths). Returns how many.
+    pub fn reinject_from(&mut self, failed: PathSet) -> usize {
+        let mut n = 0;
+        for m in Modality::ALL {
+            for u in self.queues[m.index()].iter_mut() {
+                if u.state == UnitState::InFlight
+                    && !u.sent_on.is_empty()
+                    && u.sent_on.iter().all(|s| failed.contains(s))
+                {
+                    u.state = UnitState::Reinject;
+                    self.reinject.push_back((m, u.header.seq));
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Droppable units still queued whose deadline is before `now_us`: dropped and counted.
+    pub fn expire(&mut self, now_us: Micros) -> usize {
+        let mut n = 0;
+        for m in Modality::ALL {
+            let mi = m.index();
+            loop {
+                let i = self.next_unsent[mi];
+                let Some(u) = self.queues[mi].get(i) else {
+                    break;
+                };
+                let expired = u.header.reliability == Reliability::Droppable
+                    && u.deadline_us().is_some_and(|d| d < now_us);
+                if !expired {
+                    break;
+                }
+                let seq = u.header.seq;
+                self.drop_unit(m, seq);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use camp_wire::{CaptureId, UnitFlags};
+
+    fn submit(s: &mut UnitStore, m: Modality, g: u64, len: usize) -> Seq {
+        s.submit(&UnitSubmit {
+            modality: m,
+            reliability: m.default_reliability(),
+            flags: UnitFlags::empty(),
+            sync_index: (g / 40_000) as u32,
+            gen_time_us: g,
+            deadline_us: 150_000,
+            capture_id: CaptureId(1),
+            payload: &vec![0xAB; len],
+        })
+        .expect("room")
+    }
+
+    #[test]
+    fn candidates_follow_generation_order_with_audio_first_on_ties() {
+        let mut s = UnitStore::new(1 << 20);
+        submit(&mut s, Modality::Video, 10, 100);
+        submit(&mut s, Modality::Text, 10, 10);
+        submit(&mut s, Modality::Audio, 10, 60);
+        submit(&mut s, Modality::Audio, 5, 60);
+        // Audio seq 0 was generated at 10, audio seq 1 at 5: per-modality order is by seq, so
+        // audio's head is seq 0 (gen 10), tied with text and video: audio wins the tie.
+        assert_eq!(
+            s.next_candidate([false; 3]),
+            Some((Modality::Audio, 0, false))
+        );
+        s.mark_sent(Modality::Audio, 0, 0, 20);
+        assert_eq!(
+            s.next_candidate([false; 3]),
+            Some((Modality::Audio, 1, false))
+        );
+        s.mark_sent(Modality::Audio, 1, 0, 20);
+        assert_eq!(
+            s.next_candidate([false; 3]),
+            Some((Modality::Text, 0, false))
+        );
+        assert_eq!(
+            s.next_candidate([false, true, true]),
+            Some((Modality::Text, 0, false))
+        );
+        assert_eq!(
+            s.next_candidate([true, true, false]),
+            Some((Modality::Video, 0, false))
+        );
+    }
+
+    #[test]
+    fn reliable_units_are_kept_until_acked_and_reinjected_when_their_path_fails() {
+        let mut s = UnitStore::new(1 << 20);
+        for i in 0..4 {
+            submit(&mut s, Modality::Text, i, 20);
+        }
+        for seq in 0..4 {
+            s.mark_sent(Modality::Text, seq, (seq % 2) as usize, 1);
+        }
+        assert_eq!(s.unacked_reliable(), 4);
+        assert_eq!(s.on_ack(Modality::Text, 1, [2..3].into_iter()), 2);
+        assert_eq!(
+            s.len(Modality::Text),
+            3,
+            "seq 0 popped, 1..4 held (1 and 3 unacked)"
+        );
+        // Path 1 carried seq 1 and 3.
+        assert_eq!(s.reinject_from(PathSet::single(1)), 2);
+        assert_eq!(
+            s.next_candidate([false; 3]),
+            Some((Modality::Text, 1, true))
+        );
+        s.mark_sent(Modality::Text, 1, 0, 2);
+        assert_eq!(
+            s.next_candidate([false; 3]),
+            Some((Modality::Text, 3, true))
+        );
+        s.mark_sent(Modality::Text, 3, 0, 2);
+        assert_eq!(s.next_candidate([false; 3]), None);
+        assert_eq!(s.counters().reinjected[0], 2);
+        assert_eq!(s.on_ack(Modality::Text, 4, std::iter::empty()), 2);
+        assert!(s.is_empty());
+        assert_eq!(s.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn units_sent_on_a_surviving_path_too_are_not_reinjected() {
+        let mut s = UnitStore::new(1 << 20);
+        submit(&mut s, Modality::Audio, 0, 60);
+        s.mark_sent(Modality::Audio, 0, 0, 1);
+        s.mark_sent(Modality::Audio, 0, 1, 1);
+        assert_eq!(s.reinject_from(PathSet::single(0)), 0);
+        assert_eq!(s.reinject_from(PathSet::single(0).with(1)), 1);
+    }
+
+    #[test]
+    fn droppable_units_are_released_on_send_and_expire_past_deadline() {
+        let mut s = UnitStore::new(1 << 20);
+        submit(&mut s, Modality::Video, 0, 1000);
+        submit(&mut s, Modality::Video, 40_000, 1000);
+        s.mark_sent(Modality::Video, 0, 0, 1);
+        assert_eq!(s.len(Modality::Video), 1);
+        assert_eq!(s.expire(100_000), 0);
+        assert_eq!(s.expire(190_001), 1);
+        assert!(s.is_empty());
+        assert_eq!(s.counters().dropped[2], 1);
+        assert_eq!(s.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn queue_limit_refuses_instead_of_losing() {
+        let mut s = UnitStore::new(2 * (camp_wire::DATA_PREFIX_LEN + 100));
+        submit(&mut s, Modality::Text, 0, 100);
+        submit(&mut s, Modality::Text, 1, 100);
+        let err = s
+            .submit(&UnitSubmit {
+                modality: Modality::Text,
+                reliability: Reliability::Reliable,
+                flags: UnitFlags::empty(),
+                sync_index: 0,
+                gen_time_us: 2,
+                deadline_us: 0,
+                capture_id: CaptureId::COMPOSED,
+                payload: &[0; 100],
+            })
+            .unwrap_err();
+        assert!(matches!(err, SubmitError::QueueFull { .. }));
+        assert_eq!(s.len(Modality::Text), 2);
+    }
+}

@@ -1,0 +1,416 @@
+//! The emulated network and the event loop: nodes exchange datagrams over per-path links
+//! under a virtual clock. Everything is deterministic for a given seed.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use camp_proto::{EcnCodepoint, Transmit};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::link::{Link, LinkConfig, LinkStats};
+
+/// Anything that sends and receives datagrams under the virtual clock.
+pub trait Node {
+    /// Delivers a datagram that arrived at `local` from `remote`.
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ecn: Option<EcnCodepoint>,
+        data: &[u8],
+    );
+    /// Next datagram to send.
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit>;
+    /// Next timer.
+    fn poll_timeout(&mut self) -> Option<Instant>;
+    /// Fires due timers.
+    fn handle_timeout(&mut self, now: Instant);
+}
+
+impl Node for camp_proto::server::Server {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ecn: Option<EcnCodepoint>,
+        data: &[u8],
+    ) {
+        camp_proto::server::Server::handle_datagram(self, now, local, remote, ecn, data)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        camp_proto::server::Server::poll_transmit(self, now, buf)
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        camp_proto::server::Server::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        camp_proto::server::Server::handle_timeout(self, now)
+    }
+}
+
+/// The client plus the application that consumes its playout: whenever the client wakes
+/// up, every unit the alignment buffer releases is "presented" (its sequence number is
+/// recorded per modality).
+#[derive(Debug)]
+pub struct ClientNode {
+    /// The CAMP client.
+    pub client: camp_proto::client::Client,
+    /// Sequence numbers presented per modality, in presentation order.
+    pub presented: [Vec<camp_wire::Seq>; camp_wire::Modality::COUNT],
+}
+
+impl ClientNode {
+    /// Wraps a client.
+    pub fn new(client: camp_proto::client::Client) -> Self {
+        Self {
+            client,
+            presented: Default::default(),
+        }
+    }
+
+    /// Presents every unit due at `now`.
+    pub fn drain_playout(&mut self, now: Instant) {
+        let now_us = self.client.clock().micros(now);
+        while let Some(p) = self.client.receiver_mut().poll_playout(now_us) {
+            self.presented[p.meta.modality.index()].push(p.meta.seq);
+        }
+    }
+}
+
+impl Node for ClientNode {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ecn: Option<EcnCodepoint>,
+        data: &[u8],
+    ) {
+        self.client.handle_datagram(now, local, remote, ecn, data);
+        self.drain_playout(now);
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.client.poll_transmit(now, buf)
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        self.client.poll_timeout()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.client.handle_timeout(now);
+        self.drain_playout(now);
+    }
+}
+
+/// One emulated path between a client address and a server address.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathConfig {
+    /// Client → server direction.
+    pub up: LinkConfig,
+    /// Server → client direction.
+    pub down: LinkConfig,
+}
+
+impl PathConfig {
+    /// The same link settings in both directions.
+    pub fn symmetric(link: LinkConfig) -> Self {
+        Self {
+            up: link.clone(),
+            down: link,
+        }
+    }
+}
+
+struct InFlight {
+    from: SocketAddr,
+    to: SocketAddr,
+    ecn: Option<EcnCodepoint>,
+    data: Vec<u8>,
+}
+
+/// Which node owns an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeId {
+    /// The server.
+    Server,
+    /// The client.
+    Client,
+    /// An extra node (index into [`Sim::extra`]).
+    Extra(usize),
+}
+
+/// Network statistics of one path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathStats {
+    /// Client → server.
+    pub up: LinkStats,
+    /// Server → client.
+    pub down: LinkStats,
+}
+
+/// The simulator: a server, a client, optional extra nodes, and the links between them.
+pub struct Sim<S: Node, C: Node> {
+    /// The server node.
+    pub server: S,
+    /// The client node.
+    pub client: C,
+    /// Extra nodes (attackers, competing traffic).
+    pub extra: Vec<Box<dyn Node>>,
+    epoch: Instant,
+    now: Instant,
+    rng: StdRng,
+    owners: HashMap<IpAddr, NodeId>,
+    links: HashMap<(IpAddr, IpAddr), Link>,
+    heap: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    packets: Vec<Option<InFlight>>,
+    free: Vec<usize>,
+    pool: Vec<Vec<u8>>,
+    seq: u64,
+    buf: Vec<u8>,
+    unroutable: u64,
+}
+
+impl<S: Node, C: Node> std::fmt::Debug for Sim<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("now_us", &self.now_us())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Address of the server on path `i` (198.18.0.0/15, the benchmarking range).
+pub fn server_addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([198, 18, i as u8, 1], 4433))
+}
+
+/// Address of the client on path `i`.
+pub fn client_addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([198, 18, i as u8, 2], 50_000 + i as u16))
+}
+
+impl<S: Node, C: Node> Sim<S, C> {
+    /// A simulator whose clock starts at `epoch`, with one link pair per path between
+    /// [`client_addr`]`(i)` and [`server_addr`]`(i)`.
+    pub fn new(server: S, client: C, paths: &[PathConfig], epoch: Instant, seed: u64) -> Self {
+        let mut sim = Self {
+            server,
+            client,
+            extra: Vec::new(),
+            epoch,
+            now: epoch,
+            rng: StdRng::seed_from_u64(seed),
+            owners: HashMap::new(),
+            links: HashMap::new(),
+            heap: BinaryHeap::new(),
+            packets: Vec::new(),
+            free: Vec::new(),
+            pool: Vec::new(),
+            seq: 0,
+            buf: Vec::with_capacity(65_536),
+            unroutable: 0,
+        };
+        for (i, p) in paths.iter().enumerate() {
+            let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
+            sim.owners.insert(c, NodeId::Client);
+            sim.owners.insert(s, NodeId::Server);
+            sim.links.insert((c, s), Link::new(p.up.clone()));
+            sim.links.insert((s, c), Link::new(p.down.clone()));
+        }
+        sim
+    }
+
+    /// Adds an extra node reachable at `addr`, linked to the server address `server_ip`
+    /// by `path`. Returns its index in [`Sim::extra`].
+    pub fn add_node(
+        &mut self,
+        node: Box<dyn Node>,
+        addr: IpAddr,
+        server_ip: IpAddr,
+        path: PathConfig,
+    ) -> usize {
+        let idx = self.extra.len();
+        self.extra.push(node);
+        self.owners.insert(addr, NodeId::Extra(idx));
+        self.links.insert((addr, server_ip), Link::new(path.up));
+        self.links.insert((server_ip, addr), Link::new(path.down));
+        idx
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Microseconds since the epoch.
+    pub fn now_us(&self) -> u64 {
+        self.now.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// Datagrams that had no link (misrouted).
+    pub fn unroutable(&self) -> u64 {
+        self.unroutable
+    }
+
+    /// Link statistics of path `i`.
+    pub fn path_stats(&self, i: usize) -> PathStats {
+        let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
+        PathStats {
+            up: self
+                .links
+                .get(&(c, s))
+                .map(|l| *l.stats())
+                .unwrap_or_default(),
+            down: self
+                .links
+                .get(&(s, c))
+                .map(|l| *l.stats())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Current configuration of path `i`.
+    pub fn path_config(&self, i: usize) -> PathConfig {
+        let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
+        let get = |k| self.links.get(&k).map(|l: &Link| l.config().clone());
+        PathConfig {
+            up: get((c, s)).unwrap_or_else(|| LinkConfig::new(1.0, 1)),
+            down: get((s, c)).unwrap_or_else(|| LinkConfig::new(1.0, 1)),
+        }
+    }
+
+    /// Replaces a link's configuration mid-run (e.g. to cut a path): `up` selects the
+    /// client → server direction.
+    pub fn set_link(&mut self, i: usize, up: bool, config: LinkConfig) {
+        let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
+        let key = if up { (c, s) } else { (s, c) };
+        self.links.insert(key, Link::new(config));
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut dyn Node {
+        match id {
+            NodeId::Server => &mut self.server,
+            NodeId::Client => &mut self.client,
+            NodeId::Extra(i) => self.extra[i].as_mut(),
+        }
+    }
+
+    fn node_count(&self) -> usize {
+        2 + self.extra.len()
+    }
+
+    fn id_at(i: usize) -> NodeId {
+        match i {
+            0 => NodeId::Server,
+            1 => NodeId::Client,
+            n => NodeId::Extra(n - 2),
+        }
+    }
+
+    fn flush_transmits(&mut self) {
+        let now = self.now;
+        let now_us = self.now_us();
+        for id in (0..self.node_count()).map(Self::id_at) {
+            loop {
+                let mut buf = std::mem::take(&mut self.buf);
+                let t = self.node(id).poll_transmit(now, &mut buf);
+                let Some(t) = t else {
+                    self.buf = buf;
+                    break;
+                };
+                let seg = t.segment_size.unwrap_or(t.size).max(1);
+                for chunk in buf[..t.size].chunks(seg) {
+                    let key = (t.source.ip(), t.destination.ip());
+                    let Some(link) = self.links.get_mut(&key) else {
+                        self.unroutable += 1;
+                        continue;
+                    };
+                    let Some(arrival) = link.send(now_us, chunk.len(), &mut self.rng) else {
+                        continue;
+                    };
+                    let mut data = self.pool.pop().unwrap_or_default();
+                    data.clear();
+                    data.extend_from_slice(chunk);
+                    let p = InFlight {
+                        from: t.source,
+                        to: t.destination,
+                        ecn: t.ecn,
+                        data,
+                    };
+                    let idx = match self.free.pop() {
+                        Some(i) => {
+                            self.packets[i] = Some(p);
+                            i
+                        }
+                        None => {
+                            self.packets.push(Some(p));
+                            self.packets.len() - 1
+                        }
+                    };
+                    self.seq += 1;
+                    self.heap.push(Reverse((arrival, self.seq, idx)));
+                }
+                self.buf = buf;
+            }
+        }
+    }
+
+    /// Runs the network until `until` (inclusive of events at that instant).
+    pub fn advance(&mut self, until: Instant) {
+        let until_us = until.saturating_duration_since(self.epoch).as_micros() as u64;
+        let mut spins = 0u32;
+        loop {
+            self.flush_transmits();
+            let mut next_us = self.heap.peek().map(|r| r.0.0);
+            for id in (0..self.node_count()).map(Self::id_at) {
+                if let Some(t) = self.node(id).poll_timeout() {
+                    // Round up: waking before a sub-microsecond deadline would fire nothing.
+                    let t_us = t
+                        .saturating_duration_since(self.epoch)
+                        .as_nanos()
+                        .div_ceil(1000) as u64;
+                    next_us = Some(next_us.map_or(t_us, |n| n.min(t_us)));
+                }
+            }
+            let Some(next_us) = next_us.filter(|&t| t <= until_us) else {
+                self.now = until.max(self.now);
+                return;
+            };
+            let next_us = next_us.max(self.now_us());
+            if next_us == self.now_us() {
+                spins += 1;
+                assert!(
+                    spins < 100_000,
+                    "simulation makes no progress at {next_us} µs"
+                );
+            } else {
+                spins = 0;
+            }
+            self.now = self.epoch + Duration::from_micros(next_us);
+            while self.heap.peek().is_some_and(|r| r.0.0 <= next_us) {
+                let Reverse((_, _, idx)) = self.heap.pop().expect("peeked");
+                let p = self.packets[idx].take().expect("scheduled packet exists");
+                self.free.push(idx);
+                match self.owners.get(&p.to.ip()).copied() {
+                    Some(owner) => {
+                        let now = self.now;
+                        self.node(owner)
+                            .handle_datagram(now, p.to, p.from, p.ecn, &p.data);
+                    }
+                    None => self.unroutable += 1,
+                }
+                self.pool.push(p.data);
+            }
+            let now = self.now;
+            for id in (0..self.node_count()).map(Self::id_at) {
+                let node = self.node(id);
+                if node.poll_timeout().is_some_and(|t| t <= now) {
+                    node.handle_timeout(now);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Runs one LLM turn through the simulator and reports what the draft measures.
+
+use std::time::{Duration, Instant};
+
+use camp_proto::client::ClientEvent;
+use camp_proto::server::{ServerEvent, SessionId};
+use camp_proto::store::{StoreCounters, UnitSubmit};
+use camp_recv::RecvSummary;
+use camp_wire::{CaptureId, Modality, Seq};
+
+use crate::link::LinkConfig;
+use crate::net::PathStats;
+use crate::workload::{TurnConfig, plan_turn};
+use crate::{Setup, build};
+
+/// A change to the network during a run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetEvent {
+    /// Path `path` goes dark in both directions at `at_ms` after the turn starts, for good.
+    Cut {
+        /// Path index.
+        path: usize,
+        /// Time after the turn start, ms.
+        at_ms: u64,
+    },
+}
+
+/// Outcome of one simulated turn.
+#[derive(Debug, Clone)]
+pub struct TurnReport {
+    /// Receiver metrics (latency, Delta_k, C, alignment).
+    pub summary: RecvSummary,
+    /// Sequence numbers presented per modality, in presentation order.
+    pub presented: [Vec<Seq>; Modality::COUNT],
+    /// Units planned per modality.
+    pub planned: [u64; Modality::COUNT],
+    /// Units the server refused at submission (queue full).
+    pub refused_at_submit: u64,
+    /// Sender store counters.
+    pub store: StoreCounters,
+    /// Reliable units still unacknowledged at the end.
+    pub unacked_reliable: usize,
+    /// Paths that joined.
+    pub paths_joined: usize,
+    /// Per-path link statistics.
+    pub links: Vec<PathStats>,
+    /// Unit bytes the server wrote per path slot.
+    pub bytes_per_path: Vec<u64>,
+    /// Virtual time simulated.
+    pub simulated: Duration,
+    /// Wall-clock time the simulation took.
+    pub wall: Duration,
+}
+
+impl TurnReport {
+    /// Reliable units planned but never presented.
+    pub fn reliable_lost(&self) -> u64 {
+        [Modality::Text, Modality::Audio]
+            .iter()
+            .map(|m| self.planned[m.index()] - self.presented[m.index()].len() as u64)
+            .sum()
+    }
+}
+
+/// Runs a turn: connects every path, plays the workload into the server at generation
+/// times, lets the network drain, and collects the client's metrics.
+pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnReport {
+    let wall = Instant::now();
+    let epoch = Instant::now();
+    let mut sim = build(setup, epoch);
+    let n_paths = setup.paths.len();
+
+    // Establish the session and let every path join (bounded).
+    let mut session: Option<SessionId> = None;
+    let mut joined = 0;
+    let connect_deadline = epoch + Duration::from_secs(3);
+    while sim.now() < connect_deadline && (session.is_none() || joined < n_paths) {
+        let next = sim.now() + Duration::from_millis(5);
+        sim.advance(next);
+        while let Some(ev) = sim.server.poll_event() {
+            if let ServerEvent::SessionOpened(s) = ev {
+                session = Some(s);
+            }
+        }
+        while let Some(ev) = sim.client.client.poll_event() {
+            if let ClientEvent::PathJoined { .. } = ev {
+                joined += 1;
+            }
+        }
+    }
+    let session = session.expect("session established within 3 s");
+
+    let start_us = sim.now_us() + 20_000;
+    let plan = plan_turn(turn, start_us, setup.seed);
+    let mut planned = [0u64; Modality::COUNT];
+    for u in &plan {
+        planned[u.modality.index()] += 1;
+    }
+    let mut cuts: Vec<(u64, usize)> = events
+        .iter()
+        .map(|e| match *e {
+            NetEvent::Cut { path, at_ms } => (start_us + at_ms * 1000, path),
+        })
+        .collect();
+    cuts.sort_unstable();
+
+    let payload = vec![0x5Au8; 128 * 1024];
+    let mut refused = 0;
+    for u in &plan {
+        while let Some(&(at, path)) = cuts.first().filter(|c| c.0 <= u.gen_us) {
+            sim.advance(epoch + Duration::from_micros(at));
+            let t = sim.now_us();
+            cut_path(&mut sim, path, t);
+            cuts.remove(0);
+        }
+        sim.advance(epoch + Duration::from_micros(u.gen_us));
+        let now = sim.now();
+        let r = sim.server.send_unit(
+            now,
+            session,
+            &UnitSubmit {
+                modality: u.modality,
+                reliability: u.modality.default_reliability(),
+                flags: u.flags,
+                sync_index: u.sync_index,
+                gen_time_us: u.gen_us,
+                deadline_us: u.deadline_us,
+                capture_id: CaptureId(0),
+                payload: &payload[..u.size],
+            },
+        );
+        if r.is_err() {
+            refused += 1;
+        }
+    }
+    // Let everything in flight arrive (bounded: 5 s after the last unit).
+    let end = sim.now() + Duration::from_secs(5);
+    while sim.now() < end {
+        let next = sim.now() + Duration::from_millis(10);
+        sim.advance(next);
+        if sim.server.pending_units(session) == 0 && sim.client.client.receiver().is_idle() {
+            break;
+        }
+    }
+    let now_us = sim.now_us();
+    sim.client.client.receiver_mut().finish(now_us);
+    let now = sim.now();
+    sim.client.drain_playout(now);
+
+    let paths = sim.server.paths(session);
+    let mut bytes_per_path = vec![0; n_paths];
+    for p in &paths {
+        if let Some(b) = bytes_per_path.get_mut(p.slot) {
+            *b = p.bytes_sent;
+        }
+    }
+    TurnReport {
+        summary: sim.client.client.receiver().summary(),
+        presented: std::mem::take(&mut sim.client.presented),
+        planned,
+        refused_at_submit: refused,
+        store: sim.server.store_counters(session).unwrap_or_default(),
+        unacked_reliable: sim.server.unacked_reliable(session),
+        paths_joined: joined,
+        links: (0..n_paths).map(|i| sim.path_stats(i)).collect(),
+        bytes_per_path,
+        simulated: sim.now().duration_since(epoch),
+        wall: wall.elapsed(),
+    }
+}
+
+/// Cuts path `i` in both directions from `now_us` on.
+pub fn cut_path<S: crate::Node, C: crate::Node>(sim: &mut crate::Sim<S, C>, i: usize, now_us: u64) {
+    let dark = |mut l: LinkConfig| {
+        l.outages = vec![(Duration::from_micros(now_us), Duration::MAX)];
+        l
+    };
+    let cfg = sim.path_config(i);
+    sim.set_link(i, true, dark(cfg.up));
+    sim.set_link(i, false, dark(cfg.down));
+}
