@@ -391,19 +391,17 @@ impl Receiver {
         let s = self
             .align
             .schedule(&u.meta, u.arrival_us, u.local_gen_us, now);
+        let c = &mut self.metrics.counters;
         if s.skipped {
-            self.metrics.counters.video_skipped += 1;
+            c.video_skipped += 1;
             self.interval_late += 1;
         } else if s.late_by > 0 {
-            self.metrics.counters.late += 1;
+            c.late += 1;
             self.interval_late += 1;
             if m == Modality::Audio {
-                self.metrics.counters.stalls += 1;
-                self.metrics.counters.stall_time_us = self
-                    .metrics
-                    .counters
-                    .stall_time_us
-                    .saturating_add(s.late_by);
+                // A late audio frame is a playback stall as long as its lateness.
+                c.stalls += 1;
+                c.stall_time_us = c.stall_time_us.saturating_add(s.late_by);
             }
         }
         // After scheduling, so a late unit is judged against the delay in force when it was
