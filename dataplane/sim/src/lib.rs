@@ -53,8 +53,18 @@ fn seed32(seed: u64, salt: u8) -> [u8; 32] {
 /// Builds a server and a client over `setup.paths`, both with their session clock at the
 /// simulator's epoch, the client configured to open every path.
 pub fn build(setup: &Setup, epoch: Instant) -> Sim<Server, ClientNode> {
+    build_with_roots(setup, epoch).0
+}
+
+/// Like [`build`], also returning the server's certificate chain so that extra nodes (for
+/// example an attacker with a valid TLS client) can connect too.
+pub fn build_with_roots(
+    setup: &Setup,
+    epoch: Instant,
+) -> (Sim<Server, ClientNode>, Vec<rustls::pki_types::CertificateDer<'static>>) {
     let identity = camp_proto::tls::self_signed(&["camp.test"]).expect("certificate generation");
     let roots = identity.chain.clone();
+    let roots_out = roots.clone();
     let server_crypto = camp_proto::tls::server_crypto(identity).expect("server tls");
     let client_crypto = camp_proto::tls::client_crypto(&roots, false).expect("client tls");
     let n = setup.paths.len();
@@ -87,11 +97,6 @@ pub fn build(setup: &Setup, epoch: Instant) -> Sim<Server, ClientNode> {
         epoch,
     )
     .expect("client start");
-    Sim::new(
-        server,
-        ClientNode::new(client),
-        &setup.paths,
-        epoch,
-        setup.seed,
-    )
+    let sim = Sim::new(server, ClientNode::new(client), &setup.paths, epoch, setup.seed);
+    (sim, roots_out)
 }
