@@ -14,8 +14,10 @@
 pub mod classifier;
 pub mod frame;
 pub mod io;
+pub mod mode;
 pub mod neigh;
 pub mod nic;
+pub mod udp_io;
 pub mod xdp_io;
 #[allow(unsafe_code, reason = "AF_XDP rings, UMEM and BPF link syscalls")]
 pub mod xsk;
@@ -37,4 +39,6 @@ pub(crate) mod skel {
 pub use classifier::{AttachMode, AttachedMode, Classifier};
 pub use frame::Ecn;
 pub use io::{IoCounters, IoError, IoKind, PacketIo, RxDatagram, TxDatagram};
+pub use mode::{AnyIo, IoMode, OpenError, open_io};
+pub use udp_io::{UdpError, UdpIo};
 pub use xdp_io::{XdpConfig, XdpError, XdpIo};

@@ -108,6 +108,8 @@ fn echo_test(attach: AttachMode, expect: AttachedMode) {
             ready_tx.send(()).unwrap();
             let report = io.report();
             assert_eq!(report[0].attach, expect);
+            // veth has no zero-copy AF_XDP: auto bind must pick copy mode.
+            assert_eq!(report[0].queues, vec![camp_xdp::xsk::BindMode::Copy]);
             eprintln!("{xdp_name}: {report:?}");
             // A kernel socket on another port keeps working.
             let other = UdpSocket::bind("198.18.0.1:7000").unwrap();
@@ -290,4 +292,61 @@ fn gro_in_generic_mode_is_refused() {
         !xdp_attached(&xdp, "xa0"),
         "refused setup must not leave XDP attached"
     );
+}
+
+#[test]
+fn forced_zero_copy_on_veth_fails_and_auto_falls_back_to_udp() {
+    if !root_or_skip("forced_zero_copy_on_veth_fails_and_auto_falls_back_to_udp") {
+        return;
+    }
+    let xdp = Netns::new("zc");
+    let peer = Netns::new("zp");
+    veth(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2");
+    let mut cfg = config(&["xa0"], AttachMode::Auto);
+    cfg.xsk.bind = camp_xdp::xsk::BindPreference::ZeroCopy;
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let server = xdp.spawn(move || {
+        let err = XdpIo::open(&cfg).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                XdpError::Socket {
+                    source: camp_xdp::xsk::XskError::NoZeroCopy { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut io = camp_xdp::open_io(camp_xdp::IoMode::Auto, &cfg).expect("auto mode");
+        assert_eq!(io.kind(), camp_xdp::IoKind::Udp);
+        assert_eq!(
+            io.local_addrs(),
+            vec!["198.18.0.1:4433".parse::<SocketAddr>().unwrap()]
+        );
+        ready_tx.send(()).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut echoed = 0;
+        let mut batch = Vec::new();
+        while echoed < 100 && Instant::now() < end {
+            io.wait(Duration::from_millis(20)).unwrap();
+            io.recv_batch(&mut |d| batch.push((d.local, d.remote, d.payload.to_vec())))
+                .unwrap();
+            for (l, r, p) in batch.drain(..) {
+                io.send(&TxDatagram::new(l, r, camp_xdp::Ecn::NotEct, &p))
+                    .unwrap();
+                echoed += 1;
+            }
+        }
+        echoed
+    });
+    ready
+        .recv_timeout(Duration::from_secs(20))
+        .expect("server did not come up");
+    let received = peer.enter(|| {
+        let sock = UdpSocket::bind("198.18.0.2:5000").unwrap();
+        ping_pong(&sock, "198.18.0.1:4433".parse().unwrap(), 100, 8)
+    });
+    assert_eq!(server.join().unwrap(), 100);
+    assert_eq!(received, 100);
+    assert!(!xdp_attached(&xdp, "xa0"));
 }
