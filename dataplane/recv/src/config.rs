@@ -87,7 +87,7 @@ pub struct ReceiverConfig {
     pub min_gap_wait_us: u32,
     /// Width of each stream's reorder window in units: a unit at or beyond
     /// `in_order + max_units_ahead` is refused (reliable) or pushes the window forward
-    /// (droppable). Default 1024; values below 2 become 2.
+    /// (droppable). Default 1024; clamped to 2..=65536.
     pub max_units_ahead: u32,
     /// Most units held at once in reorder and playout buffers together (default 8192).
     pub max_buffered_units: u32,
@@ -143,6 +143,8 @@ impl Default for ReceiverConfig {
 
 /// Largest payload the pool's size classes can hold.
 pub(crate) const MAX_PAYLOAD_LIMIT: u32 = 1 << 24;
+/// Largest reorder window per stream.
+pub(crate) const MAX_UNITS_AHEAD: u32 = 1 << 16;
 /// Largest CAMP quantile window.
 pub(crate) const MAX_CAMP_WINDOW: u32 = 4096;
 
@@ -150,7 +152,7 @@ impl ReceiverConfig {
     /// Returns a copy with every out-of-range value repaired as the field docs describe.
     pub(crate) fn normalised(mut self) -> Self {
         self.ack_every_units = self.ack_every_units.max(1);
-        self.max_units_ahead = self.max_units_ahead.max(2);
+        self.max_units_ahead = self.max_units_ahead.clamp(2, MAX_UNITS_AHEAD);
         self.max_buffered_units = self.max_buffered_units.max(1);
         self.max_payload_len = self.max_payload_len.min(MAX_PAYLOAD_LIMIT);
         self.camp_window_groups = self.camp_window_groups.clamp(1, MAX_CAMP_WINDOW);

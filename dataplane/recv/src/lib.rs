@@ -42,7 +42,7 @@ pub use metrics::{
     ArrivalRecord, FeedbackReport, LatencySummary, ModalitySummary, RecvCounters, RecvMetrics,
     RecvSummary, SYNC_GROUP_WINDOW, inside_bt1359, inside_is191,
 };
-pub use playout::PlayedUnit;
+pub use playout::{PlayedUnit, TransportHint};
 
 use ack::{AckRanges, AckTimer};
 use metrics::{GroupDone, SyncGroups};
@@ -209,6 +209,19 @@ impl Receiver {
     ) -> Result<Accepted, RecvError> {
         self.release_pending();
         if self.finished {
+            // A resent copy of a unit already received is still acknowledged, so the sender
+            // can stop resending; anything new is refused.
+            let st = &mut self.streams[meta.modality.index()];
+            if st.ack.contains(meta.seq) {
+                self.metrics.counters.duplicates += 1;
+                st.ack_timer.on_received(
+                    now_us,
+                    true,
+                    self.cfg.ack_delay(),
+                    self.cfg.ack_every_units,
+                );
+                return Ok(Accepted::Duplicate);
+            }
             self.metrics.counters.refused_finished += 1;
             return Err(RecvError::Finished);
         }
@@ -500,14 +513,11 @@ impl Receiver {
         self.clock_offset_us = offset_us;
     }
 
-    /// Transport hint for the CAMP policy: upcoming units are expected to take up to
-    /// `expected_latency_us` from generation to arrival (e.g. the current latency plus
-    /// `path_delta / 2` when the sender moves a stream to a slower path). Raises `D` ahead of
-    /// time; other policies ignore it.
-    pub fn on_transport_hint(&mut self, now_us: Micros, expected_latency_us: u32) {
+    /// Transport hint for the CAMP policy (see [`TransportHint`]): raises `D` ahead of time so
+    /// that units about to take a slower path are not late; other policies ignore it.
+    pub fn on_transport_hint(&mut self, now_us: Micros, hint: TransportHint) {
         self.advance(now_us);
-        self.align
-            .on_transport_hint(Micros::from(expected_latency_us));
+        self.align.on_transport_hint(hint);
         self.metrics.set_playout_delay(self.align.playout_delay());
     }
 
@@ -1376,12 +1386,30 @@ mod tests {
 
     #[test]
     fn transport_hint_raises_camp_delay_ahead_of_time() {
-        let mut r = rx(PlayoutPolicy::camp_default());
-        r.on_transport_hint(0, 300_000);
+        let mut r = rx(PlayoutPolicy::Camp {
+            initial_delay_us: 20_000,
+            min_delay_us: 20_000,
+            max_delay_us: 1_000_000,
+            quantile: 0.99,
+        });
+        for k in 0..4 {
+            send_group(&mut r, k, 30 * MS, 30 * MS);
+        }
+        assert_eq!(r.playout_delay_us(), 35_000, "30 ms groups + 5 ms margin");
+        // The sender reports paths 200 ms apart in RTT: 30 ms + 100 ms + 5 ms margin.
+        let path_delta = TransportHint::PathDelta {
+            path_delta_us: 200_000,
+        };
+        r.on_transport_hint(200 * MS, path_delta);
+        assert_eq!(r.playout_delay_us(), 135_000);
+        let expected = TransportHint::ExpectedLatency {
+            latency_us: 300_000,
+        };
+        r.on_transport_hint(200 * MS, expected);
         assert_eq!(r.playout_delay_us(), 305_000);
         let mut f = rx(PlayoutPolicy::Fixed { delay_us: 80_000 });
-        f.on_transport_hint(0, 300_000);
-        assert_eq!(f.playout_delay_us(), 80_000);
+        f.on_transport_hint(0, expected);
+        assert_eq!(f.playout_delay_us(), 80_000, "only CAMP takes hints");
     }
 
     #[test]
@@ -1440,6 +1468,13 @@ mod tests {
             r.on_unit(30 * MS, PathId(0), meta(Modality::Text, 0, 0, 0), b"t"),
             Err(RecvError::Finished)
         );
+        while r.poll_ack(30 * MS).is_some() {}
+        // A resend of a received unit is still acknowledged so the sender can stop.
+        assert_eq!(
+            r.on_unit(30 * MS, PathId(0), meta(Modality::Audio, 0, 0, 0), b"a"),
+            Ok(Accepted::Duplicate)
+        );
+        assert_eq!(r.poll_ack(30 * MS).map(|a| a.cumulative), Some(1));
         assert!(!r.is_idle());
         assert!(r.poll_playout(99 * MS).is_none());
         assert_eq!(seqs(&drain(&mut r, 140 * MS)), [0, 1]);

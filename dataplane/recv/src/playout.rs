@@ -22,7 +22,7 @@
 //! It rises at once, both when the target rises and when a single unit arrives with
 //! latency + margin above `D` (so the group after a late one is covered), and it decays
 //! towards the target at `camp_decay_us_per_s`, slow enough to be absorbed by imperceptible
-//! playback-rate changes. Transport hints (`on_transport_hint`) raise `D` the same way before
+//! playback-rate changes. Transport hints ([`TransportHint`]) raise `D` the same way before
 //! the late units arrive.
 //!
 //! LipSync policy (WebRTC `stream_synchronization` rule, re-derived): audio is scheduled at
@@ -48,6 +48,27 @@ pub const LIP_SYNC_DEAD_BAND_US: i64 = 30_000;
 pub const LIP_SYNC_MAX_STEP_US: i64 = 80_000;
 /// Upper bound of either LipSync extra delay.
 const LIP_SYNC_MAX_EXTRA_US: u64 = 2_000_000;
+
+/// What the transport tells the alignment buffer ahead of time (draft §4.4: "continuous
+/// feedback from the transport layer"), so the CAMP policy raises `D` before late units
+/// arrive rather than after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportHint {
+    /// Upcoming units are expected to take up to this long from generation to arrival, e.g.
+    /// after the sender moved a stream to a slower path or reinjected units on one.
+    ExpectedLatency {
+        /// Expected generation-to-arrival latency, µs.
+        latency_us: u32,
+    },
+    /// Units may now use paths whose RTTs differ by `path_delta_us` (MP_RTT exchange,
+    /// draft-ietf-tsvwg-multipath-dccp-11 §4.2.7): with symmetric paths the slow one adds
+    /// `path_delta / 2` one way, so upcoming latency may reach the fastest group completion
+    /// latency seen recently plus that.
+    PathDelta {
+        /// Max − min smoothed RTT over the paths in use, µs.
+        path_delta_us: u32,
+    },
+}
 
 /// A unit released for presentation by [`crate::Receiver::poll_playout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +220,12 @@ impl CampDelay {
             self.d = target;
             self.raises += 1;
         }
+    }
+
+    /// Smallest completion latency in the window (0 before any group): the latency of the
+    /// fastest path as the receiver sees it.
+    fn window_min(&self) -> Micros {
+        self.window.iter().copied().min().unwrap_or(0)
     }
 
     /// Lets `D` decay towards its target for the time elapsed since the last call.
@@ -390,10 +417,16 @@ impl Alignment {
         }
     }
 
-    /// Transport hint: upcoming units are expected to take up to `latency` from generation to
-    /// arrival. Raises CAMP's `D` ahead of time; ignored by other policies.
-    pub(crate) fn on_transport_hint(&mut self, latency: Micros) {
-        self.on_delivery_latency(latency);
+    /// Applies a transport hint: raises CAMP's `D` ahead of time; other policies ignore it.
+    pub(crate) fn on_transport_hint(&mut self, hint: TransportHint) {
+        let Some(c) = self.camp.as_mut() else { return };
+        let latency = match hint {
+            TransportHint::ExpectedLatency { latency_us } => Micros::from(latency_us),
+            TransportHint::PathDelta { path_delta_us } => c
+                .window_min()
+                .saturating_add(Micros::from(path_delta_us / 2)),
+        };
+        c.cover(latency);
     }
 
     /// Decides when a unit delivered in order at `delivered` is presented.
