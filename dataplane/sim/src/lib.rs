@@ -89,7 +89,7 @@ pub fn build_with_roots(
                 .collect(),
             crypto: client_crypto,
             server_name: "camp.test".into(),
-            receiver: setup.receiver.clone(),
+            receiver: setup.receiver,
             rng_seed: seed32(setup.seed, 2),
             shared_clock: true,
         },

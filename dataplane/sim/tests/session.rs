@@ -91,3 +91,34 @@ fn same_seed_gives_identical_metrics() {
     assert_eq!(a.summary.latency.mean_us, b.summary.latency.mean_us);
     assert_eq!(a.bytes_per_path, b.bytes_per_path);
 }
+
+#[test]
+fn a_peer_with_a_single_path_still_works() {
+    let mut setup = two_paths(SchedulerKind::Camp, 3);
+    setup.paths.truncate(1);
+    let report = run_turn(&setup, &TurnConfig::default(), &[]);
+    assert_eq!(report.paths_joined, 1);
+    assert_exactly_once_in_order(&report);
+}
+
+#[test]
+fn three_paths_with_different_delays_and_rates_all_join_and_deliver() {
+    let mut setup = two_paths(SchedulerKind::Camp, 4);
+    setup.paths.push(PathConfig::symmetric(LinkConfig::new(5.0, 50)));
+    let report = run_turn(&setup, &TurnConfig::default(), &[]);
+    assert_eq!(report.paths_joined, 3);
+    assert_exactly_once_in_order(&report);
+}
+
+#[test]
+fn cutting_every_path_but_the_slowest_of_three_loses_nothing_reliable() {
+    let mut setup = two_paths(SchedulerKind::Camp, 6);
+    setup.paths.push(PathConfig::symmetric(LinkConfig::new(5.0, 50)));
+    let report = run_turn(
+        &setup,
+        &TurnConfig::default(),
+        &[NetEvent::Cut { path: 0, at_ms: 1_000 }, NetEvent::Cut { path: 1, at_ms: 2_500 }],
+    );
+    assert_exactly_once_in_order(&report);
+    assert!(report.store.reinjected.iter().sum::<u64>() > 0 || report.links[2].down.delivered > 0);
+}
