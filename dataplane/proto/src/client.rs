@@ -185,7 +185,7 @@ impl Client {
             true,
             Some(quinn_seed),
         );
-        let receiver = Receiver::new(config.receiver.clone());
+        let receiver = Receiver::new(config.receiver);
         let mut client = Self {
             config,
             clock: SessionClock::new(epoch),
@@ -466,17 +466,14 @@ impl Client {
                     c.path.lost = true;
                     self.path_gone(h);
                 }
-                Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => loop {
-                    let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
-                        break;
-                    };
-                    let Some(id) = c.path.conn.streams().accept(Dir::Uni) else {
-                        break;
-                    };
-                    let buf = self.pool.pop().unwrap_or_default();
-                    c.unit_bufs.insert(id, buf);
-                    self.read_unit_stream(now, h, id);
-                },
+                Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
+                    while let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
+                        let Some(id) = c.path.conn.streams().accept(Dir::Uni) else { break };
+                        let buf = self.pool.pop().unwrap_or_default();
+                        c.unit_bufs.insert(id, buf);
+                        self.read_unit_stream(now, h, id);
+                    }
+                }
                 Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => {
                     while let Some(id) = c.path.conn.streams().accept(Dir::Bi) {
                         let _ = c

@@ -27,6 +27,7 @@ impl OwnedAck {
 }
 
 /// One control frame (anything but DATA).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlFrame {
     /// Starts a session.
@@ -37,7 +38,8 @@ pub enum ControlFrame {
     Join(Join),
     /// Server answer to an accepted JOIN.
     JoinOk(JoinOk),
-    /// CAMP-level acknowledgement.
+    /// CAMP-level acknowledgement (1 KiB of ranges: the largest variant by design, copied
+    /// on the stack rather than boxed so that decoding never allocates).
     Ack(OwnedAck),
     /// Path status / precedence change.
     PathStatus(PathStatusFrame),

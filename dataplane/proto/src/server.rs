@@ -926,7 +926,7 @@ impl Server {
                     avoid: PathSet::EMPTY,
                     ..info
                 };
-                if crate::sched::eligible(&again, views).len() > 0
+                if !crate::sched::eligible(&again, views).is_empty()
                     && crate::sched::eligible(&info, views).is_empty()
                 {
                     decision = s.scheduler.pick(&again, views);

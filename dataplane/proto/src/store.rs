@@ -495,7 +495,7 @@ mod tests {
             s.mark_sent(Modality::Text, seq, (seq % 2) as usize, 1);
         }
         assert_eq!(s.unacked_reliable(), 4);
-        assert_eq!(s.on_ack(Modality::Text, 1, [2..3].into_iter()), 2);
+        assert_eq!(s.on_ack(Modality::Text, 1, std::iter::once(2..3)), 2);
         assert_eq!(
             s.len(Modality::Text),
             3,

@@ -269,7 +269,7 @@ pub fn eligible(unit: &UnitInfo, paths: &[PathView]) -> PathSet {
             base(p)
                 && (p.status == PathStatus::Available) == avail
                 && p.precedence == prec
-                && !p.suspect == healthy
+                && p.suspect != healthy
         })
         .fold(PathSet::EMPTY, |s, p| s.with(p.slot as usize))
 }

@@ -1,0 +1,135 @@
+//! The per-unit hot path allocates nothing in steady state: scheduling decisions and the
+//! unit store's submit / send / acknowledge cycle. Counted with a global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use camp_proto::sched::{ConsistencyAware, MinRtt, PathSet, PathView, Scheduler, UnitInfo};
+use camp_proto::store::{UnitStore, UnitSubmit};
+use camp_wire::{CaptureId, Modality, PathId, PathStatus, UnitFlags};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+// SAFETY: delegates to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ARMED.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if ARMED.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    ALLOCS.store(0, Ordering::Relaxed);
+    ARMED.store(true, Ordering::Relaxed);
+    let r = f();
+    ARMED.store(false, Ordering::Relaxed);
+    (r, ALLOCS.load(Ordering::Relaxed))
+}
+
+fn views(n: usize) -> Vec<PathView> {
+    (0..n)
+        .map(|i| PathView {
+            slot: i as u8,
+            id: PathId(i as u32),
+            status: PathStatus::Available,
+            precedence: 1,
+            usable: true,
+            suspect: false,
+            has_room: i % 3 != 2,
+            srtt_us: 10_000 + 7_000 * i as u64,
+            min_rtt_us: 9_000 + 7_000 * i as u64,
+            rttvar_us: 1_000,
+            cwnd: 40_000,
+            in_flight: 1_000 * i as u64,
+            unsent: 500,
+            delivery_rate: 2_000_000,
+            btl_bw: 2_000_000,
+            loss_ppm: 0,
+            mtu: 1200,
+        })
+        .collect()
+}
+
+#[test]
+fn scheduling_decisions_do_not_allocate() {
+    for n in [2, 4, 8] {
+        let paths = views(n);
+        let mut camp = ConsistencyAware::default();
+        let mut minrtt = MinRtt;
+        let ((), allocs) = counted(|| {
+            for i in 0..10_000u64 {
+                let m = Modality::ALL[(i % 3) as usize];
+                let unit = UnitInfo {
+                    modality: m,
+                    reliability: m.default_reliability(),
+                    size: if m == Modality::Video { 8_000 } else { 80 },
+                    sync_index: (i / 3) as u32,
+                    gen_time_us: i * 13_000,
+                    deadline_us: Some(i * 13_000 + 150_000),
+                    now_us: i * 13_000,
+                    reinjection: false,
+                    avoid: PathSet::EMPTY,
+                };
+                std::hint::black_box(camp.pick(&unit, &paths));
+                std::hint::black_box(minrtt.pick(&unit, &paths));
+            }
+        });
+        assert_eq!(allocs, 0, "{n} paths: allocations in 20 000 decisions");
+    }
+}
+
+#[test]
+fn unit_store_cycle_does_not_allocate_after_warm_up() {
+    let mut store = UnitStore::new(64 << 20);
+    let payload = vec![7u8; 9_000];
+    let cycle = |store: &mut UnitStore, round: u64| {
+        for m in Modality::ALL {
+            let size = if m == Modality::Video { 9_000 } else { 70 };
+            let seq = store
+                .submit(&UnitSubmit {
+                    modality: m,
+                    reliability: m.default_reliability(),
+                    flags: UnitFlags::empty(),
+                    sync_index: round as u32,
+                    gen_time_us: round * 40_000,
+                    deadline_us: 150_000,
+                    capture_id: CaptureId(0),
+                    payload: &payload[..size],
+                })
+                .unwrap();
+            store.mark_sent(m, seq, (round % 2) as usize, round * 40_000);
+            if round >= 8 {
+                // Acknowledge with a lag of eight units so the store holds some.
+                store.on_ack(m, seq - 7, std::iter::empty());
+            }
+        }
+    };
+    for round in 0..1_000 {
+        cycle(&mut store, round);
+    }
+    let ((), allocs) = counted(|| {
+        for round in 1_000..11_000 {
+            cycle(&mut store, round);
+        }
+    });
+    assert_eq!(allocs, 0, "allocations in 30 000 steady-state units");
+}
