@@ -991,6 +991,14 @@ impl Server {
                     for slot in sent.iter() {
                         s.store.mark_sent(m, seq, slot, now_us);
                     }
+                    if !droppable && !reinjection && sent.len() == 1 {
+                        let slot = sent.iter().next().unwrap_or(0);
+                        if let Some(view) = views.iter().find(|v| v.slot as usize == slot) {
+                            if let Some(after) = s.scheduler.reinject_after_us(&info, view, views) {
+                                s.store.arm_reinjection(m, seq, now_us + after);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -1023,6 +1031,11 @@ impl Server {
         }
         for s in self.sessions.iter().flatten().filter(|s| !s.closed) {
             consider(s.hold_until.map(|t| self.clock.instant(t)));
+            consider(
+                s.store
+                    .next_reinjection_timer()
+                    .map(|t| self.clock.instant(t)),
+            );
             for p in s.paths.iter().flatten() {
                 consider(Some(self.clock.instant(p.last_rtt_report_us + report)));
             }
@@ -1068,6 +1081,9 @@ impl Server {
             self.process_conn(now, h);
         }
         self.send_rtt_reports(now_us);
+        for s in self.sessions.iter_mut().flatten() {
+            s.store.fire_reinjection_timers(now_us);
+        }
         for sid in 0..self.sessions.len() {
             self.schedule(now, sid as u32);
         }

@@ -92,6 +92,8 @@ pub struct UnitStore {
     next_seq: [Seq; Modality::COUNT],
     /// Units waiting for reinjection, in the order their paths failed.
     reinject: VecDeque<(Modality, Seq)>,
+    /// Proactive reinjection deadlines `(at, modality, seq)`, in send order.
+    reinject_timers: VecDeque<(Micros, Modality, Seq)>,
     pool: Vec<Vec<u8>>,
     queued_bytes: usize,
     limit: usize,
@@ -130,6 +132,7 @@ impl UnitStore {
             next_unsent: [0; Modality::COUNT],
             next_seq: [0; Modality::COUNT],
             reinject: VecDeque::with_capacity(256),
+            reinject_timers: VecDeque::with_capacity(256),
             pool: Vec::new(),
             queued_bytes: 0,
             limit,
@@ -404,6 +407,42 @@ impl UnitStore {
                     self.reinject.push_back((m, u.header.seq));
                     n += 1;
                 }
+            }
+        }
+        n
+    }
+
+    /// Arms a proactive reinjection of a reliable unit at `at_us` unless it is acknowledged
+    /// (or already duplicated) by then.
+    pub fn arm_reinjection(&mut self, m: Modality, seq: Seq, at_us: Micros) {
+        self.reinject_timers.push_back((at_us, m, seq));
+    }
+
+    /// Earliest armed proactive reinjection.
+    pub fn next_reinjection_timer(&self) -> Option<Micros> {
+        self.reinject_timers.iter().map(|t| t.0).min()
+    }
+
+    /// Fires due proactive reinjections: units still in flight on a single path are queued
+    /// for a copy on another path. Returns how many.
+    pub fn fire_reinjection_timers(&mut self, now_us: Micros) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.reinject_timers.len() {
+            let (at, m, seq) = self.reinject_timers[i];
+            if at > now_us {
+                i += 1;
+                continue;
+            }
+            self.reinject_timers.remove(i);
+            let Some(idx) = self.index_of(m, seq) else {
+                continue;
+            };
+            let u = &mut self.queues[m.index()][idx];
+            if u.state == UnitState::InFlight && u.sent_on.len() == 1 {
+                u.state = UnitState::Reinject;
+                self.reinject.push_back((m, seq));
+                n += 1;
             }
         }
         n

@@ -241,6 +241,18 @@ pub trait Scheduler: Send + std::fmt::Debug {
     fn pick(&mut self, unit: &UnitInfo, paths: &[PathView]) -> Decision;
     /// Latest alignment feedback from the client.
     fn on_feedback(&mut self, _feedback: &ClientFeedback) {}
+
+    /// Proactive reinjection (XLINK-style): how long a reliable unit just sent on `path` may
+    /// stay unacknowledged before the session sends a copy on another path, µs. `None`
+    /// (the default) reinjects only when a path fails or stalls.
+    fn reinject_after_us(
+        &self,
+        _unit: &UnitInfo,
+        _path: &PathView,
+        _paths: &[PathView],
+    ) -> Option<u64> {
+        None
+    }
 }
 
 /// Paths a unit may use, by the rules every scheduler shares: usable, not draining, not in
