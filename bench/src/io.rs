@@ -1,0 +1,634 @@
+//! `camp-bench io`: RX and TX packets/s and CPU-ns per packet for AF_XDP
+//! (native and generic XDP, copy mode) against kernel UDP with quinn-udp, on
+//! one veth pair between two network namespaces it creates and deletes.
+//!
+//! * RX: a kernel UDP sender in the peer namespace (quinn-udp, GSO batches
+//!   segmented in software before the veth) blasts datagrams at the CAMP
+//!   port; the measured thread receives them through the I/O layer.
+//!   CPU-ns/packet = receiving thread CPU time / datagrams received.
+//! * TX: the measured thread sends GSO-style batches through the I/O layer
+//!   to a socket in the peer namespace. CPU-ns/packet = sending thread CPU
+//!   time / datagrams sent; the peer's UDP counters give the delivered rate.
+//!
+//! Every run is bounded in time and packets. Addresses: 198.18.0.0/24.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use camp_xdp::io::TxDatagram;
+use camp_xdp::{AnyIo, AttachMode, Ecn, PacketIo, UdpIo, XdpConfig, XdpIo};
+use clap::{Args, ValueEnum};
+
+const XDP_IF: &str = "cbx0";
+const PEER_IF: &str = "cbp0";
+const XDP_IP: &str = "198.18.0.1";
+const PEER_IP: &str = "198.18.0.2";
+const CAMP_PORT: u16 = 4433;
+const PEER_PORT: u16 = 9000;
+/// Datagrams per GSO-style batch on both sides.
+const BATCH: usize = 32;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table with ratios.
+    Text,
+    /// One JSON array of results.
+    Json,
+}
+
+/// I/O implementation under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// AF_XDP, classifier in native (driver) XDP.
+    XdpNative,
+    /// AF_XDP, classifier in generic (skb) XDP.
+    XdpGeneric,
+    /// Kernel UDP sockets with quinn-udp.
+    Udp,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::XdpNative => "xdp-native",
+            Self::XdpGeneric => "xdp-generic",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+/// Arguments of `camp-bench io`.
+#[derive(Debug, Args)]
+pub struct IoArgs {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Measurements per (direction, mode); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// UDP payload bytes.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Upper bound on datagrams per measurement.
+    #[arg(long, default_value_t = 50_000_000)]
+    pub max_packets: u64,
+    /// Modes to measure.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::XdpNative, Mode::XdpGeneric, Mode::Udp])]
+    pub modes: Vec<Mode>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// One (direction, mode) result: medians over the runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// "rx" or "tx".
+    pub direction: &'static str,
+    /// Mode name.
+    pub mode: &'static str,
+    /// Datagrams per second through the I/O layer.
+    pub pps: f64,
+    /// CPU nanoseconds of the measured thread per datagram.
+    pub cpu_ns_per_pkt: f64,
+    /// RX: the sender's rate. TX: the rate the peer's kernel received.
+    pub peer_pps: f64,
+    /// Datagrams counted in the median run.
+    pub packets: u64,
+}
+
+/// A network namespace deleted on drop.
+struct Netns {
+    name: String,
+}
+
+fn sh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Netns {
+    fn new(tag: &str) -> Result<Self, String> {
+        let name = format!("campbench-{tag}-{}", std::process::id());
+        sh(&["ip", "netns", "add", &name])?;
+        Ok(Self { name })
+    }
+
+    fn exec(&self, args: &[&str]) -> Result<String, String> {
+        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// Moves the calling thread into the namespace.
+    fn enter(&self) -> Result<(), String> {
+        let path = format!("/var/run/netns/{}", self.name);
+        let f = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns {path}: {e}"))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(Duration::ZERO, |t| {
+            Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+        })
+}
+
+struct Bed {
+    xdp: Netns,
+    peer: Netns,
+}
+
+fn setup() -> Result<Bed, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("camp-bench io needs root (network namespaces, XDP, AF_XDP)".into());
+    }
+    let xdp = Netns::new("x")?;
+    let peer = Netns::new("p")?;
+    sh(&[
+        "ip", "link", "add", XDP_IF, "netns", &xdp.name, "type", "veth", "peer", "name", PEER_IF,
+        "netns", &peer.name,
+    ])?;
+    for (ns, ifname, ip) in [(&xdp, XDP_IF, XDP_IP), (&peer, PEER_IF, PEER_IP)] {
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", ifname])?;
+        // Complete checksums from the kernel senders; UDP GSO segmented in
+        // software before the veth so the receiver sees wire-size frames.
+        ns.exec(&[
+            "ethtool",
+            "-K",
+            ifname,
+            "tx",
+            "off",
+            "tx-udp-segmentation",
+            "off",
+        ])?;
+        ns.exec(&["ip", "link", "set", ifname, "up"])?;
+    }
+    // Static neighbours so no ARP happens inside a measurement.
+    let mac = |ns: &Netns, ifname: &str| -> Result<String, String> {
+        let out = ns.exec(&["cat", &format!("/sys/class/net/{ifname}/address")]);
+        out.map(|s| s.trim().to_owned())
+    };
+    let (xmac, pmac) = (mac(&xdp, XDP_IF)?, mac(&peer, PEER_IF)?);
+    xdp.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        PEER_IP,
+        "lladdr",
+        &pmac,
+        "dev",
+        XDP_IF,
+        "nud",
+        "permanent",
+    ])?;
+    peer.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        XDP_IP,
+        "lladdr",
+        &xmac,
+        "dev",
+        PEER_IF,
+        "nud",
+        "permanent",
+    ])?;
+    Ok(Bed { xdp, peer })
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("mac {s}: {e}"))?;
+    v.try_into().map_err(|_| format!("mac {s}: not 6 bytes"))
+}
+
+fn open(mode: Mode, peer_mac: [u8; 6]) -> Result<AnyIo, String> {
+    let local: SocketAddr = format!("{XDP_IP}:{CAMP_PORT}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    match mode {
+        Mode::Udp => UdpIo::open(&[local])
+            .map(AnyIo::Udp)
+            .map_err(|e| e.to_string()),
+        Mode::XdpNative | Mode::XdpGeneric => {
+            let cfg = XdpConfig {
+                interfaces: vec![XDP_IF.into()],
+                ports: vec![CAMP_PORT],
+                attach: if mode == Mode::XdpNative {
+                    AttachMode::Native
+                } else {
+                    AttachMode::Generic
+                },
+                ..XdpConfig::default()
+            };
+            let mut io = XdpIo::open(&cfg).map_err(|e| e.to_string())?;
+            io.set_neighbour(
+                local.ip(),
+                PEER_IP.parse().map_err(|e| format!("{e}"))?,
+                peer_mac,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(AnyIo::Xdp(io))
+        }
+    }
+}
+
+/// Kernel UDP counters of the calling thread's namespace:
+/// (InDatagrams, RcvbufErrors).
+fn udp_snmp() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
+        return (0, 0);
+    };
+    let get = |name: &str| {
+        h.split_whitespace()
+            .position(|k| k == name)
+            .and_then(|i| v.split_whitespace().nth(i))
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("InDatagrams"), get("RcvbufErrors"))
+}
+
+struct Run {
+    pps: f64,
+    cpu_ns: f64,
+    peer_pps: f64,
+    packets: u64,
+}
+
+/// The peer's kernel sender: GSO batches until `stop` or `max` datagrams.
+fn peer_sender(stop: &AtomicBool, payload: usize, max: u64) -> Result<(u64, Duration), String> {
+    let sock = UdpSocket::bind(format!("{PEER_IP}:5000")).map_err(|e| e.to_string())?;
+    let state = quinn_udp::UdpSocketState::new((&sock).into()).map_err(|e| e.to_string())?;
+    let segs = state.max_gso_segments().clamp(1, BATCH);
+    let buf = vec![0x5au8; payload * segs];
+    let dst: SocketAddr = format!("{XDP_IP}:{CAMP_PORT}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let t = quinn_udp::Transmit {
+        destination: dst,
+        ecn: None,
+        contents: &buf,
+        segment_size: (segs > 1).then_some(payload),
+        src_ip: None,
+    };
+    sock.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut sent = 0;
+    while !stop.load(Ordering::Relaxed) && sent < max {
+        match state.try_send((&sock).into(), &t) {
+            Ok(()) => sent += segs as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(e) => return Err(format!("peer send: {e}")),
+        }
+    }
+    Ok((sent, start.elapsed()))
+}
+
+fn measure_rx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result<Run, String> {
+    let stop = AtomicBool::new(false);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let duration = Duration::from_secs_f64(args.seconds);
+    std::thread::scope(|s| {
+        let rx = s.spawn(|| -> Result<(u64, Duration), String> {
+            bed.xdp.enter()?;
+            let mut io = match open(mode, peer_mac) {
+                Ok(io) => io,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.clone()));
+                    return Err(e);
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            let cpu0 = thread_cpu();
+            let mut n = 0u64;
+            let mut idle_since: Option<Instant> = None;
+            loop {
+                let got = io.recv_batch(&mut |_d| {}).map_err(|e| e.to_string())?;
+                n += got as u64;
+                if got == 0 {
+                    if stop.load(Ordering::Relaxed) {
+                        let t = *idle_since.get_or_insert_with(Instant::now);
+                        if t.elapsed() > Duration::from_millis(100) {
+                            break;
+                        }
+                    }
+                    io.wait(Duration::from_millis(1))
+                        .map_err(|e| e.to_string())?;
+                } else {
+                    idle_since = None;
+                }
+            }
+            Ok((n, thread_cpu() - cpu0))
+        });
+        ready_rx
+            .recv()
+            .map_err(|_| "receiver thread died".to_owned())??;
+        let tx = s.spawn(|| -> Result<(u64, Duration), String> {
+            bed.peer.enter()?;
+            peer_sender(&stop, args.payload, args.max_packets)
+        });
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+        let (sent, elapsed) = tx.join().map_err(|_| "sender panicked".to_owned())??;
+        let (got, cpu) = rx.join().map_err(|_| "receiver panicked".to_owned())??;
+        let secs = elapsed.as_secs_f64();
+        Ok(Run {
+            pps: got as f64 / secs,
+            cpu_ns: cpu.as_nanos() as f64 / got.max(1) as f64,
+            peer_pps: sent as f64 / secs,
+            packets: got,
+        })
+    })
+}
+
+fn measure_tx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result<Run, String> {
+    let duration = Duration::from_secs_f64(args.seconds);
+    std::thread::scope(|s| {
+        // The peer: a bound socket that is never read (its drops are
+        // counted, no ICMP is generated).
+        let (peer_tx, peer_rx) = mpsc::channel::<Result<(u64, u64), String>>();
+        let (fin_tx, fin_rx) = mpsc::channel::<()>();
+        let peer = s.spawn(move || -> Result<(u64, u64), String> {
+            let r = (|| -> Result<(UdpSocket, u64), String> {
+                bed.peer.enter()?;
+                let sock =
+                    UdpSocket::bind(format!("{PEER_IP}:{PEER_PORT}")).map_err(|e| e.to_string())?;
+                let (a, b) = udp_snmp();
+                Ok((sock, a + b))
+            })();
+            match r {
+                Ok((sock, before)) => {
+                    let _ = peer_tx.send(Ok((before, 0)));
+                    let _ = fin_rx.recv();
+                    let (a, b) = udp_snmp();
+                    drop(sock);
+                    Ok((before, a + b))
+                }
+                Err(e) => {
+                    let _ = peer_tx.send(Err(e.clone()));
+                    Err(e)
+                }
+            }
+        });
+        peer_rx
+            .recv()
+            .map_err(|_| "peer thread died".to_owned())??;
+        let tx = s.spawn(|| -> Result<(u64, Duration, Duration), String> {
+            bed.xdp.enter()?;
+            let mut io = open(mode, peer_mac)?;
+            let local: SocketAddr = format!("{XDP_IP}:{CAMP_PORT}")
+                .parse()
+                .map_err(|e| format!("{e}"))?;
+            let remote: SocketAddr = format!("{PEER_IP}:{PEER_PORT}")
+                .parse()
+                .map_err(|e| format!("{e}"))?;
+            let buf = vec![0xa5u8; args.payload * BATCH];
+            let t = TxDatagram {
+                local,
+                remote,
+                ecn: Ecn::NotEct,
+                payload: &buf,
+                segment_size: Some(args.payload),
+            };
+            let start = Instant::now();
+            let cpu0 = thread_cpu();
+            while start.elapsed() < duration && io.counters().tx_packets < args.max_packets {
+                match io.send(&t) {
+                    Ok(()) | Err(camp_xdp::IoError::WouldBlock) => {}
+                    Err(e) => return Err(format!("send: {e}")),
+                }
+                io.flush().map_err(|e| e.to_string())?;
+            }
+            let cpu = thread_cpu() - cpu0;
+            let elapsed = start.elapsed();
+            Ok((io.counters().tx_packets, cpu, elapsed))
+        });
+        let r = tx.join().map_err(|_| "sender panicked".to_owned());
+        // Let in-flight frames land before reading the peer's counters.
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = fin_tx.send(());
+        let (before, after) = peer.join().map_err(|_| "peer panicked".to_owned())??;
+        let (sent, cpu, elapsed) = r??;
+        let secs = elapsed.as_secs_f64();
+        Ok(Run {
+            pps: sent as f64 / secs,
+            cpu_ns: cpu.as_nanos() as f64 / sent.max(1) as f64,
+            peer_pps: (after - before) as f64 / secs,
+            packets: sent,
+        })
+    })
+}
+
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.cpu_ns.total_cmp(&b.cpu_ns));
+    let i = runs.len() / 2;
+    let mut pps: Vec<f64> = runs.iter().map(|r| r.pps).collect();
+    let mut peer: Vec<f64> = runs.iter().map(|r| r.peer_pps).collect();
+    pps.sort_by(f64::total_cmp);
+    peer.sort_by(f64::total_cmp);
+    Run {
+        pps: pps[i],
+        cpu_ns: runs[i].cpu_ns,
+        peer_pps: peer[i],
+        packets: runs[i].packets,
+    }
+}
+
+/// Runs every (direction, mode) measurement.
+pub fn measure(args: &IoArgs) -> Result<Vec<Measurement>, String> {
+    if args.runs == 0 || args.seconds <= 0.0 || args.payload == 0 || args.payload > 1400 {
+        return Err("need runs >= 1, seconds > 0 and 1 <= payload <= 1400".into());
+    }
+    let bed = setup()?;
+    let peer_mac = {
+        let mac = bed
+            .peer
+            .exec(&["cat", &format!("/sys/class/net/{PEER_IF}/address")])?;
+        parse_mac(mac.trim())?
+    };
+    let mut out = Vec::new();
+    for direction in ["rx", "tx"] {
+        for &mode in &args.modes {
+            let mut runs = Vec::with_capacity(args.runs);
+            for _ in 0..args.runs {
+                let r = if direction == "rx" {
+                    measure_rx(&bed, mode, args, peer_mac)?
+                } else {
+                    measure_tx(&bed, mode, args, peer_mac)?
+                };
+                runs.push(r);
+            }
+            let m = median(runs);
+            out.push(Measurement {
+                direction,
+                mode: mode.name(),
+                pps: m.pps,
+                cpu_ns_per_pkt: m.cpu_ns,
+                peer_pps: m.peer_pps,
+                packets: m.packets,
+            });
+        }
+    }
+    drop(bed);
+    Ok(out)
+}
+
+/// Renders results as a table with CPU-cost ratios against kernel UDP.
+pub fn render_text(ms: &[Measurement], args: &IoArgs) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "camp-bench io: {} B payload, {} s x {} runs (medians); veth pair, AF_XDP copy mode",
+        args.payload, args.seconds, args.runs
+    );
+    let _ = writeln!(
+        s,
+        "{:<4} {:<12} {:>12} {:>12} {:>14}",
+        "dir", "mode", "pps", "cpu-ns/pkt", "peer-pps"
+    );
+    for m in ms {
+        let _ = writeln!(
+            s,
+            "{:<4} {:<12} {:>12.0} {:>12.1} {:>14.0}",
+            m.direction, m.mode, m.pps, m.cpu_ns_per_pkt, m.peer_pps
+        );
+    }
+    let _ = writeln!(
+        s,
+        "peer-pps: RX = the sender's rate (pps close to it means sender-bound); TX = delivered to the peer"
+    );
+    for dir in ["rx", "tx"] {
+        let Some(udp) = ms.iter().find(|m| m.direction == dir && m.mode == "udp") else {
+            continue;
+        };
+        for m in ms.iter().filter(|m| m.direction == dir && m.mode != "udp") {
+            let _ = writeln!(
+                s,
+                "{dir}: udp / {} CPU-ns per packet = {:.2}x",
+                m.mode,
+                udp.cpu_ns_per_pkt / m.cpu_ns_per_pkt.max(f64::MIN_POSITIVE)
+            );
+        }
+    }
+    s
+}
+
+/// Renders results as a JSON array.
+pub fn render_json(ms: &[Measurement]) -> String {
+    let items: Vec<String> = ms
+        .iter()
+        .map(|m| {
+            format!(
+                "{{\"direction\":\"{}\",\"mode\":\"{}\",\"pps\":{:.1},\"cpu_ns_per_pkt\":{:.2},\"peer_pps\":{:.1},\"packets\":{}}}",
+                m.direction, m.mode, m.pps, m.cpu_ns_per_pkt, m.peer_pps, m.packets
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// `camp-bench io`.
+pub fn run(args: &IoArgs) -> Result<(), String> {
+    let ms = measure(args)?;
+    match args.format {
+        Format::Text => print!("{}", render_text(&ms, args)),
+        Format::Json => println!("{}", render_json(&ms)),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(direction: &'static str, mode: &'static str, cpu: f64) -> Measurement {
+        Measurement {
+            direction,
+            mode,
+            pps: 1e6,
+            cpu_ns_per_pkt: cpu,
+            peer_pps: 2e6,
+            packets: 10,
+        }
+    }
+
+    #[test]
+    fn json_has_mode_pps_and_cpu_fields() {
+        let j = render_json(&[m("rx", "udp", 700.0)]);
+        assert_eq!(
+            j,
+            "[{\"direction\":\"rx\",\"mode\":\"udp\",\"pps\":1000000.0,\"cpu_ns_per_pkt\":700.00,\"peer_pps\":2000000.0,\"packets\":10}]"
+        );
+    }
+
+    #[test]
+    fn text_prints_ratio_against_udp() {
+        let args = IoArgs {
+            seconds: 1.0,
+            runs: 1,
+            payload: 64,
+            max_packets: 1,
+            modes: vec![Mode::XdpNative, Mode::Udp],
+            format: Format::Text,
+        };
+        let t = render_text(
+            &[m("rx", "xdp-native", 350.0), m("rx", "udp", 700.0)],
+            &args,
+        );
+        assert!(
+            t.contains("rx: udp / xdp-native CPU-ns per packet = 2.00x"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn median_picks_middle_run() {
+        let r = |c: f64| Run {
+            pps: c,
+            cpu_ns: c,
+            peer_pps: c,
+            packets: c as u64,
+        };
+        let m = median(vec![r(3.0), r(1.0), r(2.0)]);
+        assert_eq!((m.cpu_ns, m.pps, m.packets), (2.0, 2.0, 2));
+    }
+
+    #[test]
+    fn macs_parse() {
+        assert_eq!(parse_mac("02:00:00:00:00:0a").unwrap(), [2, 0, 0, 0, 0, 10]);
+        assert!(parse_mac("02:00").is_err());
+    }
+}

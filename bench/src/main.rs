@@ -1,0 +1,36 @@
+//! `camp-bench`: benchmark entry point. Each subcommand lives in its own
+//! module; this file only dispatches.
+#![forbid(unsafe_code)]
+
+mod io;
+
+use clap::{Parser, Subcommand};
+
+/// CAMP benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "camp-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Packet I/O: AF_XDP (native and generic XDP) against kernel UDP with
+    /// quinn-udp on one veth pair between two network namespaces (root).
+    Io(io::IoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Io(args) => io::run(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("camp-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
