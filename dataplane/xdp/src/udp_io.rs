@@ -50,7 +50,7 @@ struct Sock {
 pub struct UdpIo {
     socks: Vec<Sock>,
     bufs: Box<[u8]>,
-    metas: [RecvMeta; RX_BUFS],
+    metas: Box<[RecvMeta; RX_BUFS]>,
     counters: IoCounters,
 }
 
@@ -78,7 +78,7 @@ impl UdpIo {
         Ok(Self {
             socks,
             bufs: vec![0u8; RX_BUFS * RX_BUF_SIZE].into_boxed_slice(),
-            metas: [RecvMeta::default(); RX_BUFS],
+            metas: Box::new([RecvMeta::default(); RX_BUFS]),
             counters: IoCounters::default(),
         })
     }
@@ -114,7 +114,10 @@ impl PacketIo for UdpIo {
                 let mut chunks = self.bufs.chunks_exact_mut(RX_BUF_SIZE);
                 let mut slices: [IoSliceMut<'_>; RX_BUFS] =
                     std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
-                let n = match s.state.recv((&s.sock).into(), &mut slices, &mut self.metas) {
+                let n = match s
+                    .state
+                    .recv((&s.sock).into(), &mut slices, &mut self.metas[..])
+                {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
