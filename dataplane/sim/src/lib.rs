@@ -61,7 +61,10 @@ pub fn build(setup: &Setup, epoch: Instant) -> Sim<Server, ClientNode> {
 pub fn build_with_roots(
     setup: &Setup,
     epoch: Instant,
-) -> (Sim<Server, ClientNode>, Vec<rustls::pki_types::CertificateDer<'static>>) {
+) -> (
+    Sim<Server, ClientNode>,
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+) {
     let identity = camp_proto::tls::self_signed(&["camp.test"]).expect("certificate generation");
     let roots = identity.chain.clone();
     let roots_out = roots.clone();
@@ -97,6 +100,12 @@ pub fn build_with_roots(
         epoch,
     )
     .expect("client start");
-    let sim = Sim::new(server, ClientNode::new(client), &setup.paths, epoch, setup.seed);
+    let sim = Sim::new(
+        server,
+        ClientNode::new(client),
+        &setup.paths,
+        epoch,
+        setup.seed,
+    );
     (sim, roots_out)
 }

@@ -2,6 +2,7 @@
 //! link capacity, then propagation delay with jitter. Deterministic given its RNG.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -14,6 +15,116 @@ pub enum Capacity {
     Unlimited,
     /// Constant rate in bits per second.
     Constant(u64),
+    /// Delivery opportunities from a mahimahi trace.
+    Trace(Arc<Trace>),
+}
+
+/// A mahimahi link trace: one line per delivery opportunity of one 1500-byte packet,
+/// timestamps in ms from the start; the trace repeats after its last timestamp.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Trace {
+    /// Opportunity times in ms, ascending.
+    opportunities_ms: Vec<u64>,
+    /// Repetition period in ms.
+    period_ms: u64,
+    /// Name (file stem) for reports.
+    pub name: String,
+}
+
+/// Bytes one trace opportunity can deliver (mahimahi's packet size).
+pub const TRACE_OPPORTUNITY_BYTES: usize = 1500;
+
+/// Errors reading a trace.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The file could not be read.
+    #[error("reading trace {path}: {source}")]
+    Io {
+        /// File path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A line is not a non-negative integer, or timestamps go backwards.
+    #[error("trace line {line}: {reason}")]
+    Parse {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// No opportunity at all, or a trace of zero length.
+    #[error("empty trace")]
+    Empty,
+}
+
+impl Trace {
+    /// Parses mahimahi trace text.
+    pub fn parse(name: &str, text: &str) -> Result<Self, TraceError> {
+        let mut ops = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let t: u64 = line.parse().map_err(|_| TraceError::Parse {
+                line: i + 1,
+                reason: "not an integer",
+            })?;
+            if ops.last().is_some_and(|&l| t < l) {
+                return Err(TraceError::Parse {
+                    line: i + 1,
+                    reason: "time goes backwards",
+                });
+            }
+            ops.push(t);
+        }
+        let period_ms = *ops.last().ok_or(TraceError::Empty)?;
+        if period_ms == 0 {
+            return Err(TraceError::Empty);
+        }
+        Ok(Self {
+            opportunities_ms: ops,
+            period_ms,
+            name: name.to_string(),
+        })
+    }
+
+    /// Reads a trace file.
+    pub fn load(path: &std::path::Path) -> Result<Self, TraceError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self::parse(&name, &text)
+    }
+
+    /// Mean capacity in bits per second over one period.
+    pub fn mean_bps(&self) -> f64 {
+        self.opportunities_ms.len() as f64 * TRACE_OPPORTUNITY_BYTES as f64 * 8.0 * 1000.0
+            / self.period_ms as f64
+    }
+
+    /// Time (µs) of opportunity number `n` counted over the repeating trace.
+    fn opportunity_us(&self, n: u64) -> u64 {
+        let len = self.opportunities_ms.len() as u64;
+        let (rep, idx) = (n / len, (n % len) as usize);
+        (rep * self.period_ms + self.opportunities_ms[idx]) * 1000
+    }
+
+    /// Index of the first opportunity at or after `t_us`.
+    fn first_at_or_after(&self, t_us: u64) -> u64 {
+        let len = self.opportunities_ms.len() as u64;
+        let t_ms = t_us.div_ceil(1000);
+        let rep = t_ms / self.period_ms;
+        let within = t_ms - rep * self.period_ms;
+        let idx = self.opportunities_ms.partition_point(|&o| o < within) as u64;
+        rep * len + idx
+    }
 }
 
 /// Packet loss model.
@@ -97,6 +208,9 @@ pub struct Link {
     queued_bytes: usize,
     last_departure_us: u64,
     last_arrival_us: u64,
+    /// Trace service state: next opportunity number and bytes already used of it.
+    trace_next: u64,
+    trace_used: usize,
     bad_state: bool,
     stats: LinkStats,
 }
@@ -110,6 +224,8 @@ impl Link {
             queued_bytes: 0,
             last_departure_us: 0,
             last_arrival_us: 0,
+            trace_next: 0,
+            trace_used: 0,
             bad_state: false,
             stats: LinkStats::default(),
         }
@@ -138,24 +254,54 @@ impl Link {
             self.stats.lost_random += 1;
             return None;
         }
-        let departure = match self.config.capacity {
+        if !matches!(self.config.capacity, Capacity::Unlimited) {
+            while self.queue.front().is_some_and(|&(d, _)| d <= now_us) {
+                let (_, s) = self.queue.pop_front().expect("front exists");
+                self.queued_bytes -= s;
+            }
+            if self.queued_bytes + size > self.config.queue_bytes {
+                self.stats.lost_queue += 1;
+                return None;
+            }
+        }
+        let departure = match &self.config.capacity {
             Capacity::Unlimited => now_us,
             Capacity::Constant(bps) => {
-                while self.queue.front().is_some_and(|&(d, _)| d <= now_us) {
-                    let (_, s) = self.queue.pop_front().expect("front exists");
-                    self.queued_bytes -= s;
+                let tx_us = (size as u64 * 8 * 1_000_000).div_ceil((*bps).max(1));
+                now_us.max(self.last_departure_us) + tx_us
+            }
+            Capacity::Trace(trace) => {
+                // Service starts when the link is free; opportunities that passed unused
+                // are lost (mahimahi semantics). The packet leaves with its last byte.
+                let start = now_us.max(self.last_departure_us);
+                let first = trace.first_at_or_after(start);
+                if first > self.trace_next {
+                    self.trace_next = first;
+                    self.trace_used = 0;
                 }
-                if self.queued_bytes + size > self.config.queue_bytes {
-                    self.stats.lost_queue += 1;
-                    return None;
+                let mut left = size;
+                loop {
+                    let room = TRACE_OPPORTUNITY_BYTES - self.trace_used;
+                    if left <= room {
+                        self.trace_used += left;
+                        break;
+                    }
+                    left -= room;
+                    self.trace_next += 1;
+                    self.trace_used = 0;
                 }
-                let tx_us = (size as u64 * 8 * 1_000_000).div_ceil(bps.max(1));
-                let d = now_us.max(self.last_departure_us) + tx_us;
-                self.queue.push_back((d, size));
-                self.queued_bytes += size;
-                d
+                let d = trace.opportunity_us(self.trace_next);
+                if self.trace_used == TRACE_OPPORTUNITY_BYTES {
+                    self.trace_next += 1;
+                    self.trace_used = 0;
+                }
+                d.max(start)
             }
         };
+        if !matches!(self.config.capacity, Capacity::Unlimited) {
+            self.queue.push_back((departure, size));
+            self.queued_bytes += size;
+        }
         self.last_departure_us = departure;
         let jitter = self.config.jitter.as_micros() as u64;
         let extra = if jitter > 0 {
@@ -235,6 +381,103 @@ mod tests {
         assert!(l.send(19_999, 100, &mut rng).is_none());
         assert!(l.send(20_000, 100, &mut rng).is_some());
         assert_eq!(l.stats().lost_outage, 2);
+    }
+
+    #[test]
+    fn trace_link_delivers_one_packet_per_opportunity_and_repeats() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let trace = Arc::new(Trace::parse("t", "0\n0\n5\n10\n").unwrap());
+        assert_eq!(trace.period_ms, 10);
+        let mut cfg = LinkConfig::new(1.0, 0);
+        cfg.capacity = Capacity::Trace(trace);
+        cfg.queue_bytes = 1 << 20;
+        let mut l = Link::new(cfg);
+        assert_eq!(l.send(0, 1500, &mut rng), Some(0));
+        assert_eq!(l.send(0, 1500, &mut rng), Some(0));
+        assert_eq!(l.send(0, 1500, &mut rng), Some(5_000));
+        assert_eq!(l.send(0, 1500, &mut rng), Some(10_000));
+        // Repeats: period 10 ms, so the next opportunities are at 10 (rep 1, t=0) twice.
+        assert_eq!(l.send(0, 1500, &mut rng), Some(10_000));
+        assert_eq!(l.send(0, 1500, &mut rng), Some(10_000));
+        assert_eq!(l.send(0, 1500, &mut rng), Some(15_000));
+        // Two small packets share one opportunity.
+        assert_eq!(l.send(16_000, 700, &mut rng), Some(20_000));
+        assert_eq!(l.send(16_000, 700, &mut rng), Some(20_000));
+        assert_eq!(l.send(16_000, 700, &mut rng), Some(20_000));
+    }
+
+    #[test]
+    fn trace_parse_rejects_garbage_and_reports_mean_rate() {
+        assert!(Trace::parse("t", "1\nx\n").is_err());
+        assert!(Trace::parse("t", "5\n3\n").is_err());
+        assert!(Trace::parse("t", "").is_err());
+        let t = Trace::parse("t", "1\n2\n3\n4\n").unwrap();
+        // 4 × 1500 B per 4 ms = 12 Mbit/s.
+        assert!((t.mean_bps() - 12e6).abs() < 1.0);
+    }
+
+    #[test]
+    fn real_trace_mean_rate_is_reproduced_by_the_link() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/traces/mahimahi/Verizon-LTE-short.down");
+        let Ok(trace) = Trace::load(&path) else {
+            panic!("trace file missing: {}", path.display());
+        };
+        let mean = trace.mean_bps();
+        assert!(
+            (4.5e6..5.5e6).contains(&mean),
+            "Verizon-LTE-short ~5 Mbit/s, got {mean}"
+        );
+        let mut cfg = LinkConfig::new(1.0, 0);
+        cfg.capacity = Capacity::Trace(Arc::new(trace));
+        cfg.queue_bytes = usize::MAX;
+        let mut l = Link::new(cfg);
+        let mut rng = StdRng::seed_from_u64(1);
+        // Offer far more than capacity for 20 s; the delivered rate is the trace's.
+        let mut last = 0;
+        for i in 0..(20_000 * 10) {
+            if let Some(a) = l.send(i * 100, 1500, &mut rng) {
+                last = a;
+            }
+        }
+        let delivered_bps = l.stats().delivered_bytes as f64 * 8.0 / (last as f64 / 1e6);
+        assert!(
+            (delivered_bps / mean - 1.0).abs() < 0.05,
+            "{delivered_bps} vs {mean}"
+        );
+    }
+
+    #[test]
+    fn constant_link_never_delivers_more_than_its_rate() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut l = Link::new(LinkConfig::new(10.0, 20));
+        let mut last = 0;
+        for i in 0..100_000u64 {
+            if let Some(a) = l.send(i * 100, 1200, &mut rng) {
+                last = a;
+            }
+        }
+        let bps = l.stats().delivered_bytes as f64 * 8.0 / ((last - 20_000) as f64 / 1e6);
+        assert!(bps <= 10e6 * 1.001, "{bps}");
+        assert!(bps > 9.9e6, "{bps}");
+    }
+
+    #[test]
+    fn jitter_and_delay_are_within_configured_bounds() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut cfg = LinkConfig::new(1000.0, 10);
+        cfg.jitter = Duration::from_millis(5);
+        let mut l = Link::new(cfg);
+        let mut sum = 0u64;
+        for i in 0..10_000u64 {
+            let t = i * 10_000;
+            let a = l.send(t, 100, &mut rng).unwrap();
+            let d = a - t;
+            assert!((10_000..=15_001).contains(&d), "{d}");
+            sum += d;
+        }
+        let mean = sum as f64 / 10_000.0;
+        assert!((mean - 12_500.0).abs() < 150.0, "mean delay {mean}");
     }
 
     #[test]

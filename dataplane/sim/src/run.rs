@@ -107,13 +107,13 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
     let payload = vec![0x5Au8; 128 * 1024];
     let mut refused = 0;
     for u in &plan {
-        while let Some(&(at, path)) = cuts.first().filter(|c| c.0 <= u.gen_us) {
+        while let Some(&(at, path)) = cuts.first().filter(|c| c.0 <= u.release_us) {
             sim.advance(epoch + Duration::from_micros(at));
             let t = sim.now_us();
             cut_path(&mut sim, path, t);
             cuts.remove(0);
         }
-        sim.advance(epoch + Duration::from_micros(u.gen_us));
+        sim.advance(epoch + Duration::from_micros(u.release_us));
         let now = sim.now();
         let r = sim.server.send_unit(
             now,

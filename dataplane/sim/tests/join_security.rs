@@ -47,7 +47,12 @@ impl RawClient {
             Some([9; 32]),
         );
         let (handle, conn) = endpoint
-            .connect(now, quinn_proto::ClientConfig::new(crypto), remote, "camp.test")
+            .connect(
+                now,
+                quinn_proto::ClientConfig::new(crypto),
+                remote,
+                "camp.test",
+            )
             .unwrap();
         Self {
             endpoint,
@@ -85,7 +90,6 @@ impl RawClient {
             }
         }
     }
-
 }
 
 impl Node for RawClient {
@@ -100,7 +104,8 @@ impl Node for RawClient {
         let mut buf = Vec::new();
         let packet = bytes::BytesMut::from(data);
         if let Some(DatagramEvent::ConnectionEvent(_, ev)) =
-            self.endpoint.handle(now, remote, Some(local.ip()), ecn, packet, &mut buf)
+            self.endpoint
+                .handle(now, remote, Some(local.ip()), ecn, packet, &mut buf)
         {
             self.conn.handle_event(ev);
         }
@@ -135,7 +140,10 @@ fn setup() -> Setup {
         ],
         scheduler: SchedulerKind::Camp.factory(),
         receiver: Default::default(),
-        camp: CampConfig { join_timeout: Duration::from_secs(1), ..CampConfig::default() },
+        camp: CampConfig {
+            join_timeout: Duration::from_secs(1),
+            ..CampConfig::default()
+        },
         seed: 5,
     }
 }
@@ -150,7 +158,10 @@ fn encode(frame: &Frame<'_>) -> Vec<u8> {
 /// `payload` on a fresh connection to the server's first address. Returns the attacker's
 /// close code, the server's refusal counters and whether the real session still has two
 /// paths.
-fn attack(make_payload: impl FnOnce(&camp_proto::client::Client) -> Vec<u8>, delay: Duration) -> (Option<u64>, [u64; 6], u64) {
+fn attack(
+    make_payload: impl FnOnce(&camp_proto::client::Client) -> Vec<u8>,
+    delay: Duration,
+) -> (Option<u64>, [u64; 6], u64) {
     let epoch = Instant::now();
     let (mut sim, roots) = build_with_roots(&setup(), epoch);
     let mut joined = 0;
@@ -205,7 +216,11 @@ fn forged_join_is_refused_and_counted() {
     let (code, refused, paths) = attack(
         |c| {
             let token = c.session_token().unwrap();
-            join_payload(Join { token, nonce: [1; 16], mac: [0xAA; 32] })
+            join_payload(Join {
+                token,
+                nonce: [1; 16],
+                mac: [0xAA; 32],
+            })
         },
         Duration::ZERO,
     );
@@ -216,8 +231,10 @@ fn forged_join_is_refused_and_counted() {
 
 #[test]
 fn replayed_join_is_refused() {
-    let (code, refused, paths) =
-        attack(|c| join_payload(c.sent_join(1).expect("client joined path 1")), Duration::ZERO);
+    let (code, refused, paths) = attack(
+        |c| join_payload(c.sent_join(1).expect("client joined path 1")),
+        Duration::ZERO,
+    );
     assert_eq!(code, Some(u64::from(JoinRefusal::Replayed.close_code())));
     assert_eq!(refused[JoinRefusal::Replayed.index()], 1);
     assert_eq!(paths, 2);
@@ -241,10 +258,19 @@ fn join_with_fresh_nonce_but_copied_mac_is_forged() {
 #[test]
 fn join_to_unknown_session_is_refused() {
     let (code, refused, _) = attack(
-        |_| join_payload(Join { token: [7; 16], nonce: [1; 16], mac: [0; 32] }),
+        |_| {
+            join_payload(Join {
+                token: [7; 16],
+                nonce: [1; 16],
+                mac: [0; 32],
+            })
+        },
         Duration::ZERO,
     );
-    assert_eq!(code, Some(u64::from(JoinRefusal::UnknownSession.close_code())));
+    assert_eq!(
+        code,
+        Some(u64::from(JoinRefusal::UnknownSession.close_code()))
+    );
     assert_eq!(refused[JoinRefusal::UnknownSession.index()], 1);
 }
 
@@ -254,7 +280,11 @@ fn late_join_is_refused() {
     let (code, refused, _) = attack(
         |c| {
             let token = c.session_token().unwrap();
-            join_payload(Join { token, nonce: [3; 16], mac: [0; 32] })
+            join_payload(Join {
+                token,
+                nonce: [3; 16],
+                mac: [0; 32],
+            })
         },
         Duration::from_millis(1500),
     );

@@ -28,7 +28,12 @@ fn audio_for(
     session: camp_proto::server::SessionId,
     ms: u64,
 ) -> Vec<u64> {
-    let before: Vec<u64> = sim.server.paths(session).iter().map(|p| p.bytes_sent).collect();
+    let before: Vec<u64> = sim
+        .server
+        .paths(session)
+        .iter()
+        .map(|p| p.bytes_sent)
+        .collect();
     let start = sim.now_us();
     let mut t = start;
     while t < start + ms * 1000 {
@@ -53,11 +58,23 @@ fn audio_for(
             .unwrap();
     }
     sim.advance(sim.now() + Duration::from_millis(200));
-    let after: Vec<u64> = sim.server.paths(session).iter().map(|p| p.bytes_sent).collect();
-    after.iter().zip(before.iter().chain(std::iter::repeat(&0))).map(|(a, b)| a - b).collect()
+    let after: Vec<u64> = sim
+        .server
+        .paths(session)
+        .iter()
+        .map(|p| p.bytes_sent)
+        .collect();
+    after
+        .iter()
+        .zip(before.iter().chain(std::iter::repeat(&0)))
+        .map(|(a, b)| a - b)
+        .collect()
 }
 
-fn connect() -> (camp_sim::Sim<camp_proto::server::Server, camp_sim::ClientNode>, camp_proto::server::SessionId) {
+fn connect() -> (
+    camp_sim::Sim<camp_proto::server::Server, camp_sim::ClientNode>,
+    camp_proto::server::SessionId,
+) {
     let mut sim = build(&setup(), Instant::now());
     let mut session = None;
     let mut joined = 0;
@@ -85,18 +102,28 @@ fn connect() -> (camp_sim::Sim<camp_proto::server::Server, camp_sim::ClientNode>
 fn standby_path_is_used_only_when_no_available_path_is_left() {
     let (mut sim, session) = connect();
     let first = audio_for(&mut sim, session, 500);
-    assert!(first[0] > 0 && first[1] == 0, "minRTT uses the 10 ms path: {first:?}");
+    assert!(
+        first[0] > 0 && first[1] == 0,
+        "minRTT uses the 10 ms path: {first:?}"
+    );
 
     // The client marks the fast path standby: traffic moves to the slow one.
     assert!(sim.client.client.set_path_status(0, PathStatus::Standby, 0));
     sim.advance(sim.now() + Duration::from_millis(100));
     let second = audio_for(&mut sim, session, 500);
-    assert!(second[0] == 0 && second[1] > 0, "standby path avoided: {second:?}");
+    assert!(
+        second[0] == 0 && second[1] > 0,
+        "standby path avoided: {second:?}"
+    );
     let views = sim.server.paths(session);
     assert_eq!(views[0].view.status, PathStatus::Standby);
 
     // Back to available.
-    assert!(sim.client.client.set_path_status(0, PathStatus::Available, 1));
+    assert!(
+        sim.client
+            .client
+            .set_path_status(0, PathStatus::Available, 1)
+    );
     sim.advance(sim.now() + Duration::from_millis(100));
     let third = audio_for(&mut sim, session, 500);
     assert!(third[0] > 0 && third[1] == 0, "available again: {third:?}");

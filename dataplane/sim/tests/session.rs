@@ -104,7 +104,9 @@ fn a_peer_with_a_single_path_still_works() {
 #[test]
 fn three_paths_with_different_delays_and_rates_all_join_and_deliver() {
     let mut setup = two_paths(SchedulerKind::Camp, 4);
-    setup.paths.push(PathConfig::symmetric(LinkConfig::new(5.0, 50)));
+    setup
+        .paths
+        .push(PathConfig::symmetric(LinkConfig::new(5.0, 50)));
     let report = run_turn(&setup, &TurnConfig::default(), &[]);
     assert_eq!(report.paths_joined, 3);
     assert_exactly_once_in_order(&report);
@@ -113,11 +115,22 @@ fn three_paths_with_different_delays_and_rates_all_join_and_deliver() {
 #[test]
 fn cutting_every_path_but_the_slowest_of_three_loses_nothing_reliable() {
     let mut setup = two_paths(SchedulerKind::Camp, 6);
-    setup.paths.push(PathConfig::symmetric(LinkConfig::new(5.0, 50)));
+    setup
+        .paths
+        .push(PathConfig::symmetric(LinkConfig::new(5.0, 50)));
     let report = run_turn(
         &setup,
         &TurnConfig::default(),
-        &[NetEvent::Cut { path: 0, at_ms: 1_000 }, NetEvent::Cut { path: 1, at_ms: 2_500 }],
+        &[
+            NetEvent::Cut {
+                path: 0,
+                at_ms: 1_000,
+            },
+            NetEvent::Cut {
+                path: 1,
+                at_ms: 2_500,
+            },
+        ],
     );
     assert_exactly_once_in_order(&report);
     assert!(report.store.reinjected.iter().sum::<u64>() > 0 || report.links[2].down.delivered > 0);

@@ -15,7 +15,12 @@
 //!   can meet it; a droppable unit no path can deliver in time is dropped;
 //! * when the best path has no window room but would still deliver sooner than any path
 //!   that has room, the unit is held for it (ECF/BLEST-style waiting) instead of spilling
-//!   onto a slow path.
+//!   onto a slow path;
+//! * **pacing to the media timeline**: a unit handed over ahead of its media timestamp `g`
+//!   (LLM text, TTS bursts) is held until it can be sent on its path to arrive at
+//!   `g + aim_offset - early_guard`, instead of arriving hundreds of milliseconds before the
+//!   rest of its group. Arriving before `g` never makes a unit late, so this removes
+//!   inter-modal arrival skew without adding lateness.
 //!
 //! State is a fixed ring of recent groups: no allocation per decision.
 
@@ -35,6 +40,12 @@ pub struct ConsistencyAwareConfig {
     /// Inter-modal skew the scheduler considers good enough, µs: arrivals within this
     /// distance of the group target cost nothing.
     pub target_skew_us: u64,
+    /// Hold units released ahead of their media time (see the module docs).
+    pub pace_to_media_time: bool,
+    /// Where an early unit is aimed relative to its media time, µs (0: just in time).
+    pub aim_offset_us: u64,
+    /// Safety margin before the aim point, µs, added to the path's variance margin.
+    pub early_guard_us: u64,
 }
 
 impl Default for ConsistencyAwareConfig {
@@ -44,6 +55,9 @@ impl Default for ConsistencyAwareConfig {
             early_weight: 0.5,
             margin_factor: 1.0,
             target_skew_us: 2_000,
+            pace_to_media_time: true,
+            aim_offset_us: 0,
+            early_guard_us: 10_000,
         }
     }
 }
@@ -163,6 +177,18 @@ impl Scheduler for ConsistencyAware {
             }
             (None, None) => return Decision::Hold { retry_at_us: None },
         };
+        if self.config.pace_to_media_time {
+            let aim = unit.gen_time_us + self.config.aim_offset_us;
+            let latest_arrival = aim.saturating_sub(self.config.early_guard_us);
+            if arrival < latest_arrival {
+                // Sending now would land far ahead of the media time: wait, so that the unit
+                // still arrives ahead of `aim` by the guard plus the path's margin.
+                let send_at = unit.now_us + (latest_arrival - arrival);
+                return Decision::Hold {
+                    retry_at_us: Some(send_at),
+                };
+            }
+        }
         if !has_room {
             // The chosen path is worth waiting for (its prediction already includes the
             // wait for window room); the session asks again when it gains room.
@@ -229,6 +255,33 @@ mod tests {
         p[0].has_room = false;
         let a = unit(Modality::Audio, 1, 120, 0);
         assert_eq!(s.pick(&a, &p), Decision::Hold { retry_at_us: None });
+    }
+
+    #[test]
+    fn a_unit_released_ahead_of_its_media_time_is_held_until_it_would_arrive_just_before_it() {
+        let mut s = ConsistencyAware::default();
+        let p = [path(0, 20, 50)];
+        let mut a = unit(Modality::Audio, 9, 120, 0);
+        a.gen_time_us = 300_000;
+        a.deadline_us = Some(450_000);
+        let arrival = s.pessimistic_arrival(&p[0], &a);
+        let Decision::Hold {
+            retry_at_us: Some(t),
+        } = s.pick(&a, &p)
+        else {
+            panic!("early unit must be held")
+        };
+        assert_eq!(t, 300_000 - 10_000 - arrival);
+        // At the retry time it goes out.
+        a.now_us = t;
+        assert_eq!(s.pick(&a, &p), Decision::Send(PathSet::single(0)));
+        // Without pacing it would have gone at once.
+        let mut s = ConsistencyAware::new(ConsistencyAwareConfig {
+            pace_to_media_time: false,
+            ..ConsistencyAwareConfig::default()
+        });
+        a.now_us = 0;
+        assert_eq!(s.pick(&a, &p), Decision::Send(PathSet::single(0)));
     }
 
     #[test]
