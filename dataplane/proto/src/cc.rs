@@ -322,8 +322,10 @@ impl Controller for MeasuringController {
             st.rate_window_app_limited = false;
 
             // Loss rate over the same interval, smoothed 1/4.
-            if let Some(ppm) =
-                st.loss_window_lost.saturating_mul(1_000_000).checked_div(st.loss_window_sent)
+            if let Some(ppm) = st
+                .loss_window_lost
+                .saturating_mul(1_000_000)
+                .checked_div(st.loss_window_sent)
             {
                 let old = g.loss_ppm.load(Relaxed);
                 g.loss_ppm

@@ -468,7 +468,9 @@ impl Client {
                 }
                 Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
                     while let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
-                        let Some(id) = c.path.conn.streams().accept(Dir::Uni) else { break };
+                        let Some(id) = c.path.conn.streams().accept(Dir::Uni) else {
+                            break;
+                        };
                         let buf = self.pool.pop().unwrap_or_default();
                         c.unit_bufs.insert(id, buf);
                         self.read_unit_stream(now, h, id);

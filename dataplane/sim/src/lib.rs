@@ -5,8 +5,10 @@
 //! quinn-proto with real TLS 1.3. What is measured is the code that ships.
 #![forbid(unsafe_code)]
 
+pub mod experiment;
 pub mod link;
 pub mod net;
+pub mod profile;
 pub mod run;
 pub mod workload;
 

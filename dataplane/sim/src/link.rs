@@ -241,6 +241,11 @@ impl Link {
         &self.config
     }
 
+    /// Adds a blackout window without disturbing the link's queue.
+    pub fn add_outage(&mut self, from: Duration, until: Duration) {
+        self.config.outages.push((from, until));
+    }
+
     /// Offers a packet of `size` bytes at `now_us`; returns its arrival time at the far end,
     /// or `None` if it is lost.
     pub fn send(&mut self, now_us: u64, size: usize, rng: &mut StdRng) -> Option<u64> {

@@ -282,6 +282,18 @@ impl<S: Node, C: Node> Sim<S, C> {
         }
     }
 
+    /// Blacks out path `i` in both directions during `[from_us, until_us)` (µs since the
+    /// epoch), keeping the links' queues.
+    pub fn add_outage(&mut self, i: usize, from_us: u64, until_us: u64) {
+        let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
+        let (from, until) = (Duration::from_micros(from_us), Duration::from_micros(until_us));
+        for key in [(c, s), (s, c)] {
+            if let Some(l) = self.links.get_mut(&key) {
+                l.add_outage(from, until);
+            }
+        }
+    }
+
     /// Replaces a link's configuration mid-run (e.g. to cut a path): `up` selects the
     /// client → server direction.
     pub fn set_link(&mut self, i: usize, up: bool, config: LinkConfig) {

@@ -23,6 +23,16 @@ pub enum NetEvent {
         /// Time after the turn start, ms.
         at_ms: u64,
     },
+    /// Path `path` is dark in both directions from `from_ms` until `until_ms` after the
+    /// turn starts, then recovers.
+    Outage {
+        /// Path index.
+        path: usize,
+        /// Start, ms after the turn start.
+        from_ms: u64,
+        /// End, ms after the turn start.
+        until_ms: u64,
+    },
 }
 
 /// Outcome of one simulated turn.
@@ -50,6 +60,12 @@ pub struct TurnReport {
     pub simulated: Duration,
     /// Wall-clock time the simulation took.
     pub wall: Duration,
+    /// Payload plus header bytes of every unit submitted (each counted once).
+    pub unique_bytes: u64,
+    /// Per-unit arrival records (when the receiver's arrival log is on).
+    pub arrivals: Vec<camp_recv::ArrivalRecord>,
+    /// Session-clock time the turn started, µs.
+    pub turn_start_us: u64,
 }
 
 impl TurnReport {
@@ -96,16 +112,20 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
     for u in &plan {
         planned[u.modality.index()] += 1;
     }
-    let mut cuts: Vec<(u64, usize)> = events
-        .iter()
-        .map(|e| match *e {
-            NetEvent::Cut { path, at_ms } => (start_us + at_ms * 1000, path),
-        })
-        .collect();
+    let mut cuts: Vec<(u64, usize)> = Vec::new();
+    for e in events {
+        match *e {
+            NetEvent::Cut { path, at_ms } => cuts.push((start_us + at_ms * 1000, path)),
+            NetEvent::Outage { path, from_ms, until_ms } => {
+                sim.add_outage(path, start_us + from_ms * 1000, start_us + until_ms * 1000)
+            }
+        }
+    }
     cuts.sort_unstable();
 
     let payload = vec![0x5Au8; 128 * 1024];
     let mut refused = 0;
+    let mut unique_bytes = 0u64;
     for u in &plan {
         while let Some(&(at, path)) = cuts.first().filter(|c| c.0 <= u.release_us) {
             sim.advance(epoch + Duration::from_micros(at));
@@ -129,8 +149,9 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
                 payload: &payload[..u.size],
             },
         );
-        if r.is_err() {
-            refused += 1;
+        match r {
+            Ok(_) => unique_bytes += (u.size + camp_wire::DATA_PREFIX_LEN) as u64,
+            Err(_) => refused += 1,
         }
     }
     // Let everything in flight arrive (bounded: 5 s after the last unit).
@@ -154,7 +175,11 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
             *b = p.bytes_sent;
         }
     }
+    let arrivals = sim.client.client.receiver_mut().take_arrival_log();
     TurnReport {
+        unique_bytes,
+        arrivals,
+        turn_start_us: start_us,
         summary: sim.client.client.receiver().summary(),
         presented: std::mem::take(&mut sim.client.presented),
         planned,

@@ -1,0 +1,256 @@
+//! One benchmark run (scenario × scheduler × alignment policy × seed) and the figures the
+//! comparison reports for it.
+
+use std::collections::BTreeMap;
+
+use camp_proto::config::{CampConfig, SchedulerKind};
+use camp_recv::{PlayoutPolicy, ReceiverConfig};
+use camp_wire::Modality;
+use serde::Serialize;
+
+use crate::Setup;
+use crate::profile::Scenario;
+use crate::run::{NetEvent, TurnReport, run_turn};
+use crate::workload::TurnConfig;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    /// Paths and network events.
+    pub scenario: Scenario,
+    /// Sender scheduler.
+    pub scheduler: SchedulerKind,
+    /// Client alignment policy.
+    pub policy: PlayoutPolicy,
+    /// Seed of network, endpoints and workload.
+    pub seed: u64,
+    /// Workload.
+    pub turn: TurnConfig,
+}
+
+/// Figures of one run (times in ms, shares and rates as fractions).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunMetrics {
+    /// Scheduler name.
+    pub scheduler: String,
+    /// Alignment policy name.
+    pub policy: String,
+    /// Profile name.
+    pub profile: String,
+    /// Profile variant (sweeps).
+    pub variant: String,
+    /// Seed.
+    pub seed: u64,
+    /// Mean per-unit lateness `max(a − g, 0)` over all units (draft L).
+    pub l_ms: f64,
+    /// Median lateness.
+    pub l_p50_ms: f64,
+    /// 95th percentile lateness.
+    pub l_p95_ms: f64,
+    /// 99th percentile lateness.
+    pub l_p99_ms: f64,
+    /// Mean lateness per modality (text, audio, video).
+    pub l_by_modality_ms: [f64; 3],
+    /// 99th percentile lateness per modality.
+    pub l_p99_by_modality_ms: [f64; 3],
+    /// C = mean Delta_k (draft §3.1.4).
+    pub c_ms: f64,
+    /// 95th percentile of Delta_k.
+    pub skew_p95_ms: f64,
+    /// 99th percentile of Delta_k.
+    pub skew_p99_ms: f64,
+    /// Share of sync indices whose A/V presentation offset is outside ITU-R BT.1359.
+    pub outside_bt1359: f64,
+    /// Share outside ATSC IS-191.
+    pub outside_is191: f64,
+    /// Mean playout delay added by the alignment buffer (presentation − arrival).
+    pub added_delay_ms: f64,
+    /// Final playout delay of the alignment buffer.
+    pub playout_delay_ms: f64,
+    /// Audio stalls (late audio units).
+    pub stalls: u64,
+    /// Deadline-miss rate per modality (text, audio, video).
+    pub deadline_miss: [f64; 3],
+    /// Audio deadline-miss rate (duplicate of `deadline_miss[1]` for the JSON consumers).
+    pub audio_deadline_miss: f64,
+    /// Reliable units never presented (must be 0).
+    pub reliable_lost: u64,
+    /// Bytes sent beyond one copy of each unit, % of unique bytes.
+    pub redundant_bytes_pct: f64,
+    /// Share of unit bytes per path.
+    pub path_share: Vec<f64>,
+    /// P5: time after the outage ends until Delta_k is back to its pre-outage level.
+    pub recovery_ms: Option<f64>,
+    /// Delta_k of every complete group, ms (for CDFs; not serialised).
+    #[serde(skip)]
+    pub deltas_ms: Vec<f64>,
+    /// Simulated seconds per wall-clock second.
+    pub speedup: f64,
+}
+
+/// Runs one experiment.
+pub fn run(e: &Experiment) -> RunMetrics {
+    let turn = TurnConfig {
+        duration_ms: e.scenario.turn_ms.unwrap_or(e.turn.duration_ms),
+        ..e.turn.clone()
+    };
+    let setup = Setup {
+        paths: e.scenario.paths.clone(),
+        scheduler: e.scheduler.factory(),
+        receiver: ReceiverConfig { playout: e.policy, arrival_log: true, ..Default::default() },
+        camp: CampConfig::default(),
+        seed: e.seed,
+    };
+    let events: Vec<NetEvent> = e
+        .scenario
+        .outages
+        .iter()
+        .map(|&(path, from_ms, until_ms)| NetEvent::Outage { path, from_ms, until_ms })
+        .collect();
+    let report = run_turn(&setup, &turn, &events);
+    metrics(e, &report)
+}
+
+fn ms(us: f64) -> f64 {
+    us / 1000.0
+}
+
+/// Delta_k per complete group from the arrival log: `(media time of k, Delta_k)` in µs,
+/// ordered by k. a_m,k is the arrival of the last unit of modality m with index k; groups
+/// with fewer than two modalities are left out (draft §3.1.4).
+pub fn skew_series(arrivals: &[camp_recv::ArrivalRecord]) -> Vec<(u64, u64)> {
+    let mut groups: BTreeMap<u32, ([Option<u64>; 3], u64)> = BTreeMap::new();
+    for a in arrivals {
+        let g = groups.entry(a.sync_index).or_insert(([None; 3], u64::MAX));
+        let slot = &mut g.0[a.modality.index()];
+        *slot = Some(slot.map_or(a.arrival_us, |t| t.max(a.arrival_us)));
+        g.1 = g.1.min(a.gen_us);
+    }
+    groups
+        .values()
+        .filter_map(|(arr, gen_us)| {
+            let present: Vec<u64> = arr.iter().flatten().copied().collect();
+            (present.len() >= 2).then(|| {
+                let max = present.iter().max().copied().unwrap_or(0);
+                let min = present.iter().min().copied().unwrap_or(0);
+                (*gen_us, max - min)
+            })
+        })
+        .collect()
+}
+
+/// Time from the end of an outage until the skew is back to normal: the first group after
+/// `until_us` from which 1 s of consecutive groups all have Delta_k at most
+/// `max(2 × p95 before the outage, p95 before + 10 ms)`. `None` if it never settles.
+pub fn recovery_ms(series: &[(u64, u64)], from_us: u64, until_us: u64) -> Option<f64> {
+    let mut before: Vec<u64> = series
+        .iter()
+        .filter(|(g, _)| *g + 5_000_000 >= from_us && *g < from_us)
+        .map(|&(_, d)| d)
+        .collect();
+    if before.is_empty() {
+        return None;
+    }
+    before.sort_unstable();
+    let p95 = before[(before.len() * 95).div_ceil(100).saturating_sub(1)];
+    let limit = (2 * p95).max(p95 + 10_000);
+    let after: Vec<(u64, u64)> = series.iter().copied().filter(|(g, _)| *g >= until_us).collect();
+    for (i, &(g, _)) in after.iter().enumerate() {
+        let window: Vec<_> = after[i..].iter().take_while(|(t, _)| *t < g + 1_000_000).collect();
+        let spans_second = after[i..].iter().any(|(t, _)| *t >= g + 1_000_000);
+        if spans_second && window.iter().all(|(_, d)| *d <= limit) {
+            return Some(ms(g.saturating_sub(until_us) as f64));
+        }
+    }
+    None
+}
+
+fn metrics(e: &Experiment, r: &TurnReport) -> RunMetrics {
+    let s = &r.summary;
+    let per = |f: &dyn Fn(&camp_recv::ModalitySummary) -> f64| {
+        [0, 1, 2].map(|i| f(&s.per_modality[i]))
+    };
+    let series = skew_series(&r.arrivals);
+    let recovery = e.scenario.outages.first().and_then(|&(_, from, until)| {
+        recovery_ms(&series, r.turn_start_us + from * 1000, r.turn_start_us + until * 1000)
+    });
+    let sent: u64 = r.bytes_per_path.iter().sum();
+    let total = sent.max(1) as f64;
+    let deadline_miss = per(&|m| {
+        if m.delivered == 0 { 0.0 } else { m.deadline_misses as f64 / m.delivered as f64 }
+    });
+    RunMetrics {
+        scheduler: format!("{:?}", e.scheduler).to_lowercase(),
+        policy: e.policy.name().to_string(),
+        profile: e.scenario.profile.clone(),
+        variant: e.scenario.variant.clone(),
+        seed: e.seed,
+        l_ms: ms(s.latency.mean_us),
+        l_p50_ms: ms(s.latency.p50_us as f64),
+        l_p95_ms: ms(s.latency.p95_us as f64),
+        l_p99_ms: ms(s.latency.p99_us as f64),
+        l_by_modality_ms: per(&|m| ms(m.latency.mean_us)),
+        l_p99_by_modality_ms: per(&|m| ms(m.latency.p99_us as f64)),
+        c_ms: ms(s.skew_c_us),
+        skew_p95_ms: ms(s.skew_p95_us as f64),
+        skew_p99_ms: ms(s.skew_p99_us as f64),
+        outside_bt1359: s.outside_bt1359,
+        outside_is191: s.outside_is191,
+        added_delay_ms: ms(s.added_delay.mean_us),
+        playout_delay_ms: ms(s.playout_delay_us as f64),
+        stalls: s.counters.stalls,
+        deadline_miss,
+        audio_deadline_miss: deadline_miss[Modality::Audio.index()],
+        reliable_lost: r.reliable_lost(),
+        redundant_bytes_pct: (sent as f64 / r.unique_bytes.max(1) as f64 - 1.0).max(0.0) * 100.0,
+        path_share: r.bytes_per_path.iter().map(|&b| b as f64 / total).collect(),
+        recovery_ms: recovery,
+        deltas_ms: series.iter().map(|&(_, d)| ms(d as f64)).collect(),
+        speedup: r.simulated.as_secs_f64() / r.wall.as_secs_f64().max(1e-9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(m: Modality, k: u32, g: u64, a: u64) -> camp_recv::ArrivalRecord {
+        camp_recv::ArrivalRecord {
+            modality: m,
+            seq: 0,
+            sync_index: k,
+            path: camp_wire::PathId(0),
+            gen_us: g,
+            arrival_us: a,
+            present_us: None,
+        }
+    }
+
+    #[test]
+    fn skew_series_takes_last_unit_per_modality_and_needs_two_modalities() {
+        let a = [
+            rec(Modality::Text, 1, 40, 100),
+            rec(Modality::Audio, 1, 40, 110),
+            rec(Modality::Audio, 1, 60, 130),
+            rec(Modality::Video, 1, 40, 125),
+            rec(Modality::Video, 2, 80, 200),
+        ];
+        assert_eq!(skew_series(&a), vec![(40, 30)]);
+    }
+
+    #[test]
+    fn recovery_is_measured_from_the_end_of_the_outage() {
+        // 40 ms groups: 5 ms skew before, 200 ms during and until 0.5 s after, then 5 ms.
+        let mut s = Vec::new();
+        for k in 0..500u64 {
+            let g = k * 40_000;
+            let d = if (10_000_000..12_500_000).contains(&g) { 200_000 } else { 5_000 };
+            s.push((g, d));
+        }
+        let r = recovery_ms(&s, 10_000_000, 12_000_000).unwrap();
+        assert!((r - 520.0).abs() < 1.0, "{r}");
+        // Never settles.
+        let bad: Vec<_> = s.iter().map(|&(g, d)| (g, if g >= 10_000_000 { 300_000 } else { d })).collect();
+        assert_eq!(recovery_ms(&bad, 10_000_000, 12_000_000), None);
+    }
+}
