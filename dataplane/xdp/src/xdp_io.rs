@@ -142,7 +142,11 @@ pub struct XdpIo {
     counters: IoCounters,
     ttl: u8,
     local_addrs: Vec<SocketAddr>,
+    ticks: u32,
 }
+
+/// `recv_batch` calls between two automatic [`XdpIo::maintain`] runs.
+pub const MAINTAIN_EVERY: u32 = 1024;
 
 fn is_link_local_v6(ip: &IpAddr) -> bool {
     matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
@@ -209,8 +213,12 @@ impl XdpIo {
                 queues = sockets.len(),
                 "AF_XDP ready"
             );
+            let neigh = NeighCache::with_kernel(info.ifindex).unwrap_or_else(|e| {
+                tracing::warn!(nic = %name, error = %e, "rtnetlink unavailable: next hops only learned or configured");
+                NeighCache::new(info.ifindex)
+            });
             nics.push(Nic {
-                neigh: NeighCache::new(info.ifindex),
+                neigh,
                 info,
                 sockets,
                 reserved,
@@ -224,7 +232,27 @@ impl XdpIo {
             counters: IoCounters::default(),
             ttl: cfg.ttl,
             local_addrs,
+            ticks: 0,
         })
+    }
+
+    /// Applies kernel neighbour / route change notifications to the
+    /// next-hop caches. Also done every [`MAINTAIN_EVERY`] `recv_batch`
+    /// calls.
+    pub fn maintain(&mut self) {
+        for nic in &mut self.nics {
+            nic.neigh.refresh();
+        }
+    }
+
+    /// The next-hop MAC used for `remote` from the NIC owning `local`
+    /// (resolving it if needed).
+    pub fn next_hop(&mut self, local: IpAddr, remote: IpAddr) -> Option<frame::Mac> {
+        let nic = self
+            .nics
+            .iter_mut()
+            .find(|n| n.info.addrs.contains(&local))?;
+        nic.neigh.lookup(remote)
     }
 
     /// Attach / bind modes per NIC.
@@ -301,6 +329,10 @@ impl XdpIo {
 
 impl PacketIo for XdpIo {
     fn recv_batch(&mut self, f: &mut dyn FnMut(RxDatagram<'_>)) -> Result<usize, IoError> {
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % MAINTAIN_EVERY == 0 {
+            self.maintain();
+        }
         let counters = &mut self.counters;
         let mut total = 0;
         for nic in &mut self.nics {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use camp_xdp::io::TxDatagram;
 use camp_xdp::nic::NicError;
 use camp_xdp::{AttachMode, AttachedMode, PacketIo, XdpConfig, XdpError, XdpIo};
-use common::{Netns, root_or_skip, run_in, veth, xdp_attached};
+use common::{Netns, root_or_skip, run, run_in, veth, xdp_attached};
 
 const PORT: u16 = 4433;
 
@@ -349,4 +349,96 @@ fn forced_zero_copy_on_veth_fails_and_auto_falls_back_to_udp() {
     assert_eq!(server.join().unwrap(), 100);
     assert_eq!(received, 100);
     assert!(!xdp_attached(&xdp, "xa0"));
+}
+
+#[test]
+fn next_hop_resolved_through_kernel_tables_and_refreshed() {
+    if !root_or_skip("next_hop_resolved_through_kernel_tables_and_refreshed") {
+        return;
+    }
+    let xdp = Netns::new("nh");
+    let peer = Netns::new("np");
+    veth(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2");
+    // An off-link destination behind the peer, reached through a gateway.
+    run_in(&peer, &["ip", "addr", "add", "198.19.5.1/32", "dev", "lo"]);
+    run_in(
+        &xdp,
+        &["ip", "route", "add", "198.19.5.0/24", "via", "198.18.0.2"],
+    );
+    let peer_mac = run_in(&peer, &["cat", "/sys/class/net/xb0/address"])
+        .trim()
+        .to_owned();
+    let peer_mac: Vec<u8> = peer_mac
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let (rx_ready_tx, rx_ready) = std::sync::mpsc::channel();
+    let receiver = peer.spawn(move || {
+        let a = UdpSocket::bind("198.18.0.2:5000").unwrap();
+        let b = UdpSocket::bind("198.19.5.1:5000").unwrap();
+        rx_ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (n, from_a) = a.recv_from(&mut buf).expect("on-link datagram");
+        assert_eq!(&buf[..n], b"direct");
+        let (n, from_b) = b.recv_from(&mut buf).expect("datagram through the gateway");
+        assert_eq!(&buf[..n], b"via gateway");
+        (from_a, from_b)
+    });
+    rx_ready.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mac = xdp.enter(move || {
+        let mut io = XdpIo::open(&config(&["xa0"], AttachMode::Auto)).expect("open");
+        let local: SocketAddr = "198.18.0.1:4433".parse().unwrap();
+        // Nothing was received, so nothing was learned: the first attempts
+        // ask the kernel, which resolves the neighbour with ARP.
+        for (dst, msg) in [
+            ("198.18.0.2:5000", &b"direct"[..]),
+            ("198.19.5.1:5000", b"via gateway"),
+        ] {
+            let dst: SocketAddr = dst.parse().unwrap();
+            let end = Instant::now() + Duration::from_secs(5);
+            loop {
+                match io.send(&TxDatagram::new(local, dst, camp_xdp::Ecn::NotEct, msg)) {
+                    Ok(()) => break,
+                    Err(camp_xdp::IoError::NoNextHop(_)) if Instant::now() < end => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("send to {dst}: {e}"),
+                }
+            }
+            io.flush().unwrap();
+        }
+        let gw_mac = io
+            .next_hop(local.ip(), "198.19.5.1".parse().unwrap())
+            .unwrap();
+        // A neighbour change is picked up from the kernel's notifications.
+        run(&[
+            "ip",
+            "neigh",
+            "replace",
+            "198.18.0.2",
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "xa0",
+            "nud",
+            "permanent",
+        ]);
+        std::thread::sleep(Duration::from_millis(100));
+        io.maintain();
+        let changed = io
+            .next_hop(local.ip(), "198.18.0.2".parse().unwrap())
+            .unwrap();
+        (gw_mac, changed)
+    });
+    let (from_a, from_b) = receiver.join().unwrap();
+    assert_eq!(from_a, "198.18.0.1:4433".parse().unwrap());
+    assert_eq!(from_b, "198.18.0.1:4433".parse().unwrap());
+    assert_eq!(
+        mac.0.to_vec(),
+        peer_mac,
+        "gateway next hop must be the peer's MAC"
+    );
+    assert_eq!(mac.1, [2, 0, 0, 0, 0, 0x99], "neighbour change not applied");
 }
