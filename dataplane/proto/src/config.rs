@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use quinn_proto::{IdleTimeout, TransportConfig, VarInt};
 
 use crate::cc::{CcAlgorithm, MeasuringFactory, PathGauges};
-use crate::sched::{ConsistencyAware, MAX_PATHS, MinRtt, Scheduler};
+use crate::sched::{
+    Blest, ConsistencyAware, Ecf, LowestLinger, MAX_PATHS, MinRtt, Otias, Pinning, Redundant,
+    Scheduler, SinglePath, Xlink,
+};
 
 /// ALPN protocol id of CAMP over QUIC.
 pub const ALPN: &[u8] = b"camp/1";
@@ -21,15 +24,86 @@ pub enum SchedulerKind {
     Camp,
     /// [`MinRtt`].
     MinRtt,
+    /// [`SinglePath`].
+    Single,
+    /// [`LowestLinger`].
+    Linger,
+    /// [`Ecf`].
+    Ecf,
+    /// [`Blest`].
+    Blest,
+    /// [`Otias`].
+    Otias,
+    /// [`Redundant`].
+    Redundant,
+    /// [`Xlink`].
+    Xlink,
+    /// [`Pinning`].
+    Pinning,
 }
 
 impl SchedulerKind {
+    /// Every scheduler, CAMP first, then the baselines.
+    pub const ALL: [SchedulerKind; 10] = [
+        SchedulerKind::Camp,
+        SchedulerKind::MinRtt,
+        SchedulerKind::Single,
+        SchedulerKind::Linger,
+        SchedulerKind::Ecf,
+        SchedulerKind::Blest,
+        SchedulerKind::Otias,
+        SchedulerKind::Redundant,
+        SchedulerKind::Xlink,
+        SchedulerKind::Pinning,
+    ];
+
+    /// The scheduler's name (what [`FromStr`](std::str::FromStr) accepts and
+    /// [`Scheduler::name`] reports).
+    pub const fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::Camp => "camp",
+            SchedulerKind::MinRtt => "minrtt",
+            SchedulerKind::Single => "single",
+            SchedulerKind::Linger => "linger",
+            SchedulerKind::Ecf => "ecf",
+            SchedulerKind::Blest => "blest",
+            SchedulerKind::Otias => "otias",
+            SchedulerKind::Redundant => "redundant",
+            SchedulerKind::Xlink => "xlink",
+            SchedulerKind::Pinning => "pinning",
+        }
+    }
+
     /// A factory for this scheduler with default tuning.
     pub fn factory(self) -> SchedulerFactory {
         match self {
             SchedulerKind::Camp => Arc::new(|| Box::new(ConsistencyAware::default())),
             SchedulerKind::MinRtt => Arc::new(|| Box::new(MinRtt)),
+            SchedulerKind::Single => Arc::new(|| Box::new(SinglePath::default())),
+            SchedulerKind::Linger => Arc::new(|| Box::new(LowestLinger)),
+            SchedulerKind::Ecf => Arc::new(|| Box::new(Ecf::default())),
+            SchedulerKind::Blest => Arc::new(|| Box::new(Blest::default())),
+            SchedulerKind::Otias => Arc::new(|| Box::new(Otias)),
+            SchedulerKind::Redundant => Arc::new(|| Box::new(Redundant)),
+            SchedulerKind::Xlink => Arc::new(|| Box::new(Xlink::default())),
+            SchedulerKind::Pinning => Arc::new(|| Box::new(Pinning)),
         }
+    }
+}
+
+impl std::str::FromStr for SchedulerKind {
+    type Err = String;
+
+    /// Parses a scheduler name (ASCII case-insensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        SchedulerKind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<&str> = SchedulerKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown scheduler {s:?} (one of: {})", names.join(", "))
+            })
     }
 }
 

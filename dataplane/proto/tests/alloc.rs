@@ -4,7 +4,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use camp_proto::sched::{ConsistencyAware, MinRtt, PathSet, PathView, Scheduler, UnitInfo};
+use camp_proto::config::SchedulerKind;
+use camp_proto::sched::{PathSet, PathView, Scheduler, UnitInfo};
 use camp_proto::store::{UnitStore, UnitSubmit};
 use camp_wire::{CaptureId, Modality, PathId, PathStatus, UnitFlags};
 
@@ -72,12 +73,19 @@ fn views(n: usize) -> Vec<PathView> {
 #[test]
 fn scheduling_decisions_do_not_allocate() {
     for n in [2, 4, 8] {
-        let paths = views(n);
-        let mut camp = ConsistencyAware::default();
-        let mut minrtt = MinRtt;
+        let mut paths = views(n);
+        // Every scheduler, CAMP and all baselines (built outside the counted region).
+        let mut scheds: Vec<Box<dyn Scheduler>> =
+            SchedulerKind::ALL.iter().map(|k| k.factory()()).collect();
         let ((), allocs) = counted(|| {
             for i in 0..10_000u64 {
                 let m = Modality::ALL[(i % 3) as usize];
+                // Vary window room and backlog so the waiting branches (ECF, BLEST, OTIAS,
+                // single path) and the hysteresis / lambda state are exercised too.
+                paths[0].has_room = i % 4 != 0;
+                paths[0].unsent = (i % 7) * 20_000;
+                paths[1].in_flight = (i % 5) * 10_000;
+                let reinjection = i % 11 == 0;
                 let unit = UnitInfo {
                     modality: m,
                     reliability: m.default_reliability(),
@@ -86,14 +94,25 @@ fn scheduling_decisions_do_not_allocate() {
                     gen_time_us: i * 13_000,
                     deadline_us: Some(i * 13_000 + 150_000),
                     now_us: i * 13_000,
-                    reinjection: false,
-                    avoid: PathSet::EMPTY,
+                    reinjection,
+                    avoid: if reinjection {
+                        PathSet::single(0)
+                    } else {
+                        PathSet::EMPTY
+                    },
                 };
-                std::hint::black_box(camp.pick(&unit, &paths));
-                std::hint::black_box(minrtt.pick(&unit, &paths));
+                for s in scheds.iter_mut() {
+                    std::hint::black_box(s.pick(&unit, &paths));
+                    std::hint::black_box(s.reinject_after_us(&unit, &paths[0], &paths));
+                }
             }
         });
-        assert_eq!(allocs, 0, "{n} paths: allocations in 20 000 decisions");
+        assert_eq!(
+            allocs,
+            0,
+            "{n} paths: allocations in {} decisions",
+            10_000 * scheds.len()
+        );
     }
 }
 

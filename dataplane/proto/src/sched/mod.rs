@@ -7,11 +7,32 @@
 
 use camp_wire::{Micros, Modality, PathId, PathStatus, Reliability, SyncIndex};
 
+mod blest;
 mod camp;
+mod ecf;
+mod linger;
 mod minrtt;
+mod otias;
+mod pinning;
+#[cfg(test)]
+mod proptests;
+mod redundant;
+mod single;
+mod xlink;
 
+pub use blest::{
+    BLEST_LAMBDA_BAD, BLEST_LAMBDA_GOOD, BLEST_LAMBDA_INIT, BLEST_LAMBDA_MAX, BLEST_LAMBDA_MIN,
+    Blest,
+};
 pub use camp::{ConsistencyAware, ConsistencyAwareConfig};
+pub use ecf::{ECF_R_BETA, Ecf};
+pub use linger::LowestLinger;
 pub use minrtt::MinRtt;
+pub use otias::Otias;
+pub use pinning::Pinning;
+pub use redundant::Redundant;
+pub use single::SinglePath;
+pub use xlink::{XLINK_MAX_REINJECT_US, XLINK_MIN_REINJECT_US, XLINK_SRTT_FACTOR_TENTHS, Xlink};
 
 /// Most paths one session can use at once (path slots; path *ids* are never reused).
 pub const MAX_PATHS: usize = 8;
