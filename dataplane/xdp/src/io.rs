@@ -2,7 +2,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use std::time::Duration;
 
 use crate::frame::{Ecn, FrameError};
@@ -145,8 +147,9 @@ pub trait PacketIo {
     /// Pushes queued datagrams to the NIC / kernel.
     fn flush(&mut self) -> Result<(), IoError>;
 
-    /// Descriptors that become readable when datagrams arrive.
-    fn readiness_fds(&self) -> Vec<BorrowedFd<'_>>;
+    /// One descriptor (an epoll instance over every socket) that becomes
+    /// readable when datagrams arrive, for the engine's own event loop.
+    fn readiness_fd(&self) -> BorrowedFd<'_>;
 
     /// Counters.
     fn counters(&self) -> IoCounters;
@@ -157,32 +160,49 @@ pub trait PacketIo {
     /// Local addresses datagrams are received on.
     fn local_addrs(&self) -> Vec<SocketAddr>;
 
-    /// Blocks until a readiness descriptor is readable or `timeout` passes.
-    /// Returns whether something became readable.
-    fn wait(&mut self, timeout: Duration) -> Result<bool, IoError> {
-        let fds = self.readiness_fds();
-        poll_readable(&fds, timeout).map_err(IoError::from)
+    /// Blocks until a datagram may be ready or `timeout` passes (without
+    /// allocating). Returns whether something became readable.
+    fn wait(&mut self, timeout: Duration) -> Result<bool, IoError>;
+}
+
+/// An epoll instance over a set of sockets: the readiness descriptor of a
+/// [`PacketIo`].
+#[derive(Debug)]
+pub struct Readiness {
+    epoll: Epoll,
+}
+
+impl Readiness {
+    /// An epoll instance watching `fds` for readability.
+    pub fn new<'a>(fds: impl IntoIterator<Item = BorrowedFd<'a>>) -> io::Result<Self> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(errno)?;
+        for (i, fd) in fds.into_iter().enumerate() {
+            epoll
+                .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
+                .map_err(errno)?;
+        }
+        Ok(Self { epoll })
+    }
+
+    /// The epoll descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.epoll.0.as_fd()
+    }
+
+    /// Waits up to `timeout` for readability.
+    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let mut events = [EpollEvent::empty(); 4];
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        match self.epoll.wait(&mut events, EpollTimeout::from(ms)) {
+            Ok(n) => Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(e) => Err(errno(e)),
+        }
     }
 }
 
-/// `poll(2)` on `fds` for readability.
-pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<bool> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout};
-    let mut pfds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-        .collect();
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    match nix::poll::poll(&mut pfds, PollTimeout::from(ms)) {
-        Ok(n) => Ok(n > 0),
-        Err(nix::errno::Errno::EINTR) => Ok(false),
-        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
-    }
-}
-
-/// Raw descriptor numbers, for logging.
-pub fn raw_fds(fds: &[BorrowedFd<'_>]) -> Vec<i32> {
-    fds.iter().map(AsRawFd::as_raw_fd).collect()
+fn errno(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
 }
 
 #[cfg(test)]

@@ -139,8 +139,12 @@ impl PacketIo for AnyIo {
         dispatch!(self, io => io.flush())
     }
 
-    fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
-        dispatch!(self, io => io.readiness_fds())
+    fn readiness_fd(&self) -> BorrowedFd<'_> {
+        dispatch!(self, io => io.readiness_fd())
+    }
+
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, IoError> {
+        dispatch!(self, io => io.wait(timeout))
     }
 
     fn counters(&self) -> IoCounters {

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 
 use crate::frame::Ecn;
-use crate::io::{IoCounters, IoError, IoKind, PacketIo, RxDatagram, TxDatagram};
+use crate::io::{IoCounters, IoError, IoKind, PacketIo, Readiness, RxDatagram, TxDatagram};
 
 /// Receive buffers per `recvmmsg` call.
 pub const RX_BUFS: usize = 16;
@@ -52,6 +52,7 @@ pub struct UdpIo {
     bufs: Box<[u8]>,
     metas: Box<[RecvMeta; RX_BUFS]>,
     counters: IoCounters,
+    readiness: Readiness,
 }
 
 impl UdpIo {
@@ -75,7 +76,14 @@ impl UdpIo {
             let local = sock.local_addr().map_err(err)?;
             socks.push(Sock { sock, state, local });
         }
+        let readiness = Readiness::new(socks.iter().map(|s| s.sock.as_fd())).map_err(|source| {
+            UdpError::Bind {
+                addr: addrs[0],
+                source,
+            }
+        })?;
         Ok(Self {
+            readiness,
             socks,
             bufs: vec![0u8; RX_BUFS * RX_BUF_SIZE].into_boxed_slice(),
             metas: Box::new([RecvMeta::default(); RX_BUFS]),
@@ -195,8 +203,12 @@ impl PacketIo for UdpIo {
         Ok(())
     }
 
-    fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.socks.iter().map(|s| s.sock.as_fd()).collect()
+    fn readiness_fd(&self) -> BorrowedFd<'_> {
+        self.readiness.fd()
+    }
+
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, IoError> {
+        Ok(self.readiness.wait(timeout)?)
     }
 
     fn counters(&self) -> IoCounters {

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::classifier::{AttachMode, AttachedMode, Attachment, Classifier, ClassifierError};
 use crate::frame::{self, FrameHeader};
-use crate::io::{IoCounters, IoError, IoKind, PacketIo, RxDatagram, TxDatagram};
+use crate::io::{IoCounters, IoError, IoKind, PacketIo, Readiness, RxDatagram, TxDatagram};
 use crate::neigh::NeighCache;
 use crate::nic::{NicError, NicInfo, check_offloads};
 use crate::xsk::{BindMode, XskConfig, XskError, XskSocket, XskStats};
@@ -143,6 +143,7 @@ pub struct XdpIo {
     ttl: u8,
     local_addrs: Vec<SocketAddr>,
     ticks: u32,
+    readiness: Readiness,
 }
 
 /// `recv_batch` calls between two automatic [`XdpIo::maintain`] runs.
@@ -227,12 +228,22 @@ impl XdpIo {
                 classifier,
             });
         }
+        let readiness = Readiness::new(nics.iter().flat_map(|n| n.sockets.iter().map(AsFd::as_fd)))
+            .map_err(|source| XdpError::Socket {
+                ifname: "epoll".into(),
+                queue: 0,
+                source: XskError::Sys {
+                    op: "epoll",
+                    source,
+                },
+            })?;
         Ok(Self {
             nics,
             counters: IoCounters::default(),
             ttl: cfg.ttl,
             local_addrs,
             ticks: 0,
+            readiness,
         })
     }
 
@@ -425,11 +436,12 @@ impl PacketIo for XdpIo {
         Ok(())
     }
 
-    fn readiness_fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.nics
-            .iter()
-            .flat_map(|n| n.sockets.iter().map(AsFd::as_fd))
-            .collect()
+    fn readiness_fd(&self) -> BorrowedFd<'_> {
+        self.readiness.fd()
+    }
+
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, IoError> {
+        Ok(self.readiness.wait(timeout)?)
     }
 
     fn counters(&self) -> IoCounters {
