@@ -29,8 +29,9 @@
 //! QUIC connection per path, each with its own flow control, so there is no such shared
 //! window. By default `W` is the in-flight capacity the receiver needs to keep every
 //! eligible path busy while the slowest one delivers, `W = Σ send_rate_i · max_i srtt_i`
-//! (RFC 8684 §3.3.5's receive-buffer sizing, without its factor 2 for retransmissions);
-//! [`Blest::with_send_window`] fixes it instead.
+//! (the MPTCP receive-buffer sizing `2 · Σ BW_i · RTT_max` of Raiciu et al., NSDI 2012,
+//! without its factor 2 for fast retransmission); [`Blest::with_send_window`] fixes it
+//! instead.
 
 use camp_wire::Micros;
 

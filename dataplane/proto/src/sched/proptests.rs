@@ -175,7 +175,7 @@ fn steps(extreme: bool) -> impl Strategy<Value = Vec<Step>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn every_scheduler_chooses_only_eligible_paths(steps in steps(false)) {
