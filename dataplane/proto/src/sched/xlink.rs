@@ -22,8 +22,8 @@
 //! XLINK's priority-driven part (reinject and send the urgent media, here audio, first) is
 //! not a path choice and is not done here: it comes from the session's candidate order
 //! (reinjections first, then units in generation order, audio before text before video on
-//! ties) and from the stream priority the session gives on each path (reinjections above
-//! audio and text, those above video).
+//! ties) and from the stream priority the session gives on each path (audio and text above
+//! video, a reinjected copy one step above its modality).
 
 use camp_wire::{PathStatus, Reliability};
 
