@@ -1,8 +1,10 @@
 //! The per-unit hot path allocates nothing in steady state: scheduling decisions and the
-//! unit store's submit / send / acknowledge cycle. Counted with a global allocator.
+//! unit store's submit / send / acknowledge cycle. Counted with a global allocator; only
+//! the thread inside [`counted`] is counted, so tests running in parallel do not disturb
+//! each other.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
 
 use camp_proto::config::SchedulerKind;
 use camp_proto::sched::{PathSet, PathView, Scheduler, UnitInfo};
@@ -10,15 +12,23 @@ use camp_proto::store::{UnitStore, UnitSubmit};
 use camp_wire::{CaptureId, Modality, PathId, PathStatus, UnitFlags};
 
 struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static ARMED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    // Const-initialised, no destructor: touching them never allocates.
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    if ARMED.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+    }
+}
 
 // SAFETY: delegates to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -27,9 +37,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -38,12 +46,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Runs `f` and counts the allocations this thread makes meanwhile.
 fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    ALLOCS.store(0, Ordering::Relaxed);
-    ARMED.store(true, Ordering::Relaxed);
+    ALLOCS.with(|a| a.set(0));
+    ARMED.with(|a| a.set(true));
     let r = f();
-    ARMED.store(false, Ordering::Relaxed);
-    (r, ALLOCS.load(Ordering::Relaxed))
+    ARMED.with(|a| a.set(false));
+    (r, ALLOCS.with(Cell::get))
 }
 
 fn views(n: usize) -> Vec<PathView> {
@@ -151,4 +160,28 @@ fn unit_store_cycle_does_not_allocate_after_warm_up() {
         }
     });
     assert_eq!(allocs, 0, "allocations in 30 000 steady-state units");
+}
+
+#[test]
+fn the_counter_sees_allocations_on_its_own_thread_only() {
+    let (v, allocs) = counted(|| std::hint::black_box(vec![7u8; 64]));
+    assert_eq!(v.len(), 64);
+    assert_eq!(allocs, 1);
+    // Another thread allocating all along is not counted here.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::hint::black_box(vec![7u8; 64]);
+            }
+        });
+        let ((), allocs) = counted(|| {
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_millis(20) {
+                std::hint::black_box(());
+            }
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(allocs, 0);
+    });
 }
