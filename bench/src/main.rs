@@ -2,6 +2,7 @@
 //! module; this file only dispatches.
 #![forbid(unsafe_code)]
 
+mod compare;
 mod io;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// CAMP against the baseline schedulers on the deterministic simulator (no root).
+    Compare(compare::CompareArgs),
     /// Packet I/O: AF_XDP (native and generic XDP) against kernel UDP with
     /// quinn-udp on one veth pair between two network namespaces (root).
     Io(io::IoArgs),
@@ -24,6 +27,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Compare(args) => compare::run_compare(&args),
         Command::Io(args) => io::run(&args),
     };
     match result {

@@ -113,7 +113,7 @@ impl ConsistencyAware {
 
     fn pessimistic_arrival(&self, p: &PathView, unit: &UnitInfo) -> Micros {
         let margin = (p.margin_us() as f64 * self.config.margin_factor) as u64;
-        p.predicted_arrival_us(unit.now_us, u64::from(unit.size)) + margin
+        p.predicted_arrival_us(unit.now_us, u64::from(unit.size)).saturating_add(margin)
     }
 
     fn cost(&self, arrival: Micros, target: Option<Micros>) -> f64 {

@@ -202,13 +202,13 @@ impl PathView {
         let backlog = self.unsent.saturating_add(bytes);
         let drain = backlog.saturating_mul(1_000_000) / self.send_rate();
         let window_wait = if self.has_room { 0 } else { self.srtt() / 2 };
-        drain + window_wait
+        drain.saturating_add(window_wait)
     }
 
     /// Predicted arrival of a unit of `bytes` sent now, µs on the session clock (the expected
     /// value; add [`margin_us`](Self::margin_us) for a pessimistic bound).
     pub fn predicted_arrival_us(&self, now_us: Micros, bytes: u64) -> Micros {
-        now_us + self.drain_us(bytes) + self.one_way_delay_us()
+        now_us.saturating_add(self.drain_us(bytes)).saturating_add(self.one_way_delay_us())
     }
 
     /// Variance margin for arrival predictions, µs.

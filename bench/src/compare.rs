@@ -1,0 +1,464 @@
+//! `camp-bench compare`: CAMP against the baseline schedulers on the simulator, side by
+//! side, for one or more path profiles, several seeds each.
+//!
+//! Every run drives the real CAMP server and client (quinn-proto, TLS 1.3) over the
+//! emulated paths of the profile. Figures are means over seeds (and over scenarios for the
+//! P6 sweep) with a 95% confidence interval (Student's t).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use camp_proto::config::SchedulerKind;
+use camp_recv::PlayoutPolicy;
+use camp_sim::experiment::{Experiment, RunMetrics, run};
+use camp_sim::profile::{self, Scenario};
+use camp_sim::workload::TurnConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+/// Arguments of `camp-bench compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Path profile(s): P1..P6 or a .toml file (comma-separated).
+    #[arg(long, default_value = "P2", value_delimiter = ',')]
+    profile: Vec<String>,
+    /// Run every shipped profile (P1–P6).
+    #[arg(long)]
+    all: bool,
+    /// Seeds per scenario.
+    #[arg(long, default_value_t = 5)]
+    runs: u64,
+    /// Schedulers (comma-separated names; default: all).
+    #[arg(long, value_delimiter = ',')]
+    schedulers: Vec<String>,
+    /// Client alignment policy: camp, fixed, lipsync, onarrival, or `all` to cross every
+    /// scheduler with every policy.
+    #[arg(long, default_value = "camp")]
+    policy: String,
+    /// Speech length of the turn, ms (profiles may override).
+    #[arg(long, default_value_t = 10_000)]
+    turn_ms: u64,
+    /// Release every unit at its media time (no LLM/TTS production ahead of real time).
+    #[arg(long)]
+    realtime: bool,
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+    /// Directory for CSV files and SVG plots.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads (default: available cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Directory holding the profiles.
+    #[arg(long)]
+    profiles_dir: Option<PathBuf>,
+}
+
+fn policies(name: &str) -> Result<Vec<PlayoutPolicy>, String> {
+    let camp = PlayoutPolicy::camp_default();
+    let fixed = PlayoutPolicy::Fixed { delay_us: 150_000 };
+    let lipsync = PlayoutPolicy::LipSync { audio_delay_us: 60_000 };
+    Ok(match name {
+        "camp" => vec![camp],
+        "fixed" => vec![fixed],
+        "lipsync" => vec![lipsync],
+        "onarrival" => vec![PlayoutPolicy::OnArrival],
+        "all" => vec![camp, fixed, lipsync, PlayoutPolicy::OnArrival],
+        other => return Err(format!("unknown policy {other:?}")),
+    })
+}
+
+/// Mean and 95% confidence half-width.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Stat {
+    /// Mean.
+    pub mean: f64,
+    /// Half-width of the 95% confidence interval (0 with one sample).
+    pub ci95: f64,
+}
+
+fn t_975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    if df == 0 { 0.0 } else { T.get(df - 1).copied().unwrap_or(1.96) }
+}
+
+fn stat(xs: impl Iterator<Item = f64>) -> Stat {
+    let v: Vec<f64> = xs.collect();
+    let n = v.len();
+    if n == 0 {
+        return Stat { mean: f64::NAN, ci95: 0.0 };
+    }
+    let mean = v.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return Stat { mean, ci95: 0.0 };
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    Stat { mean, ci95: t_975(n - 1) * (var / n as f64).sqrt() }
+}
+
+/// One row of the comparison: a scheduler (and policy) on a profile.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Scheduler name.
+    pub scheduler: String,
+    /// Alignment policy.
+    pub policy: String,
+    /// Profile.
+    pub profile: String,
+    /// Runs aggregated.
+    pub runs: usize,
+    /// Mean per-unit lateness (draft L), ms.
+    #[serde(rename = "L_ms")]
+    pub l_ms: f64,
+    /// 95% CI of L.
+    #[serde(rename = "L_ci95_ms")]
+    pub l_ci: f64,
+    /// 99th percentile lateness, ms (mean over runs).
+    #[serde(rename = "L_p99_ms")]
+    pub l_p99_ms: f64,
+    /// C = mean Delta_k, ms.
+    #[serde(rename = "C_ms")]
+    pub c_ms: f64,
+    /// 95% CI of C.
+    #[serde(rename = "C_ci95_ms")]
+    pub c_ci: f64,
+    /// Delta_k p95, ms.
+    pub skew_p95_ms: f64,
+    /// Delta_k p99, ms.
+    pub skew_p99_ms: f64,
+    /// Share of sync indices outside BT.1359 after alignment.
+    pub outside_bt1359: f64,
+    /// Share outside IS-191 after alignment.
+    pub outside_is191: f64,
+    /// Added playout delay, ms.
+    pub added_delay_ms: f64,
+    /// Audio stalls per run.
+    pub stalls: f64,
+    /// Deadline-miss rate per modality (text, audio, video).
+    pub deadline_miss: [f64; 3],
+    /// Audio deadline-miss rate.
+    pub audio_deadline_miss: f64,
+    /// Reliable units lost, summed over runs.
+    pub reliable_lost: u64,
+    /// Redundant bytes, %.
+    pub redundant_bytes_pct: f64,
+    /// Byte share per path.
+    pub path_share: Vec<f64>,
+    /// Outage recovery, ms (P5).
+    pub recovery_ms: Option<f64>,
+}
+
+fn aggregate(runs: &[&RunMetrics]) -> Row {
+    let f = |g: &dyn Fn(&RunMetrics) -> f64| stat(runs.iter().map(|r| g(r)));
+    let l = f(&|r| r.l_ms);
+    let c = f(&|r| r.c_ms);
+    let paths = runs.iter().map(|r| r.path_share.len()).max().unwrap_or(0);
+    let rec: Vec<f64> = runs.iter().filter_map(|r| r.recovery_ms).collect();
+    let first = runs[0];
+    Row {
+        scheduler: first.scheduler.clone(),
+        policy: first.policy.clone(),
+        profile: first.profile.clone(),
+        runs: runs.len(),
+        l_ms: l.mean,
+        l_ci: l.ci95,
+        l_p99_ms: f(&|r| r.l_p99_ms).mean,
+        c_ms: c.mean,
+        c_ci: c.ci95,
+        skew_p95_ms: f(&|r| r.skew_p95_ms).mean,
+        skew_p99_ms: f(&|r| r.skew_p99_ms).mean,
+        outside_bt1359: f(&|r| r.outside_bt1359).mean,
+        outside_is191: f(&|r| r.outside_is191).mean,
+        added_delay_ms: f(&|r| r.added_delay_ms).mean,
+        stalls: f(&|r| r.stalls as f64).mean,
+        deadline_miss: [0, 1, 2].map(|i| f(&|r| r.deadline_miss[i]).mean),
+        audio_deadline_miss: f(&|r| r.audio_deadline_miss).mean,
+        reliable_lost: runs.iter().map(|r| r.reliable_lost).sum(),
+        redundant_bytes_pct: f(&|r| r.redundant_bytes_pct).mean,
+        path_share: (0..paths)
+            .map(|i| f(&|r| r.path_share.get(i).copied().unwrap_or(0.0)).mean)
+            .collect(),
+        recovery_ms: (!rec.is_empty()).then(|| stat(rec.into_iter()).mean),
+    }
+}
+
+/// Runs the comparison.
+pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
+    let dir = args.profiles_dir.clone().unwrap_or_else(profile::default_dir);
+    let names: Vec<String> = if args.all {
+        ["P1", "P2", "P3", "P4", "P5", "P6"].map(String::from).to_vec()
+    } else {
+        args.profile.clone()
+    };
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    for n in &names {
+        scenarios.extend(profile::load(n, &dir).map_err(|e| e.to_string())?);
+    }
+    let schedulers: Vec<SchedulerKind> = if args.schedulers.is_empty() {
+        SchedulerKind::ALL.to_vec()
+    } else {
+        args.schedulers
+            .iter()
+            .map(|s| s.parse::<SchedulerKind>().map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?
+    };
+    let policies = policies(&args.policy)?;
+    let turn = TurnConfig { duration_ms: args.turn_ms, realtime: args.realtime, ..TurnConfig::default() };
+
+    let mut experiments = Vec::new();
+    for sc in &scenarios {
+        for &scheduler in &schedulers {
+            for &policy in &policies {
+                for seed in 1..=args.runs {
+                    experiments.push(Experiment {
+                        scenario: sc.clone(),
+                        scheduler,
+                        policy,
+                        seed,
+                        turn: turn.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    let bar = ProgressBar::new(experiments.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} elapsed, eta {eta}")
+            .map_err(|e| e.to_string())?,
+    );
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<RunMetrics>>> = Mutex::new(vec![None; experiments.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(e) = experiments.get(i) else { break };
+                    let m = run(e);
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(m);
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let results: Vec<RunMetrics> = results
+        .into_inner()
+        .map_err(|_| "a worker panicked".to_string())?
+        .into_iter()
+        .flatten()
+        .collect();
+    if results.len() != experiments.len() {
+        return Err("some runs did not complete".into());
+    }
+
+    // Aggregate per (profile, scheduler, policy), keeping the order of first appearance.
+    let mut keys: Vec<(String, String, String)> = Vec::new();
+    for r in &results {
+        let k = (r.profile.clone(), r.scheduler.clone(), r.policy.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let rows: Vec<Row> = keys
+        .iter()
+        .map(|(p, s, pol)| {
+            let runs: Vec<&RunMetrics> = results
+                .iter()
+                .filter(|r| &r.profile == p && &r.scheduler == s && &r.policy == pol)
+                .collect();
+            aggregate(&runs)
+        })
+        .collect();
+
+    match args.format.as_str() {
+        "json" => {
+            println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?)
+        }
+        _ => print_table(&rows, &turn, args.runs),
+    }
+    if let Some(out) = &args.out {
+        write_outputs(out, &rows, &results)?;
+        eprintln!("wrote CSV and SVG files to {}", out.display());
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row], turn: &TurnConfig, runs: u64) {
+    let mut profile = String::new();
+    for r in rows {
+        if r.profile != profile {
+            profile = r.profile.clone();
+            println!(
+                "\n{} — {} s turn{}, {} seeds{}; mean ± 95% CI",
+                profile,
+                turn.duration_ms / 1000,
+                if turn.realtime { " (released in real time)" } else { "" },
+                runs,
+                if r.runs as u64 > runs { " × scenarios" } else { "" }
+            );
+            println!(
+                "{:<10} {:<9} {:>14} {:>8} {:>15} {:>8} {:>8} {:>8} {:>7} {:>5} {:>6} {:>13} {:>8}",
+                "scheduler", "policy", "L ms", "L p99", "C ms", "Δk p99", "IS-191", "BT1359",
+                "a-miss", "lost", "red%", "path share", "recov"
+            );
+        }
+        let share: Vec<String> = r.path_share.iter().map(|s| format!("{:.0}", s * 100.0)).collect();
+        println!(
+            "{:<10} {:<9} {:>7.2} ±{:>5.2} {:>8.1} {:>8.1} ±{:>6.1} {:>8.1} {:>7.2}% {:>7.2}% {:>6.2}% {:>5} {:>6.1} {:>13} {:>8}",
+            r.scheduler,
+            r.policy,
+            r.l_ms,
+            r.l_ci,
+            r.l_p99_ms,
+            r.c_ms,
+            r.c_ci,
+            r.skew_p99_ms,
+            r.outside_is191 * 100.0,
+            r.outside_bt1359 * 100.0,
+            r.audio_deadline_miss * 100.0,
+            r.reliable_lost,
+            r.redundant_bytes_pct,
+            share.join("/"),
+            r.recovery_ms.map_or("-".to_string(), |v| format!("{v:.0}")),
+        );
+    }
+}
+
+fn csv_escape(s: &str) -> String {
+    if s.contains(',') || s.contains('"') { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+fn write_outputs(dir: &std::path::Path, rows: &[Row], runs: &[RunMetrics]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    let mut csv = String::from(
+        "profile,scheduler,policy,runs,L_ms,L_ci95_ms,L_p99_ms,C_ms,C_ci95_ms,skew_p95_ms,skew_p99_ms,outside_bt1359,outside_is191,added_delay_ms,stalls,text_miss,audio_miss,video_miss,reliable_lost,redundant_bytes_pct,path_share,recovery_ms\n",
+    );
+    for r in rows {
+        let share: Vec<String> = r.path_share.iter().map(|s| format!("{s:.4}")).collect();
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.5},{:.5},{:.3},{:.2},{:.5},{:.5},{:.5},{},{:.3},{},{}",
+            csv_escape(&r.profile), r.scheduler, r.policy, r.runs, r.l_ms, r.l_ci, r.l_p99_ms,
+            r.c_ms, r.c_ci, r.skew_p95_ms, r.skew_p99_ms, r.outside_bt1359, r.outside_is191,
+            r.added_delay_ms, r.stalls, r.deadline_miss[0], r.deadline_miss[1], r.deadline_miss[2],
+            r.reliable_lost, r.redundant_bytes_pct, share.join("/"),
+            r.recovery_ms.map_or(String::new(), |v| format!("{v:.1}")),
+        );
+    }
+    write("summary.csv", &csv)?;
+    let mut csv = String::from(
+        "profile,variant,scheduler,policy,seed,L_ms,L_p99_ms,C_ms,skew_p99_ms,outside_is191,audio_miss,reliable_lost,redundant_bytes_pct,recovery_ms\n",
+    );
+    for r in runs {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.5},{:.5},{},{:.3},{}",
+            csv_escape(&r.profile), csv_escape(&r.variant), r.scheduler, r.policy, r.seed,
+            r.l_ms, r.l_p99_ms, r.c_ms, r.skew_p99_ms, r.outside_is191, r.audio_deadline_miss,
+            r.reliable_lost, r.redundant_bytes_pct,
+            r.recovery_ms.map_or(String::new(), |v| format!("{v:.1}")),
+        );
+    }
+    write("runs.csv", &csv)?;
+    let mut profiles: Vec<&str> = runs.iter().map(|r| r.profile.as_str()).collect();
+    profiles.dedup();
+    for p in profiles {
+        let svg = cdf_svg(p, runs.iter().filter(|r| r.profile == p));
+        write(&format!("cdf_{p}.svg"), &svg)?;
+    }
+    Ok(())
+}
+
+/// An SVG plot of the CDF of Delta_k per scheduler (log-scaled x axis, 0.1 ms – 10 s).
+fn cdf_svg<'a>(profile: &str, runs: impl Iterator<Item = &'a RunMetrics>) -> String {
+    let mut by: Vec<(String, Vec<f64>)> = Vec::new();
+    for r in runs {
+        let name = if r.policy == "camp" { r.scheduler.clone() } else { format!("{}/{}", r.scheduler, r.policy) };
+        match by.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.extend(&r.deltas_ms),
+            None => by.push((name, r.deltas_ms.clone())),
+        }
+    }
+    const W: f64 = 760.0;
+    const H: f64 = 420.0;
+    const L: f64 = 60.0;
+    const R: f64 = 170.0;
+    const T: f64 = 30.0;
+    const B: f64 = 45.0;
+    let (lo, hi) = (0.1f64.log10(), 10_000f64.log10());
+    let x = |ms: f64| L + (ms.max(0.1).log10() - lo) / (hi - lo) * (W - L - R);
+    let y = |p: f64| H - B - p * (H - T - B);
+    let colors = [
+        "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf", "#000000", "#aec7e8",
+    ];
+    let mut s = String::new();
+    let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#);
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(s, r#"<text x="{}" y="18" text-anchor="middle" font-size="14">CDF of inter-modal skew Δk — {profile}</text>"#, (W - R + L) / 2.0);
+    for decade in [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0] {
+        let xv = x(decade);
+        let _ = writeln!(s, r##"<line x1="{xv:.1}" y1="{T}" x2="{xv:.1}" y2="{}" stroke="#ddd"/><text x="{xv:.1}" y="{}" text-anchor="middle">{decade}</text>"##, H - B, H - B + 15.0);
+    }
+    for p in [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0] {
+        let yv = y(p);
+        let _ = writeln!(s, r##"<line x1="{L}" y1="{yv:.1}" x2="{}" y2="{yv:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{p}</text>"##, W - R, L - 5.0, yv + 4.0);
+    }
+    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">Δk (ms, log scale)</text>"#, (W - R + L) / 2.0, H - 8.0);
+    for (i, (name, v)) in by.iter_mut().enumerate() {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let color = colors[i % colors.len()];
+        let n = v.len().max(1) as f64;
+        let mut pts = String::new();
+        let step = (v.len() / 400).max(1);
+        for (j, d) in v.iter().enumerate().step_by(step) {
+            let _ = write!(pts, "{:.1},{:.1} ", x(*d), y((j + 1) as f64 / n));
+        }
+        if let Some(last) = v.last() {
+            let _ = write!(pts, "{:.1},{:.1}", x(*last), y(1.0));
+        }
+        let _ = writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{pts}"/>"#);
+        let ly = T + 14.0 + i as f64 * 16.0;
+        let _ = writeln!(s, r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#, W - R + 10.0, W - R + 30.0, W - R + 35.0, ly + 4.0);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_interval_uses_student_t() {
+        let s = stat([1.0, 2.0, 3.0].into_iter());
+        assert!((s.mean - 2.0).abs() < 1e-12);
+        // sd = 1, n = 3: 4.303 / sqrt(3)
+        assert!((s.ci95 - 4.303 / 3f64.sqrt()).abs() < 1e-9);
+        assert_eq!(stat([5.0].into_iter()), Stat { mean: 5.0, ci95: 0.0 });
+    }
+
+    #[test]
+    fn policy_names_parse() {
+        assert_eq!(policies("all").unwrap().len(), 4);
+        assert!(policies("nope").is_err());
+    }
+}
