@@ -7,8 +7,11 @@
 //!   port; the measured thread receives them through the I/O layer.
 //!   CPU-ns/packet = receiving thread CPU time / datagrams received.
 //! * TX: the measured thread sends GSO-style batches through the I/O layer
-//!   to a socket in the peer namespace. CPU-ns/packet = sending thread CPU
-//!   time / datagrams sent; the peer's UDP counters give the delivered rate.
+//!   towards the peer, where a counting XDP program drops every frame at
+//!   the driver (veth runs the receiver in the sender's context, so without
+//!   it the peer's IP/UDP stack would dominate both sides' figures).
+//!   CPU-ns/packet = sending thread CPU time / datagrams sent; the sink's
+//!   counter gives the delivered rate.
 //!
 //! Every run is bounded in time and packets. Addresses: 198.18.0.0/24.
 
@@ -21,6 +24,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use camp_xdp::io::TxDatagram;
+use camp_xdp::sink::XdpSink;
 use camp_xdp::{AnyIo, AttachMode, Ecn, PacketIo, UdpIo, XdpConfig, XdpIo};
 use clap::{Args, ValueEnum};
 
@@ -263,24 +267,6 @@ fn open(mode: Mode, peer_mac: [u8; 6]) -> Result<AnyIo, String> {
     }
 }
 
-/// Kernel UDP counters of the calling thread's namespace:
-/// (InDatagrams, RcvbufErrors).
-fn udp_snmp() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
-    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
-        return (0, 0);
-    };
-    let get = |name: &str| {
-        h.split_whitespace()
-            .position(|k| k == name)
-            .and_then(|i| v.split_whitespace().nth(i))
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(0)
-    };
-    (get("InDatagrams"), get("RcvbufErrors"))
-}
-
 struct Run {
     pps: f64,
     cpu_ns: f64,
@@ -377,25 +363,23 @@ fn measure_rx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
 fn measure_tx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result<Run, String> {
     let duration = Duration::from_secs_f64(args.seconds);
     std::thread::scope(|s| {
-        // The peer: a bound socket that is never read (its drops are
-        // counted, no ICMP is generated).
-        let (peer_tx, peer_rx) = mpsc::channel::<Result<(u64, u64), String>>();
+        // The peer drops every frame in native XDP and counts it, so the
+        // measured thread's CPU time is not dominated by the peer's stack
+        // (veth delivers in the sender's context).
+        let (peer_tx, peer_rx) = mpsc::channel::<Result<(), String>>();
         let (fin_tx, fin_rx) = mpsc::channel::<()>();
-        let peer = s.spawn(move || -> Result<(u64, u64), String> {
-            let r = (|| -> Result<(UdpSocket, u64), String> {
+        let peer = s.spawn(move || -> Result<u64, String> {
+            let sink = (|| -> Result<XdpSink, String> {
                 bed.peer.enter()?;
-                let sock =
-                    UdpSocket::bind(format!("{PEER_IP}:{PEER_PORT}")).map_err(|e| e.to_string())?;
-                let (a, b) = udp_snmp();
-                Ok((sock, a + b))
+                let ifindex = nix::net::if_::if_nametoindex(PEER_IF)
+                    .map_err(|e| format!("{PEER_IF}: {e}"))?;
+                XdpSink::attach(ifindex).map_err(|e| e.to_string())
             })();
-            match r {
-                Ok((sock, before)) => {
-                    let _ = peer_tx.send(Ok((before, 0)));
+            match sink {
+                Ok(sink) => {
+                    let _ = peer_tx.send(Ok(()));
                     let _ = fin_rx.recv();
-                    let (a, b) = udp_snmp();
-                    drop(sock);
-                    Ok((before, a + b))
+                    sink.count().map_err(|e| e.to_string())
                 }
                 Err(e) => {
                     let _ = peer_tx.send(Err(e.clone()));
@@ -437,16 +421,16 @@ fn measure_tx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
             Ok((io.counters().tx_packets, cpu, elapsed))
         });
         let r = tx.join().map_err(|_| "sender panicked".to_owned());
-        // Let in-flight frames land before reading the peer's counters.
+        // Let in-flight frames land before reading the peer's counter.
         std::thread::sleep(Duration::from_millis(100));
         let _ = fin_tx.send(());
-        let (before, after) = peer.join().map_err(|_| "peer panicked".to_owned())??;
+        let delivered = peer.join().map_err(|_| "peer panicked".to_owned())??;
         let (sent, cpu, elapsed) = r??;
         let secs = elapsed.as_secs_f64();
         Ok(Run {
             pps: sent as f64 / secs,
             cpu_ns: cpu.as_nanos() as f64 / sent.max(1) as f64,
-            peer_pps: (after - before) as f64 / secs,
+            peer_pps: delivered as f64 / secs,
             packets: sent,
         })
     })

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const SRC: &str = "../../bpf/camp_classifier.bpf.c";
+const PROGRAMS: [(&str, &str); 2] = [
+    ("../../bpf/camp_classifier.bpf.c", "camp_classifier.skel.rs"),
+    ("../../bpf/camp_sink.bpf.c", "camp_sink.skel.rs"),
+];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -18,19 +21,21 @@ fn main() {
         "aarch64" => "aarch64-linux-gnu",
         other => other,
     };
-    let result = SkeletonBuilder::new()
-        .source(SRC)
-        .clang_args([
-            format!("-I/usr/include/{multiarch}"),
-            "-Wall".to_owned(),
-            "-Werror".to_owned(),
-        ])
-        .build_and_generate(out.join("camp_classifier.skel.rs"));
-    if let Err(e) = result {
-        panic!(
-            "building the XDP classifier failed (needs clang, libelf-dev, zlib1g-dev, \
-             pkg-config; see docs/io.md): {e:#}"
-        );
+    for (src, skel) in PROGRAMS {
+        let result = SkeletonBuilder::new()
+            .source(src)
+            .clang_args([
+                format!("-I/usr/include/{multiarch}"),
+                "-Wall".to_owned(),
+                "-Werror".to_owned(),
+            ])
+            .build_and_generate(out.join(skel));
+        if let Err(e) = result {
+            panic!(
+                "building {src} failed (needs clang, libelf-dev, zlib1g-dev, pkg-config; \
+                 see docs/io.md): {e:#}"
+            );
+        }
+        println!("cargo:rerun-if-changed={src}");
     }
-    println!("cargo:rerun-if-changed={SRC}");
 }
