@@ -104,7 +104,7 @@ pub fn open_io(mode: IoMode, cfg: &XdpConfig) -> Result<AnyIo, OpenError> {
             Err(xdp) => {
                 let udp = udp_addrs_for(cfg)
                     .map_err(UdpError::from)
-                    .and_then(|addrs| UdpIo::open(&addrs));
+                    .and_then(|addrs| open_udp_after_release(&addrs));
                 match udp {
                     Ok(io) => {
                         tracing::warn!("AF_XDP unavailable, using kernel UDP sockets: {xdp}");
@@ -114,6 +114,25 @@ pub fn open_io(mode: IoMode, cfg: &XdpConfig) -> Result<AnyIo, OpenError> {
                 }
             }
         },
+    }
+}
+
+/// Opens kernel sockets on ports the failed XDP attempt held a moment ago.
+/// A child process forked concurrently (before its exec closes inherited
+/// descriptors) can keep those sockets alive briefly, so `EADDRINUSE` is
+/// retried for a short while.
+fn open_udp_after_release(addrs: &[SocketAddr]) -> Result<UdpIo, UdpError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match UdpIo::open(addrs) {
+            Err(UdpError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
