@@ -60,7 +60,9 @@ pub struct CompareArgs {
 fn policies(name: &str) -> Result<Vec<PlayoutPolicy>, String> {
     let camp = PlayoutPolicy::camp_default();
     let fixed = PlayoutPolicy::Fixed { delay_us: 150_000 };
-    let lipsync = PlayoutPolicy::LipSync { audio_delay_us: 60_000 };
+    let lipsync = PlayoutPolicy::LipSync {
+        audio_delay_us: 60_000,
+    };
     Ok(match name {
         "camp" => vec![camp],
         "fixed" => vec![fixed],
@@ -82,25 +84,35 @@ pub struct Stat {
 
 fn t_975(df: usize) -> f64 {
     const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
     ];
-    if df == 0 { 0.0 } else { T.get(df - 1).copied().unwrap_or(1.96) }
+    if df == 0 {
+        0.0
+    } else {
+        T.get(df - 1).copied().unwrap_or(1.96)
+    }
 }
 
 fn stat(xs: impl Iterator<Item = f64>) -> Stat {
     let v: Vec<f64> = xs.collect();
     let n = v.len();
     if n == 0 {
-        return Stat { mean: f64::NAN, ci95: 0.0 };
+        return Stat {
+            mean: f64::NAN,
+            ci95: 0.0,
+        };
     }
     let mean = v.iter().sum::<f64>() / n as f64;
     if n == 1 {
         return Stat { mean, ci95: 0.0 };
     }
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    Stat { mean, ci95: t_975(n - 1) * (var / n as f64).sqrt() }
+    Stat {
+        mean,
+        ci95: t_975(n - 1) * (var / n as f64).sqrt(),
+    }
 }
 
 /// One row of the comparison: a scheduler (and policy) on a profile.
@@ -147,6 +159,8 @@ pub struct Row {
     pub audio_deadline_miss: f64,
     /// Reliable units lost, summed over runs.
     pub reliable_lost: u64,
+    /// Share of video frames shown.
+    pub video_shown: f64,
     /// Redundant bytes, %.
     pub redundant_bytes_pct: f64,
     /// Byte share per path.
@@ -181,6 +195,7 @@ fn aggregate(runs: &[&RunMetrics]) -> Row {
         deadline_miss: [0, 1, 2].map(|i| f(&|r| r.deadline_miss[i]).mean),
         audio_deadline_miss: f(&|r| r.audio_deadline_miss).mean,
         reliable_lost: runs.iter().map(|r| r.reliable_lost).sum(),
+        video_shown: f(&|r| r.video_shown).mean,
         redundant_bytes_pct: f(&|r| r.redundant_bytes_pct).mean,
         path_share: (0..paths)
             .map(|i| f(&|r| r.path_share.get(i).copied().unwrap_or(0.0)).mean)
@@ -191,9 +206,14 @@ fn aggregate(runs: &[&RunMetrics]) -> Row {
 
 /// Runs the comparison.
 pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
-    let dir = args.profiles_dir.clone().unwrap_or_else(profile::default_dir);
+    let dir = args
+        .profiles_dir
+        .clone()
+        .unwrap_or_else(profile::default_dir);
     let names: Vec<String> = if args.all {
-        ["P1", "P2", "P3", "P4", "P5", "P6"].map(String::from).to_vec()
+        ["P1", "P2", "P3", "P4", "P5", "P6"]
+            .map(String::from)
+            .to_vec()
     } else {
         args.profile.clone()
     };
@@ -210,7 +230,11 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
             .collect::<Result<_, _>>()?
     };
     let policies = policies(&args.policy)?;
-    let turn = TurnConfig { duration_ms: args.turn_ms, realtime: args.realtime, ..TurnConfig::default() };
+    let turn = TurnConfig {
+        duration_ms: args.turn_ms,
+        realtime: args.realtime,
+        ..TurnConfig::default()
+    };
 
     let mut experiments = Vec::new();
     for sc in &scenarios {
@@ -287,7 +311,10 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
 
     match args.format.as_str() {
         "json" => {
-            println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?)
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+            )
         }
         _ => print_table(&rows, &turn, args.runs),
     }
@@ -307,19 +334,43 @@ fn print_table(rows: &[Row], turn: &TurnConfig, runs: u64) {
                 "\n{} — {} s turn{}, {} seeds{}; mean ± 95% CI",
                 profile,
                 turn.duration_ms / 1000,
-                if turn.realtime { " (released in real time)" } else { "" },
+                if turn.realtime {
+                    " (released in real time)"
+                } else {
+                    ""
+                },
                 runs,
-                if r.runs as u64 > runs { " × scenarios" } else { "" }
+                if r.runs as u64 > runs {
+                    " × scenarios"
+                } else {
+                    ""
+                }
             );
             println!(
-                "{:<10} {:<9} {:>14} {:>8} {:>15} {:>8} {:>8} {:>8} {:>7} {:>5} {:>6} {:>13} {:>8}",
-                "scheduler", "policy", "L ms", "L p99", "C ms", "Δk p99", "IS-191", "BT1359",
-                "a-miss", "lost", "red%", "path share", "recov"
+                "{:<10} {:<9} {:>14} {:>8} {:>15} {:>8} {:>8} {:>8} {:>7} {:>5} {:>6} {:>6} {:>11} {:>6}",
+                "scheduler",
+                "policy",
+                "L ms",
+                "L p99",
+                "C ms",
+                "Δk p99",
+                "IS-191",
+                "BT1359",
+                "a-miss",
+                "lost",
+                "video",
+                "red%",
+                "path share",
+                "recov"
             );
         }
-        let share: Vec<String> = r.path_share.iter().map(|s| format!("{:.0}", s * 100.0)).collect();
+        let share: Vec<String> = r
+            .path_share
+            .iter()
+            .map(|s| format!("{:.0}", s * 100.0))
+            .collect();
         println!(
-            "{:<10} {:<9} {:>7.2} ±{:>5.2} {:>8.1} {:>8.1} ±{:>6.1} {:>8.1} {:>7.2}% {:>7.2}% {:>6.2}% {:>5} {:>6.1} {:>13} {:>8}",
+            "{:<10} {:<9} {:>7.2} ±{:>5.2} {:>8.1} {:>8.1} ±{:>6.1} {:>8.1} {:>7.2}% {:>7.2}% {:>6.2}% {:>5} {:>5.1}% {:>6.1} {:>11} {:>6}",
             r.scheduler,
             r.policy,
             r.l_ms,
@@ -332,6 +383,7 @@ fn print_table(rows: &[Row], turn: &TurnConfig, runs: u64) {
             r.outside_bt1359 * 100.0,
             r.audio_deadline_miss * 100.0,
             r.reliable_lost,
+            r.video_shown * 100.0,
             r.redundant_bytes_pct,
             share.join("/"),
             r.recovery_ms.map_or("-".to_string(), |v| format!("{v:.0}")),
@@ -340,7 +392,11 @@ fn print_table(rows: &[Row], turn: &TurnConfig, runs: u64) {
 }
 
 fn csv_escape(s: &str) -> String {
-    if s.contains(',') || s.contains('"') { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains(',') || s.contains('"') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 fn write_outputs(dir: &std::path::Path, rows: &[Row], runs: &[RunMetrics]) -> Result<(), String> {
@@ -349,31 +405,60 @@ fn write_outputs(dir: &std::path::Path, rows: &[Row], runs: &[RunMetrics]) -> Re
         std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
     };
     let mut csv = String::from(
-        "profile,scheduler,policy,runs,L_ms,L_ci95_ms,L_p99_ms,C_ms,C_ci95_ms,skew_p95_ms,skew_p99_ms,outside_bt1359,outside_is191,added_delay_ms,stalls,text_miss,audio_miss,video_miss,reliable_lost,redundant_bytes_pct,path_share,recovery_ms\n",
+        "profile,scheduler,policy,runs,L_ms,L_ci95_ms,L_p99_ms,C_ms,C_ci95_ms,skew_p95_ms,skew_p99_ms,outside_bt1359,outside_is191,added_delay_ms,stalls,text_miss,audio_miss,video_miss,reliable_lost,video_shown,redundant_bytes_pct,path_share,recovery_ms\n",
     );
     for r in rows {
         let share: Vec<String> = r.path_share.iter().map(|s| format!("{s:.4}")).collect();
         let _ = writeln!(
             csv,
-            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.5},{:.5},{:.3},{:.2},{:.5},{:.5},{:.5},{},{:.3},{},{}",
-            csv_escape(&r.profile), r.scheduler, r.policy, r.runs, r.l_ms, r.l_ci, r.l_p99_ms,
-            r.c_ms, r.c_ci, r.skew_p95_ms, r.skew_p99_ms, r.outside_bt1359, r.outside_is191,
-            r.added_delay_ms, r.stalls, r.deadline_miss[0], r.deadline_miss[1], r.deadline_miss[2],
-            r.reliable_lost, r.redundant_bytes_pct, share.join("/"),
+            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.5},{:.5},{:.3},{:.2},{:.5},{:.5},{:.5},{},{:.4},{:.3},{},{}",
+            csv_escape(&r.profile),
+            r.scheduler,
+            r.policy,
+            r.runs,
+            r.l_ms,
+            r.l_ci,
+            r.l_p99_ms,
+            r.c_ms,
+            r.c_ci,
+            r.skew_p95_ms,
+            r.skew_p99_ms,
+            r.outside_bt1359,
+            r.outside_is191,
+            r.added_delay_ms,
+            r.stalls,
+            r.deadline_miss[0],
+            r.deadline_miss[1],
+            r.deadline_miss[2],
+            r.reliable_lost,
+            r.video_shown,
+            r.redundant_bytes_pct,
+            share.join("/"),
             r.recovery_ms.map_or(String::new(), |v| format!("{v:.1}")),
         );
     }
     write("summary.csv", &csv)?;
     let mut csv = String::from(
-        "profile,variant,scheduler,policy,seed,L_ms,L_p99_ms,C_ms,skew_p99_ms,outside_is191,audio_miss,reliable_lost,redundant_bytes_pct,recovery_ms\n",
+        "profile,variant,scheduler,policy,seed,L_ms,L_p99_ms,C_ms,skew_p99_ms,outside_is191,audio_miss,reliable_lost,video_shown,redundant_bytes_pct,recovery_ms\n",
     );
     for r in runs {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.5},{:.5},{},{:.3},{}",
-            csv_escape(&r.profile), csv_escape(&r.variant), r.scheduler, r.policy, r.seed,
-            r.l_ms, r.l_p99_ms, r.c_ms, r.skew_p99_ms, r.outside_is191, r.audio_deadline_miss,
-            r.reliable_lost, r.redundant_bytes_pct,
+            "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.5},{:.5},{},{:.4},{:.3},{}",
+            csv_escape(&r.profile),
+            csv_escape(&r.variant),
+            r.scheduler,
+            r.policy,
+            r.seed,
+            r.l_ms,
+            r.l_p99_ms,
+            r.c_ms,
+            r.skew_p99_ms,
+            r.outside_is191,
+            r.audio_deadline_miss,
+            r.reliable_lost,
+            r.video_shown,
+            r.redundant_bytes_pct,
             r.recovery_ms.map_or(String::new(), |v| format!("{v:.1}")),
         );
     }
@@ -391,7 +476,11 @@ fn write_outputs(dir: &std::path::Path, rows: &[Row], runs: &[RunMetrics]) -> Re
 fn cdf_svg<'a>(profile: &str, runs: impl Iterator<Item = &'a RunMetrics>) -> String {
     let mut by: Vec<(String, Vec<f64>)> = Vec::new();
     for r in runs {
-        let name = if r.policy == "camp" { r.scheduler.clone() } else { format!("{}/{}", r.scheduler, r.policy) };
+        let name = if r.policy == "camp" {
+            r.scheduler.clone()
+        } else {
+            format!("{}/{}", r.scheduler, r.policy)
+        };
         match by.iter_mut().find(|(n, _)| *n == name) {
             Some((_, v)) => v.extend(&r.deltas_ms),
             None => by.push((name, r.deltas_ms.clone())),
@@ -411,18 +500,41 @@ fn cdf_svg<'a>(profile: &str, runs: impl Iterator<Item = &'a RunMetrics>) -> Str
         "#bcbd22", "#17becf", "#000000", "#aec7e8",
     ];
     let mut s = String::new();
-    let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#);
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
+    );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="18" text-anchor="middle" font-size="14">CDF of inter-modal skew Δk — {profile}</text>"#, (W - R + L) / 2.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="18" text-anchor="middle" font-size="14">CDF of inter-modal skew Δk — {profile}</text>"#,
+        (W - R + L) / 2.0
+    );
     for decade in [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0] {
         let xv = x(decade);
-        let _ = writeln!(s, r##"<line x1="{xv:.1}" y1="{T}" x2="{xv:.1}" y2="{}" stroke="#ddd"/><text x="{xv:.1}" y="{}" text-anchor="middle">{decade}</text>"##, H - B, H - B + 15.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xv:.1}" y1="{T}" x2="{xv:.1}" y2="{}" stroke="#ddd"/><text x="{xv:.1}" y="{}" text-anchor="middle">{decade}</text>"##,
+            H - B,
+            H - B + 15.0
+        );
     }
     for p in [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0] {
         let yv = y(p);
-        let _ = writeln!(s, r##"<line x1="{L}" y1="{yv:.1}" x2="{}" y2="{yv:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{p}</text>"##, W - R, L - 5.0, yv + 4.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{L}" y1="{yv:.1}" x2="{}" y2="{yv:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{p}</text>"##,
+            W - R,
+            L - 5.0,
+            yv + 4.0
+        );
     }
-    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">Δk (ms, log scale)</text>"#, (W - R + L) / 2.0, H - 8.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">Δk (ms, log scale)</text>"#,
+        (W - R + L) / 2.0,
+        H - 8.0
+    );
     for (i, (name, v)) in by.iter_mut().enumerate() {
         v.sort_by(|a, b| a.total_cmp(b));
         let color = colors[i % colors.len()];
@@ -435,9 +547,19 @@ fn cdf_svg<'a>(profile: &str, runs: impl Iterator<Item = &'a RunMetrics>) -> Str
         if let Some(last) = v.last() {
             let _ = write!(pts, "{:.1},{:.1}", x(*last), y(1.0));
         }
-        let _ = writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{pts}"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{pts}"/>"#
+        );
         let ly = T + 14.0 + i as f64 * 16.0;
-        let _ = writeln!(s, r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#, W - R + 10.0, W - R + 30.0, W - R + 35.0, ly + 4.0);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#,
+            W - R + 10.0,
+            W - R + 30.0,
+            W - R + 35.0,
+            ly + 4.0
+        );
     }
     s.push_str("</svg>\n");
     s
@@ -453,7 +575,13 @@ mod tests {
         assert!((s.mean - 2.0).abs() < 1e-12);
         // sd = 1, n = 3: 4.303 / sqrt(3)
         assert!((s.ci95 - 4.303 / 3f64.sqrt()).abs() < 1e-9);
-        assert_eq!(stat([5.0].into_iter()), Stat { mean: 5.0, ci95: 0.0 });
+        assert_eq!(
+            stat([5.0].into_iter()),
+            Stat {
+                mean: 5.0,
+                ci95: 0.0
+            }
+        );
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct RunMetrics {
     pub audio_deadline_miss: f64,
     /// Reliable units never presented (must be 0).
     pub reliable_lost: u64,
+    /// Share of planned video frames shown (not dropped, lost or skipped as late).
+    pub video_shown: f64,
     /// Bytes sent beyond one copy of each unit, % of unique bytes.
     pub redundant_bytes_pct: f64,
     /// Share of unit bytes per path.
@@ -97,7 +99,11 @@ pub fn run(e: &Experiment) -> RunMetrics {
     let setup = Setup {
         paths: e.scenario.paths.clone(),
         scheduler: e.scheduler.factory(),
-        receiver: ReceiverConfig { playout: e.policy, arrival_log: true, ..Default::default() },
+        receiver: ReceiverConfig {
+            playout: e.policy,
+            arrival_log: true,
+            ..Default::default()
+        },
         camp: CampConfig::default(),
         seed: e.seed,
     };
@@ -105,7 +111,11 @@ pub fn run(e: &Experiment) -> RunMetrics {
         .scenario
         .outages
         .iter()
-        .map(|&(path, from_ms, until_ms)| NetEvent::Outage { path, from_ms, until_ms })
+        .map(|&(path, from_ms, until_ms)| NetEvent::Outage {
+            path,
+            from_ms,
+            until_ms,
+        })
         .collect();
     let report = run_turn(&setup, &turn, &events);
     metrics(e, &report)
@@ -154,9 +164,16 @@ pub fn recovery_ms(series: &[(u64, u64)], from_us: u64, until_us: u64) -> Option
     before.sort_unstable();
     let p95 = before[(before.len() * 95).div_ceil(100).saturating_sub(1)];
     let limit = (2 * p95).max(p95 + 10_000);
-    let after: Vec<(u64, u64)> = series.iter().copied().filter(|(g, _)| *g >= until_us).collect();
+    let after: Vec<(u64, u64)> = series
+        .iter()
+        .copied()
+        .filter(|(g, _)| *g >= until_us)
+        .collect();
     for (i, &(g, _)) in after.iter().enumerate() {
-        let window: Vec<_> = after[i..].iter().take_while(|(t, _)| *t < g + 1_000_000).collect();
+        let window: Vec<_> = after[i..]
+            .iter()
+            .take_while(|(t, _)| *t < g + 1_000_000)
+            .collect();
         let spans_second = after[i..].iter().any(|(t, _)| *t >= g + 1_000_000);
         if spans_second && window.iter().all(|(_, d)| *d <= limit) {
             return Some(ms(g.saturating_sub(until_us) as f64));
@@ -167,17 +184,24 @@ pub fn recovery_ms(series: &[(u64, u64)], from_us: u64, until_us: u64) -> Option
 
 fn metrics(e: &Experiment, r: &TurnReport) -> RunMetrics {
     let s = &r.summary;
-    let per = |f: &dyn Fn(&camp_recv::ModalitySummary) -> f64| {
-        [0, 1, 2].map(|i| f(&s.per_modality[i]))
-    };
+    let per =
+        |f: &dyn Fn(&camp_recv::ModalitySummary) -> f64| [0, 1, 2].map(|i| f(&s.per_modality[i]));
     let series = skew_series(&r.arrivals);
     let recovery = e.scenario.outages.first().and_then(|&(_, from, until)| {
-        recovery_ms(&series, r.turn_start_us + from * 1000, r.turn_start_us + until * 1000)
+        recovery_ms(
+            &series,
+            r.turn_start_us + from * 1000,
+            r.turn_start_us + until * 1000,
+        )
     });
     let sent: u64 = r.bytes_per_path.iter().sum();
     let total = sent.max(1) as f64;
     let deadline_miss = per(&|m| {
-        if m.delivered == 0 { 0.0 } else { m.deadline_misses as f64 / m.delivered as f64 }
+        if m.delivered == 0 {
+            0.0
+        } else {
+            m.deadline_misses as f64 / m.delivered as f64
+        }
     });
     RunMetrics {
         scheduler: format!("{:?}", e.scheduler).to_lowercase(),
@@ -202,6 +226,8 @@ fn metrics(e: &Experiment, r: &TurnReport) -> RunMetrics {
         deadline_miss,
         audio_deadline_miss: deadline_miss[Modality::Audio.index()],
         reliable_lost: r.reliable_lost(),
+        video_shown: r.presented[Modality::Video.index()].len() as f64
+            / r.planned[Modality::Video.index()].max(1) as f64,
         redundant_bytes_pct: (sent as f64 / r.unique_bytes.max(1) as f64 - 1.0).max(0.0) * 100.0,
         path_share: r.bytes_per_path.iter().map(|&b| b as f64 / total).collect(),
         recovery_ms: recovery,
@@ -244,13 +270,20 @@ mod tests {
         let mut s = Vec::new();
         for k in 0..500u64 {
             let g = k * 40_000;
-            let d = if (10_000_000..12_500_000).contains(&g) { 200_000 } else { 5_000 };
+            let d = if (10_000_000..12_500_000).contains(&g) {
+                200_000
+            } else {
+                5_000
+            };
             s.push((g, d));
         }
         let r = recovery_ms(&s, 10_000_000, 12_000_000).unwrap();
         assert!((r - 520.0).abs() < 1.0, "{r}");
         // Never settles.
-        let bad: Vec<_> = s.iter().map(|&(g, d)| (g, if g >= 10_000_000 { 300_000 } else { d })).collect();
+        let bad: Vec<_> = s
+            .iter()
+            .map(|&(g, d)| (g, if g >= 10_000_000 { 300_000 } else { d }))
+            .collect();
         assert_eq!(recovery_ms(&bad, 10_000_000, 12_000_000), None);
     }
 }

@@ -60,7 +60,8 @@ impl Node for camp_proto::server::Server {
 pub struct ClientNode {
     /// The CAMP client.
     pub client: camp_proto::client::Client,
-    /// Sequence numbers presented per modality, in presentation order.
+    /// Sequence numbers presented per modality, in presentation order (video frames skipped
+    /// as too late are not counted).
     pub presented: [Vec<camp_wire::Seq>; camp_wire::Modality::COUNT],
 }
 
@@ -77,7 +78,9 @@ impl ClientNode {
     pub fn drain_playout(&mut self, now: Instant) {
         let now_us = self.client.clock().micros(now);
         while let Some(p) = self.client.receiver_mut().poll_playout(now_us) {
-            self.presented[p.meta.modality.index()].push(p.meta.seq);
+            if !p.skipped {
+                self.presented[p.meta.modality.index()].push(p.meta.seq);
+            }
         }
     }
 }
@@ -286,7 +289,10 @@ impl<S: Node, C: Node> Sim<S, C> {
     /// epoch), keeping the links' queues.
     pub fn add_outage(&mut self, i: usize, from_us: u64, until_us: u64) {
         let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
-        let (from, until) = (Duration::from_micros(from_us), Duration::from_micros(until_us));
+        let (from, until) = (
+            Duration::from_micros(from_us),
+            Duration::from_micros(until_us),
+        );
         for key in [(c, s), (s, c)] {
             if let Some(l) = self.links.get_mut(&key) {
                 l.add_outage(from, until);

@@ -136,10 +136,14 @@ pub fn load(name_or_path: &str, dir: &Path) -> Result<Vec<Scenario>, ProfileErro
     } else {
         dir.join(format!("{}.toml", name_or_path.to_ascii_lowercase()))
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|source| ProfileError::Io { path: path.clone(), source })?;
-    let file: File = toml::from_str(&text)
-        .map_err(|source| ProfileError::Toml { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let file: File = toml::from_str(&text).map_err(|source| ProfileError::Toml {
+        path: path.clone(),
+        source,
+    })?;
     let base = path.parent().unwrap_or(dir).to_path_buf();
     build(file, &path, &base)
 }
@@ -173,7 +177,10 @@ fn build(file: File, path: &Path, base: &Path) -> Result<Vec<Scenario>, ProfileE
 }
 
 fn links(p: &PathSpec, file: &Path, base: &Path) -> Result<(LinkConfig, LinkConfig), ProfileError> {
-    let invalid = |reason: &str| ProfileError::Invalid { path: file.into(), reason: reason.into() };
+    let invalid = |reason: &str| ProfileError::Invalid {
+        path: file.into(),
+        reason: reason.into(),
+    };
     let loss = match (p.gilbert, p.loss) {
         (Some(g), _) => Loss::GilbertElliott {
             p_good_to_bad: g.p_good_to_bad,
@@ -185,7 +192,10 @@ fn links(p: &PathSpec, file: &Path, base: &Path) -> Result<(LinkConfig, LinkConf
         (None, _) => Loss::None,
     };
     let make = |capacity: Capacity, rate_bps: f64| {
-        let queue_ms = p.queue_ms.map_or(2.0 * p.delay_ms as f64, |q| q as f64).max(1.0);
+        let queue_ms = p
+            .queue_ms
+            .map_or(2.0 * p.delay_ms as f64, |q| q as f64)
+            .max(1.0);
         LinkConfig {
             delay: Duration::from_millis(p.delay_ms),
             jitter: Duration::from_millis(p.jitter_ms),
@@ -209,7 +219,10 @@ fn links(p: &PathSpec, file: &Path, base: &Path) -> Result<(LinkConfig, LinkConf
             let down = Arc::new(Trace::load(&dir.join(format!("{name}.down")))?);
             let up = Arc::new(Trace::load(&dir.join(format!("{name}.up")))?);
             let (dr, ur) = (down.mean_bps(), up.mean_bps());
-            Ok((make(Capacity::Trace(up), ur), make(Capacity::Trace(down), dr)))
+            Ok((
+                make(Capacity::Trace(up), ur),
+                make(Capacity::Trace(down), dr),
+            ))
         }
         _ => Err(invalid("a path has exactly one of rate_mbit and trace")),
     }
@@ -229,7 +242,11 @@ fn draw(rng: &mut StdRng, r: &Ranges) -> PathConfig {
         jitter: Duration::ZERO,
         capacity: Capacity::Constant(bps as u64),
         queue_bytes: ((bdp * queue_bdp) as usize).max(MIN_QUEUE_BYTES),
-        loss: if loss > 0.0 { Loss::Bernoulli(loss) } else { Loss::None },
+        loss: if loss > 0.0 {
+            Loss::Bernoulli(loss)
+        } else {
+            Loss::None
+        },
         outages: Vec::new(),
     };
     PathConfig::symmetric(link)
@@ -238,7 +255,10 @@ fn draw(rng: &mut StdRng, r: &Ranges) -> PathConfig {
 fn sweep_scenarios(name: &str, s: &Sweep) -> Vec<Scenario> {
     let mut rng = StdRng::seed_from_u64(s.seed);
     let mut out = Vec::new();
-    let classes = [("low", s.low_bdp_draws, s.low), ("high", s.high_bdp_draws, s.high)];
+    let classes = [
+        ("low", s.low_bdp_draws, s.low),
+        ("high", s.high_bdp_draws, s.high),
+    ];
     for (class, n, ranges) in classes {
         for i in 0..n {
             let a = draw(&mut rng, &ranges);
@@ -282,10 +302,16 @@ mod tests {
         let parse = |t: &str| {
             let f: Result<File, _> = toml::from_str(t);
             f.map_err(|e| e.to_string()).and_then(|f| {
-                build(f, Path::new("x.toml"), base).map(|_| ()).map_err(|e| e.to_string())
+                build(f, Path::new("x.toml"), base)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             })
         };
-        assert!(parse("name = 'x'\n[[path]]\ndelay_ms = 1\n").unwrap_err().contains("exactly one"));
+        assert!(
+            parse("name = 'x'\n[[path]]\ndelay_ms = 1\n")
+                .unwrap_err()
+                .contains("exactly one")
+        );
         assert!(parse("name = 'x'\n[[path]]\nrate_mbit = 1.0\ndelay_ms = 1\nbogus = 2\n").is_err());
         assert!(parse("name = 'x'\n").unwrap_err().contains("[[path]]"));
         assert!(parse("name = 'x'\n[[path]]\nrate_mbit = -1.0\ndelay_ms = 1\n").is_err());

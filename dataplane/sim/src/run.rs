@@ -116,9 +116,11 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
     for e in events {
         match *e {
             NetEvent::Cut { path, at_ms } => cuts.push((start_us + at_ms * 1000, path)),
-            NetEvent::Outage { path, from_ms, until_ms } => {
-                sim.add_outage(path, start_us + from_ms * 1000, start_us + until_ms * 1000)
-            }
+            NetEvent::Outage {
+                path,
+                from_ms,
+                until_ms,
+            } => sim.add_outage(path, start_us + from_ms * 1000, start_us + until_ms * 1000),
         }
     }
     cuts.sort_unstable();

@@ -46,6 +46,10 @@ pub struct ConsistencyAwareConfig {
     pub aim_offset_us: u64,
     /// Safety margin before the aim point, µs, added to the path's variance margin.
     pub early_guard_us: u64,
+    /// A unit is never sent longer than this before its media time, whatever the prediction
+    /// says (a badly inflated prediction during a failover must not release a whole queue of
+    /// future text seconds early).
+    pub max_lead_us: u64,
 }
 
 impl Default for ConsistencyAwareConfig {
@@ -58,6 +62,7 @@ impl Default for ConsistencyAwareConfig {
             pace_to_media_time: true,
             aim_offset_us: 0,
             early_guard_us: 10_000,
+            max_lead_us: 1_000_000,
         }
     }
 }
@@ -113,7 +118,8 @@ impl ConsistencyAware {
 
     fn pessimistic_arrival(&self, p: &PathView, unit: &UnitInfo) -> Micros {
         let margin = (p.margin_us() as f64 * self.config.margin_factor) as u64;
-        p.predicted_arrival_us(unit.now_us, u64::from(unit.size)).saturating_add(margin)
+        p.predicted_arrival_us(unit.now_us, u64::from(unit.size))
+            .saturating_add(margin)
     }
 
     fn cost(&self, arrival: Micros, target: Option<Micros>) -> f64 {
@@ -180,13 +186,18 @@ impl Scheduler for ConsistencyAware {
         if self.config.pace_to_media_time {
             let aim = unit.gen_time_us + self.config.aim_offset_us;
             let latest_arrival = aim.saturating_sub(self.config.early_guard_us);
-            if arrival < latest_arrival {
+            let not_before = aim.saturating_sub(self.config.max_lead_us);
+            if arrival < latest_arrival || unit.now_us < not_before {
                 // Sending now would land far ahead of the media time: wait, so that the unit
                 // still arrives ahead of `aim` by the guard plus the path's margin.
-                let send_at = unit.now_us + (latest_arrival - arrival);
-                return Decision::Hold {
-                    retry_at_us: Some(send_at),
-                };
+                let send_at = (unit.now_us + latest_arrival.saturating_sub(arrival))
+                    .max(not_before)
+                    .min(latest_arrival);
+                if send_at > unit.now_us {
+                    return Decision::Hold {
+                        retry_at_us: Some(send_at),
+                    };
+                }
             }
         }
         if !has_room {

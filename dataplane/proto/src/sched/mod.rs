@@ -208,7 +208,9 @@ impl PathView {
     /// Predicted arrival of a unit of `bytes` sent now, µs on the session clock (the expected
     /// value; add [`margin_us`](Self::margin_us) for a pessimistic bound).
     pub fn predicted_arrival_us(&self, now_us: Micros, bytes: u64) -> Micros {
-        now_us.saturating_add(self.drain_us(bytes)).saturating_add(self.one_way_delay_us())
+        now_us
+            .saturating_add(self.drain_us(bytes))
+            .saturating_add(self.one_way_delay_us())
     }
 
     /// Variance margin for arrival predictions, µs.
