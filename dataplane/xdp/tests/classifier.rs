@@ -39,6 +39,18 @@ fn arp() -> Vec<u8> {
     f
 }
 
+/// An ICMPv6 neighbour solicitation for 2001:db8::1 (NDP).
+fn ndp() -> Vec<u8> {
+    let mut f = vec![0x33, 0x33, 0xff, 0, 0, 1, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+    let mut ip = vec![0x60, 0, 0, 0, 0, 24, 58, 255];
+    ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    ip.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 1]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    f
+}
+
 /// IPv6 UDP frame with `ext` extension headers (each 8 bytes, of type
 /// `kind`) between the fixed header and UDP.
 fn ipv6_with_ext(kind: u8, ext: usize, dport: u16) -> Vec<u8> {
@@ -137,6 +149,7 @@ fn crafted_frames_agree_with_rust_mirror() {
             "other",
         ),
         ("arp", arp(), "other"),
+        ("ndp neighbour solicitation", ndp(), "other"),
         ("icmp", icmp, "other"),
         ("ipv4 fragment", frag, "other"),
         ("truncated udp", ours[..14 + 20 + 4].to_vec(), "malformed"),
@@ -209,6 +222,7 @@ fn mutated_frame() -> impl Strategy<Value = Vec<u8>> {
         )),
         Just(ipv6_with_ext(60, 2, CAMP)),
         Just(arp()),
+        Just(ndp()),
     ];
     (
         base,
