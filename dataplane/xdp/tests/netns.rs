@@ -442,3 +442,50 @@ fn next_hop_resolved_through_kernel_tables_and_refreshed() {
     );
     assert_eq!(mac.1, [2, 0, 0, 0, 0, 0x99], "neighbour change not applied");
 }
+
+#[test]
+fn multi_queue_veth_gets_one_socket_per_queue() {
+    if !root_or_skip("multi_queue_veth_gets_one_socket_per_queue") {
+        return;
+    }
+    let xdp = Netns::new("mq");
+    let peer = Netns::new("mp");
+    common::veth_queues(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2", 4);
+    const FLOWS: u16 = 16;
+    const PER_FLOW: u32 = 50;
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let server = xdp.spawn(move || {
+        let mut io = XdpIo::open(&config(&["xa0"], AttachMode::Native)).expect("open XdpIo");
+        assert_eq!(
+            io.report()[0].queues.len(),
+            4,
+            "one AF_XDP socket per RX queue"
+        );
+        ready_tx.send(()).unwrap();
+        let echoed = echo(
+            &mut io,
+            usize::from(FLOWS) * PER_FLOW as usize,
+            Duration::from_secs(30),
+        );
+        let c = io.classifier("xa0").unwrap().global_counters().unwrap();
+        (echoed, c.redirected.packets, c.pass_no_socket.packets)
+    });
+    ready.recv_timeout(Duration::from_secs(20)).unwrap();
+    let received = peer.enter(|| {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..FLOWS)
+                .map(|i| {
+                    s.spawn(move || {
+                        let sock = UdpSocket::bind(("198.18.0.2", 6000 + i)).unwrap();
+                        ping_pong(&sock, "198.18.0.1:4433".parse().unwrap(), PER_FLOW, 4)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+        })
+    });
+    let (echoed, redirected, no_socket) = server.join().unwrap();
+    let total = u32::from(FLOWS) * PER_FLOW;
+    assert_eq!(received, total, "lost datagrams (echoed {echoed})");
+    assert_eq!((redirected, no_socket), (u64::from(total), 0));
+}

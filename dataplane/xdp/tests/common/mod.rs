@@ -105,16 +105,36 @@ impl Drop for Netns {
 /// (in `b`, `b_addr/24`). TX checksum offload is turned off on both ends
 /// so the kernel sender emits complete checksums.
 pub fn veth(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
+    veth_queues(a, a_if, a_addr, b, b_if, b_addr, 1);
+}
+
+/// Like [`veth`], with `queues` RX and TX queues on both ends.
+pub fn veth_queues(
+    a: &Netns,
+    a_if: &str,
+    a_addr: &str,
+    b: &Netns,
+    b_if: &str,
+    b_addr: &str,
+    queues: u32,
+) {
+    let q = queues.to_string();
     for addr in [a_addr, b_addr] {
         assert!(
             addr.starts_with("198.18.") || addr.starts_with("198.19."),
             "test addresses must be in 198.18.0.0/15"
         );
     }
-    run(&[
-        "ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
-        &b.name,
-    ]);
+    let (aq, bq) = (
+        ["numtxqueues", &q, "numrxqueues", &q],
+        ["numtxqueues", &q, "numrxqueues", &q],
+    );
+    let mut cmd = vec!["ip", "link", "add", a_if];
+    cmd.extend_from_slice(&aq);
+    cmd.extend_from_slice(&["netns", &a.name, "type", "veth", "peer", "name", b_if]);
+    cmd.extend_from_slice(&bq);
+    cmd.extend_from_slice(&["netns", &b.name]);
+    run(&cmd);
     for (ns, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
         run_in(
             ns,
