@@ -610,6 +610,43 @@ mod tests {
         assert_eq!((m.cpu_ns, m.pps, m.packets), (2.0, 2.0, 2));
     }
 
+    /// A short real run (root): every mode measures something in both
+    /// directions and the JSON carries it. Without root it is skipped unless
+    /// `CI` is set.
+    #[test]
+    fn short_run_measures_every_mode() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "needs root, and CI is set"
+            );
+            eprintln!("SKIPPED short_run_measures_every_mode: needs root");
+            return;
+        }
+        let args = IoArgs {
+            seconds: 0.3,
+            runs: 1,
+            payload: 64,
+            max_packets: 2_000_000,
+            modes: vec![Mode::XdpNative, Mode::XdpGeneric, Mode::Udp],
+            format: Format::Json,
+        };
+        let ms = measure(&args).expect("camp-bench io");
+        assert_eq!(ms.len(), 6);
+        for m in &ms {
+            assert!(
+                m.packets > 0 && m.pps > 0.0 && m.cpu_ns_per_pkt > 0.0,
+                "{m:?}"
+            );
+            assert!(m.peer_pps > 0.0, "{m:?}");
+            if m.direction == "tx" {
+                // Every datagram sent reached the peer's counting sink.
+                assert!(m.peer_pps >= 0.99 * m.pps, "{m:?}");
+            }
+        }
+        assert!(render_json(&ms).contains("\"mode\":\"xdp-generic\""));
+    }
+
     #[test]
     fn macs_parse() {
         assert_eq!(parse_mac("02:00:00:00:00:0a").unwrap(), [2, 0, 0, 0, 0, 10]);
