@@ -351,6 +351,7 @@ pub struct XskSocket {
     tx_pending: u32,
     /// RX frames read but not yet returned to the fill ring.
     fill_pending: Vec<u64>,
+    rx_invalid: u64,
     mode: BindMode,
     ifindex: u32,
     queue: u32,
@@ -568,6 +569,7 @@ impl XskSocket {
             tx_pending: 0,
             fill_pending: Vec::with_capacity(batch.max(half as usize)),
             tx_free,
+            rx_invalid: 0,
             mode,
             ifindex,
             queue,
@@ -598,13 +600,18 @@ impl XskSocket {
         self.frame_size
     }
 
-    fn frame(&self, addr: u64, len: usize) -> &[u8] {
-        let addr = addr as usize;
-        assert!(addr + len <= self.umem.len, "descriptor outside the UMEM");
-        // SAFETY: bounds checked above; the frame belongs to us (it came off
-        // the RX ring or the TX free list), so the kernel does not write it
-        // while we hold the borrow.
-        unsafe { std::slice::from_raw_parts(self.umem.ptr.as_ptr().add(addr), len) }
+    /// The bytes of an RX descriptor, or `None` if the descriptor does not
+    /// lie within one UMEM frame.
+    fn rx_frame(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(addr).ok()?;
+        let frame_end = (start & !(self.frame_size as usize - 1)) + self.frame_size as usize;
+        if start.checked_add(len)? > frame_end || frame_end > self.umem.len {
+            return None;
+        }
+        // SAFETY: bounds checked above; the frame came off the RX ring, so it
+        // belongs to us until it is returned to the fill ring, and the kernel
+        // does not write it while we hold the borrow.
+        Some(unsafe { std::slice::from_raw_parts(self.umem.ptr.as_ptr().add(start), len) })
     }
 
     fn frame_mut(&mut self, addr: u64, len: usize) -> &mut [u8] {
@@ -622,14 +629,25 @@ impl XskSocket {
         let n = self.rx.available(max);
         for i in 0..n {
             let d = self.rx.read(i);
-            let frame = self.frame(d.addr, d.len as usize);
-            f(frame);
-            self.fill_pending
-                .push(d.addr & !u64::from(self.frame_size - 1));
+            match self.rx_frame(d.addr, d.len as usize) {
+                Some(frame) => {
+                    f(frame);
+                    self.fill_pending
+                        .push(d.addr & !u64::from(self.frame_size - 1));
+                }
+                // Never produced by a correct kernel; the frame is not
+                // recycled (its address is unusable) and is counted.
+                None => self.rx_invalid += 1,
+            }
         }
         self.rx.release(n);
         self.refill();
         n as usize
+    }
+
+    /// RX descriptors that pointed outside the UMEM (dropped).
+    pub fn rx_invalid(&self) -> u64 {
+        self.rx_invalid
     }
 
     /// Returns pending RX frames to the fill ring, waking the kernel if it
@@ -678,8 +696,12 @@ impl XskSocket {
     pub fn reclaim(&mut self) -> usize {
         let n = self.comp.available(self.comp.size());
         for i in 0..n {
-            let addr = self.comp.read(i);
-            self.tx_free.push(addr & !u64::from(self.frame_size - 1));
+            let addr = self.comp.read(i) & !u64::from(self.frame_size - 1);
+            // Only addresses we handed out come back; anything else would
+            // be a kernel bug and is dropped rather than reused.
+            if addr < self.umem.len as u64 && self.tx_free.len() < self.tx_free.capacity() {
+                self.tx_free.push(addr);
+            }
         }
         self.comp.release(n);
         n as usize
