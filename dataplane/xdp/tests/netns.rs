@@ -489,3 +489,47 @@ fn multi_queue_veth_gets_one_socket_per_queue() {
     assert_eq!(received, total, "lost datagrams (echoed {echoed})");
     assert_eq!((redirected, no_socket), (u64::from(total), 0));
 }
+
+#[test]
+fn reserved_kernel_socket_detects_unredirected_datagrams() {
+    if !root_or_skip("reserved_kernel_socket_detects_unredirected_datagrams") {
+        return;
+    }
+    let xdp = Netns::new("lk");
+    let peer = Netns::new("lp");
+    veth(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2");
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (sent_tx, sent) = std::sync::mpsc::channel::<()>();
+    let server = xdp.spawn(move || {
+        let mut io = XdpIo::open(&config(&["xa0"], AttachMode::Native)).expect("open XdpIo");
+        // Simulate a misconfiguration: the queue loses its socket.
+        io.classifier("xa0").unwrap().unregister_socket(0).unwrap();
+        ready_tx.send(()).unwrap();
+        sent.recv_timeout(Duration::from_secs(20)).unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut leaks = 0;
+        while leaks < 3 && Instant::now() < end {
+            leaks += io.drain_kernel_leaks();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut got = 0;
+        io.recv_batch(&mut |_| got += 1).unwrap();
+        let c = io.classifier("xa0").unwrap().global_counters().unwrap();
+        (leaks, got, c.pass_no_socket.packets, c.redirected.packets)
+    });
+    ready.recv_timeout(Duration::from_secs(20)).unwrap();
+    peer.enter(|| {
+        let sock = UdpSocket::bind("198.18.0.2:5000").unwrap();
+        for _ in 0..3 {
+            sock.send_to(b"lost?", "198.18.0.1:4433").unwrap();
+        }
+    });
+    sent_tx.send(()).unwrap();
+    let (leaks, got, no_socket, redirected) = server.join().unwrap();
+    assert_eq!(
+        (leaks, got),
+        (3, 0),
+        "datagrams must surface on the reserved kernel socket"
+    );
+    assert_eq!((no_socket, redirected), (3, 0));
+}
