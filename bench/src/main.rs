@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod compare;
+#[cfg(feature = "xdp")]
 mod io;
 
 use clap::{Parser, Subcommand};
@@ -19,8 +20,9 @@ struct Cli {
 enum Command {
     /// CAMP against the baseline schedulers on the deterministic simulator (no root).
     Compare(compare::CompareArgs),
-    /// Packet I/O: AF_XDP (native and generic XDP) against kernel UDP with
+    /// Packet I/O (build with `--features xdp`): AF_XDP (native and generic XDP) against kernel UDP with
     /// quinn-udp on one veth pair between two network namespaces (root).
+    #[cfg(feature = "xdp")]
     Io(io::IoArgs),
 }
 
@@ -28,6 +30,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compare(args) => compare::run_compare(&args),
+        #[cfg(feature = "xdp")]
         Command::Io(args) => io::run(&args),
     };
     match result {

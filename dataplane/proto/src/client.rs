@@ -142,6 +142,20 @@ struct ClientConn {
     unit_bufs: HashMap<StreamId, Vec<u8>>,
 }
 
+impl ClientConn {
+    /// The path id to attribute a received unit to. The server only sends units on paths it
+    /// admitted, but its JOIN_OK travels on the control stream and may arrive after the first
+    /// unit stream (streams are independent): such a unit is attributed to a provisional id
+    /// outside the server's range rather than refused (refusing it would lose it for good,
+    /// since QUIC already acknowledged it).
+    fn unit_path_id(&self) -> PathId {
+        match self.state {
+            PathState::Member(id) => id,
+            _ => PathId(u32::MAX - self.slot as u32),
+        }
+    }
+}
+
 /// The CAMP client.
 pub struct Client {
     config: ClientConfig,
@@ -691,10 +705,7 @@ impl Client {
             self.counters.reset_units += 1;
         }
         let mut buf = c.unit_bufs.remove(&id).unwrap_or_default();
-        let path = match c.state {
-            PathState::Member(id) => Some(id),
-            _ => None,
-        };
+        let path = c.unit_path_id();
         if finished {
             self.deliver(now, path, &buf);
         }
@@ -707,10 +718,7 @@ impl Client {
             let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
                 return;
             };
-            let path = match c.state {
-                PathState::Member(id) => Some(id),
-                _ => None,
-            };
+            let path = c.unit_path_id();
             let Some(d) = c.path.conn.datagrams().recv() else {
                 return;
             };
@@ -719,13 +727,8 @@ impl Client {
     }
 
     /// Decodes one unit frame and hands it to the receiver.
-    fn deliver(&mut self, now: Instant, path: Option<PathId>, bytes: &[u8]) {
+    fn deliver(&mut self, now: Instant, path: PathId, bytes: &[u8]) {
         let now_us = self.clock.micros(now);
-        let Some(path) = path else {
-            // Units on a path that has not joined yet cannot be attributed: refuse.
-            self.counters.malformed_units += 1;
-            return;
-        };
         match Frame::parse(bytes) {
             Ok((Frame::Data { header, payload }, used)) if used == bytes.len() => {
                 let meta = UnitMeta {

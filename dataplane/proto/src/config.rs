@@ -129,6 +129,9 @@ pub struct CampConfig {
     /// Lower bound of the stall time after which a path with unacknowledged data is
     /// suspected failed and its reliable units are reinjected elsewhere.
     pub min_suspect_after: Duration,
+    /// End-to-end safety net: a reliable unit unacknowledged this long after its latest
+    /// transmission is reinjected, even if no path looks failed.
+    pub reliable_safety_timeout: Duration,
     /// quinn send window per connection (a safety net; the session bounds what it writes).
     pub send_window: u64,
     /// Unidirectional streams the peer may have open at once (one per unit in flight).
@@ -147,6 +150,7 @@ impl Default for CampConfig {
             max_queued_bytes: 32 << 20,
             rtt_report_interval: Duration::from_millis(200),
             min_suspect_after: Duration::from_millis(150),
+            reliable_safety_timeout: Duration::from_millis(1500),
             send_window: 8 << 20,
             max_unit_streams: 4096,
         }

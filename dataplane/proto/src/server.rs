@@ -1016,6 +1016,7 @@ impl Server {
         let min_suspect = self.config.camp.min_suspect_after.as_micros() as u64;
         let report = self.config.camp.rtt_report_interval.as_micros() as u64;
         let join_timeout = self.config.camp.join_timeout.as_micros() as u64;
+        let safety = self.config.camp.reliable_safety_timeout.as_micros() as u64;
         for c in self.conns.iter_mut().flatten() {
             consider(c.path.conn.poll_timeout());
             consider(c.path.next_stream_deadline().map(|d| self.clock.instant(d)));
@@ -1034,6 +1035,11 @@ impl Server {
             consider(
                 s.store
                     .next_reinjection_timer()
+                    .map(|t| self.clock.instant(t)),
+            );
+            consider(
+                s.store
+                    .next_safety_timeout(safety)
                     .map(|t| self.clock.instant(t)),
             );
             for p in s.paths.iter().flatten() {
@@ -1081,8 +1087,10 @@ impl Server {
             self.process_conn(now, h);
         }
         self.send_rtt_reports(now_us);
+        let safety = self.config.camp.reliable_safety_timeout.as_micros() as u64;
         for s in self.sessions.iter_mut().flatten() {
             s.store.fire_reinjection_timers(now_us);
+            s.store.fire_safety_timeouts(now_us, safety);
         }
         for sid in 0..self.sessions.len() {
             self.schedule(now, sid as u32);

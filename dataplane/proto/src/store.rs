@@ -41,6 +41,8 @@ pub struct StoredUnit {
     pub sent_on: PathSet,
     /// Session-clock time of the first transmission (0 = never).
     pub first_sent_us: Micros,
+    /// Session-clock time of the latest transmission (0 = never).
+    pub last_sent_us: Micros,
 }
 
 impl StoredUnit {
@@ -80,6 +82,8 @@ pub struct StoreCounters {
     pub dropped: [u64; Modality::COUNT],
     /// Units acknowledged per modality.
     pub acked: [u64; Modality::COUNT],
+    /// Reinjections triggered by the end-to-end safety timeout.
+    pub safety_reinjections: u64,
 }
 
 /// Per-session unit store.
@@ -213,6 +217,7 @@ impl UnitStore {
             state: UnitState::Queued,
             sent_on: PathSet::EMPTY,
             first_sent_us: 0,
+            last_sent_us: 0,
         });
         self.counters.submitted[m] += 1;
         Ok(seq)
@@ -277,6 +282,7 @@ impl UnitStore {
         let u = &mut self.queues[mi][i];
         let first = u.state == UnitState::Queued;
         u.sent_on = u.sent_on.with(slot);
+        u.last_sent_us = now_us;
         if first {
             u.first_sent_us = now_us;
             self.counters.sent[mi] += 1;
@@ -448,6 +454,35 @@ impl UnitStore {
         n
     }
 
+    /// End-to-end safety net: a reliable unit in flight whose latest transmission is older
+    /// than `timeout_us` is queued for reinjection even though no path looks failed (its
+    /// copy may have fallen into a hole no transport signal reports, e.g. a receiver that
+    /// could not attribute it). Returns how many.
+    pub fn fire_safety_timeouts(&mut self, now_us: Micros, timeout_us: u64) -> usize {
+        let mut n = 0;
+        for m in Modality::ALL {
+            for u in self.queues[m.index()].iter_mut() {
+                if u.state == UnitState::InFlight && u.last_sent_us + timeout_us <= now_us {
+                    u.state = UnitState::Reinject;
+                    self.reinject.push_back((m, u.header.seq));
+                    n += 1;
+                }
+            }
+        }
+        self.counters.safety_reinjections += n as u64;
+        n
+    }
+
+    /// When [`fire_safety_timeouts`](Self::fire_safety_timeouts) would next fire something.
+    pub fn next_safety_timeout(&self, timeout_us: u64) -> Option<Micros> {
+        self.queues
+            .iter()
+            .flat_map(|q| q.iter())
+            .filter(|u| u.state == UnitState::InFlight)
+            .map(|u| u.last_sent_us + timeout_us)
+            .min()
+    }
+
     /// Droppable units still queued whose deadline is before `now_us`: dropped and counted.
     pub fn expire(&mut self, now_us: Micros) -> usize {
         let mut n = 0;
@@ -557,6 +592,25 @@ mod tests {
         assert_eq!(s.on_ack(Modality::Text, 4, std::iter::empty()), 2);
         assert!(s.is_empty());
         assert_eq!(s.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn safety_timeout_reinjects_units_unacknowledged_for_too_long() {
+        let mut s = UnitStore::new(1 << 20);
+        submit(&mut s, Modality::Audio, 0, 60);
+        submit(&mut s, Modality::Audio, 1, 60);
+        s.mark_sent(Modality::Audio, 0, 0, 1_000);
+        s.mark_sent(Modality::Audio, 1, 0, 500_000);
+        assert_eq!(s.next_safety_timeout(1_000_000), Some(1_001_000));
+        assert_eq!(s.fire_safety_timeouts(1_000_999, 1_000_000), 0);
+        assert_eq!(s.fire_safety_timeouts(1_001_000, 1_000_000), 1);
+        assert_eq!(
+            s.next_candidate([false; 3]),
+            Some((Modality::Audio, 0, true))
+        );
+        s.mark_sent(Modality::Audio, 0, 1, 1_001_000);
+        assert_eq!(s.next_safety_timeout(1_000_000), Some(1_500_000));
+        assert_eq!(s.counters().safety_reinjections, 1);
     }
 
     #[test]

@@ -135,3 +135,37 @@ fn cutting_every_path_but_the_slowest_of_three_loses_nothing_reliable() {
     assert_exactly_once_in_order(&report);
     assert!(report.store.reinjected.iter().sum::<u64>() > 0 || report.links[2].down.delivered > 0);
 }
+
+/// Regression: on a lossy path the first unit stream can overtake the JOIN_OK on the
+/// control stream; the client used to refuse such a unit, QUIC had already acknowledged it,
+/// and the reliable stream stalled behind the hole for good. (P6 sweep draw high5-ab.)
+#[test]
+fn units_arriving_before_join_ok_are_not_lost() {
+    use camp_sim::{Capacity, Loss};
+    use std::time::Duration;
+    let link = |bps: u64, delay_us: u64, queue: usize, loss: f64| LinkConfig {
+        delay: Duration::from_micros(delay_us),
+        jitter: Duration::ZERO,
+        capacity: Capacity::Constant(bps),
+        queue_bytes: queue,
+        loss: Loss::Bernoulli(loss),
+        outages: Vec::new(),
+    };
+    let setup = Setup {
+        paths: vec![
+            PathConfig::symmetric(link(1_797_373, 500, 3_000, 0.009_089_051_631_936_18)),
+            PathConfig::symmetric(link(44_783_228, 195_500, 26_203, 0.014_503_242_398_886_174)),
+        ],
+        scheduler: SchedulerKind::MinRtt.factory(),
+        receiver: ReceiverConfig::default(),
+        camp: CampConfig::default(),
+        seed: 5,
+    };
+    let turn = TurnConfig {
+        duration_ms: 10_000,
+        ..TurnConfig::default()
+    }
+    .realtime();
+    let report = run_turn(&setup, &turn, &[]);
+    assert_exactly_once_in_order(&report);
+}
