@@ -101,6 +101,8 @@ pub struct Measurement {
     pub pps: f64,
     /// CPU nanoseconds of the measured thread per datagram.
     pub cpu_ns_per_pkt: f64,
+    /// Share of that CPU time spent in user space (the rest is the kernel).
+    pub user_share: f64,
     /// RX: the sender's rate. TX: the rate the peer's kernel received.
     pub peer_pps: f64,
     /// Datagrams counted in the median run.
@@ -156,11 +158,27 @@ impl Drop for Netns {
     }
 }
 
-fn thread_cpu() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+/// CPU time of the calling thread: (total, user). The total comes from
+/// `CLOCK_THREAD_CPUTIME_ID` (precise); the user part from `getrusage`
+/// (tick-based, used only for the user/system split).
+fn thread_cpu() -> (Duration, Duration) {
+    let total = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
         .map_or(Duration::ZERO, |t| {
             Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
-        })
+        });
+    let user = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD).map_or(
+        Duration::ZERO,
+        |u| {
+            let t = u.user_time();
+            Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
+        },
+    );
+    (total, user)
+}
+
+fn cpu_since(start: (Duration, Duration)) -> (Duration, Duration) {
+    let now = thread_cpu();
+    (now.0.saturating_sub(start.0), now.1.saturating_sub(start.1))
 }
 
 struct Bed {
@@ -267,9 +285,18 @@ fn open(mode: Mode, peer_mac: [u8; 6]) -> Result<AnyIo, String> {
     }
 }
 
+fn user_share((total, user): (Duration, Duration)) -> f64 {
+    if total.is_zero() {
+        0.0
+    } else {
+        (user.as_secs_f64() / total.as_secs_f64()).min(1.0)
+    }
+}
+
 struct Run {
     pps: f64,
     cpu_ns: f64,
+    user_share: f64,
     peer_pps: f64,
     packets: u64,
 }
@@ -308,7 +335,7 @@ fn measure_rx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let duration = Duration::from_secs_f64(args.seconds);
     std::thread::scope(|s| {
-        let rx = s.spawn(|| -> Result<(u64, Duration), String> {
+        let rx = s.spawn(|| -> Result<(u64, (Duration, Duration)), String> {
             bed.xdp.enter()?;
             let mut io = match open(mode, peer_mac) {
                 Ok(io) => io,
@@ -337,7 +364,7 @@ fn measure_rx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
                     idle_since = None;
                 }
             }
-            Ok((n, thread_cpu() - cpu0))
+            Ok((n, cpu_since(cpu0)))
         });
         ready_rx
             .recv()
@@ -353,7 +380,8 @@ fn measure_rx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
         let secs = elapsed.as_secs_f64();
         Ok(Run {
             pps: got as f64 / secs,
-            cpu_ns: cpu.as_nanos() as f64 / got.max(1) as f64,
+            cpu_ns: cpu.0.as_nanos() as f64 / got.max(1) as f64,
+            user_share: user_share(cpu),
             peer_pps: sent as f64 / secs,
             packets: got,
         })
@@ -390,36 +418,38 @@ fn measure_tx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
         peer_rx
             .recv()
             .map_err(|_| "peer thread died".to_owned())??;
-        let tx = s.spawn(|| -> Result<(u64, Duration, Duration), String> {
-            bed.xdp.enter()?;
-            let mut io = open(mode, peer_mac)?;
-            let local: SocketAddr = format!("{XDP_IP}:{CAMP_PORT}")
-                .parse()
-                .map_err(|e| format!("{e}"))?;
-            let remote: SocketAddr = format!("{PEER_IP}:{PEER_PORT}")
-                .parse()
-                .map_err(|e| format!("{e}"))?;
-            let buf = vec![0xa5u8; args.payload * BATCH];
-            let t = TxDatagram {
-                local,
-                remote,
-                ecn: Ecn::NotEct,
-                payload: &buf,
-                segment_size: Some(args.payload),
-            };
-            let start = Instant::now();
-            let cpu0 = thread_cpu();
-            while start.elapsed() < duration && io.counters().tx_packets < args.max_packets {
-                match io.send(&t) {
-                    Ok(()) | Err(camp_xdp::IoError::WouldBlock) => {}
-                    Err(e) => return Err(format!("send: {e}")),
+        let tx = s.spawn(
+            || -> Result<(u64, (Duration, Duration), Duration), String> {
+                bed.xdp.enter()?;
+                let mut io = open(mode, peer_mac)?;
+                let local: SocketAddr = format!("{XDP_IP}:{CAMP_PORT}")
+                    .parse()
+                    .map_err(|e| format!("{e}"))?;
+                let remote: SocketAddr = format!("{PEER_IP}:{PEER_PORT}")
+                    .parse()
+                    .map_err(|e| format!("{e}"))?;
+                let buf = vec![0xa5u8; args.payload * BATCH];
+                let t = TxDatagram {
+                    local,
+                    remote,
+                    ecn: Ecn::NotEct,
+                    payload: &buf,
+                    segment_size: Some(args.payload),
+                };
+                let start = Instant::now();
+                let cpu0 = thread_cpu();
+                while start.elapsed() < duration && io.counters().tx_packets < args.max_packets {
+                    match io.send(&t) {
+                        Ok(()) | Err(camp_xdp::IoError::WouldBlock) => {}
+                        Err(e) => return Err(format!("send: {e}")),
+                    }
+                    io.flush().map_err(|e| e.to_string())?;
                 }
-                io.flush().map_err(|e| e.to_string())?;
-            }
-            let cpu = thread_cpu() - cpu0;
-            let elapsed = start.elapsed();
-            Ok((io.counters().tx_packets, cpu, elapsed))
-        });
+                let cpu = cpu_since(cpu0);
+                let elapsed = start.elapsed();
+                Ok((io.counters().tx_packets, cpu, elapsed))
+            },
+        );
         let r = tx.join().map_err(|_| "sender panicked".to_owned());
         // Let in-flight frames land before reading the peer's counter.
         std::thread::sleep(Duration::from_millis(100));
@@ -429,7 +459,8 @@ fn measure_tx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
         let secs = elapsed.as_secs_f64();
         Ok(Run {
             pps: sent as f64 / secs,
-            cpu_ns: cpu.as_nanos() as f64 / sent.max(1) as f64,
+            cpu_ns: cpu.0.as_nanos() as f64 / sent.max(1) as f64,
+            user_share: user_share(cpu),
             peer_pps: delivered as f64 / secs,
             packets: sent,
         })
@@ -446,6 +477,7 @@ fn median(mut runs: Vec<Run>) -> Run {
     Run {
         pps: pps[i],
         cpu_ns: runs[i].cpu_ns,
+        user_share: runs[i].user_share,
         peer_pps: peer[i],
         packets: runs[i].packets,
     }
@@ -481,6 +513,7 @@ pub fn measure(args: &IoArgs) -> Result<Vec<Measurement>, String> {
                 mode: mode.name(),
                 pps: m.pps,
                 cpu_ns_per_pkt: m.cpu_ns,
+                user_share: m.user_share,
                 peer_pps: m.peer_pps,
                 packets: m.packets,
             });
@@ -500,14 +533,19 @@ pub fn render_text(ms: &[Measurement], args: &IoArgs) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<4} {:<12} {:>12} {:>12} {:>14}",
-        "dir", "mode", "pps", "cpu-ns/pkt", "peer-pps"
+        "{:<4} {:<12} {:>12} {:>12} {:>7} {:>14}",
+        "dir", "mode", "pps", "cpu-ns/pkt", "user%", "peer-pps"
     );
     for m in ms {
         let _ = writeln!(
             s,
-            "{:<4} {:<12} {:>12.0} {:>12.1} {:>14.0}",
-            m.direction, m.mode, m.pps, m.cpu_ns_per_pkt, m.peer_pps
+            "{:<4} {:<12} {:>12.0} {:>12.1} {:>6.0}% {:>14.0}",
+            m.direction,
+            m.mode,
+            m.pps,
+            m.cpu_ns_per_pkt,
+            m.user_share * 100.0,
+            m.peer_pps
         );
     }
     let _ = writeln!(
@@ -536,8 +574,8 @@ pub fn render_json(ms: &[Measurement]) -> String {
         .iter()
         .map(|m| {
             format!(
-                "{{\"direction\":\"{}\",\"mode\":\"{}\",\"pps\":{:.1},\"cpu_ns_per_pkt\":{:.2},\"peer_pps\":{:.1},\"packets\":{}}}",
-                m.direction, m.mode, m.pps, m.cpu_ns_per_pkt, m.peer_pps, m.packets
+                "{{\"direction\":\"{}\",\"mode\":\"{}\",\"pps\":{:.1},\"cpu_ns_per_pkt\":{:.2},\"user_share\":{:.3},\"peer_pps\":{:.1},\"packets\":{}}}",
+                m.direction, m.mode, m.pps, m.cpu_ns_per_pkt, m.user_share, m.peer_pps, m.packets
             )
         })
         .collect();
@@ -564,6 +602,7 @@ mod tests {
             mode,
             pps: 1e6,
             cpu_ns_per_pkt: cpu,
+            user_share: 0.25,
             peer_pps: 2e6,
             packets: 10,
         }
@@ -574,7 +613,7 @@ mod tests {
         let j = render_json(&[m("rx", "udp", 700.0)]);
         assert_eq!(
             j,
-            "[{\"direction\":\"rx\",\"mode\":\"udp\",\"pps\":1000000.0,\"cpu_ns_per_pkt\":700.00,\"peer_pps\":2000000.0,\"packets\":10}]"
+            "[{\"direction\":\"rx\",\"mode\":\"udp\",\"pps\":1000000.0,\"cpu_ns_per_pkt\":700.00,\"user_share\":0.250,\"peer_pps\":2000000.0,\"packets\":10}]"
         );
     }
 
@@ -603,6 +642,7 @@ mod tests {
         let r = |c: f64| Run {
             pps: c,
             cpu_ns: c,
+            user_share: 0.5,
             peer_pps: c,
             packets: c as u64,
         };

@@ -220,6 +220,8 @@ pub struct NeighCache {
     negative: HashMap<IpAddr, Instant>,
     netlink: Option<Netlink>,
     monitor: Option<Socket>,
+    /// The last (ip, mac) passed to `learn`, known to be in `entries`.
+    last_learned: Option<(IpAddr, Mac)>,
 }
 
 impl NeighCache {
@@ -231,6 +233,7 @@ impl NeighCache {
             negative: HashMap::new(),
             netlink: None,
             monitor: None,
+            last_learned: None,
         }
     }
 
@@ -259,6 +262,11 @@ impl NeighCache {
     /// for an off-link peer that is the router, i.e. the right next hop).
     /// Allocates only for a new peer.
     pub fn learn(&mut self, ip: IpAddr, mac: Mac) {
+        // Fast path for a stream of frames from the same peer: no hashing.
+        if self.last_learned == Some((ip, mac)) {
+            return;
+        }
+        self.last_learned = Some((ip, mac));
         match self.entries.get_mut(&ip) {
             Some(m) => *m = mac,
             None => {
@@ -269,11 +277,13 @@ impl NeighCache {
 
     /// Adds or replaces an entry.
     pub fn insert(&mut self, ip: IpAddr, mac: Mac) {
+        self.last_learned = None;
         self.entries.insert(ip, mac);
     }
 
     /// Forgets an entry.
     pub fn remove(&mut self, ip: &IpAddr) {
+        self.last_learned = None;
         self.entries.remove(ip);
     }
 
@@ -317,6 +327,7 @@ impl NeighCache {
         let mut buf = [0u8; 8192];
         let mut seen = 0;
         while let Ok(n) = mon.recv(&mut &mut buf[..], 0) {
+            self.last_learned = None;
             let mut off = 0;
             while off < n {
                 let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..n])
@@ -391,6 +402,9 @@ mod tests {
         assert_eq!(c.lookup(ip), Some([2, 0, 0, 0, 0, 2]));
         c.remove(&ip);
         assert_eq!(c.lookup(ip), None);
+        // Learning the same pair again after a removal re-inserts it.
+        c.learn(ip, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(c.lookup(ip), Some([2, 0, 0, 0, 0, 2]));
         assert_eq!(c.refresh(), 0);
     }
 
