@@ -140,8 +140,10 @@ pub trait PacketIo {
     fn recv_batch(&mut self, f: &mut dyn FnMut(RxDatagram<'_>)) -> Result<usize, IoError>;
 
     /// Queues a datagram (or GSO-style batch). Nothing may leave before
-    /// [`PacketIo::flush`]. [`IoError::WouldBlock`] means no buffer space:
-    /// flush and retry later.
+    /// [`PacketIo::flush`]. [`IoError::WouldBlock`] means no buffer space
+    /// and nothing of this batch was queued (all-or-nothing on the XDP
+    /// side; the kernel socket may have sent earlier GSO chunks of a batch
+    /// larger than its segment limit): flush and retry later.
     fn send(&mut self, tx: &TxDatagram<'_>) -> Result<(), IoError>;
 
     /// Pushes queued datagrams to the NIC / kernel.

@@ -409,13 +409,18 @@ impl PacketIo for XdpIo {
                 max,
             });
         }
-        for seg in tx.segments() {
-            let mut queued = sock.tx_push(|buf| frame::write_udp(buf, &h, seg))?;
-            if !queued {
-                sock.tx_submit()?;
-                queued = sock.tx_push(|buf| frame::write_udp(buf, &h, seg))?;
+        // All segments or none: make room first.
+        let needed = tx.segments().count();
+        if sock.tx_capacity() < needed {
+            sock.tx_submit()?;
+            if sock.tx_capacity() < needed {
+                self.counters.tx_full += 1;
+                return Err(IoError::WouldBlock);
             }
-            if !queued {
+        }
+        for seg in tx.segments() {
+            if !sock.tx_push(|buf| frame::write_udp(buf, &h, seg))? {
+                // Cannot happen after the capacity check; reported as full.
                 self.counters.tx_full += 1;
                 return Err(IoError::WouldBlock);
             }

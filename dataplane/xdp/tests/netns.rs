@@ -533,3 +533,89 @@ fn reserved_kernel_socket_detects_unredirected_datagrams() {
     );
     assert_eq!((no_socket, redirected), (3, 0));
 }
+
+#[test]
+fn gso_batches_are_split_into_frames_all_or_nothing() {
+    if !root_or_skip("gso_batches_are_split_into_frames_all_or_nothing") {
+        return;
+    }
+    let xdp = Netns::new("gs");
+    let peer = Netns::new("gq");
+    veth(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2");
+    let mac = run_in(&peer, &["cat", "/sys/class/net/xb0/address"]);
+    let mac: Vec<u8> = mac
+        .trim()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let mac: [u8; 6] = mac.try_into().unwrap();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let receiver = peer.spawn(move || {
+        let sock = UdpSocket::bind("198.18.0.2:5000").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while got.len() < 20 {
+            let Ok((n, _)) = sock.recv_from(&mut buf) else {
+                break;
+            };
+            got.push(buf[..n].to_vec());
+        }
+        got
+    });
+    ready.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (refused, before, after) = xdp.enter(move || {
+        let mut cfg = config(&["xa0"], AttachMode::Native);
+        // 64 frames: 32 for RX, 32 for TX.
+        cfg.xsk.frame_count = 64;
+        cfg.xsk.ring_size = 64;
+        let mut io = XdpIo::open(&cfg).expect("open");
+        let local: SocketAddr = "198.18.0.1:4433".parse().unwrap();
+        let remote: SocketAddr = "198.18.0.2:5000".parse().unwrap();
+        io.set_neighbour(local.ip(), remote.ip(), mac).unwrap();
+        let ecn = camp_xdp::Ecn::Ect0;
+        let big = vec![7u8; 40 * 10];
+        let too_many = TxDatagram {
+            local,
+            remote,
+            ecn,
+            payload: &big,
+            segment_size: Some(10),
+        };
+        let refused = matches!(io.send(&too_many), Err(camp_xdp::IoError::WouldBlock));
+        let before = io.counters();
+        // 19 segments of 10 bytes and a last one of 5.
+        let batch: Vec<u8> = (0..19u8).flat_map(|i| [i; 10]).chain([19u8; 5]).collect();
+        let tx = TxDatagram {
+            local,
+            remote,
+            ecn,
+            payload: &batch,
+            segment_size: Some(10),
+        };
+        io.send(&tx).expect("20 segments fit");
+        io.flush().unwrap();
+        (refused, before, io.counters())
+    });
+    let got = receiver.join().unwrap();
+    assert!(
+        refused,
+        "a batch larger than the TX capacity must be refused whole"
+    );
+    assert_eq!(
+        (before.tx_packets, before.tx_full),
+        (0, 1),
+        "nothing of the refused batch may be queued"
+    );
+    assert_eq!(after.tx_packets, 20);
+    assert_eq!(got.len(), 20);
+    for (i, d) in got.iter().enumerate() {
+        let want = if i < 19 {
+            vec![i as u8; 10]
+        } else {
+            vec![19u8; 5]
+        };
+        assert_eq!(d, &want, "segment {i}");
+    }
+}

@@ -715,6 +715,14 @@ impl XskSocket {
         self.tx_free.len()
     }
 
+    /// How many more frames `tx_push` can queue right now (free UMEM frames
+    /// and free TX ring slots, after reclaiming completions).
+    pub fn tx_capacity(&mut self) -> usize {
+        let frames = self.tx_free();
+        let slots = self.tx.free(self.tx.size()).saturating_sub(self.tx_pending);
+        frames.min(slots as usize)
+    }
+
     /// Queues one frame for transmission: `fill` writes it into the given
     /// buffer (one UMEM frame) and returns its length. The descriptor is
     /// published on the next `tx_submit`. Returns `Ok(false)` when no frame
