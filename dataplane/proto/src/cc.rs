@@ -175,6 +175,9 @@ impl ControllerFactory for MeasuringFactory {
 const DEFAULT_RATE_INTERVAL_US: u64 = 25_000;
 /// Number of delivery-rate intervals the max filter remembers.
 const RATE_FILTER_LEN: usize = 8;
+/// How long a bottleneck-bandwidth sample stays valid while the path is application-limited
+/// (long enough to remember a thin path's capacity between bursts of large frames).
+const BTL_BW_VALID_US: u64 = 10_000_000;
 /// Length of one bucket of the windowed max-RTT.
 const MAX_RTT_BUCKET_US: u64 = 1_000_000;
 
@@ -187,8 +190,9 @@ struct MeasureState {
     rate_window_app_limited: bool,
     rate_filter: [u64; RATE_FILTER_LEN],
     rate_filter_pos: usize,
-    /// Same intervals, 0 where the interval was application-limited.
-    btl_filter: [u64; RATE_FILTER_LEN],
+    /// `(time, rate)` of recent intervals that were not application-limited.
+    btl_filter: [(u64, u64); RATE_FILTER_LEN],
+    btl_filter_pos: usize,
     max_rtt_bucket: [u64; 2],
     max_rtt_bucket_start_us: u64,
     loss_window_sent: u64,
@@ -309,14 +313,22 @@ impl Controller for MeasuringController {
             // An app-limited interval can only raise the estimate, never lower it.
             if !st.rate_window_app_limited || rate > filtered_max {
                 st.rate_filter[st.rate_filter_pos] = rate;
-                st.btl_filter[st.rate_filter_pos] =
-                    if st.rate_window_app_limited { 0 } else { rate };
                 st.rate_filter_pos = (st.rate_filter_pos + 1) % RATE_FILTER_LEN;
+            }
+            if !st.rate_window_app_limited {
+                st.btl_filter[st.btl_filter_pos] = (now_us, rate);
+                st.btl_filter_pos = (st.btl_filter_pos + 1) % RATE_FILTER_LEN;
             }
             g.delivery_rate
                 .store(st.rate_filter.iter().copied().max().unwrap_or(0), Relaxed);
-            g.btl_bw
-                .store(st.btl_filter.iter().copied().max().unwrap_or(0), Relaxed);
+            let btl = st
+                .btl_filter
+                .iter()
+                .filter(|(t, _)| *t > 0 && t + BTL_BW_VALID_US >= now_us)
+                .map(|&(_, r)| r)
+                .max()
+                .unwrap_or(0);
+            g.btl_bw.store(btl, Relaxed);
             st.rate_window_start_us = now_us;
             st.rate_window_acked = 0;
             st.rate_window_app_limited = false;

@@ -46,6 +46,9 @@ pub struct ConsistencyAwareConfig {
     pub aim_offset_us: u64,
     /// Safety margin before the aim point, µs, added to the path's variance margin.
     pub early_guard_us: u64,
+    /// Droppable units are not placed on a path whose queueing delay would exceed this
+    /// once they are sent (keeps thin paths responsive for reliable speech and text), µs.
+    pub max_droppable_queue_us: u64,
     /// A unit is never sent longer than this before its media time, whatever the prediction
     /// says (a badly inflated prediction during a failover must not release a whole queue of
     /// future text seconds early).
@@ -63,6 +66,7 @@ impl Default for ConsistencyAwareConfig {
             aim_offset_us: 0,
             early_guard_us: 10_000,
             max_lead_us: 1_000_000,
+            max_droppable_queue_us: 150_000,
         }
     }
 }
@@ -122,6 +126,18 @@ impl ConsistencyAware {
             .saturating_add(margin)
     }
 
+    /// Queueing delay on `p` once the unit is sent: everything ahead of it (in flight, held
+    /// by quinn, the unit itself) drained at the path's rate, minus the part that is simply
+    /// in transit (one minimum RTT's worth).
+    fn queue_after_us(&self, p: &PathView, unit: &UnitInfo) -> u64 {
+        let bytes = p
+            .in_flight
+            .saturating_add(p.unsent)
+            .saturating_add(u64::from(unit.size));
+        let drain = bytes.saturating_mul(1_000_000) / p.send_rate();
+        drain.saturating_sub(p.min_rtt_us)
+    }
+
     fn cost(&self, arrival: Micros, target: Option<Micros>) -> f64 {
         let Some(t) = target else {
             return arrival as f64;
@@ -161,6 +177,13 @@ impl Scheduler for ConsistencyAware {
                 earliest = Some((arrival, slot, p.has_room));
             }
             if arrival > deadline {
+                continue;
+            }
+            if unit.reliability == Reliability::Droppable
+                && self.queue_after_us(p, unit) > self.config.max_droppable_queue_us
+            {
+                // Droppable media must not build a standing queue that reliable units
+                // (speech) would then wait behind on this path.
                 continue;
             }
             let cost = self.cost(arrival, target);
@@ -293,6 +316,20 @@ mod tests {
         });
         a.now_us = 0;
         assert_eq!(s.pick(&a, &p), Decision::Send(PathSet::single(0)));
+    }
+
+    #[test]
+    fn droppable_units_do_not_build_a_standing_queue_on_a_thin_path() {
+        let mut s = ConsistencyAware::default();
+        let mut p = [path(0, 10, 1)]; // 125 kB/s
+        p[0].in_flight = 1_250; // the 10 ms minimum RTT's worth
+        p[0].unsent = 16_000; // 128 ms of backlog already
+        let v = unit(Modality::Video, 1, 8_000, 0); // +64 ms: over the 150 ms budget
+        assert_eq!(s.pick(&v, &p), Decision::Drop);
+        let a = unit(Modality::Audio, 1, 80, 0);
+        assert_eq!(s.pick(&a, &p), Decision::Send(PathSet::single(0)));
+        p[0].unsent = 0;
+        assert_eq!(s.pick(&v, &p), Decision::Send(PathSet::single(0)));
     }
 
     #[test]
