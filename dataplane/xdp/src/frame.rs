@@ -542,22 +542,30 @@ pub fn write_udp(buf: &mut [u8], h: &FrameHeader, payload: &[u8]) -> Result<usiz
 }
 
 /// Adds `data` to a running 32-bit ones'-complement sum (RFC 1071).
-pub fn checksum_add(mut sum: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(8);
+pub fn checksum_add(sum: u64, data: &[u8]) -> u64 {
+    // The ones'-complement sum is byte-order independent (RFC 1071 §2):
+    // add native-endian 32-bit words, fold, and swap once at the end.
+    let mut acc = 0u64;
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        sum += w >> 32;
-        sum += w & 0xffff_ffff;
+        acc += u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+        acc += u64::from(u32::from_ne_bytes([c[4], c[5], c[6], c[7]]));
+        acc += u64::from(u32::from_ne_bytes([c[8], c[9], c[10], c[11]]));
+        acc += u64::from(u32::from_ne_bytes([c[12], c[13], c[14], c[15]]));
     }
-    let rest = chunks.remainder();
-    let mut pairs = rest.chunks_exact(2);
+    let mut words = chunks.remainder().chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let mut pairs = words.remainder().chunks_exact(2);
     for p in &mut pairs {
-        sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
+        acc += u64::from(u16::from_ne_bytes([p[0], p[1]]));
     }
     if let [last] = pairs.remainder() {
-        sum += u64::from(*last) << 8;
+        // In network order a trailing byte is the high byte of a zero-padded word.
+        acc += u64::from(u16::from_ne_bytes([*last, 0]));
     }
-    sum
+    sum + u64::from(u16::from_be(checksum_fold(acc)))
 }
 
 /// Folds a running sum to 16 bits (not inverted).
@@ -761,7 +769,26 @@ pub(crate) mod tests {
         assert!(seen >= 5, "seed corpus missing");
     }
 
+    /// Straightforward RFC 1071 sum over big-endian 16-bit words.
+    fn reference_sum(data: &[u8]) -> u16 {
+        let mut sum = 0u64;
+        for pair in data.chunks(2) {
+            let hi = u64::from(pair[0]) << 8;
+            let lo = pair.get(1).copied().map_or(0, u64::from);
+            sum += hi | lo;
+        }
+        checksum_fold(sum)
+    }
+
     proptest! {
+        #[test]
+        fn checksum_matches_reference(data in prop::collection::vec(any::<u8>(), 0..300), start in 0u64..0x1_0000) {
+            prop_assert_eq!(
+                checksum_fold(checksum_add(start, &data)),
+                checksum_fold(start + u64::from(reference_sum(&data)))
+            );
+        }
+
         #[test]
         fn parse_never_panics(frame in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = parse_udp(&frame);
