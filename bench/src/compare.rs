@@ -43,6 +43,14 @@ pub struct CompareArgs {
     /// Release every unit at its media time (no LLM/TTS production ahead of real time).
     #[arg(long)]
     realtime: bool,
+    /// Replay a JSON-lines turn trace instead of the seeded synthetic turn (one unit per
+    /// line: release_ms, media_ms, modality, size, optional sync_index / keyframe /
+    /// end_of_turn / deadline_ms).
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Write the synthetic turn of seed 1 as a JSON-lines trace to this file and exit.
+    #[arg(long)]
+    dump_turn: Option<PathBuf>,
     /// Output format.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     format: String,
@@ -126,6 +134,9 @@ pub struct Row {
     pub profile: String,
     /// Runs aggregated.
     pub runs: usize,
+    /// Speech length of the turn, ms.
+    #[serde(skip)]
+    pub turn_ms: u64,
     /// Mean per-unit lateness (draft L), ms.
     #[serde(rename = "L_ms")]
     pub l_ms: f64,
@@ -181,6 +192,7 @@ fn aggregate(runs: &[&RunMetrics]) -> Row {
         policy: first.policy.clone(),
         profile: first.profile.clone(),
         runs: runs.len(),
+        turn_ms: first.turn_ms,
         l_ms: l.mean,
         l_ci: l.ci95,
         l_p99_ms: f(&|r| r.l_p99_ms).mean,
@@ -230,11 +242,25 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
             .collect::<Result<_, _>>()?
     };
     let policies = policies(&args.policy)?;
+    let replay = match &args.trace {
+        Some(path) => Some(std::sync::Arc::new(
+            camp_sim::workload::load_replay(path).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
     let turn = TurnConfig {
         duration_ms: args.turn_ms,
         realtime: args.realtime,
+        replay,
         ..TurnConfig::default()
     };
+    if let Some(path) = &args.dump_turn {
+        let plan = camp_sim::workload::plan_turn(&turn, 0, 1);
+        std::fs::write(path, camp_sim::workload::to_jsonl(&plan, 0))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("wrote {} units to {}", plan.len(), path.display());
+        return Ok(());
+    }
 
     let mut experiments = Vec::new();
     for sc in &scenarios {
@@ -331,9 +357,13 @@ fn print_table(rows: &[Row], turn: &TurnConfig, runs: u64) {
         if r.profile != profile {
             profile = r.profile.clone();
             println!(
-                "\n{} — {} s turn{}, {} seeds{}; mean ± 95% CI",
+                "\n{} — {}{}, {} seeds{}; mean ± 95% CI",
                 profile,
-                turn.duration_ms / 1000,
+                if turn.replay.is_some() {
+                    "replayed turn".to_string()
+                } else {
+                    format!("{} s turn", r.turn_ms / 1000)
+                },
                 if turn.realtime {
                     " (released in real time)"
                 } else {

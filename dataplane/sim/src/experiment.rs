@@ -41,6 +41,8 @@ pub struct RunMetrics {
     pub variant: String,
     /// Seed.
     pub seed: u64,
+    /// Speech length of the turn, ms.
+    pub turn_ms: u64,
     /// Mean per-unit lateness `max(a − g, 0)` over all units (draft L).
     pub l_ms: f64,
     /// Median lateness.
@@ -209,6 +211,7 @@ fn metrics(e: &Experiment, r: &TurnReport) -> RunMetrics {
         profile: e.scenario.profile.clone(),
         variant: e.scenario.variant.clone(),
         seed: e.seed,
+        turn_ms: e.scenario.turn_ms.unwrap_or(e.turn.duration_ms),
         l_ms: ms(s.latency.mean_us),
         l_p50_ms: ms(s.latency.p50_us as f64),
         l_p95_ms: ms(s.latency.p95_us as f64),

@@ -60,6 +60,8 @@ pub struct TurnConfig {
     pub tts_lead_ms: (u64, u64),
     /// Release every unit at its media time (no production ahead of real time).
     pub realtime: bool,
+    /// Replay these units (times relative to the turn start) instead of generating a turn.
+    pub replay: Option<std::sync::Arc<Vec<PlannedUnit>>>,
 }
 
 impl Default for TurnConfig {
@@ -81,6 +83,7 @@ impl Default for TurnConfig {
             tts_chunk_ms: 480,
             tts_lead_ms: (100, 400),
             realtime: false,
+            replay: None,
         }
     }
 }
@@ -129,6 +132,18 @@ fn range_usize(rng: &mut StdRng, r: (usize, usize)) -> usize {
 /// Plans a turn starting at `start_us`; units sorted by release time (ties: audio, text,
 /// video, then media time).
 pub fn plan_turn(cfg: &TurnConfig, start_us: u64, seed: u64) -> Vec<PlannedUnit> {
+    if let Some(replay) = &cfg.replay {
+        let mut out: Vec<PlannedUnit> = replay
+            .iter()
+            .map(|u| PlannedUnit {
+                release_us: start_us + if cfg.realtime { u.gen_us } else { u.release_us },
+                gen_us: start_us + u.gen_us,
+                ..*u
+            })
+            .collect();
+        sort_plan(&mut out);
+        return out;
+    }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::new();
     let index_at = |t: u64| ((t - start_us) / SYNC_STEP_US) as SyncIndex;
@@ -261,15 +276,151 @@ pub fn plan_turn(cfg: &TurnConfig, start_us: u64, seed: u64) -> Vec<PlannedUnit>
             u.release_us = u.gen_us;
         }
     }
+    sort_plan(&mut out);
+    out
+}
+
+/// Release order (ties: audio, text, video, then media time). Per modality, sequence
+/// numbers follow release order, so media order within a modality is kept too.
+fn sort_plan(plan: &mut [PlannedUnit]) {
     let rank = |m: Modality| match m {
         Modality::Audio => 0,
         Modality::Text => 1,
         Modality::Video => 2,
     };
-    // Per modality, sequence numbers follow release order: keep media order within a
-    // modality so that seq and media time agree.
-    out.sort_by_key(|u| (u.release_us, rank(u.modality), u.gen_us));
-    out
+    plan.sort_by_key(|u| (u.release_us, rank(u.modality), u.gen_us));
+}
+
+/// One line of a JSON-lines turn trace, e.g.
+/// `{"release_ms": 412.5, "media_ms": 1240, "modality": "audio", "size": 72}`; optional
+/// `sync_index` (default: media time / 40 ms), `keyframe`, `end_of_turn` (booleans) and
+/// `deadline_ms` (default: 150 for text and audio, 200 for video). `release_ms` defaults to
+/// `media_ms` and may not exceed it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceLine {
+    release_ms: Option<f64>,
+    media_ms: f64,
+    modality: String,
+    size: usize,
+    sync_index: Option<SyncIndex>,
+    #[serde(default)]
+    keyframe: bool,
+    #[serde(default)]
+    end_of_turn: bool,
+    deadline_ms: Option<u32>,
+}
+
+/// Errors reading a turn trace.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A line is not a valid unit.
+    #[error("line {line}: {reason}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Largest payload a replayed unit may have (the wire format's limit).
+const MAX_REPLAY_SIZE: usize = 1 << 20;
+
+/// Parses a JSON-lines turn trace (blank lines and lines starting with `#` are skipped).
+pub fn parse_replay(text: &str) -> Result<Vec<PlannedUnit>, ReplayError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let bad = |reason: String| ReplayError::Line {
+            line: line_no,
+            reason,
+        };
+        let l: TraceLine = serde_json::from_str(t).map_err(|e| bad(e.to_string()))?;
+        let modality = match l.modality.as_str() {
+            "text" => Modality::Text,
+            "audio" => Modality::Audio,
+            "video" => Modality::Video,
+            other => return Err(bad(format!("unknown modality {other:?}"))),
+        };
+        if !(l.media_ms.is_finite() && l.media_ms >= 0.0) {
+            return Err(bad("media_ms must be a non-negative number".into()));
+        }
+        let release = l.release_ms.unwrap_or(l.media_ms);
+        if !(release.is_finite() && release >= 0.0 && release <= l.media_ms) {
+            return Err(bad("release_ms must be between 0 and media_ms".into()));
+        }
+        if l.size > MAX_REPLAY_SIZE {
+            return Err(bad(format!("size {} exceeds {MAX_REPLAY_SIZE}", l.size)));
+        }
+        let gen_us = (l.media_ms * 1000.0) as u64;
+        let mut flags = UnitFlags::empty();
+        if l.keyframe {
+            flags = flags.with(UnitFlags::KEYFRAME);
+        }
+        if l.end_of_turn {
+            flags = flags.with(UnitFlags::END_OF_TURN);
+        }
+        let default_deadline = if modality == Modality::Video {
+            200
+        } else {
+            150
+        };
+        out.push(PlannedUnit {
+            release_us: (release * 1000.0) as u64,
+            gen_us,
+            modality,
+            sync_index: l.sync_index.unwrap_or((gen_us / SYNC_STEP_US) as SyncIndex),
+            size: l.size,
+            flags,
+            deadline_us: l.deadline_ms.unwrap_or(default_deadline) * 1000,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads a JSON-lines turn trace from a file.
+pub fn load_replay(path: &std::path::Path) -> Result<Vec<PlannedUnit>, ReplayError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_replay(&text)
+}
+
+/// Writes a plan as a JSON-lines turn trace (times relative to `start_us`).
+pub fn to_jsonl(plan: &[PlannedUnit], start_us: u64) -> String {
+    let mut s = String::new();
+    for u in plan {
+        let m = match u.modality {
+            Modality::Text => "text",
+            Modality::Audio => "audio",
+            Modality::Video => "video",
+        };
+        s.push_str(&format!(
+            "{{\"release_ms\": {}, \"media_ms\": {}, \"modality\": \"{m}\", \"size\": {}, \"sync_index\": {}, \"keyframe\": {}, \"end_of_turn\": {}, \"deadline_ms\": {}}}\n",
+            (u.release_us - start_us) as f64 / 1000.0,
+            (u.gen_us - start_us) as f64 / 1000.0,
+            u.size,
+            u.sync_index,
+            u.flags.contains(UnitFlags::KEYFRAME),
+            u.flags.contains(UnitFlags::END_OF_TURN),
+            u.deadline_us / 1000,
+        ));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -349,6 +500,59 @@ mod tests {
                 .collect();
             assert!(g.windows(2).all(|w| w[0] <= w[1]), "{m}");
         }
+    }
+
+    #[test]
+    fn a_generated_turn_round_trips_through_jsonl_and_replays_identically() {
+        let cfg = TurnConfig::default();
+        let plan = plan_turn(&cfg, 0, 7);
+        let text = to_jsonl(&plan, 0);
+        let parsed = parse_replay(&text).unwrap();
+        assert_eq!(parsed, plan);
+        let replay = TurnConfig {
+            replay: Some(std::sync::Arc::new(parsed)),
+            ..cfg
+        };
+        let again = plan_turn(&replay, 5_000, 99);
+        assert_eq!(again.len(), plan.len());
+        assert!(
+            again
+                .iter()
+                .zip(&plan)
+                .all(|(a, b)| a.gen_us == b.gen_us + 5_000)
+        );
+    }
+
+    #[test]
+    fn bad_replay_lines_are_clear_errors() {
+        let err = |t: &str| parse_replay(t).unwrap_err().to_string();
+        assert!(
+            err("{\"media_ms\": 1, \"modality\": \"smell\", \"size\": 1}")
+                .contains("unknown modality")
+        );
+        assert!(
+            err("{\"media_ms\": 1, \"release_ms\": 2, \"modality\": \"text\", \"size\": 1}")
+                .contains("release_ms")
+        );
+        assert!(
+            err("{\"media_ms\": -1, \"modality\": \"text\", \"size\": 1}").contains("media_ms")
+        );
+        assert!(
+            err("{\"media_ms\": 1, \"modality\": \"text\", \"size\": 99999999}")
+                .contains("exceeds")
+        );
+        assert!(err("# comment\n\nnot json").starts_with("line 3"));
+        assert!(
+            err("{\"media_ms\": 1, \"modality\": \"text\", \"size\": 1, \"x\": 1}")
+                .contains("unknown field")
+        );
+        let ok = parse_replay(
+            "{\"media_ms\": 80, \"modality\": \"video\", \"size\": 9000, \"keyframe\": true}",
+        )
+        .unwrap();
+        assert_eq!(ok[0].sync_index, 2);
+        assert_eq!(ok[0].release_us, 80_000);
+        assert_eq!(ok[0].deadline_us, 200_000);
     }
 
     #[test]
