@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use camp_xdp::io::TxDatagram;
 use camp_xdp::sink::XdpSink;
+use camp_xdp::xsk::BindMode;
 use camp_xdp::{AnyIo, AttachMode, Ecn, PacketIo, UdpIo, XdpConfig, XdpIo};
 use clap::{Args, ValueEnum};
 
@@ -97,6 +98,8 @@ pub struct Measurement {
     pub direction: &'static str,
     /// Mode name.
     pub mode: &'static str,
+    /// AF_XDP bind mode ("copy" / "zero-copy") or "kernel".
+    pub setup: &'static str,
     /// Datagrams per second through the I/O layer.
     pub pps: f64,
     /// CPU nanoseconds of the measured thread per datagram.
@@ -285,6 +288,26 @@ fn open(mode: Mode, peer_mac: [u8; 6]) -> Result<AnyIo, String> {
     }
 }
 
+/// Thread CPU time: (total, user).
+type Cpu = (Duration, Duration);
+/// What the measured sender returns: (datagrams, CPU, elapsed, setup).
+type SenderResult = (u64, Cpu, Duration, &'static str);
+
+/// How the I/O under test ended up set up: AF_XDP bind mode or "kernel".
+fn setup_of(io: &AnyIo) -> &'static str {
+    match io {
+        AnyIo::Udp(_) => "kernel",
+        AnyIo::Xdp(x) => {
+            let report = x.report();
+            let zc = report
+                .iter()
+                .flat_map(|n| &n.queues)
+                .all(|q| *q == BindMode::ZeroCopy);
+            if zc { "zero-copy" } else { "copy" }
+        }
+    }
+}
+
 fn user_share((total, user): (Duration, Duration)) -> f64 {
     if total.is_zero() {
         0.0
@@ -294,6 +317,7 @@ fn user_share((total, user): (Duration, Duration)) -> f64 {
 }
 
 struct Run {
+    setup: &'static str,
     pps: f64,
     cpu_ns: f64,
     user_share: f64,
@@ -335,37 +359,40 @@ fn measure_rx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let duration = Duration::from_secs_f64(args.seconds);
     std::thread::scope(|s| {
-        let rx = s.spawn(|| -> Result<(u64, (Duration, Duration)), String> {
-            bed.xdp.enter()?;
-            let mut io = match open(mode, peer_mac) {
-                Ok(io) => io,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.clone()));
-                    return Err(e);
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            let cpu0 = thread_cpu();
-            let mut n = 0u64;
-            let mut idle_since: Option<Instant> = None;
-            loop {
-                let got = io.recv_batch(&mut |_d| {}).map_err(|e| e.to_string())?;
-                n += got as u64;
-                if got == 0 {
-                    if stop.load(Ordering::Relaxed) {
-                        let t = *idle_since.get_or_insert_with(Instant::now);
-                        if t.elapsed() > Duration::from_millis(100) {
-                            break;
-                        }
+        let rx = s.spawn(
+            || -> Result<(u64, (Duration, Duration), &'static str), String> {
+                bed.xdp.enter()?;
+                let mut io = match open(mode, peer_mac) {
+                    Ok(io) => io,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.clone()));
+                        return Err(e);
                     }
-                    io.wait(Duration::from_millis(1))
-                        .map_err(|e| e.to_string())?;
-                } else {
-                    idle_since = None;
+                };
+                let _ = ready_tx.send(Ok(()));
+                let setup = setup_of(&io);
+                let cpu0 = thread_cpu();
+                let mut n = 0u64;
+                let mut idle_since: Option<Instant> = None;
+                loop {
+                    let got = io.recv_batch(&mut |_d| {}).map_err(|e| e.to_string())?;
+                    n += got as u64;
+                    if got == 0 {
+                        if stop.load(Ordering::Relaxed) {
+                            let t = *idle_since.get_or_insert_with(Instant::now);
+                            if t.elapsed() > Duration::from_millis(100) {
+                                break;
+                            }
+                        }
+                        io.wait(Duration::from_millis(1))
+                            .map_err(|e| e.to_string())?;
+                    } else {
+                        idle_since = None;
+                    }
                 }
-            }
-            Ok((n, cpu_since(cpu0)))
-        });
+                Ok((n, cpu_since(cpu0), setup))
+            },
+        );
         ready_rx
             .recv()
             .map_err(|_| "receiver thread died".to_owned())??;
@@ -376,9 +403,10 @@ fn measure_rx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
         std::thread::sleep(duration);
         stop.store(true, Ordering::Relaxed);
         let (sent, elapsed) = tx.join().map_err(|_| "sender panicked".to_owned())??;
-        let (got, cpu) = rx.join().map_err(|_| "receiver panicked".to_owned())??;
+        let (got, cpu, setup) = rx.join().map_err(|_| "receiver panicked".to_owned())??;
         let secs = elapsed.as_secs_f64();
         Ok(Run {
+            setup,
             pps: got as f64 / secs,
             cpu_ns: cpu.0.as_nanos() as f64 / got.max(1) as f64,
             user_share: user_share(cpu),
@@ -418,46 +446,46 @@ fn measure_tx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
         peer_rx
             .recv()
             .map_err(|_| "peer thread died".to_owned())??;
-        let tx = s.spawn(
-            || -> Result<(u64, (Duration, Duration), Duration), String> {
-                bed.xdp.enter()?;
-                let mut io = open(mode, peer_mac)?;
-                let local: SocketAddr = format!("{XDP_IP}:{CAMP_PORT}")
-                    .parse()
-                    .map_err(|e| format!("{e}"))?;
-                let remote: SocketAddr = format!("{PEER_IP}:{PEER_PORT}")
-                    .parse()
-                    .map_err(|e| format!("{e}"))?;
-                let buf = vec![0xa5u8; args.payload * BATCH];
-                let t = TxDatagram {
-                    local,
-                    remote,
-                    ecn: Ecn::NotEct,
-                    payload: &buf,
-                    segment_size: Some(args.payload),
-                };
-                let start = Instant::now();
-                let cpu0 = thread_cpu();
-                while start.elapsed() < duration && io.counters().tx_packets < args.max_packets {
-                    match io.send(&t) {
-                        Ok(()) | Err(camp_xdp::IoError::WouldBlock) => {}
-                        Err(e) => return Err(format!("send: {e}")),
-                    }
-                    io.flush().map_err(|e| e.to_string())?;
+        let tx = s.spawn(|| -> Result<SenderResult, String> {
+            bed.xdp.enter()?;
+            let mut io = open(mode, peer_mac)?;
+            let setup = setup_of(&io);
+            let local: SocketAddr = format!("{XDP_IP}:{CAMP_PORT}")
+                .parse()
+                .map_err(|e| format!("{e}"))?;
+            let remote: SocketAddr = format!("{PEER_IP}:{PEER_PORT}")
+                .parse()
+                .map_err(|e| format!("{e}"))?;
+            let buf = vec![0xa5u8; args.payload * BATCH];
+            let t = TxDatagram {
+                local,
+                remote,
+                ecn: Ecn::NotEct,
+                payload: &buf,
+                segment_size: Some(args.payload),
+            };
+            let start = Instant::now();
+            let cpu0 = thread_cpu();
+            while start.elapsed() < duration && io.counters().tx_packets < args.max_packets {
+                match io.send(&t) {
+                    Ok(()) | Err(camp_xdp::IoError::WouldBlock) => {}
+                    Err(e) => return Err(format!("send: {e}")),
                 }
-                let cpu = cpu_since(cpu0);
-                let elapsed = start.elapsed();
-                Ok((io.counters().tx_packets, cpu, elapsed))
-            },
-        );
+                io.flush().map_err(|e| e.to_string())?;
+            }
+            let cpu = cpu_since(cpu0);
+            let elapsed = start.elapsed();
+            Ok((io.counters().tx_packets, cpu, elapsed, setup))
+        });
         let r = tx.join().map_err(|_| "sender panicked".to_owned());
         // Let in-flight frames land before reading the peer's counter.
         std::thread::sleep(Duration::from_millis(100));
         let _ = fin_tx.send(());
         let delivered = peer.join().map_err(|_| "peer panicked".to_owned())??;
-        let (sent, cpu, elapsed) = r??;
+        let (sent, cpu, elapsed, setup) = r??;
         let secs = elapsed.as_secs_f64();
         Ok(Run {
+            setup,
             pps: sent as f64 / secs,
             cpu_ns: cpu.0.as_nanos() as f64 / sent.max(1) as f64,
             user_share: user_share(cpu),
@@ -475,6 +503,7 @@ fn median(mut runs: Vec<Run>) -> Run {
     pps.sort_by(f64::total_cmp);
     peer.sort_by(f64::total_cmp);
     Run {
+        setup: runs[i].setup,
         pps: pps[i],
         cpu_ns: runs[i].cpu_ns,
         user_share: runs[i].user_share,
@@ -511,6 +540,7 @@ pub fn measure(args: &IoArgs) -> Result<Vec<Measurement>, String> {
             out.push(Measurement {
                 direction,
                 mode: mode.name(),
+                setup: m.setup,
                 pps: m.pps,
                 cpu_ns_per_pkt: m.cpu_ns,
                 user_share: m.user_share,
@@ -528,20 +558,21 @@ pub fn render_text(ms: &[Measurement], args: &IoArgs) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "camp-bench io: {} B payload, {} s x {} runs (medians); veth pair, AF_XDP copy mode",
+        "camp-bench io: {} B payload, {} s x {} runs (medians); one veth pair",
         args.payload, args.seconds, args.runs
     );
     let _ = writeln!(
         s,
-        "{:<4} {:<12} {:>12} {:>12} {:>7} {:>14}",
-        "dir", "mode", "pps", "cpu-ns/pkt", "user%", "peer-pps"
+        "{:<4} {:<12} {:<9} {:>12} {:>12} {:>7} {:>14}",
+        "dir", "mode", "setup", "pps", "cpu-ns/pkt", "user%", "peer-pps"
     );
     for m in ms {
         let _ = writeln!(
             s,
-            "{:<4} {:<12} {:>12.0} {:>12.1} {:>6.0}% {:>14.0}",
+            "{:<4} {:<12} {:<9} {:>12.0} {:>12.1} {:>6.0}% {:>14.0}",
             m.direction,
             m.mode,
+            m.setup,
             m.pps,
             m.cpu_ns_per_pkt,
             m.user_share * 100.0,
@@ -574,8 +605,15 @@ pub fn render_json(ms: &[Measurement]) -> String {
         .iter()
         .map(|m| {
             format!(
-                "{{\"direction\":\"{}\",\"mode\":\"{}\",\"pps\":{:.1},\"cpu_ns_per_pkt\":{:.2},\"user_share\":{:.3},\"peer_pps\":{:.1},\"packets\":{}}}",
-                m.direction, m.mode, m.pps, m.cpu_ns_per_pkt, m.user_share, m.peer_pps, m.packets
+                "{{\"direction\":\"{}\",\"mode\":\"{}\",\"setup\":\"{}\",\"pps\":{:.1},\"cpu_ns_per_pkt\":{:.2},\"user_share\":{:.3},\"peer_pps\":{:.1},\"packets\":{}}}",
+                m.direction,
+                m.mode,
+                m.setup,
+                m.pps,
+                m.cpu_ns_per_pkt,
+                m.user_share,
+                m.peer_pps,
+                m.packets
             )
         })
         .collect();
@@ -600,6 +638,7 @@ mod tests {
         Measurement {
             direction,
             mode,
+            setup: "copy",
             pps: 1e6,
             cpu_ns_per_pkt: cpu,
             user_share: 0.25,
@@ -613,7 +652,7 @@ mod tests {
         let j = render_json(&[m("rx", "udp", 700.0)]);
         assert_eq!(
             j,
-            "[{\"direction\":\"rx\",\"mode\":\"udp\",\"pps\":1000000.0,\"cpu_ns_per_pkt\":700.00,\"user_share\":0.250,\"peer_pps\":2000000.0,\"packets\":10}]"
+            "[{\"direction\":\"rx\",\"mode\":\"udp\",\"setup\":\"copy\",\"pps\":1000000.0,\"cpu_ns_per_pkt\":700.00,\"user_share\":0.250,\"peer_pps\":2000000.0,\"packets\":10}]"
         );
     }
 
@@ -640,6 +679,7 @@ mod tests {
     #[test]
     fn median_picks_middle_run() {
         let r = |c: f64| Run {
+            setup: "kernel",
             pps: c,
             cpu_ns: c,
             user_share: 0.5,
@@ -685,6 +725,11 @@ mod tests {
             }
         }
         assert!(render_json(&ms).contains("\"mode\":\"xdp-generic\""));
+        // veth has no zero-copy AF_XDP.
+        assert!(
+            ms.iter()
+                .all(|m| m.setup == if m.mode == "udp" { "kernel" } else { "copy" })
+        );
     }
 
     #[test]
