@@ -207,7 +207,7 @@ fn links(p: &PathSpec, file: &Path, base: &Path) -> Result<(LinkConfig, LinkConf
     };
     match (&p.rate_mbit, &p.trace) {
         (Some(r), None) => {
-            if !(*r > 0.0) {
+            if r.is_nan() || *r <= 0.0 {
                 return Err(invalid("rate_mbit must be positive"));
             }
             let bps = r * 1e6;
