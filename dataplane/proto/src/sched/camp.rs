@@ -49,6 +49,8 @@ pub struct ConsistencyAwareConfig {
     /// Droppable units are not placed on a path whose queueing delay would exceed this
     /// once they are sent (keeps thin paths responsive for reliable speech and text), µs.
     pub max_droppable_queue_us: u64,
+    /// Reliable units up to this size (bytes on the wire) are sent on two paths.
+    pub duplicate_reliable_below: u32,
     /// A unit is never sent longer than this before its media time, whatever the prediction
     /// says (a badly inflated prediction during a failover must not release a whole queue of
     /// future text seconds early).
@@ -67,6 +69,7 @@ impl Default for ConsistencyAwareConfig {
             early_guard_us: 10_000,
             max_lead_us: 1_000_000,
             max_droppable_queue_us: 150_000,
+            duplicate_reliable_below: 300,
         }
     }
 }
@@ -239,7 +242,24 @@ impl Scheduler for ConsistencyAware {
                 target_us: arrival,
             };
         }
-        Decision::Send(PathSet::single(slot))
+        let mut send = PathSet::single(slot);
+        if unit.reliability == Reliability::Reliable
+            && unit.size <= self.config.duplicate_reliable_below
+        {
+            // Small reliable units (speech frames, text tokens) also go on the best other
+            // path that can take them: about 1% more bytes, and a path that goes dark costs
+            // no stall while it is being detected.
+            let second = paths
+                .iter()
+                .filter(|p| set.contains(p.slot as usize) && p.slot as usize != slot && p.has_room)
+                .map(|p| (self.pessimistic_arrival(p, unit), p.slot as usize))
+                .filter(|&(a, _)| a <= deadline)
+                .min();
+            if let Some((_, s)) = second {
+                send = send.with(s);
+            }
+        }
+        Decision::Send(send)
     }
 
     fn on_feedback(&mut self, feedback: &ClientFeedback) {
@@ -253,9 +273,17 @@ mod tests {
     use super::*;
     use camp_wire::Modality;
 
+    /// CAMP without the duplication of small reliable units, to test placement alone.
+    fn placement_only() -> ConsistencyAware {
+        ConsistencyAware::new(ConsistencyAwareConfig {
+            duplicate_reliable_below: 0,
+            ..ConsistencyAwareConfig::default()
+        })
+    }
+
     #[test]
     fn first_unit_of_group_takes_earliest_arrival() {
-        let mut s = ConsistencyAware::default();
+        let mut s = placement_only();
         // Path 0: 40 ms RTT, fast; path 1: 10 ms RTT, slow. A big frame is faster on path 0.
         let p = [path(0, 40, 100), path(1, 10, 1)];
         let v = unit(Modality::Video, 7, 60_000, 0);
@@ -265,7 +293,7 @@ mod tests {
 
     #[test]
     fn later_units_of_group_are_aimed_at_the_group_target() {
-        let mut s = ConsistencyAware::default();
+        let mut s = placement_only();
         let mut p = [path(0, 40, 100), path(1, 10, 100)];
         // Video of group 3 forced onto path 0 (the only one with room).
         p[1].has_room = false;
@@ -284,7 +312,7 @@ mod tests {
 
     #[test]
     fn holds_for_a_full_fast_path_rather_than_spilling_to_a_much_slower_one() {
-        let mut s = ConsistencyAware::default();
+        let mut s = placement_only();
         let mut p = [path(0, 10, 50), path(1, 300, 50)];
         p[0].has_room = false;
         let a = unit(Modality::Audio, 1, 120, 0);
@@ -293,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_unit_released_ahead_of_its_media_time_is_held_until_it_would_arrive_just_before_it() {
-        let mut s = ConsistencyAware::default();
+        let mut s = placement_only();
         let p = [path(0, 20, 50)];
         let mut a = unit(Modality::Audio, 9, 120, 0);
         a.gen_time_us = 300_000;
@@ -320,7 +348,7 @@ mod tests {
 
     #[test]
     fn droppable_units_do_not_build_a_standing_queue_on_a_thin_path() {
-        let mut s = ConsistencyAware::default();
+        let mut s = placement_only();
         let mut p = [path(0, 10, 1)]; // 125 kB/s
         p[0].in_flight = 1_250; // the 10 ms minimum RTT's worth
         p[0].unsent = 16_000; // 128 ms of backlog already
@@ -333,8 +361,23 @@ mod tests {
     }
 
     #[test]
-    fn droppable_unit_that_cannot_meet_deadline_is_dropped_reliable_is_sent() {
+    fn small_reliable_units_go_on_two_paths_large_and_droppable_on_one() {
         let mut s = ConsistencyAware::default();
+        let p = [path(0, 10, 20), path(1, 30, 20), path(2, 60, 20)];
+        let a = unit(Modality::Audio, 1, 120, 0);
+        assert_eq!(s.pick(&a, &p), Decision::Send(PathSet::single(0).with(1)));
+        let v = unit(Modality::Video, 1, 120, 0);
+        assert_eq!(s.pick(&v, &p), Decision::Send(PathSet::single(0)));
+        let big = unit(Modality::Text, 2, 4_000, 0);
+        assert_eq!(s.pick(&big, &p), Decision::Send(PathSet::single(0)));
+        // The copy only goes where it can still meet the deadline.
+        let q = [path(0, 10, 20), path(1, 400, 20)];
+        assert_eq!(s.pick(&a, &q), Decision::Send(PathSet::single(0)));
+    }
+
+    #[test]
+    fn droppable_unit_that_cannot_meet_deadline_is_dropped_reliable_is_sent() {
+        let mut s = placement_only();
         let p = [path(0, 400, 50)];
         let v = unit(Modality::Video, 1, 8_000, 0);
         assert_eq!(s.pick(&v, &p), Decision::Drop);
