@@ -110,6 +110,30 @@ impl PathConn {
         }
     }
 
+    /// Exchanges endpoint events between the connection and its endpoint until quiet, then
+    /// returns the connection's next application event, if any.
+    pub fn next_event(
+        &mut self,
+        endpoint: &mut quinn_proto::Endpoint,
+        h: quinn_proto::ConnectionHandle,
+    ) -> Option<quinn_proto::Event> {
+        loop {
+            let mut progressed = false;
+            while let Some(ev) = self.conn.poll_endpoint_events() {
+                progressed = true;
+                if let Some(cev) = endpoint.handle_event(h, ev) {
+                    self.conn.handle_event(cev);
+                }
+            }
+            if let Some(ev) = self.conn.poll() {
+                return Some(ev);
+            }
+            if !progressed {
+                return None;
+            }
+        }
+    }
+
     /// Opens the control stream (client side).
     pub fn open_control(&mut self) -> bool {
         if self.control.is_none() {

@@ -461,18 +461,8 @@ impl Server {
             let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
                 return;
             };
-            let mut progressed = false;
-            while let Some(ev) = c.path.conn.poll_endpoint_events() {
-                progressed = true;
-                if let Some(cev) = self.endpoint.handle_event(h, ev) {
-                    c.path.conn.handle_event(cev);
-                }
-            }
-            let Some(ev) = c.path.conn.poll() else {
-                if !progressed {
-                    break;
-                }
-                continue;
+            let Some(ev) = c.path.next_event(&mut self.endpoint, h) else {
+                break;
             };
             match ev {
                 Event::Connected => {
