@@ -6,7 +6,9 @@
 //! and extending groups in its ring. One unit in four carries a media time in the future
 //! (LLM text / TTS handed over early), which the CAMP scheduler paces (holds); the rest are
 //! due now. Every eleventh unit is a reinjection that must avoid slot 0, and every
-//! seventeenth droppable unit has a deadline no path can meet.
+//! seventeenth audio or video unit has a deadline no path can meet. The fastest path's window
+//! room and backlog (and the second path's bytes in flight) cycle through seven states, so
+//! the waiting branches of ECF, BLEST, OTIAS and CAMP are taken too.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -20,6 +22,8 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 const ROTATION: usize = 4096;
 /// Clock advance per unit, µs.
 const UNIT_STEP_US: u64 = 13_333;
+/// Path-state variants the rotation cycles through (prime to the other unit periods).
+const PATH_STATES: usize = 7;
 
 /// `n` established paths with staggered RTTs and backlog; every third one has a full window.
 fn views(n: usize) -> Vec<PathView> {
@@ -42,6 +46,20 @@ fn views(n: usize) -> Vec<PathView> {
             btl_bw: 2_000_000,
             loss_ppm: 0,
             mtu: 1200,
+        })
+        .collect()
+}
+
+/// [`PATH_STATES`] variants of `views(n)`: the fastest path is sometimes out of window room
+/// and carries 0..90 kB of unsent backlog; the second one has 0..30 kB more in flight.
+fn path_states(n: usize) -> Vec<Vec<PathView>> {
+    (0..PATH_STATES)
+        .map(|v| {
+            let mut paths = views(n);
+            paths[0].has_room = v % 3 != 0;
+            paths[0].unsent = v as u64 * 15_000;
+            paths[1].in_flight += (v % 4) as u64 * 10_000;
+            paths
         })
         .collect()
 }
@@ -105,13 +123,17 @@ fn pick(c: &mut Criterion) {
     group.sample_size(30);
     for kind in SchedulerKind::ALL {
         for n in [2usize, 4, 8] {
-            let paths = views(n);
+            let states = path_states(n);
             let mut units: Vec<UnitInfo> = (0..ROTATION).map(unit).collect();
+            // Which path state each unit of the rotation sees.
+            let state_of: Vec<&[PathView]> = (0..ROTATION)
+                .map(|i| &states[i % PATH_STATES][..])
+                .collect();
             let mut sched = kind.factory()();
             let mut i = 0usize;
             group.bench_function(BenchmarkId::new(kind.name(), n), |b| {
                 b.iter(|| {
-                    let d = sched.pick(black_box(&units[i]), black_box(&paths));
+                    let d = sched.pick(black_box(&units[i]), black_box(state_of[i]));
                     i = (i + 1) % ROTATION;
                     if i == 0 {
                         advance(&mut units);
