@@ -618,3 +618,64 @@ fn gso_batches_are_split_into_frames_all_or_nothing() {
         assert_eq!(d, &want, "segment {i}");
     }
 }
+
+#[test]
+fn ecn_codepoints_cross_between_kernel_udp_and_af_xdp() {
+    if !root_or_skip("ecn_codepoints_cross_between_kernel_udp_and_af_xdp") {
+        return;
+    }
+    let xdp = Netns::new("ec");
+    let peer = Netns::new("ep");
+    veth(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2");
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let server = xdp.spawn(move || {
+        let mut io = XdpIo::open(&config(&["xa0"], AttachMode::Native)).expect("open XdpIo");
+        ready_tx.send(()).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while seen.len() < 3 && Instant::now() < end {
+            io.wait(Duration::from_millis(20)).unwrap();
+            io.recv_batch(&mut |d| seen.push((d.local, d.remote, d.ecn)))
+                .unwrap();
+        }
+        // Answer each with a different codepoint, CE included (a router
+        // would set it; here our own frame builder does).
+        for ((local, remote, _), ecn) in seen.iter().zip([
+            camp_xdp::Ecn::Ce,
+            camp_xdp::Ecn::Ect1,
+            camp_xdp::Ecn::NotEct,
+        ]) {
+            io.send(&TxDatagram::new(*local, *remote, ecn, b"reply"))
+                .unwrap();
+        }
+        io.flush().unwrap();
+        seen.into_iter().map(|s| s.2).collect::<Vec<_>>()
+    });
+    ready.recv_timeout(Duration::from_secs(20)).unwrap();
+    let replies = peer.enter(|| {
+        let mut udp = camp_xdp::UdpIo::open(&["198.18.0.2:5000".parse().unwrap()]).unwrap();
+        let local: SocketAddr = "198.18.0.2:5000".parse().unwrap();
+        let remote: SocketAddr = "198.18.0.1:4433".parse().unwrap();
+        for ecn in [
+            camp_xdp::Ecn::Ect0,
+            camp_xdp::Ecn::Ect1,
+            camp_xdp::Ecn::NotEct,
+        ] {
+            udp.send(&TxDatagram::new(local, remote, ecn, b"ecn?"))
+                .unwrap();
+            // One at a time, so the order is kept.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.len() < 3 && Instant::now() < end {
+            udp.wait(Duration::from_millis(20)).unwrap();
+            udp.recv_batch(&mut |d| got.push(d.ecn)).unwrap();
+        }
+        got
+    });
+    let seen = server.join().unwrap();
+    use camp_xdp::Ecn::{Ce, Ect0, Ect1, NotEct};
+    assert_eq!(seen, vec![Ect0, Ect1, NotEct], "kernel -> AF_XDP");
+    assert_eq!(replies, vec![Ce, Ect1, NotEct], "AF_XDP -> kernel");
+}
