@@ -8,7 +8,7 @@
 //! due now. Every eleventh unit is a reinjection that must avoid slot 0, and every
 //! seventeenth audio or video unit has a deadline no path can meet. The fastest path's window
 //! room and backlog (and the second path's bytes in flight) cycle through seven states, so
-//! the waiting branches of ECF, BLEST, OTIAS and CAMP are taken too.
+//! the schedulers that wait for a fast path (BLEST, OTIAS, pinning) hold some units too.
 
 use std::hint::black_box;
 use std::time::Duration;
