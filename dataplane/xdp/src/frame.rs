@@ -728,21 +728,28 @@ pub(crate) mod tests {
         assert_eq!(Ecn::NotEct.to_quinn(), None);
     }
 
-    /// The committed fuzz seed corpus parses as its names say, and every
-    /// parsed seed satisfies the fuzz target's rebuild property.
+    /// The committed fuzz seeds parse as their names say, and every parsed
+    /// seed satisfies the fuzz target's rebuild property. (Only the named
+    /// seeds: a fuzzing run adds its own files to the directory.)
     #[test]
     fn fuzz_seed_corpus_parses() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/parse_udp");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let data = std::fs::read(&path).unwrap();
+        let seeds = [
+            "arp",
+            "ipv4_other_port",
+            "ipv4_camp",
+            "ipv4_vlan",
+            "ipv6_camp",
+            "ipv6_ext2",
+        ];
+        for name in seeds {
+            let data = std::fs::read(format!("{dir}/{name}"))
+                .unwrap_or_else(|e| panic!("seed {name}: {e}"));
             let parsed = parse_udp(&data);
-            match name.as_str() {
+            match name {
                 "arp" => assert_eq!(parsed, Err(FrameError::NotIp(0x0806))),
-                n if n.ends_with("other_port") => {
-                    assert_eq!(classify(&data, |p| p == 4433), Classification::Other)
+                "ipv4_other_port" => {
+                    assert_eq!(classify(&data, |p| p == 4433), Classification::Other);
                 }
                 n => {
                     let v = parsed.unwrap_or_else(|e| panic!("seed {n}: {e}"));
@@ -764,9 +771,7 @@ pub(crate) mod tests {
                     assert_eq!(parse_udp(&again).unwrap().payload, v.payload);
                 }
             }
-            seen += 1;
         }
-        assert!(seen >= 5, "seed corpus missing");
     }
 
     /// Straightforward RFC 1071 sum over big-endian 16-bit words.
