@@ -7,5 +7,7 @@
 //! JSON lines over a Unix socket (what `campctl` speaks).
 #![forbid(unsafe_code)]
 
+pub mod histo;
+pub mod knobs;
 pub mod publish;
 pub mod snapshot;
