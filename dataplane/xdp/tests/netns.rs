@@ -679,3 +679,27 @@ fn ecn_codepoints_cross_between_kernel_udp_and_af_xdp() {
     assert_eq!(seen, vec![Ect0, Ect1, NotEct], "kernel -> AF_XDP");
     assert_eq!(replies, vec![Ce, Ect1, NotEct], "AF_XDP -> kernel");
 }
+
+#[test]
+fn reopening_right_after_close_succeeds() {
+    if !root_or_skip("reopening_right_after_close_succeeds") {
+        return;
+    }
+    let xdp = Netns::new("ro");
+    let peer = Netns::new("rp");
+    veth(&xdp, "xa0", "198.18.0.1", &peer, "xb0", "198.18.0.2");
+    xdp.enter(|| {
+        // A queue released a moment ago can refuse a new bind with EBUSY
+        // for a short while; `XskSocket::open` retries.
+        for mode in [
+            AttachMode::Native,
+            AttachMode::Generic,
+            AttachMode::Native,
+            AttachMode::Generic,
+        ] {
+            let io = XdpIo::open(&config(&["xa0"], mode)).expect("reopen");
+            drop(io);
+        }
+    });
+    assert!(!xdp_attached(&xdp, "xa0"));
+}
