@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
 use camp_recv::{Receiver, ReceiverConfig, UnitMeta};
 use camp_wire::{
     Abandon, Feedback, Frame, Hello, Join, Micros, PathId, PathStatus, PathStatusFrame,
@@ -24,7 +23,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::cc::PathGauges;
 use crate::config::CampConfig;
-use crate::conn::{MAX_UNIT_FRAME, PathConn, codes};
+use crate::conn::{MAX_UNIT_FRAME, PathConn, RxBuffer, codes};
 use crate::control::ControlFrame;
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey};
 use crate::sched::{MAX_PATHS, PathView};
@@ -170,7 +169,7 @@ pub struct Client {
     events: VecDeque<ClientEvent>,
     counters: ClientCounters,
     pool: Vec<Vec<u8>>,
-    rx: BytesMut,
+    rx: RxBuffer,
     rr: usize,
     ack_buf: Vec<u8>,
 }
@@ -213,7 +212,7 @@ impl Client {
             events: VecDeque::new(),
             counters: ClientCounters::default(),
             pool: Vec::new(),
-            rx: BytesMut::with_capacity(64 * 1024),
+            rx: RxBuffer::default(),
             rr: 0,
             ack_buf: vec![0; camp_wire::ack_len(camp_wire::MAX_ACK_RANGES)],
         };
@@ -424,9 +423,7 @@ impl Client {
         ecn: Option<EcnCodepoint>,
         data: &[u8],
     ) {
-        self.rx.reserve(data.len().max(2048));
-        self.rx.extend_from_slice(data);
-        let packet = self.rx.split();
+        let packet = self.rx.packet(data);
         let mut buf = Vec::new();
         match self
             .endpoint

@@ -32,6 +32,28 @@ pub mod codes {
     pub const UNIT_REFUSED: u32 = 0x4;
 }
 
+/// The receive buffer datagrams are copied into before quinn takes them as `BytesMut`.
+///
+/// One allocation is reused: `split` hands quinn a view of the front, and `reserve` reclaims
+/// the space once quinn has dropped every view of it, so steady state allocates nothing.
+#[derive(Debug)]
+pub(crate) struct RxBuffer(bytes::BytesMut);
+
+impl Default for RxBuffer {
+    fn default() -> Self {
+        RxBuffer(bytes::BytesMut::with_capacity(64 * 1024))
+    }
+}
+
+impl RxBuffer {
+    /// Copies one datagram in and returns it as quinn wants it.
+    pub fn packet(&mut self, data: &[u8]) -> bytes::BytesMut {
+        self.0.reserve(data.len().max(2048));
+        self.0.extend_from_slice(data);
+        self.0.split()
+    }
+}
+
 /// How a unit was handed to quinn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum UnitCarrier {

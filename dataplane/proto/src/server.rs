@@ -11,7 +11,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
 use camp_wire::{
     Abandon, Frame, JoinOk, Micros, Modality, PathId, PathStatus, PathStatusFrame, Reliability,
     RttReport, SessionInfo,
@@ -23,7 +22,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::cc::PathGauges;
 use crate::config::{CampConfig, SchedulerFactory};
-use crate::conn::{PathConn, UnitCarrier, UnitWriteError, codes};
+use crate::conn::{PathConn, RxBuffer, UnitCarrier, UnitWriteError, codes};
 use crate::control::ControlFrame;
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey, JoinRefusal, NonceCache};
 use crate::sched::{ClientFeedback, Decision, MAX_PATHS, PathSet, PathView, Scheduler, UnitInfo};
@@ -161,7 +160,7 @@ pub struct Server {
     events: VecDeque<ServerEvent>,
     counters: ServerCounters,
     rr: usize,
-    rx: BytesMut,
+    rx: RxBuffer,
 }
 
 impl std::fmt::Debug for Server {
@@ -201,7 +200,7 @@ impl Server {
             events: VecDeque::new(),
             counters: ServerCounters::default(),
             rr: 0,
-            rx: BytesMut::with_capacity(64 * 1024),
+            rx: RxBuffer::default(),
         }
     }
 
@@ -377,11 +376,7 @@ impl Server {
         ecn: Option<EcnCodepoint>,
         data: &[u8],
     ) {
-        // Reuse one receive allocation: `split` hands quinn a view, and `reserve` reclaims
-        // the space once quinn has dropped it.
-        self.rx.reserve(data.len().max(2048));
-        self.rx.extend_from_slice(data);
-        let packet = self.rx.split();
+        let packet = self.rx.packet(data);
         let mut buf = Vec::new();
         match self
             .endpoint
