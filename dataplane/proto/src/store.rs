@@ -473,11 +473,14 @@ impl UnitStore {
         n
     }
 
-    /// When [`fire_safety_timeouts`](Self::fire_safety_timeouts) would next fire something.
+    /// When [`fire_safety_timeouts`](Self::fire_safety_timeouts) would next fire something,
+    /// judged from the oldest units of each modality (units are sent roughly in sequence
+    /// order, so this stays cheap enough to ask on every event; the firing itself scans all).
     pub fn next_safety_timeout(&self, timeout_us: u64) -> Option<Micros> {
+        const LOOK: usize = 8;
         self.queues
             .iter()
-            .flat_map(|q| q.iter())
+            .flat_map(|q| q.iter().take(LOOK))
             .filter(|u| u.state == UnitState::InFlight)
             .map(|u| u.last_sent_us + timeout_us)
             .min()
