@@ -195,9 +195,15 @@ pub enum Knob {
         precedence: u8,
     },
     /// Coupled congestion control across a session's paths on or off.
-    SetCoupledCc(bool),
+    SetCoupledCc {
+        /// True to couple.
+        on: bool,
+    },
     /// Engine log level.
-    SetLogLevel(LogLevel),
+    SetLogLevel {
+        /// New level.
+        level: LogLevel,
+    },
 }
 
 mod scheduler_name {
@@ -401,13 +407,16 @@ mod tests {
     fn queue_is_bounded_and_drains_in_order() {
         let (tx, mut rx) = channel();
         for i in 0..KNOB_QUEUE_CAPACITY {
-            tx.send(Knob::SetCoupledCc(i % 2 == 0)).unwrap();
+            tx.send(Knob::SetCoupledCc { on: i % 2 == 0 }).unwrap();
         }
-        assert_eq!(tx.send(Knob::SetCoupledCc(true)), Err(KnobError::QueueFull));
+        assert_eq!(
+            tx.send(Knob::SetCoupledCc { on: true }),
+            Err(KnobError::QueueFull)
+        );
         let mut got = Vec::new();
         assert_eq!(rx.drain(|k| got.push(k)), KNOB_QUEUE_CAPACITY);
-        assert_eq!(got[0], Knob::SetCoupledCc(true));
-        assert_eq!(got[1], Knob::SetCoupledCc(false));
+        assert_eq!(got[0], Knob::SetCoupledCc { on: true });
+        assert_eq!(got[1], Knob::SetCoupledCc { on: false });
         assert_eq!(rx.drain(|_| panic!("queue should be empty")), 0);
     }
 
@@ -429,5 +438,21 @@ mod tests {
         .unwrap();
         assert_eq!(s, r#"{"knob":"set_scheduler","kind":"xlink"}"#);
         assert_eq!("WARN".parse::<LogLevel>(), Ok(LogLevel::Warn));
+        // Every variant must survive a JSON round trip: the socket's replies carry knobs.
+        for k in [
+            Knob::SetCoupledCc { on: true },
+            Knob::SetLogLevel {
+                level: LogLevel::Debug,
+            },
+            Knob::SetPathStatus {
+                session: 1,
+                path: 2,
+                status: PathState::Standby,
+                precedence: 9,
+            },
+        ] {
+            let j = serde_json::to_string(&k).unwrap();
+            assert_eq!(serde_json::from_str::<Knob>(&j).unwrap(), k, "{j}");
+        }
     }
 }

@@ -259,10 +259,10 @@ pub fn knob_from_set(name: &str, value: &serde_json::Value) -> Result<Knob, Knob
     };
     match name {
         "scheduler" => Knob::scheduler(&text),
-        "log_level" => text.parse().map(Knob::SetLogLevel),
+        "log_level" => text.parse().map(|level| Knob::SetLogLevel { level }),
         "coupled_cc" => match text.as_str() {
-            "true" | "on" | "1" => Ok(Knob::SetCoupledCc(true)),
-            "false" | "off" | "0" => Ok(Knob::SetCoupledCc(false)),
+            "true" | "on" | "1" => Ok(Knob::SetCoupledCc { on: true }),
+            "false" | "off" | "0" => Ok(Knob::SetCoupledCc { on: false }),
             _ => Err(KnobError::OutOfRange {
                 param: "coupled_cc",
                 value: f64::NAN,
@@ -598,7 +598,7 @@ mod tests {
         let mut got = Vec::new();
         e.knobs.drain(|k| got.push(k));
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1], Knob::SetCoupledCc(true));
+        assert_eq!(got[1], Knob::SetCoupledCc { on: true });
     }
 
     #[test]
