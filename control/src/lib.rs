@@ -81,7 +81,14 @@ pub struct ControlState {
 }
 
 impl ControlState {
-    fn new(snapshots: publish::Subscriber, knobs: knobs::KnobSender, interval: Duration) -> Self {
+    /// State answering from `snapshots` and queueing knobs on `knobs`; `interval` is what
+    /// `stats` replies report as the interval length. [`ControlThread::spawn`] builds its
+    /// own; this is for embedding the request handler elsewhere (and for fuzzing it).
+    pub fn new(
+        snapshots: publish::Subscriber,
+        knobs: knobs::KnobSender,
+        interval: Duration,
+    ) -> Self {
         ControlState {
             snapshots,
             knobs,
