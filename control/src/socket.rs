@@ -724,6 +724,42 @@ mod tests {
         assert!(!sock.exists(), "socket file removed on stop");
     }
 
+    #[test]
+    fn connections_beyond_the_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("campd.sock");
+        let (st, _e) = state_with(vec![]);
+        let mut server = SocketServer::spawn(&sock, st).unwrap();
+        // Each held connection has been answered, so its thread is running.
+        let held: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|_| {
+                let s = UnixStream::connect(&sock).unwrap();
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                w.write_all(b"{\"cmd\":\"stats\"}\n").unwrap();
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                assert!(line.contains("no_stats"), "{line}");
+                (w, r)
+            })
+            .collect();
+        let extra = UnixStream::connect(&sock).unwrap();
+        let mut line = String::new();
+        BufReader::new(extra).read_line(&mut line).unwrap();
+        assert!(
+            matches!(
+                serde_json::from_str(&line).unwrap(),
+                Reply::Error {
+                    kind: ErrorCode::Busy,
+                    ..
+                }
+            ),
+            "{line}"
+        );
+        drop(held);
+        server.stop();
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
