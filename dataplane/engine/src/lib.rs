@@ -1,0 +1,425 @@
+//! The CAMP data-plane engine: one thread that drives a sans-IO CAMP endpoint
+//! ([`Server`] or [`Client`]) over a [`PacketIo`] (kernel UDP or AF_XDP).
+//!
+//! The engine owns the loop and nothing else: datagrams in
+//! ([`PacketIo::recv_batch`] → `handle_datagram`), timers
+//! (`poll_timeout` → `handle_timeout`), datagrams out (`poll_transmit` →
+//! [`PacketIo::send`], then [`PacketIo::flush`]), and the idle policy (spin or
+//! block in [`PacketIo::wait`]). Application work (submitting units, draining
+//! playout, reading events) runs in the `on_tick` callback of
+//! [`Engine::run_until`], on the same thread, so the endpoint needs no lock.
+//!
+//! The steady state allocates nothing in this crate: one transmit buffer and
+//! one parking buffer are allocated up front and reused. See `docs/engine.md`.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use camp_proto::Transmit;
+use camp_proto::client::Client;
+use camp_proto::server::Server;
+use camp_xdp::{Ecn, IoError, PacketIo, TxDatagram};
+use quinn_proto::EcnCodepoint;
+
+/// Largest transmit quinn-proto writes into one buffer (a GSO batch included);
+/// the buffers are sized for it once so `poll_transmit` never grows them.
+const TX_BUF_CAPACITY: usize = 64 * 1024;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for camp_proto::server::Server {}
+    impl Sealed for camp_proto::client::Client {}
+    #[cfg(test)]
+    impl Sealed for crate::tests::Counter {}
+}
+
+/// A sans-IO CAMP endpoint the engine can drive: [`Server`] or [`Client`].
+///
+/// Sealed: the engine's guarantees (no datagram dropped by the loop, timers
+/// honoured) are stated for these two only.
+pub trait Driven: sealed::Sealed {
+    /// Feeds one received datagram.
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ecn: Option<EcnCodepoint>,
+        data: &[u8],
+    );
+    /// Next datagram to send, written into `buf`.
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit>;
+    /// When [`Driven::handle_timeout`] must run next.
+    fn poll_timeout(&mut self) -> Option<Instant>;
+    /// Runs the timers due at `now`.
+    fn handle_timeout(&mut self, now: Instant);
+}
+
+macro_rules! driven {
+    ($t:ty) => {
+        impl Driven for $t {
+            fn handle_datagram(
+                &mut self,
+                now: Instant,
+                local: SocketAddr,
+                remote: SocketAddr,
+                ecn: Option<EcnCodepoint>,
+                data: &[u8],
+            ) {
+                <$t>::handle_datagram(self, now, local, remote, ecn, data);
+            }
+            fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+                <$t>::poll_transmit(self, now, buf)
+            }
+            fn poll_timeout(&mut self) -> Option<Instant> {
+                <$t>::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$t>::handle_timeout(self, now);
+            }
+        }
+    };
+}
+
+driven!(Server);
+driven!(Client);
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Never block: poll the I/O in a tight loop (lowest latency, one core at
+    /// 100 %). Otherwise the loop blocks in [`PacketIo::wait`] until a
+    /// datagram arrives, the endpoint's next timer, or `max_idle`.
+    pub busy_poll: bool,
+    /// Longest blocking wait, which bounds how late `on_tick` (application
+    /// work such as releasing units) runs when nothing else happens.
+    pub max_idle: Duration,
+    /// Pin the thread running [`Engine::run_until`] to this CPU.
+    pub core: Option<usize>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            busy_poll: false,
+            max_idle: Duration::from_millis(5),
+            core: None,
+        }
+    }
+}
+
+/// Errors of the engine loop.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Receiving, flushing or waiting failed: the I/O layer is unusable.
+    #[error("packet I/O: {0}")]
+    Io(#[source] IoError),
+    /// The thread could not be pinned to the configured core.
+    #[error("pinning the engine thread to CPU {core}: {source}")]
+    Affinity {
+        /// The CPU asked for.
+        core: usize,
+        /// Cause.
+        #[source]
+        source: nix::errno::Errno,
+    },
+}
+
+/// What the application callback of [`Engine::run_until`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Keep running.
+    Continue,
+    /// Keep running, and wake up by this time even if nothing arrives (for
+    /// example when the next unit is to be released).
+    WakeAt(Instant),
+    /// Return from [`Engine::run_until`] now.
+    Stop,
+}
+
+/// Why [`Engine::run_until`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The deadline passed.
+    Deadline,
+    /// The callback returned [`Tick::Stop`].
+    Stopped,
+}
+
+/// Engine counters (monotonic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineCounters {
+    /// Loop iterations ([`Engine::step`] calls).
+    pub steps: u64,
+    /// Datagrams handed to the endpoint.
+    pub rx_datagrams: u64,
+    /// Transmits (single datagrams or GSO batches) accepted by the I/O layer.
+    pub tx_transmits: u64,
+    /// Sends refused with [`IoError::WouldBlock`] (each retry counts).
+    pub tx_would_block: u64,
+    /// Transmits parked for the next iteration after a flush and a retry
+    /// were refused too.
+    pub tx_parked: u64,
+    /// Transmits the I/O layer rejected for good (no route, no next hop,
+    /// too large, OS error): dropped like a lost packet, which the endpoint
+    /// recovers from as it would from a loss.
+    pub tx_dropped: u64,
+    /// Times the endpoint's timer fired.
+    pub timeouts: u64,
+    /// Blocking waits.
+    pub waits: u64,
+}
+
+/// A transmit refused twice, waiting in [`Engine`]'s parking buffer.
+#[derive(Debug, Clone, Copy)]
+struct Parked {
+    source: SocketAddr,
+    destination: SocketAddr,
+    ecn: Ecn,
+    size: usize,
+    segment_size: Option<usize>,
+}
+
+/// Result of offering one transmit to the I/O layer.
+enum Offer {
+    /// Accepted, or rejected for good (counted in `tx_dropped`).
+    Done,
+    /// Refused for lack of space, after a flush and a retry.
+    Full,
+}
+
+/// The single-threaded data-plane loop over endpoint `N` and packet I/O `I`.
+#[derive(Debug)]
+pub struct Engine<N: Driven, I: PacketIo> {
+    node: N,
+    io: I,
+    config: EngineConfig,
+    /// Where `poll_transmit` writes; reused for every transmit.
+    buf: Vec<u8>,
+    /// Holds the one transmit the I/O layer refused (swapped with `buf`, so
+    /// parking copies nothing and allocates nothing).
+    parked_buf: Vec<u8>,
+    parked: Option<Parked>,
+    pinned: bool,
+    counters: EngineCounters,
+}
+
+impl<N: Driven, I: PacketIo> Engine<N, I> {
+    /// An engine driving `node` over `io`.
+    pub fn new(node: N, io: I, config: EngineConfig) -> Self {
+        Self {
+            node,
+            io,
+            config,
+            buf: Vec::with_capacity(TX_BUF_CAPACITY),
+            parked_buf: Vec::with_capacity(TX_BUF_CAPACITY),
+            parked: None,
+            pinned: false,
+            counters: EngineCounters::default(),
+        }
+    }
+
+    /// The endpoint.
+    pub fn node(&self) -> &N {
+        &self.node
+    }
+
+    /// The endpoint, mutably (submit units, read events between steps).
+    pub fn node_mut(&mut self) -> &mut N {
+        &mut self.node
+    }
+
+    /// The packet I/O.
+    pub fn io(&self) -> &I {
+        &self.io
+    }
+
+    /// The packet I/O, mutably.
+    pub fn io_mut(&mut self) -> &mut I {
+        &mut self.io
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    /// The settings.
+    pub fn config(&self) -> EngineConfig {
+        self.config
+    }
+
+    /// Whether a transmit is parked, waiting for buffer space.
+    pub fn has_parked(&self) -> bool {
+        self.parked.is_some()
+    }
+
+    /// Takes the engine apart.
+    pub fn into_parts(self) -> (N, I) {
+        (self.node, self.io)
+    }
+
+    /// One iteration without waiting: receive everything ready, run due
+    /// timers, send everything the endpoint has (until the I/O layer is
+    /// full), flush. Returns the endpoint's next timer.
+    pub fn step(&mut self, now: Instant) -> Result<Option<Instant>, EngineError> {
+        self.counters.steps += 1;
+        let node = &mut self.node;
+        let mut rx = 0u64;
+        self.io
+            .recv_batch(&mut |d| {
+                rx += 1;
+                node.handle_datagram(now, d.local, d.remote, d.ecn.to_quinn(), d.payload);
+            })
+            .map_err(EngineError::Io)?;
+        self.counters.rx_datagrams += rx;
+
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.counters.timeouts += 1;
+            self.node.handle_timeout(now);
+        }
+
+        self.transmit(now)?;
+        self.io.flush().map_err(EngineError::Io)?;
+        Ok(self.node.poll_timeout())
+    }
+
+    /// Sends the parked transmit, then everything the endpoint has, until
+    /// the I/O layer stays full after a flush.
+    fn transmit(&mut self, now: Instant) -> Result<(), EngineError> {
+        if let Some(p) = self.parked {
+            let tx = TxDatagram {
+                local: p.source,
+                remote: p.destination,
+                ecn: p.ecn,
+                payload: &self.parked_buf[..p.size],
+                segment_size: p.segment_size,
+            };
+            match offer(&mut self.io, &tx, &mut self.counters)? {
+                Offer::Done => self.parked = None,
+                // Still full: keep it, and take nothing more from the
+                // endpoint (it keeps its packets until there is room).
+                Offer::Full => return Ok(()),
+            }
+        }
+        while let Some(t) = self.node.poll_transmit(now, &mut self.buf) {
+            let ecn = Ecn::from_quinn(t.ecn);
+            let tx = TxDatagram {
+                local: t.source,
+                remote: t.destination,
+                ecn,
+                payload: &self.buf[..t.size],
+                segment_size: t.segment_size,
+            };
+            if let Offer::Full = offer(&mut self.io, &tx, &mut self.counters)? {
+                std::mem::swap(&mut self.buf, &mut self.parked_buf);
+                self.parked = Some(Parked {
+                    source: t.source,
+                    destination: t.destination,
+                    ecn,
+                    size: t.size,
+                    segment_size: t.segment_size,
+                });
+                self.counters.tx_parked += 1;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pins the calling thread to the configured core (once).
+    fn pin(&mut self) -> Result<(), EngineError> {
+        if let (Some(core), false) = (self.config.core, self.pinned) {
+            pin_current_thread(core)?;
+            self.pinned = true;
+        }
+        Ok(())
+    }
+
+    /// Runs the loop until `deadline` or until `on_tick` returns
+    /// [`Tick::Stop`]. `on_tick` runs before every iteration with the
+    /// endpoint and the iteration's `now`.
+    pub fn run_until(
+        &mut self,
+        deadline: Instant,
+        mut on_tick: impl FnMut(&mut N, Instant) -> Tick,
+    ) -> Result<RunEnd, EngineError> {
+        self.pin()?;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(RunEnd::Deadline);
+            }
+            let app_wake = match on_tick(&mut self.node, now) {
+                Tick::Stop => return Ok(RunEnd::Stopped),
+                Tick::WakeAt(t) => Some(t),
+                Tick::Continue => None,
+            };
+            let next_timer = self.step(now)?;
+            if self.config.busy_poll || self.parked.is_some() {
+                // A parked transmit is retried on the next pass: PacketIo has
+                // no "writable" readiness to block on.
+                continue;
+            }
+            let wake = [next_timer, app_wake, Some(deadline)]
+                .into_iter()
+                .flatten()
+                .fold(now + self.config.max_idle, Instant::min);
+            let timeout = wake.saturating_duration_since(Instant::now());
+            if !timeout.is_zero() {
+                self.counters.waits += 1;
+                self.io.wait(timeout).map_err(EngineError::Io)?;
+            }
+        }
+    }
+
+    /// [`Engine::run_until`] for `duration` from now.
+    pub fn run_for(
+        &mut self,
+        duration: Duration,
+        on_tick: impl FnMut(&mut N, Instant) -> Tick,
+    ) -> Result<RunEnd, EngineError> {
+        self.run_until(Instant::now() + duration, on_tick)
+    }
+}
+
+/// Offers `tx` to `io`: on [`IoError::WouldBlock`], flushes and retries once.
+fn offer<I: PacketIo>(
+    io: &mut I,
+    tx: &TxDatagram<'_>,
+    counters: &mut EngineCounters,
+) -> Result<Offer, EngineError> {
+    for attempt in 0..2 {
+        match io.send(tx) {
+            Ok(()) => {
+                counters.tx_transmits += 1;
+                return Ok(Offer::Done);
+            }
+            Err(IoError::WouldBlock) => {
+                counters.tx_would_block += 1;
+                if attempt == 0 {
+                    io.flush().map_err(EngineError::Io)?;
+                }
+            }
+            Err(e) => {
+                counters.tx_dropped += 1;
+                tracing::debug!("dropping a datagram {} -> {}: {e}", tx.local, tx.remote);
+                return Ok(Offer::Done);
+            }
+        }
+    }
+    Ok(Offer::Full)
+}
+
+/// Pins the calling thread to CPU `core`.
+pub fn pin_current_thread(core: usize) -> Result<(), EngineError> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(core)
+        .map_err(|source| EngineError::Affinity { core, source })?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|source| EngineError::Affinity { core, source })
+}
+
+#[cfg(test)]
+mod tests;
