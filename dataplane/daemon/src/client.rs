@@ -1,0 +1,434 @@
+//! camp-client: one receiver session over several local addresses (kernel UDP), presenting
+//! units as the alignment buffer plays them out, then summarising the receiver's metrics.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use camp_engine::{Engine, EngineConfig, Tick};
+use camp_proto::client::{Client, ClientConfig, ClientEvent, PathSpec};
+use camp_proto::config::CampConfig;
+use camp_recv::ReceiverConfig;
+use camp_wire::{Modality, Reliability, UnitFlags};
+use camp_xdp::UdpIo;
+use clap::Parser;
+use serde::Serialize;
+
+/// After every reliable modality seen has ended its turn, wait this long for the others.
+const LOSSY_TAIL: Duration = Duration::from_secs(1);
+/// Time given to the close handshake at the end.
+const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
+/// camp-client flags.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "camp-client",
+    about = "CAMP test receiver: joins one session over several paths and reports its metrics",
+    version
+)]
+pub struct ClientArgs {
+    /// Local address of a path, `IP` or `IP:PORT` (repeat; pairs with --server in order).
+    #[arg(long = "local", required = true)]
+    pub locals: Vec<String>,
+    /// Server address of a path (repeat, same count as --local).
+    #[arg(long = "server", required = true)]
+    pub servers: Vec<SocketAddr>,
+    /// Certificate to trust (PEM or DER; campd --cert-out writes one).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// Name the server certificate is checked against.
+    #[arg(long, default_value = "camp.test")]
+    pub server_name: String,
+    /// Local port for addresses given without one.
+    #[arg(long, default_value_t = 5000)]
+    pub local_port: u16,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+    /// Write a per-unit arrival CSV here.
+    #[arg(long)]
+    pub arrivals: Option<PathBuf>,
+    /// Print the summary as one JSON line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Log TLS secrets to the file named by SSLKEYLOGFILE.
+    #[arg(long)]
+    pub keylog: bool,
+}
+
+/// Why camp-client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientRunError {
+    /// Flags inconsistent.
+    #[error("{0}")]
+    Args(String),
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
+    /// Sockets.
+    #[error("opening UDP sockets: {0}")]
+    Udp(#[from] camp_xdp::UdpError),
+    /// The client refused its configuration.
+    #[error("client: {0}")]
+    Client(#[from] camp_proto::client::ClientError),
+    /// The engine loop failed.
+    #[error("engine: {0}")]
+    Engine(#[from] camp_engine::EngineError),
+    /// Writing the arrival CSV failed.
+    #[error("writing {path}: {source}")]
+    Arrivals {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One modality's figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ModalityReport {
+    /// Name.
+    pub modality: String,
+    /// Units presented.
+    pub presented: u64,
+    /// Units skipped (late droppable units).
+    pub skipped: u64,
+    /// Units the sender sent in the turn as far as the receiver can tell (last seq + 1).
+    pub expected: u64,
+    /// Reliable modality: expected units never presented.
+    pub lost: u64,
+    /// The END_OF_TURN unit was played out.
+    pub end_of_turn: bool,
+    /// Latency `L` (arrival − generation), µs.
+    pub latency_mean_us: f64,
+    /// Median latency, µs.
+    pub latency_p50_us: u64,
+    /// p95 latency, µs.
+    pub latency_p95_us: u64,
+    /// p99 latency, µs.
+    pub latency_p99_us: u64,
+    /// Units past their deadline.
+    pub deadline_misses: u64,
+}
+
+/// The receiver's summary at the end of the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientSummary {
+    /// Paths that joined the session.
+    pub paths_joined: usize,
+    /// Why the run ended: `end_of_turn` or `seconds`.
+    pub ended_by: String,
+    /// Wall time, ms.
+    pub duration_ms: u64,
+    /// Per modality.
+    pub modalities: Vec<ModalityReport>,
+    /// Text and audio units never presented.
+    pub reliable_lost: u64,
+    /// `C` (mean inter-modal skew), µs.
+    pub skew_c_us: f64,
+    /// p95 skew, µs.
+    pub skew_p95_us: u64,
+    /// p99 skew, µs.
+    pub skew_p99_us: u64,
+    /// Share of A/V indices outside ATSC IS-191.
+    pub outside_is191: f64,
+    /// Share of A/V indices outside ITU-R BT.1359.
+    pub outside_bt1359: f64,
+    /// Units played out per path id.
+    pub units_per_path: BTreeMap<u32, u64>,
+    /// Datagrams received.
+    pub rx_datagrams: u64,
+}
+
+impl ClientSummary {
+    /// A human-readable table.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "paths joined {}, ended by {}, {} ms, reliable lost {}\n",
+            self.paths_joined, self.ended_by, self.duration_ms, self.reliable_lost
+        );
+        s.push_str(
+            "modality  presented skipped expected lost  L mean   p50     p95     p99    (µs)  misses\n",
+        );
+        for m in &self.modalities {
+            s.push_str(&format!(
+                "{:<9} {:>9} {:>7} {:>8} {:>4} {:>8.0} {:>7} {:>7} {:>7}        {:>6}\n",
+                m.modality,
+                m.presented,
+                m.skipped,
+                m.expected,
+                m.lost,
+                m.latency_mean_us,
+                m.latency_p50_us,
+                m.latency_p95_us,
+                m.latency_p99_us,
+                m.deadline_misses
+            ));
+        }
+        s.push_str(&format!(
+            "skew C {:.0} µs, p95 {} µs, p99 {} µs; outside IS-191 {:.1} %, outside BT.1359 {:.1} %\n",
+            self.skew_c_us,
+            self.skew_p95_us,
+            self.skew_p99_us,
+            self.outside_is191 * 100.0,
+            self.outside_bt1359 * 100.0
+        ));
+        let per_path: Vec<String> = self
+            .units_per_path
+            .iter()
+            .map(|(p, n)| format!("path {p}: {n}"))
+            .collect();
+        s.push_str(&format!("units per path: {}\n", per_path.join(", ")));
+        s
+    }
+}
+
+fn parse_local(s: &str, default_port: u16) -> Result<SocketAddr, ClientRunError> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| ClientRunError::Args(format!("--local {s:?}: not an IP or IP:PORT")))
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    any: bool,
+    presented: u64,
+    skipped: u64,
+    max_seq: Option<u64>,
+    eot_seq: Option<u64>,
+}
+
+/// Runs one session to the end of its turn (or `--seconds`) and summarises it.
+pub fn run_client(args: &ClientArgs) -> Result<ClientSummary, ClientRunError> {
+    if args.locals.len() != args.servers.len() {
+        return Err(ClientRunError::Args(format!(
+            "{} --local but {} --server: give them in pairs",
+            args.locals.len(),
+            args.servers.len()
+        )));
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 86_400.0) {
+        return Err(ClientRunError::Args(format!(
+            "--seconds {}: expected 0 < s <= 86400",
+            args.seconds
+        )));
+    }
+    let locals = args
+        .locals
+        .iter()
+        .map(|l| parse_local(l, args.local_port))
+        .collect::<Result<Vec<_>, _>>()?;
+    let crypto = crate::tls::client_crypto(&args.ca, args.keylog)?;
+    let io = UdpIo::open(&locals)?;
+    let start = Instant::now();
+    let node = Client::new(
+        ClientConfig {
+            camp: CampConfig::default(),
+            paths: locals
+                .iter()
+                .zip(&args.servers)
+                .map(|(l, r)| PathSpec {
+                    local: *l,
+                    remote: *r,
+                })
+                .collect(),
+            crypto,
+            server_name: args.server_name.clone(),
+            receiver: ReceiverConfig {
+                arrival_log: args.arrivals.is_some(),
+                ..ReceiverConfig::default()
+            },
+            rng_seed: seed_bytes(),
+            shared_clock: false,
+        },
+        start,
+        start,
+    )?;
+    let mut engine = Engine::new(node, io, EngineConfig::default());
+    let mut joined = 0usize;
+    let mut seen = [Seen::default(); Modality::COUNT];
+    let mut per_path: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut reliable_done_at: Option<Instant> = None;
+    let mut ended_by = "seconds";
+    engine.run_for(Duration::from_secs_f64(args.seconds), |node, now| {
+        while let Some(ev) = node.poll_event() {
+            if let ClientEvent::PathJoined { .. } = ev {
+                joined += 1;
+            }
+        }
+        let now_us = node.clock().micros(now);
+        while let Some(p) = node.receiver_mut().poll_playout(now_us) {
+            let s = &mut seen[p.meta.modality.index()];
+            s.any = true;
+            if p.skipped {
+                s.skipped += 1;
+            } else {
+                s.presented += 1;
+                *per_path.entry(p.path.0).or_default() += 1;
+            }
+            s.max_seq = Some(s.max_seq.map_or(p.meta.seq, |m| m.max(p.meta.seq)));
+            if p.meta.flags.contains(UnitFlags::END_OF_TURN) {
+                s.eot_seq = Some(p.meta.seq);
+            }
+        }
+        let all_ended =
+            seen.iter().any(|s| s.any) && seen.iter().all(|s| !s.any || s.eot_seq.is_some());
+        if all_ended {
+            ended_by = "end_of_turn";
+            return Tick::Stop;
+        }
+        let reliable_ended = Modality::ALL
+            .iter()
+            .filter(|m| m.default_reliability() == Reliability::Reliable)
+            .map(|m| seen[m.index()])
+            .filter(|s| s.any)
+            .all(|s| s.eot_seq.is_some())
+            && seen.iter().any(|s| s.any && s.eot_seq.is_some());
+        if reliable_ended {
+            let t = *reliable_done_at.get_or_insert(now);
+            if now.duration_since(t) >= LOSSY_TAIL {
+                ended_by = "end_of_turn";
+                return Tick::Stop;
+            }
+        }
+        Tick::Continue
+    })?;
+    let duration = start.elapsed();
+    // Say goodbye so the server's paths close promptly.
+    engine.node_mut().close(Instant::now());
+    let _ = engine.run_for(CLOSE_GRACE, |_, _| Tick::Continue);
+    let rx_datagrams = engine.counters().rx_datagrams;
+    let node = engine.node_mut();
+    let now_us = node.clock().micros(Instant::now());
+    let receiver = node.receiver_mut();
+    receiver.finish(now_us);
+    let summary = receiver.summary();
+    if let Some(path) = &args.arrivals {
+        write_arrivals(path, &receiver.take_arrival_log())?;
+    }
+    let mut modalities = Vec::new();
+    let mut reliable_lost = 0;
+    for m in Modality::ALL {
+        let s = seen[m.index()];
+        let ms = &summary.per_modality[m.index()];
+        let expected = s.eot_seq.or(s.max_seq).map_or(0, |q| q + 1);
+        let lost = if m.default_reliability() == Reliability::Reliable {
+            expected.saturating_sub(s.presented)
+        } else {
+            0
+        };
+        reliable_lost += lost;
+        modalities.push(ModalityReport {
+            modality: m.to_string(),
+            presented: s.presented,
+            skipped: s.skipped,
+            expected,
+            lost,
+            end_of_turn: s.eot_seq.is_some(),
+            latency_mean_us: ms.latency.mean_us,
+            latency_p50_us: ms.latency.p50_us,
+            latency_p95_us: ms.latency.p95_us,
+            latency_p99_us: ms.latency.p99_us,
+            deadline_misses: ms.deadline_misses,
+        });
+    }
+    Ok(ClientSummary {
+        paths_joined: joined,
+        ended_by: ended_by.to_owned(),
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        modalities,
+        reliable_lost,
+        skew_c_us: summary.skew_c_us,
+        skew_p95_us: summary.skew_p95_us,
+        skew_p99_us: summary.skew_p99_us,
+        outside_is191: summary.outside_is191,
+        outside_bt1359: summary.outside_bt1359,
+        units_per_path: per_path,
+        rx_datagrams,
+    })
+}
+
+fn write_arrivals(
+    path: &std::path::Path,
+    log: &[camp_recv::ArrivalRecord],
+) -> Result<(), ClientRunError> {
+    let err = |source| ClientRunError::Arrivals {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(err)?);
+    writeln!(
+        f,
+        "modality,seq,sync_index,path,gen_us,arrival_us,present_us"
+    )
+    .map_err(err)?;
+    for r in log {
+        writeln!(
+            f,
+            "{},{},{},{},{},{},{}",
+            r.modality,
+            r.seq,
+            r.sync_index,
+            r.path.0,
+            r.gen_us,
+            r.arrival_us,
+            r.present_us.map(|p| p.to_string()).unwrap_or_default()
+        )
+        .map_err(err)?;
+    }
+    f.flush().map_err(err)
+}
+
+fn seed_bytes() -> [u8; 32] {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id());
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = (t.rotate_left(i as u32 * 5) as u8) ^ (i as u8).wrapping_mul(31);
+    }
+    seed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses_take_the_default_port() {
+        assert_eq!(
+            parse_local("198.18.10.2", 5000).unwrap(),
+            "198.18.10.2:5000".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_local("198.18.10.2:6000", 5000).unwrap(),
+            "198.18.10.2:6000".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_local("nowhere", 5000).is_err());
+    }
+
+    #[test]
+    fn unpaired_flags_are_refused() {
+        let args = ClientArgs::try_parse_from([
+            "camp-client",
+            "--local",
+            "198.18.10.2",
+            "--local",
+            "198.18.11.2",
+            "--server",
+            "198.18.10.1:4433",
+            "--ca",
+            "/nonexistent",
+        ])
+        .unwrap();
+        assert!(matches!(run_client(&args), Err(ClientRunError::Args(_))));
+    }
+}

@@ -1,0 +1,556 @@
+//! campd configuration: a TOML file, overridden field by field by command-line flags,
+//! resolved into checked [`Settings`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use camp_proto::config::SchedulerKind;
+use camp_xdp::IoMode;
+use clap::Parser;
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("parsing the configuration: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// No local address to serve on.
+    #[error("no local address: give `addresses` in the file or --address")]
+    NoAddresses,
+    /// `interfaces` and `addresses` differ in length.
+    #[error("{interfaces} interfaces but {addresses} addresses: give one address per interface")]
+    InterfaceCount {
+        /// Interfaces given.
+        interfaces: usize,
+        /// Addresses given.
+        addresses: usize,
+    },
+    /// An address outside what campd may serve on.
+    #[error("invalid value for {field}: {value}")]
+    Invalid {
+        /// Setting.
+        field: &'static str,
+        /// Offending value.
+        value: String,
+    },
+    /// Neither certificate files nor a self-signed certificate.
+    #[error("no certificate: give `cert` and `key`, or `self_signed = true`")]
+    NoCertificate,
+    /// Certificate files and self-signed together.
+    #[error("`cert`/`key` and `self_signed` are exclusive")]
+    CertificateConflict,
+}
+
+/// The configuration file (every field optional; flags override).
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Local addresses, one per path / NIC.
+    pub addresses: Vec<IpAddr>,
+    /// Interfaces, in the order of `addresses` (needed for AF_XDP).
+    pub interfaces: Vec<String>,
+    /// UDP port.
+    pub port: Option<u16>,
+    /// `xdp`, `udp` or `auto`.
+    pub io: Option<String>,
+    /// CPU to pin the engine thread to.
+    pub core: Option<usize>,
+    /// Certificate chain file (PEM or DER).
+    pub cert: Option<PathBuf>,
+    /// Private key file (PEM or DER PKCS#8).
+    pub key: Option<PathBuf>,
+    /// Generate a self-signed certificate.
+    pub self_signed: Option<bool>,
+    /// Where to write the self-signed certificate (DER).
+    pub cert_out: Option<PathBuf>,
+    /// Name in the self-signed certificate.
+    pub server_name: Option<String>,
+    /// Log TLS secrets to `$SSLKEYLOGFILE`.
+    pub keylog: Option<bool>,
+    /// Scheduler of new sessions.
+    pub scheduler: Option<String>,
+    /// Control socket path (`"none"` or `""` for none).
+    pub control_socket: Option<PathBuf>,
+    /// Prometheus address (`"off"` for none).
+    pub prometheus: Option<String>,
+    /// Busy-poll instead of blocking waits.
+    pub busy_poll: Option<bool>,
+    /// Synthetic turns per session (0 = loop until shutdown).
+    pub turns: Option<u32>,
+    /// Length of a synthetic turn, ms.
+    pub turn_ms: Option<u64>,
+    /// Seed of the synthetic workload.
+    pub seed: Option<u64>,
+    /// Ingest socket path: units come from it instead of the synthetic workload.
+    pub ingest: Option<PathBuf>,
+    /// Longest drain at shutdown, seconds.
+    pub drain_seconds: Option<u64>,
+}
+
+/// Command-line flags of campd; each overrides the file.
+#[derive(Debug, Default, Clone, Parser)]
+#[command(name = "campd", about = "CAMP data-plane daemon", version)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Local address (repeat, one per path / NIC).
+    #[arg(long = "address", value_name = "IP")]
+    pub addresses: Vec<IpAddr>,
+    /// Interface (repeat, in the order of --address; needed for AF_XDP).
+    #[arg(long = "interface", value_name = "IFNAME")]
+    pub interfaces: Vec<String>,
+    /// UDP port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Packet I/O: xdp, udp or auto.
+    #[arg(long)]
+    pub io: Option<String>,
+    /// CPU to pin the engine thread to.
+    #[arg(long)]
+    pub core: Option<usize>,
+    /// Certificate chain file (PEM or DER).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Private key file (PEM or DER PKCS#8).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Generate a self-signed certificate.
+    #[arg(long)]
+    pub self_signed: bool,
+    /// Write the self-signed certificate (DER) here, for the client's --ca.
+    #[arg(long)]
+    pub cert_out: Option<PathBuf>,
+    /// Name in the self-signed certificate.
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// Log TLS secrets to the file named by SSLKEYLOGFILE.
+    #[arg(long)]
+    pub keylog: bool,
+    /// Scheduler of new sessions (camp, minrtt, ...).
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    /// Control socket path ("none" for none).
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Prometheus address ("off" for none).
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// Busy-poll (on) or block between events (off).
+    #[arg(long, value_parser = parse_on_off)]
+    pub busy_poll: Option<bool>,
+    /// Synthetic turns per session (0 = loop until shutdown).
+    #[arg(long)]
+    pub turns: Option<u32>,
+    /// Length of a synthetic turn, ms.
+    #[arg(long)]
+    pub turn_ms: Option<u64>,
+    /// Seed of the synthetic workload.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Ingest socket path (units from JSON lines instead of the synthetic workload).
+    #[arg(long)]
+    pub ingest: Option<PathBuf>,
+    /// Longest drain at shutdown, seconds.
+    #[arg(long)]
+    pub drain_seconds: Option<u64>,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
+}
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// Chain and key files.
+    Files {
+        /// Chain.
+        cert: PathBuf,
+        /// Key.
+        key: PathBuf,
+    },
+    /// Generated at start; written to `out` if given.
+    SelfSigned {
+        /// Where to write the certificate.
+        out: Option<PathBuf>,
+    },
+}
+
+/// Resolved, checked settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Local addresses, one per path.
+    pub addresses: Vec<IpAddr>,
+    /// Interfaces (empty or one per address).
+    pub interfaces: Vec<String>,
+    /// UDP port.
+    pub port: u16,
+    /// Packet I/O mode.
+    pub io: IoMode,
+    /// Engine CPU.
+    pub core: Option<usize>,
+    /// Certificate.
+    pub cert: CertSource,
+    /// Certificate name.
+    pub server_name: String,
+    /// TLS key log.
+    pub keylog: bool,
+    /// Scheduler of new sessions.
+    pub scheduler: SchedulerKind,
+    /// Control socket.
+    pub control_socket: Option<PathBuf>,
+    /// Prometheus address.
+    pub prometheus: Option<SocketAddr>,
+    /// Busy-poll.
+    pub busy_poll: bool,
+    /// Synthetic turns per session (0 = until shutdown).
+    pub turns: u32,
+    /// Synthetic turn length.
+    pub turn_ms: u64,
+    /// Synthetic seed.
+    pub seed: u64,
+    /// Ingest socket.
+    pub ingest: Option<PathBuf>,
+    /// Drain limit at shutdown.
+    pub drain: Duration,
+}
+
+impl Settings {
+    /// Socket addresses served (address × port).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addresses
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, self.port))
+            .collect()
+    }
+
+    /// Interface of the path leaving from `local`, or the address itself.
+    pub fn nic_of(&self, local: SocketAddr) -> String {
+        self.addresses
+            .iter()
+            .position(|a| *a == local.ip())
+            .and_then(|i| self.interfaces.get(i).cloned())
+            .unwrap_or_else(|| local.ip().to_string())
+    }
+}
+
+/// Reads `cli.config` (if any) and applies the flags.
+pub fn load(cli: &Cli) -> Result<Settings, ConfigError> {
+    let file = match &cli.config {
+        Some(p) => parse_file(p)?,
+        None => FileConfig::default(),
+    };
+    resolve(file, cli)
+}
+
+/// Parses a configuration file.
+pub fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_str(&text)
+}
+
+/// Parses configuration text.
+pub fn parse_str(text: &str) -> Result<FileConfig, ConfigError> {
+    Ok(toml::from_str(text)?)
+}
+
+/// Applies `cli` over `file` and checks the result.
+pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
+    let addresses = if cli.addresses.is_empty() {
+        file.addresses
+    } else {
+        cli.addresses.clone()
+    };
+    if addresses.is_empty() {
+        return Err(ConfigError::NoAddresses);
+    }
+    let interfaces = if cli.interfaces.is_empty() {
+        file.interfaces
+    } else {
+        cli.interfaces.clone()
+    };
+    if !interfaces.is_empty() && interfaces.len() != addresses.len() {
+        return Err(ConfigError::InterfaceCount {
+            interfaces: interfaces.len(),
+            addresses: addresses.len(),
+        });
+    }
+    let port = cli.port.or(file.port).unwrap_or(4433);
+    if port == 0 {
+        return Err(ConfigError::Invalid {
+            field: "port",
+            value: "0".into(),
+        });
+    }
+    let io_name = cli.io.clone().or(file.io).unwrap_or_else(|| "auto".into());
+    let io: IoMode = io_name.parse().map_err(|_| ConfigError::Invalid {
+        field: "io",
+        value: io_name.clone(),
+    })?;
+    if io != IoMode::Udp && interfaces.is_empty() {
+        return Err(ConfigError::Invalid {
+            field: "interfaces",
+            value: format!("none, but io = {io_name} needs them"),
+        });
+    }
+    let self_signed = cli.self_signed || file.self_signed.unwrap_or(false);
+    let cert_file = cli.cert.clone().or(file.cert);
+    let key_file = cli.key.clone().or(file.key);
+    let cert = match (cert_file, key_file, self_signed) {
+        (Some(_), _, true) | (_, Some(_), true) => return Err(ConfigError::CertificateConflict),
+        (Some(cert), Some(key), false) => CertSource::Files { cert, key },
+        (None, None, true) => CertSource::SelfSigned {
+            out: cli.cert_out.clone().or(file.cert_out),
+        },
+        _ => return Err(ConfigError::NoCertificate),
+    };
+    let sched_name = cli
+        .scheduler
+        .clone()
+        .or(file.scheduler)
+        .unwrap_or_else(|| "camp".into());
+    let scheduler: SchedulerKind = sched_name.parse().map_err(|_| ConfigError::Invalid {
+        field: "scheduler",
+        value: sched_name.clone(),
+    })?;
+    let control_socket = cli
+        .control_socket
+        .clone()
+        .or(file.control_socket)
+        .unwrap_or_else(|| PathBuf::from(camp_control::DEFAULT_SOCKET));
+    let control_socket = (!control_socket.as_os_str().is_empty()
+        && control_socket.as_os_str() != "none")
+        .then_some(control_socket);
+    let prom = cli
+        .prometheus
+        .clone()
+        .or(file.prometheus)
+        .unwrap_or_else(|| camp_control::DEFAULT_HTTP.into());
+    let prometheus = if prom == "off" || prom.is_empty() {
+        None
+    } else {
+        Some(prom.parse().map_err(|_| ConfigError::Invalid {
+            field: "prometheus",
+            value: prom.clone(),
+        })?)
+    };
+    let turn_ms = cli.turn_ms.or(file.turn_ms).unwrap_or(2_000);
+    if turn_ms == 0 || turn_ms > 600_000 {
+        return Err(ConfigError::Invalid {
+            field: "turn_ms",
+            value: turn_ms.to_string(),
+        });
+    }
+    Ok(Settings {
+        addresses,
+        interfaces,
+        port,
+        io,
+        core: cli.core.or(file.core),
+        cert,
+        server_name: cli
+            .server_name
+            .clone()
+            .or(file.server_name)
+            .unwrap_or_else(|| "camp.test".into()),
+        keylog: cli.keylog || file.keylog.unwrap_or(false),
+        scheduler,
+        control_socket,
+        prometheus,
+        busy_poll: cli.busy_poll.or(file.busy_poll).unwrap_or(false),
+        turns: cli.turns.or(file.turns).unwrap_or(1),
+        turn_ms,
+        seed: cli.seed.or(file.seed).unwrap_or(11),
+        ingest: cli.ingest.clone().or(file.ingest),
+        drain: Duration::from_secs(cli.drain_seconds.or(file.drain_seconds).unwrap_or(5)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+addresses = ["198.18.10.1", "198.18.11.1"]
+interfaces = ["cea0", "cea1"]
+port = 4500
+io = "xdp"
+core = 3
+self_signed = true
+cert_out = "/tmp/campd-cert.der"
+scheduler = "minrtt"
+control_socket = "/tmp/campd.sock"
+prometheus = "127.0.0.1:9999"
+busy_poll = true
+turns = 3
+"#;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut v = vec!["campd"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).expect("flags parse")
+    }
+
+    #[test]
+    fn good_file_resolves() {
+        let s = resolve(parse_str(GOOD).unwrap(), &cli(&[])).unwrap();
+        assert_eq!(s.port, 4500);
+        assert_eq!(s.io, IoMode::Xdp);
+        assert_eq!(s.core, Some(3));
+        assert_eq!(s.scheduler, SchedulerKind::MinRtt);
+        assert!(s.busy_poll);
+        assert_eq!(s.turns, 3);
+        assert_eq!(
+            s.cert,
+            CertSource::SelfSigned {
+                out: Some("/tmp/campd-cert.der".into())
+            }
+        );
+        assert_eq!(s.prometheus, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(
+            s.local_addrs(),
+            vec![
+                "198.18.10.1:4500".parse::<SocketAddr>().unwrap(),
+                "198.18.11.1:4500".parse().unwrap()
+            ]
+        );
+        assert_eq!(s.nic_of("198.18.11.1:4500".parse().unwrap()), "cea1");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let s = resolve(
+            parse_str(GOOD).unwrap(),
+            &cli(&[
+                "--port",
+                "4433",
+                "--io",
+                "udp",
+                "--scheduler",
+                "camp",
+                "--busy-poll",
+                "off",
+                "--prometheus",
+                "off",
+                "--control-socket",
+                "none",
+                "--address",
+                "198.18.10.1",
+                "--interface",
+                "cea0",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.port, 4433);
+        assert_eq!(s.io, IoMode::Udp);
+        assert_eq!(s.scheduler, SchedulerKind::Camp);
+        assert!(!s.busy_poll);
+        assert_eq!(s.prometheus, None);
+        assert_eq!(s.control_socket, None);
+        assert_eq!(s.addresses.len(), 1);
+        assert_eq!(s.turns, 3, "not overridden");
+    }
+
+    #[test]
+    fn defaults_with_flags_only() {
+        let s = resolve(
+            FileConfig::default(),
+            &cli(&["--address", "198.18.10.1", "--io", "udp", "--self-signed"]),
+        )
+        .unwrap();
+        assert_eq!(s.port, 4433);
+        assert_eq!(s.turns, 1);
+        assert_eq!(
+            s.control_socket,
+            Some(PathBuf::from(camp_control::DEFAULT_SOCKET))
+        );
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        for (text, what) in [
+            ("port = \"x\"", "wrong type"),
+            ("unknown_key = 1", "unknown field"),
+            ("addresses = [\"not an ip\"]", "bad address"),
+            ("port = 70000", "port out of range"),
+            ("[[[", "not TOML"),
+        ] {
+            assert!(
+                matches!(parse_str(text), Err(ConfigError::Toml(_))),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let base = "addresses = [\"198.18.10.1\"]\nio = \"udp\"\nself_signed = true\n";
+        let r = |extra: &str| resolve(parse_str(&format!("{base}{extra}")).unwrap(), &cli(&[]));
+        assert!(matches!(
+            r("scheduler = \"nope\""),
+            Err(ConfigError::Invalid {
+                field: "scheduler",
+                ..
+            })
+        ));
+        assert!(matches!(
+            r("prometheus = \"nowhere\""),
+            Err(ConfigError::Invalid {
+                field: "prometheus",
+                ..
+            })
+        ));
+        assert!(matches!(
+            r("cert = \"a\"\nkey = \"b\""),
+            Err(ConfigError::CertificateConflict)
+        ));
+        assert!(matches!(
+            r("interfaces = [\"a\", \"b\"]"),
+            Err(ConfigError::InterfaceCount { .. })
+        ));
+        assert!(matches!(
+            resolve(
+                parse_str("io = \"udp\"\nself_signed = true").unwrap(),
+                &cli(&[])
+            ),
+            Err(ConfigError::NoAddresses)
+        ));
+        assert!(matches!(
+            resolve(
+                parse_str("addresses = [\"198.18.10.1\"]\nio = \"udp\"").unwrap(),
+                &cli(&[])
+            ),
+            Err(ConfigError::NoCertificate)
+        ));
+        assert!(matches!(
+            resolve(
+                parse_str("addresses = [\"198.18.10.1\"]\nio = \"xdp\"\nself_signed = true")
+                    .unwrap(),
+                &cli(&[])
+            ),
+            Err(ConfigError::Invalid {
+                field: "interfaces",
+                ..
+            })
+        ));
+    }
+}

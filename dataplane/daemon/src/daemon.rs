@@ -1,0 +1,592 @@
+//! campd proper: the engine loop over a [`Server`], fed by the synthetic workload or the
+//! ingest socket, publishing snapshots and applying knobs, with a graceful drain.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use camp_control::knobs::Knob;
+use camp_control::snapshot::{
+    EngineSettings, EngineSnapshot, PathSnapshot, ServerTotals, SessionSnapshot,
+};
+use camp_control::{ControlConfig, ControlThread};
+use camp_engine::{Engine, EngineConfig, EngineCounters, RunEnd, Tick};
+use camp_proto::config::{CampConfig, SchedulerFactory, SchedulerKind};
+use camp_proto::server::{Server, ServerConfig, ServerEvent, SessionId};
+use camp_proto::store::UnitSubmit;
+use camp_proto::tls::Identity;
+use camp_proto::{PathId, PathStatus};
+use camp_sim::workload::{PlannedUnit, TurnConfig, plan_turn};
+use camp_wire::{CaptureId, Modality};
+use camp_xdp::{AnyIo, IoMode, PacketIo, UdpIo, XdpConfig, open_io};
+
+use crate::config::{CertSource, Settings};
+use crate::ingest::{IngestServer, IngestUnit};
+use crate::tls;
+
+/// Snapshot period.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(100);
+/// How often the stop check runs (it may be a system call).
+const STOP_CHECK_EVERY: Duration = Duration::from_millis(10);
+/// A session's synthetic turn starts once this many paths joined, or after
+/// [`JOIN_GRACE`].
+const JOIN_GRACE: Duration = Duration::from_millis(300);
+/// Gap between looping synthetic turns.
+const TURN_GAP_US: u64 = 500_000;
+/// Largest synthetic unit payload.
+const MAX_SYNTHETIC_UNIT: usize = 256 * 1024;
+
+/// Why campd stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+    /// Packet I/O could not be opened.
+    #[error("opening packet I/O ({mode}): {detail}")]
+    Io {
+        /// Mode asked for.
+        mode: IoMode,
+        /// Cause.
+        detail: String,
+    },
+    /// The control thread could not start.
+    #[error("control: {0}")]
+    Control(#[from] camp_control::ControlError),
+    /// The ingest socket could not start.
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestSetupError),
+    /// The engine loop failed.
+    #[error("engine: {0}")]
+    Engine(#[from] camp_engine::EngineError),
+}
+
+/// What campd did, printed as JSON at exit.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DaemonReport {
+    /// Packet I/O kind actually used (`udp` / `xdp`).
+    pub io: String,
+    /// Sessions opened.
+    pub sessions: u64,
+    /// Paths joined.
+    pub paths_joined: u64,
+    /// Units submitted, per modality.
+    pub units_submitted: [u64; Modality::COUNT],
+    /// Units refused by `send_unit`.
+    pub units_refused: u64,
+    /// Units from the ingest socket that had no session to go to.
+    pub ingest_unrouted: u64,
+    /// Knobs applied.
+    pub knobs_applied: u64,
+    /// Knobs logged as not applicable.
+    pub knobs_ignored: u64,
+    /// Snapshots published.
+    pub snapshots: u64,
+    /// Whether a shutdown signal started a drain.
+    pub drained: bool,
+    /// Whether every reliable unit was acknowledged before exit.
+    pub drain_complete: bool,
+    /// Engine counters.
+    pub rx_datagrams: u64,
+    /// Engine counters.
+    pub tx_transmits: u64,
+}
+
+/// The scheduler of sessions opened from now on; swapped by the `set_scheduler` knob.
+#[derive(Debug, Clone)]
+pub struct SchedulerChoice(Arc<AtomicUsize>);
+
+impl SchedulerChoice {
+    /// Starts with `kind`.
+    pub fn new(kind: SchedulerKind) -> Self {
+        SchedulerChoice(Arc::new(AtomicUsize::new(Self::index(kind))))
+    }
+
+    fn index(kind: SchedulerKind) -> usize {
+        SchedulerKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0)
+    }
+
+    /// Current choice.
+    pub fn get(&self) -> SchedulerKind {
+        SchedulerKind::ALL
+            .get(self.0.load(Ordering::Relaxed))
+            .copied()
+            .unwrap_or(SchedulerKind::Camp)
+    }
+
+    /// Changes the choice for new sessions.
+    pub fn set(&self, kind: SchedulerKind) {
+        self.0.store(Self::index(kind), Ordering::Relaxed);
+    }
+
+    /// A factory that builds whatever is chosen when a session opens.
+    pub fn factory(&self) -> SchedulerFactory {
+        let me = self.clone();
+        Arc::new(move || (me.get().factory())())
+    }
+}
+
+/// Synthetic workload state of one session.
+#[derive(Debug)]
+struct Feed {
+    opened: Instant,
+    joined: usize,
+    plan: Vec<PlannedUnit>,
+    next: usize,
+    turns_done: u32,
+    /// Ingest: session-clock time media time 0 maps to (per turn).
+    ingest_base_us: Option<u64>,
+}
+
+/// Opens the packet I/O the settings ask for.
+pub fn open_packet_io(s: &Settings) -> Result<AnyIo, DaemonError> {
+    let err = |detail: String| DaemonError::Io { mode: s.io, detail };
+    match s.io {
+        IoMode::Udp => UdpIo::open(&s.local_addrs())
+            .map(AnyIo::Udp)
+            .map_err(|e| err(e.to_string())),
+        mode => open_io(
+            mode,
+            &XdpConfig {
+                interfaces: s.interfaces.clone(),
+                ports: vec![s.port],
+                ..XdpConfig::default()
+            },
+        )
+        .map_err(|e| err(e.to_string())),
+    }
+}
+
+/// The certificate the settings ask for (writing a self-signed one out if asked).
+pub fn identity(s: &Settings) -> Result<Identity, DaemonError> {
+    match &s.cert {
+        CertSource::Files { cert, key } => Ok(Identity {
+            chain: tls::read_certs(cert)?,
+            key: tls::read_key(key)?,
+        }),
+        CertSource::SelfSigned { out } => {
+            let id = camp_proto::tls::self_signed(&[s.server_name.as_str()])
+                .map_err(tls::TlsSetupError::from)?;
+            if let Some(out) = out {
+                tls::write_cert(&id, out)?;
+            }
+            Ok(id)
+        }
+    }
+}
+
+fn unix_time_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Runs campd until `should_stop` returns true (then drains) and returns what happened.
+/// `should_stop` is called about every 10 ms from the engine thread.
+pub fn run(
+    settings: &Settings,
+    mut should_stop: impl FnMut() -> bool,
+) -> Result<DaemonReport, DaemonError> {
+    let identity = identity(settings)?;
+    let crypto = tls::server_crypto(identity, settings.keylog)?;
+    let io = open_packet_io(settings)?;
+    let mut report = DaemonReport {
+        io: format!("{:?}", io.kind()).to_lowercase(),
+        ..DaemonReport::default()
+    };
+    let choice = SchedulerChoice::new(settings.scheduler);
+    let epoch = Instant::now();
+    let node = Server::new(
+        ServerConfig {
+            camp: CampConfig::default(),
+            local_addrs: settings.local_addrs(),
+            crypto,
+            scheduler: choice.factory(),
+            rng_seed: seed_bytes(),
+        },
+        epoch,
+    );
+    let (mut ctl, ends) = camp_control::channels();
+    let control = ControlThread::spawn(
+        ControlConfig {
+            socket_path: settings.control_socket.clone(),
+            http_addr: settings.prometheus,
+            interval: Duration::from_secs(1),
+        },
+        ends,
+    )?;
+    let ingest = match &settings.ingest {
+        Some(p) => Some(IngestServer::spawn(p)?),
+        None => None,
+    };
+    eprintln!(
+        "campd: serving {:?} over {} (scheduler {}, control socket {:?}, ingest {:?})",
+        settings.local_addrs(),
+        report.io,
+        settings.scheduler.name(),
+        settings.control_socket,
+        settings.ingest,
+    );
+
+    let mut engine = Engine::new(
+        node,
+        io,
+        EngineConfig {
+            busy_poll: settings.busy_poll,
+            core: settings.core,
+            ..EngineConfig::default()
+        },
+    );
+    let clock = engine.node().clock();
+    let mut in_force = EngineSettings {
+        scheduler: settings.scheduler.name().to_owned(),
+        ..EngineSettings::default()
+    };
+    let payload = vec![0x5A_u8; MAX_SYNTHETIC_UNIT];
+    let want_paths = settings.addresses.len().clamp(1, 2);
+    let mut feeds: BTreeMap<u32, Feed> = BTreeMap::new();
+    let mut last_snapshot: Option<Instant> = None;
+    let mut last_stop_check = epoch;
+    let mut drain_until: Option<Instant> = None;
+    let mut last_skew: BTreeMap<u32, u32> = BTreeMap::new();
+    let nic_of = |a: SocketAddr| settings.nic_of(a);
+
+    let end = engine.run_until(
+        epoch + Duration::from_secs(10 * 365 * 86_400),
+        |node, now| {
+            // Events.
+            while let Some(ev) = node.poll_event() {
+                match ev {
+                    ServerEvent::SessionOpened(s) => {
+                        report.sessions += 1;
+                        feeds.insert(
+                            s.0,
+                            Feed {
+                                opened: now,
+                                joined: 0,
+                                plan: Vec::new(),
+                                next: 0,
+                                turns_done: 0,
+                                ingest_base_us: None,
+                            },
+                        );
+                    }
+                    ServerEvent::PathJoined(s, p) => {
+                        report.paths_joined += 1;
+                        eprintln!("campd: session {} path {} joined", s.0, p.0);
+                        if let Some(f) = feeds.get_mut(&s.0) {
+                            f.joined += 1;
+                        }
+                    }
+                    ServerEvent::SessionClosed(s) => {
+                        feeds.remove(&s.0);
+                        last_skew.remove(&s.0);
+                    }
+                    ServerEvent::PathClosed(..) | ServerEvent::JoinRefused(_) => {}
+                }
+            }
+
+            // Knobs.
+            ctl.knobs.drain(|k| match k {
+                Knob::SetPathStatus {
+                    session,
+                    path,
+                    status,
+                    precedence,
+                } => {
+                    let st: PathStatus = status.into();
+                    if node.set_path_status(now, SessionId(session), PathId(path), st, precedence) {
+                        report.knobs_applied += 1;
+                    } else {
+                        report.knobs_ignored += 1;
+                        eprintln!("campd: set_path_status: no path {path} in session {session}");
+                    }
+                }
+                Knob::SetScheduler { kind } => {
+                    choice.set(kind);
+                    in_force.scheduler = kind.name().to_owned();
+                    report.knobs_applied += 1;
+                    eprintln!("campd: scheduler of new sessions: {}", kind.name());
+                }
+                other => {
+                    report.knobs_ignored += 1;
+                    eprintln!("campd: knob {other:?} is not applicable to the engine yet; ignored");
+                }
+            });
+            ctl.histos.poll_swap();
+
+            // Stop signal.
+            if now.duration_since(last_stop_check) >= STOP_CHECK_EVERY {
+                last_stop_check = now;
+                if should_stop() {
+                    if drain_until.is_some() {
+                        eprintln!("campd: second signal, stopping without draining");
+                        return Tick::Stop;
+                    }
+                    eprintln!(
+                        "campd: shutting down, draining for up to {:?}",
+                        settings.drain
+                    );
+                    report.drained = true;
+                    drain_until = Some(now + settings.drain);
+                    if let Some(i) = &ingest {
+                        i.close();
+                    }
+                }
+            }
+
+            // Units.
+            let now_us = clock.micros(now);
+            let mut wake = None;
+            if drain_until.is_none() {
+                if let Some(i) = &ingest {
+                    while let Ok(u) = i.units().try_recv() {
+                        feed_ingest(node, now, now_us, &mut feeds, &u, &mut report);
+                    }
+                } else {
+                    for (&sid, f) in feeds.iter_mut() {
+                        let w = feed_synthetic(
+                            node,
+                            now,
+                            now_us,
+                            sid,
+                            f,
+                            settings,
+                            want_paths,
+                            &payload,
+                            &mut report,
+                        );
+                        wake = [wake, w].into_iter().flatten().min();
+                    }
+                }
+            }
+
+            // Telemetry.
+            for s in node.sessions() {
+                if let Some(fb) = node.feedback(s)
+                    && last_skew.get(&s.0) != Some(&fb.skew_p95_us)
+                {
+                    last_skew.insert(s.0, fb.skew_p95_us);
+                    ctl.histos.record_skew(u64::from(fb.skew_p95_us));
+                }
+            }
+            if last_snapshot.is_none_or(|t| now.duration_since(t) >= SNAPSHOT_EVERY) {
+                last_snapshot = Some(now);
+                report.snapshots += 1;
+                publish(&mut ctl.snapshots, node, &in_force, &nic_of);
+            }
+
+            // Drain.
+            if let Some(until) = drain_until {
+                let idle = node
+                    .sessions()
+                    .all(|s| node.unacked_reliable(s) == 0 && node.pending_units(s) == 0);
+                if idle {
+                    report.drain_complete = true;
+                    return Tick::Stop;
+                }
+                if now >= until {
+                    eprintln!("campd: drain limit reached with reliable units unacknowledged");
+                    return Tick::Stop;
+                }
+            }
+            let next_snapshot = last_snapshot.map(|t| t + SNAPSHOT_EVERY);
+            match [wake.map(|us| clock.instant(us)), next_snapshot]
+                .into_iter()
+                .flatten()
+                .min()
+            {
+                Some(t) => Tick::WakeAt(t),
+                None => Tick::Continue,
+            }
+        },
+    );
+    let counters: EngineCounters = engine.counters();
+    report.rx_datagrams = counters.rx_datagrams;
+    report.tx_transmits = counters.tx_transmits;
+    // Dropping the engine drops the I/O, which detaches XDP programs.
+    drop(engine);
+    if let Some(i) = ingest {
+        i.stop();
+    }
+    control.stop();
+    match end? {
+        RunEnd::Stopped | RunEnd::Deadline => Ok(report),
+    }
+}
+
+fn seed_bytes() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    let t = unix_time_us() ^ (u64::from(std::process::id()) << 32);
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = (t.rotate_left(i as u32 * 7) as u8) ^ (i as u8);
+    }
+    seed
+}
+
+#[allow(clippy::too_many_arguments)]
+fn feed_synthetic(
+    node: &mut Server,
+    now: Instant,
+    now_us: u64,
+    sid: u32,
+    f: &mut Feed,
+    settings: &Settings,
+    want_paths: usize,
+    payload: &[u8],
+    report: &mut DaemonReport,
+) -> Option<u64> {
+    if f.next >= f.plan.len() {
+        let more = settings.turns == 0 || f.turns_done < settings.turns;
+        let ready = f.joined >= want_paths || now.duration_since(f.opened) >= JOIN_GRACE;
+        if !more || !ready || f.joined == 0 {
+            return None;
+        }
+        let start_us = if f.plan.is_empty() {
+            now_us + 20_000
+        } else {
+            f.plan.last().map_or(now_us, |u| u.release_us.max(now_us)) + TURN_GAP_US
+        };
+        let turn = TurnConfig {
+            duration_ms: settings.turn_ms,
+            ..TurnConfig::default()
+        };
+        f.plan = plan_turn(
+            &turn,
+            start_us,
+            settings
+                .seed
+                .wrapping_add(u64::from(sid) * 1000 + u64::from(f.turns_done)),
+        );
+        f.next = 0;
+        f.turns_done += 1;
+    }
+    while let Some(u) = f.plan.get(f.next).filter(|u| u.release_us <= now_us) {
+        let r = node.send_unit(
+            now,
+            SessionId(sid),
+            &UnitSubmit {
+                modality: u.modality,
+                reliability: u.modality.default_reliability(),
+                flags: u.flags,
+                sync_index: u.sync_index,
+                gen_time_us: u.gen_us,
+                deadline_us: u.deadline_us,
+                capture_id: CaptureId(0),
+                payload: &payload[..u.size.min(payload.len())],
+            },
+        );
+        match r {
+            Ok(_) => report.units_submitted[u.modality.index()] += 1,
+            Err(e) => {
+                report.units_refused += 1;
+                eprintln!("campd: session {sid}: unit refused: {e}");
+            }
+        }
+        f.next += 1;
+    }
+    f.plan.get(f.next).map(|u| u.release_us)
+}
+
+fn feed_ingest(
+    node: &mut Server,
+    now: Instant,
+    now_us: u64,
+    feeds: &mut BTreeMap<u32, Feed>,
+    u: &IngestUnit,
+    report: &mut DaemonReport,
+) {
+    let sid = match u.session {
+        Some(s) => s,
+        None => match feeds.keys().next() {
+            Some(s) => *s,
+            None => {
+                report.ingest_unrouted += 1;
+                return;
+            }
+        },
+    };
+    let Some(f) = feeds.get_mut(&sid) else {
+        report.ingest_unrouted += 1;
+        return;
+    };
+    let base = *f.ingest_base_us.get_or_insert(now_us);
+    let r = node.send_unit(
+        now,
+        SessionId(sid),
+        &UnitSubmit {
+            modality: u.modality,
+            reliability: u.modality.default_reliability(),
+            flags: u.flags,
+            sync_index: u.sync_index,
+            gen_time_us: base + u.media_us,
+            deadline_us: u.deadline_us,
+            capture_id: CaptureId(0),
+            payload: &u.payload,
+        },
+    );
+    match r {
+        Ok(_) => report.units_submitted[u.modality.index()] += 1,
+        Err(e) => {
+            report.units_refused += 1;
+            eprintln!("campd: session {sid}: ingested unit refused: {e}");
+        }
+    }
+    if u.flags.contains(camp_wire::UnitFlags::END_OF_TURN) {
+        // The next turn's media time starts again at 0.
+        f.ingest_base_us = None;
+    }
+}
+
+fn publish(
+    publisher: &mut camp_control::publish::Publisher,
+    node: &Server,
+    in_force: &EngineSettings,
+    nic_of: &impl Fn(SocketAddr) -> String,
+) {
+    publisher.publish(|snap: &mut EngineSnapshot| {
+        snap.unix_time_us = unix_time_us();
+        snap.server = ServerTotals::from(node.counters());
+        snap.settings.clone_from(in_force);
+        snap.sessions.clear();
+        snap.paths.clear();
+        for s in node.sessions() {
+            let paths = node.paths(s);
+            let store = node.store_counters(s).unwrap_or_default();
+            let fb = node.feedback(s);
+            snap.sessions.push(SessionSnapshot::new(
+                s,
+                node.scheduler_name(s).unwrap_or("unknown"),
+                paths.len(),
+                &store,
+                fb.as_ref(),
+            ));
+            for p in &paths {
+                snap.paths
+                    .push(PathSnapshot::from_path_info(s, p, &nic_of(p.local), None));
+            }
+        }
+        snap.paths.sort_by_key(|p| (p.session, p.path));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_choice_swaps_the_factory_output() {
+        let c = SchedulerChoice::new(SchedulerKind::Camp);
+        let f = c.factory();
+        assert_eq!(f().name(), SchedulerKind::Camp.name());
+        c.set(SchedulerKind::MinRtt);
+        assert_eq!(c.get(), SchedulerKind::MinRtt);
+        assert_eq!(f().name(), SchedulerKind::MinRtt.name());
+    }
+}

@@ -1,0 +1,136 @@
+//! No root needed: campd's loop (`daemon::run`) and camp-client's (`client::run_client`)
+//! in one process over 127.0.0.1 (one path), with the control socket queried mid-run and a
+//! graceful stop at the end.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::UdpSocket;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use campd::client::{ClientArgs, run_client};
+use campd::config::{Cli, load};
+use clap::Parser;
+
+fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.local_addr().expect("addr").port()
+}
+
+fn control_request(path: &std::path::Path, line: &str) -> serde_json::Value {
+    let mut s = UnixStream::connect(path).expect("control socket");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    writeln!(s, "{line}").unwrap();
+    let mut reply = String::new();
+    BufReader::new(s).read_line(&mut reply).unwrap();
+    serde_json::from_str(&reply).expect("JSON reply")
+}
+
+#[test]
+fn one_turn_over_loopback_then_graceful_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.der");
+    let sock = dir.path().join("campd.sock");
+    let arrivals = dir.path().join("arrivals.csv");
+    let port = free_udp_port();
+    let cli = Cli::try_parse_from([
+        "campd",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--io",
+        "udp",
+        "--self-signed",
+        "--cert-out",
+        cert.to_str().unwrap(),
+        "--control-socket",
+        sock.to_str().unwrap(),
+        "--prometheus",
+        "off",
+        "--turn-ms",
+        "1000",
+    ])
+    .unwrap();
+    let settings = load(&cli).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    // Safety net: the daemon stops by itself if the test goes wrong.
+    let t0 = std::time::Instant::now();
+    let daemon = std::thread::spawn(move || {
+        campd::daemon::run(&settings, || {
+            flag.load(Ordering::Acquire) || t0.elapsed() > Duration::from_secs(40)
+        })
+    });
+    for _ in 0..200 {
+        if cert.exists() && sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(cert.exists() && sock.exists(), "campd started");
+
+    let client_port = free_udp_port();
+    let args = ClientArgs::try_parse_from([
+        "camp-client",
+        "--local",
+        &format!("127.0.0.1:{client_port}"),
+        "--server",
+        &format!("127.0.0.1:{port}"),
+        "--ca",
+        cert.to_str().unwrap(),
+        "--seconds",
+        "20",
+        "--arrivals",
+        arrivals.to_str().unwrap(),
+    ])
+    .unwrap();
+    let sock2 = sock.clone();
+    let poller = std::thread::spawn(move || {
+        // Ask for paths while the session is open.
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(50));
+            let v = control_request(&sock2, r#"{"cmd":"paths"}"#);
+            if v["paths"]["paths"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+            {
+                return Some(v);
+            }
+        }
+        None
+    });
+    let summary = run_client(&args).expect("client run");
+    let paths = poller
+        .join()
+        .unwrap()
+        .expect("control socket listed a path");
+    stop.store(true, Ordering::Release);
+    let report = daemon.join().unwrap().expect("campd run");
+
+    eprintln!("{}", summary.table());
+    assert_eq!(summary.ended_by, "end_of_turn");
+    assert_eq!(summary.paths_joined, 1);
+    assert_eq!(summary.reliable_lost, 0);
+    for m in &summary.modalities[..2] {
+        assert!(m.presented > 0 && m.end_of_turn, "{m:?}");
+    }
+    assert_eq!(
+        summary.modalities[0].presented, report.units_submitted[0],
+        "every text unit"
+    );
+    assert_eq!(
+        summary.modalities[1].presented, report.units_submitted[1],
+        "every audio unit"
+    );
+    let p = &paths["paths"]["paths"][0];
+    assert_eq!(p["local"], format!("127.0.0.1:{port}"));
+    assert_eq!(report.sessions, 1);
+    assert!(report.drained && report.drain_complete, "{report:?}");
+    assert!(report.snapshots > 0);
+    assert!(!sock.exists(), "control socket removed at exit");
+    let csv = std::fs::read_to_string(&arrivals).unwrap();
+    let units: u64 = summary.modalities.iter().map(|m| m.presented).sum();
+    assert!(csv.lines().count() as u64 > units, "one CSV row per unit");
+}
