@@ -76,7 +76,7 @@ pub struct DaemonReport {
     pub units_submitted: [u64; Modality::COUNT],
     /// Units refused by `send_unit`.
     pub units_refused: u64,
-    /// Units from the ingest socket that had no session to go to.
+    /// Ingested units dropped: unknown session, or too many waiting for a first session.
     pub ingest_unrouted: u64,
     /// Knobs applied.
     pub knobs_applied: u64,
@@ -255,6 +255,7 @@ pub fn run(
     let mut last_stop_check = epoch;
     let mut drain_until: Option<Instant> = None;
     let mut last_skew: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut waiting: std::collections::VecDeque<IngestUnit> = std::collections::VecDeque::new();
     let nic_of = |a: SocketAddr| settings.nic_of(a);
 
     let end = engine.run_until(

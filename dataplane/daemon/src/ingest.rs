@@ -7,7 +7,8 @@
 //!  "size": 72, "keyframe": false, "end_of_turn": false}
 //! ```
 //!
-//! `session` is optional (the lowest open session), `payload_b64` may replace `size`,
+//! `session` is optional (the lowest open session; units sent before any session opens wait
+//! for the first one, up to [`QUEUE`]), `payload_b64` may replace `size`,
 //! `deadline_ms` is optional (default: none for text and audio, 150 ms for video).
 //! Every line gets one JSON reply line: `{"ok":true,"queued":N}` or
 //! `{"ok":false,"error":"kind","detail":"..."}`. Lines longer than [`MAX_LINE`] are

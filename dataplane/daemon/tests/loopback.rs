@@ -134,3 +134,116 @@ fn one_turn_over_loopback_then_graceful_stop() {
     let units: u64 = summary.modalities.iter().map(|m| m.presented).sum();
     assert!(csv.lines().count() as u64 > units, "one CSV row per unit");
 }
+
+#[test]
+fn units_from_the_ingest_socket_reach_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.der");
+    let sock = dir.path().join("campd.sock");
+    let ingest = dir.path().join("ingest.sock");
+    let port = free_udp_port();
+    let cli = Cli::try_parse_from([
+        "campd",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--io",
+        "udp",
+        "--self-signed",
+        "--cert-out",
+        cert.to_str().unwrap(),
+        "--control-socket",
+        sock.to_str().unwrap(),
+        "--ingest",
+        ingest.to_str().unwrap(),
+        "--prometheus",
+        "off",
+    ])
+    .unwrap();
+    let settings = load(&cli).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let t0 = std::time::Instant::now();
+    let daemon = std::thread::spawn(move || {
+        campd::daemon::run(&settings, || {
+            flag.load(Ordering::Acquire) || t0.elapsed() > Duration::from_secs(40)
+        })
+    });
+    for _ in 0..200 {
+        if cert.exists() && sock.exists() && ingest.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(ingest.exists(), "ingest socket bound");
+    let client_port = free_udp_port();
+    let args = ClientArgs::try_parse_from([
+        "camp-client",
+        "--local",
+        &format!("127.0.0.1:{client_port}"),
+        "--server",
+        &format!("127.0.0.1:{port}"),
+        "--ca",
+        cert.to_str().unwrap(),
+        "--seconds",
+        "20",
+    ])
+    .unwrap();
+    let client = std::thread::spawn(move || run_client(&args));
+    // Wait for the session, then send a short turn.
+    let mut open = false;
+    for _ in 0..200 {
+        let v = control_request(&sock, r#"{"cmd":"sessions"}"#);
+        if v["sessions"]["sessions"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+        {
+            open = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(open, "a session opened");
+    let mut s = UnixStream::connect(&ingest).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut send = |line: &str| -> serde_json::Value {
+        writeln!(s, "{line}").unwrap();
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        serde_json::from_str(&reply).expect("JSON reply")
+    };
+    let bad = send(r#"{"modality":"smell","sync_index":0,"media_ms":0,"size":1}"#);
+    assert_eq!(bad["error"], "bad_modality");
+    for i in 0..10u32 {
+        let eot = i == 9;
+        for (m, size) in [("audio", 80), ("video", 3000)] {
+            let v = send(&format!(
+                r#"{{"modality":"{m}","sync_index":{i},"media_ms":{},"size":{size},"end_of_turn":{eot},"keyframe":{}}}"#,
+                i * 40,
+                i == 0
+            ));
+            assert_eq!(v["ok"], true, "{v}");
+        }
+        if i % 3 == 0 || eot {
+            let v = send(&format!(
+                r#"{{"modality":"text","sync_index":{i},"media_ms":{},"payload_b64":"aGVsbG8=","end_of_turn":{eot}}}"#,
+                i * 40
+            ));
+            assert_eq!(v["ok"], true, "{v}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let summary = client.join().unwrap().expect("client run");
+    stop.store(true, Ordering::Release);
+    let report = daemon.join().unwrap().expect("campd run");
+    eprintln!("{}\n{summary:?}\n{report:?}", summary.table());
+    assert_eq!(summary.ended_by, "end_of_turn");
+    assert_eq!(summary.reliable_lost, 0);
+    assert_eq!(summary.modalities[0].presented, 4, "text");
+    assert_eq!(summary.modalities[1].presented, 10, "audio");
+    assert_eq!(report.units_submitted, [4, 10, 10]);
+    assert_eq!(report.ingest_unrouted, 0);
+    assert!(!ingest.exists(), "ingest socket removed");
+}
