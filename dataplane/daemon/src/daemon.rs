@@ -347,7 +347,21 @@ pub fn run(
             let mut wake = None;
             if drain_until.is_none() {
                 if let Some(i) = &ingest {
+                    // Units for "any session" sent before the first session wait for it.
+                    while !feeds.is_empty()
+                        && let Some(u) = waiting.pop_front()
+                    {
+                        feed_ingest(node, now, now_us, &mut feeds, &u, &mut report);
+                    }
                     while let Ok(u) = i.units().try_recv() {
+                        if u.session.is_none() && feeds.is_empty() {
+                            if waiting.len() < crate::ingest::QUEUE {
+                                waiting.push_back(u);
+                            } else {
+                                report.ingest_unrouted += 1;
+                            }
+                            continue;
+                        }
                         feed_ingest(node, now, now_us, &mut feeds, &u, &mut report);
                     }
                 } else {

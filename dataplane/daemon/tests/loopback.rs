@@ -177,6 +177,18 @@ fn units_from_the_ingest_socket_reach_the_client() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(ingest.exists(), "ingest socket bound");
+    let mut s = UnixStream::connect(&ingest).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut send = |line: &str| -> serde_json::Value {
+        writeln!(s, "{line}").unwrap();
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        serde_json::from_str(&reply).expect("JSON reply")
+    };
+    // Sent before any session exists: waits in campd for the first one.
+    let v = send(r#"{"modality":"text","sync_index":0,"media_ms":0,"payload_b64":"aGk="}"#);
+    assert_eq!(v["ok"], true, "{v}");
     let client_port = free_udp_port();
     let args = ClientArgs::try_parse_from([
         "camp-client",
@@ -205,15 +217,6 @@ fn units_from_the_ingest_socket_reach_the_client() {
         std::thread::sleep(Duration::from_millis(25));
     }
     assert!(open, "a session opened");
-    let mut s = UnixStream::connect(&ingest).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut send = |line: &str| -> serde_json::Value {
-        writeln!(s, "{line}").unwrap();
-        let mut reply = String::new();
-        r.read_line(&mut reply).unwrap();
-        serde_json::from_str(&reply).expect("JSON reply")
-    };
     let bad = send(r#"{"modality":"smell","sync_index":0,"media_ms":0,"size":1}"#);
     assert_eq!(bad["error"], "bad_modality");
     for i in 0..10u32 {
@@ -226,7 +229,7 @@ fn units_from_the_ingest_socket_reach_the_client() {
             ));
             assert_eq!(v["ok"], true, "{v}");
         }
-        if i % 3 == 0 || eot {
+        if (i % 3 == 0 && i > 0) || eot {
             let v = send(&format!(
                 r#"{{"modality":"text","sync_index":{i},"media_ms":{},"payload_b64":"aGVsbG8=","end_of_turn":{eot}}}"#,
                 i * 40
