@@ -486,6 +486,22 @@ turns = 3
     }
 
     #[test]
+    fn load_reads_the_file_named_by_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("campd.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        let p = path.to_str().unwrap();
+        let s = load(&cli(&["--config", p, "--turns", "0"])).unwrap();
+        assert_eq!(s.port, 4500);
+        assert_eq!(s.turns, 0);
+        let missing = dir.path().join("missing.toml");
+        assert!(matches!(
+            load(&cli(&["--config", missing.to_str().unwrap()])),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
     fn bad_files_are_refused() {
         for (text, what) in [
             ("port = \"x\"", "wrong type"),
