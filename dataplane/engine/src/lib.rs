@@ -116,13 +116,12 @@ pub enum EngineError {
     #[error("packet I/O: {0}")]
     Io(#[source] IoError),
     /// The thread could not be pinned to the configured core.
-    #[error("pinning the engine thread to CPU {core}: {source}")]
+    #[error("pinning the engine thread to CPU {core}: {reason}")]
     Affinity {
         /// The CPU asked for.
         core: usize,
-        /// Cause.
-        #[source]
-        source: nix::errno::Errno,
+        /// Why it failed.
+        reason: &'static str,
     },
 }
 
@@ -412,13 +411,24 @@ fn offer<I: PacketIo>(
     Ok(Offer::Full)
 }
 
-/// Pins the calling thread to CPU `core`.
+/// Pins the calling thread to CPU `core` (core_affinity).
 pub fn pin_current_thread(core: usize) -> Result<(), EngineError> {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(core)
-        .map_err(|source| EngineError::Affinity { core, source })?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .map_err(|source| EngineError::Affinity { core, source })
+    let id = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.id == core)
+        .ok_or(EngineError::Affinity {
+            core,
+            reason: "not among the CPUs this process may run on",
+        })?;
+    if core_affinity::set_for_current(id) {
+        Ok(())
+    } else {
+        Err(EngineError::Affinity {
+            core,
+            reason: "the kernel refused the affinity mask",
+        })
+    }
 }
 
 #[cfg(test)]
