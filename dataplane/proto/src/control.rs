@@ -21,7 +21,7 @@ pub struct OwnedAck {
 
 impl OwnedAck {
     /// The acknowledged ranges above the cumulative point.
-    pub fn ranges(&self) -> impl Iterator<Item = Range<Seq>> + '_ {
+    pub fn ranges(&self) -> impl Iterator<Item = Range<Seq>> + Clone + '_ {
         self.ranges[..self.len].iter().map(|&(a, b)| a..b)
     }
 }

@@ -25,8 +25,11 @@ use crate::config::{CampConfig, SchedulerFactory};
 use crate::conn::{PathConn, RxBuffer, UnitCarrier, UnitWriteError, codes};
 use crate::control::ControlFrame;
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey, JoinRefusal, NonceCache};
-use crate::sched::{ClientFeedback, Decision, MAX_PATHS, PathSet, PathView, Scheduler, UnitInfo};
-use crate::store::{SubmitError, UnitStore, UnitSubmit};
+use crate::sched::{
+    ClientFeedback, ConsistencyAware, Decision, MAX_PATHS, ParamError, PathSet, PathView,
+    SchedParam, Scheduler, UnitInfo,
+};
+use crate::store::{AckedUnit, SubmitError, UnitStore, UnitSubmit};
 use crate::{SessionClock, Transmit};
 
 /// Handle of a session on a server.
@@ -72,6 +75,26 @@ pub enum ServerEvent {
     JoinRefused(JoinRefusal),
 }
 
+/// Latency of one acknowledged unit, estimated on the server's clock alone.
+///
+/// The unit's arrival is estimated as the time its CAMP ACK arrived minus half the minimum
+/// RTT of the path that carried the ACK; the client's ACK delay (at most a few ms) and
+/// queueing on the return path make the estimate a little pessimistic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencySample {
+    /// Session.
+    pub session: SessionId,
+    /// Modality.
+    pub modality: Modality,
+    /// Estimated lateness `L = max(a - g, 0)` (draft §3.1.4), µs.
+    pub lateness_us: u64,
+    /// Estimated one-way delay from the unit's first transmission to its arrival, µs.
+    pub delivery_us: u64,
+}
+
+/// Latency samples the server keeps for the application before dropping the oldest.
+pub const LATENCY_SAMPLES: usize = 8192;
+
 /// Server-wide counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServerCounters {
@@ -85,6 +108,8 @@ pub struct ServerCounters {
     pub suspected: u64,
     /// Sessions created.
     pub sessions_opened: u64,
+    /// Latency samples dropped because the application did not poll them in time.
+    pub latency_samples_dropped: u64,
 }
 
 /// Per-path state inside a session.
@@ -161,6 +186,11 @@ pub struct Server {
     counters: ServerCounters,
     rr: usize,
     rx: RxBuffer,
+    latency: VecDeque<LatencySample>,
+    /// Scheduler parameters set at run time, applied to sessions opened later too.
+    sched_params: [Option<f64>; SchedParam::ALL.len()],
+    /// Per-modality deadline overriding the submitted one (`Some(0)`: no deadline).
+    deadlines: [Option<u32>; Modality::COUNT],
 }
 
 impl std::fmt::Debug for Server {
@@ -201,7 +231,46 @@ impl Server {
             counters: ServerCounters::default(),
             rr: 0,
             rx: RxBuffer::default(),
+            latency: VecDeque::with_capacity(LATENCY_SAMPLES),
+            sched_params: [None; SchedParam::ALL.len()],
+            deadlines: [None; Modality::COUNT],
         }
+    }
+
+    /// Next latency sample of an acknowledged unit (see [`LatencySample`]). Poll regularly:
+    /// beyond [`LATENCY_SAMPLES`] the oldest are dropped and counted.
+    pub fn poll_latency(&mut self) -> Option<LatencySample> {
+        self.latency.pop_front()
+    }
+
+    /// Sets a scheduler parameter on every open session whose scheduler has it, and on
+    /// every session opened from now on. Returns how many open sessions took it. A value
+    /// the CAMP scheduler refuses is refused here, whatever the sessions use.
+    pub fn set_scheduler_param(
+        &mut self,
+        param: SchedParam,
+        value: f64,
+    ) -> Result<usize, ParamError> {
+        ConsistencyAware::default().set_param(param, value)?;
+        self.sched_params[param.index()] = Some(value);
+        let mut took = 0;
+        for s in self.sessions.iter_mut().flatten().filter(|s| !s.closed) {
+            if s.scheduler.set_param(param, value).is_ok() {
+                took += 1;
+            }
+        }
+        Ok(took)
+    }
+
+    /// Overrides the deadline (relative to generation, µs) of every unit of `m` submitted
+    /// from now on: `Some(0)` removes deadlines, `None` restores the submitter's own.
+    pub fn set_modality_deadline(&mut self, m: Modality, deadline_us: Option<u32>) {
+        self.deadlines[m.index()] = deadline_us;
+    }
+
+    /// The deadline override of `m` (see [`set_modality_deadline`](Self::set_modality_deadline)).
+    pub fn modality_deadline(&self, m: Modality) -> Option<u32> {
+        self.deadlines[m.index()]
     }
 
     /// The session clock.
@@ -297,7 +366,13 @@ impl Server {
             .and_then(Option::as_mut)
             .filter(|s| !s.closed)
             .ok_or(SendError::NoSession)?;
-        let seq = sess.store.submit(unit)?;
+        let seq = match self.deadlines[unit.modality.index()] {
+            Some(d) => sess.store.submit(&UnitSubmit {
+                deadline_us: d,
+                ..*unit
+            })?,
+            None => sess.store.submit(unit)?,
+        };
         self.schedule(now, s.0);
         Ok(seq)
     }
@@ -583,12 +658,37 @@ impl Server {
                 false
             }
             (Role::Member { session, .. }, ControlFrame::Ack(ack)) => {
+                // Half the ACK path's minimum RTT: the ACK's own trip back.
+                let back_us = self
+                    .conns
+                    .get(h.0)
+                    .and_then(Option::as_ref)
+                    .map_or(0, |c| c.path.gauges.snapshot().min_rtt_us / 2);
+                let arrival_us = now_us.saturating_sub(back_us);
+                let latency = &mut self.latency;
+                let dropped = &mut self.counters.latency_samples_dropped;
                 if let Some(s) = self
                     .sessions
                     .get_mut(session as usize)
                     .and_then(Option::as_mut)
                 {
-                    s.store.on_ack(ack.modality, ack.cumulative, ack.ranges());
+                    s.store.on_ack_observed(
+                        ack.modality,
+                        ack.cumulative,
+                        ack.ranges(),
+                        |u: AckedUnit| {
+                            if latency.len() == LATENCY_SAMPLES {
+                                latency.pop_front();
+                                *dropped += 1;
+                            }
+                            latency.push_back(LatencySample {
+                                session: SessionId(session),
+                                modality: u.modality,
+                                lateness_us: arrival_us.saturating_sub(u.gen_time_us),
+                                delivery_us: arrival_us.saturating_sub(u.first_sent_us),
+                            });
+                        },
+                    );
                 }
                 self.schedule(now, session);
                 true
@@ -700,7 +800,16 @@ impl Server {
             paths,
             next_path_id: 1,
             store: UnitStore::new(self.config.camp.max_queued_bytes),
-            scheduler: (self.config.scheduler)(),
+            scheduler: {
+                let mut sched = (self.config.scheduler)();
+                for (p, v) in SchedParam::ALL.iter().zip(self.sched_params) {
+                    if let Some(v) = v {
+                        // Baselines without the parameter keep their defaults.
+                        let _ = sched.set_param(*p, v);
+                    }
+                }
+                sched
+            },
             feedback: ClientFeedback::default(),
             hold_until: None,
             closed: false,

@@ -86,6 +86,26 @@ pub struct StoreCounters {
     pub safety_reinjections: u64,
 }
 
+/// A unit the peer acknowledged for the first time (telemetry: per-modality latency).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AckedUnit {
+    /// Modality stream.
+    pub modality: Modality,
+    /// Sequence number.
+    pub seq: Seq,
+    /// Generation time g, session clock.
+    pub gen_time_us: Micros,
+    /// First transmission, session clock.
+    pub first_sent_us: Micros,
+}
+
+/// Droppable units remembered after sending, per modality, so that their ACKs still yield
+/// latency samples (the units themselves are released at once).
+pub const SENT_DROPPABLE_RING: usize = 512;
+
+/// `(seq, gen, first_sent)` of a droppable unit sent; `seq == Seq::MAX` once reported.
+type SentDroppable = (Seq, Micros, Micros);
+
 /// Per-session unit store.
 #[derive(Debug)]
 pub struct UnitStore {
@@ -102,6 +122,10 @@ pub struct UnitStore {
     queued_bytes: usize,
     limit: usize,
     counters: StoreCounters,
+    /// `SENT_DROPPABLE_RING` entries per modality, indexed by `seq % SENT_DROPPABLE_RING`.
+    sent_droppable: Vec<SentDroppable>,
+    /// Per modality: droppable seqs below this were reported or have left the ring.
+    droppable_ack_floor: [Seq; Modality::COUNT],
 }
 
 /// Largest payload one unit may carry.
@@ -141,6 +165,8 @@ impl UnitStore {
             queued_bytes: 0,
             limit,
             counters: StoreCounters::default(),
+            sent_droppable: vec![(Seq::MAX, 0, 0); SENT_DROPPABLE_RING * Modality::COUNT],
+            droppable_ack_floor: [0; Modality::COUNT],
         }
     }
 
@@ -292,6 +318,11 @@ impl UnitStore {
         if u.header.reliability == Reliability::Reliable {
             u.state = UnitState::InFlight;
         } else {
+            if first {
+                self.sent_droppable
+                    [mi * SENT_DROPPABLE_RING + seq as usize % SENT_DROPPABLE_RING] =
+                    (seq, u.header.gen_time_us, now_us);
+            }
             u.state = UnitState::Done;
             let frame = std::mem::take(&mut u.frame);
             self.release(frame);
@@ -363,9 +394,23 @@ impl UnitStore {
         &mut self,
         m: Modality,
         cumulative: Seq,
-        ranges: impl Iterator<Item = std::ops::Range<Seq>>,
+        ranges: impl Iterator<Item = std::ops::Range<Seq>> + Clone,
+    ) -> usize {
+        self.on_ack_observed(m, cumulative, ranges, |_| {})
+    }
+
+    /// [`on_ack`](Self::on_ack), calling `observe` once for every unit acknowledged for the
+    /// first time: reliable units the store holds, and droppable units still remembered in
+    /// the last [`SENT_DROPPABLE_RING`] sent.
+    pub fn on_ack_observed(
+        &mut self,
+        m: Modality,
+        cumulative: Seq,
+        ranges: impl Iterator<Item = std::ops::Range<Seq>> + Clone,
+        mut observe: impl FnMut(AckedUnit),
     ) -> usize {
         let mi = m.index();
+        self.observe_droppable(m, cumulative, ranges.clone(), &mut observe);
         let mut newly = 0;
         let Some(front) = self.queues[mi].front().map(|u| u.header.seq) else {
             return 0;
@@ -386,6 +431,12 @@ impl UnitStore {
                         pool.push(frame);
                     }
                     newly += 1;
+                    observe(AckedUnit {
+                        modality: m,
+                        seq,
+                        gen_time_us: u.header.gen_time_us,
+                        first_sent_us: u.first_sent_us,
+                    });
                 }
             }
         };
@@ -397,6 +448,42 @@ impl UnitStore {
         self.counters.acked[mi] += newly as u64;
         self.pop_finished(mi);
         newly
+    }
+
+    /// Reports acknowledged droppable units from the sent ring. Each ACK looks at no more
+    /// than the ring's size per range, and the cumulative part only above the floor of what
+    /// was already reported, so the cost per ACK stays bounded.
+    fn observe_droppable(
+        &mut self,
+        m: Modality,
+        cumulative: Seq,
+        ranges: impl Iterator<Item = std::ops::Range<Seq>>,
+        observe: &mut impl FnMut(AckedUnit),
+    ) {
+        let mi = m.index();
+        let top = self.next_seq[mi];
+        let oldest = top.saturating_sub(SENT_DROPPABLE_RING as Seq);
+        let floor = self.droppable_ack_floor[mi].max(oldest);
+        let ring = &mut self.sent_droppable[mi * SENT_DROPPABLE_RING..][..SENT_DROPPABLE_RING];
+        let mut visit = |r: std::ops::Range<Seq>| {
+            for seq in r.start.max(floor)..r.end.min(top) {
+                let e = &mut ring[seq as usize % SENT_DROPPABLE_RING];
+                if e.0 == seq {
+                    observe(AckedUnit {
+                        modality: m,
+                        seq,
+                        gen_time_us: e.1,
+                        first_sent_us: e.2,
+                    });
+                    e.0 = Seq::MAX;
+                }
+            }
+        };
+        visit(0..cumulative);
+        for r in ranges {
+            visit(r);
+        }
+        self.droppable_ack_floor[mi] = floor.max(cumulative.min(top));
     }
 
     /// Schedules for reinjection every reliable unit in flight that was sent only on paths
@@ -638,6 +725,72 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(s.counters().dropped[2], 1);
         assert_eq!(s.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn acks_report_each_unit_once_reliable_and_droppable() {
+        let mut s = UnitStore::new(1 << 20);
+        for g in 0..4 {
+            submit(&mut s, Modality::Text, g * 1000, 10);
+            submit(&mut s, Modality::Video, g * 1000, 10);
+        }
+        for seq in 0..4 {
+            s.mark_sent(Modality::Text, seq, 0, 100 + seq);
+            s.mark_sent(Modality::Video, seq, 1, 200 + seq);
+        }
+        let mut seen = Vec::new();
+        // Text: cumulative 1 plus range 2..3; video: range 1..3 only.
+        s.on_ack_observed(Modality::Text, 1, std::iter::once(2..3), |u| seen.push(u));
+        s.on_ack_observed(Modality::Video, 0, std::iter::once(1..3), |u| seen.push(u));
+        let got: Vec<(Modality, Seq, Micros, Micros)> = seen
+            .iter()
+            .map(|u| (u.modality, u.seq, u.gen_time_us, u.first_sent_us))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Modality::Text, 0, 0, 100),
+                (Modality::Text, 2, 2000, 102),
+                (Modality::Video, 1, 1000, 201),
+                (Modality::Video, 2, 2000, 202),
+            ]
+        );
+        // Repeated and overlapping ACKs report only what is new.
+        seen.clear();
+        s.on_ack_observed(Modality::Text, 4, std::iter::empty(), |u| seen.push(u));
+        s.on_ack_observed(Modality::Video, 4, std::iter::once(1..3), |u| seen.push(u));
+        let seqs: Vec<(Modality, Seq)> = seen.iter().map(|u| (u.modality, u.seq)).collect();
+        assert_eq!(
+            seqs,
+            vec![
+                (Modality::Text, 1),
+                (Modality::Text, 3),
+                (Modality::Video, 0),
+                (Modality::Video, 3)
+            ]
+        );
+        seen.clear();
+        s.on_ack_observed(Modality::Video, 4, std::iter::empty(), |u| seen.push(u));
+        assert!(seen.is_empty());
+        // A forged huge cumulative point costs at most the ring and reports nothing new.
+        s.on_ack_observed(Modality::Video, u64::MAX - 1, std::iter::empty(), |u| {
+            seen.push(u)
+        });
+        assert!(seen.is_empty());
+    }
+
+    #[test]
+    fn droppable_acks_older_than_the_ring_are_not_reported() {
+        let mut s = UnitStore::new(64 << 20);
+        let n = SENT_DROPPABLE_RING as u64 + 10;
+        for g in 0..n {
+            submit(&mut s, Modality::Video, g, 10);
+            s.mark_sent(Modality::Video, g, 0, g);
+        }
+        let mut seen = Vec::new();
+        s.on_ack_observed(Modality::Video, n, std::iter::empty(), |u| seen.push(u.seq));
+        assert_eq!(seen.len(), SENT_DROPPABLE_RING);
+        assert_eq!(seen.first(), Some(&10));
     }
 
     #[test]

@@ -147,7 +147,10 @@ fn unit_store_cycle_does_not_allocate_after_warm_up() {
             store.mark_sent(m, seq, (round % 2) as usize, round * 40_000);
             if round >= 8 {
                 // Acknowledge with a lag of eight units so the store holds some.
-                store.on_ack(m, seq - 7, std::iter::empty());
+                // Latency observation (reliable and droppable) must not allocate either.
+                store.on_ack_observed(m, seq - 7, std::iter::empty(), |u| {
+                    std::hint::black_box(u);
+                });
             }
         }
     };

@@ -62,6 +62,9 @@ pub struct TurnReport {
     pub wall: Duration,
     /// Payload plus header bytes of every unit submitted (each counted once).
     pub unique_bytes: u64,
+    /// The server's own latency estimates from CAMP ACKs, per modality:
+    /// `(lateness_us, delivery_us)` of every sample (see `camp_proto::server::LatencySample`).
+    pub server_latency: [Vec<(u64, u64)>; Modality::COUNT],
     /// Per-unit arrival records (when the receiver's arrival log is on).
     pub arrivals: Vec<camp_recv::ArrivalRecord>,
     /// Session-clock time the turn started, µs.
@@ -126,6 +129,12 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
     cuts.sort_unstable();
 
     let payload = vec![0x5Au8; 128 * 1024];
+    let mut server_latency: [Vec<(u64, u64)>; Modality::COUNT] = Default::default();
+    let mut drain_latency = |server: &mut camp_proto::server::Server| {
+        while let Some(l) = server.poll_latency() {
+            server_latency[l.modality.index()].push((l.lateness_us, l.delivery_us));
+        }
+    };
     let mut refused = 0;
     let mut unique_bytes = 0u64;
     for u in &plan {
@@ -136,6 +145,7 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
             cuts.remove(0);
         }
         sim.advance(epoch + Duration::from_micros(u.release_us));
+        drain_latency(&mut sim.server);
         let now = sim.now();
         let r = sim.server.send_unit(
             now,
@@ -161,6 +171,7 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
     while sim.now() < end {
         let next = sim.now() + Duration::from_millis(10);
         sim.advance(next);
+        drain_latency(&mut sim.server);
         if sim.server.pending_units(session) == 0 && sim.client.client.receiver().is_idle() {
             break;
         }
@@ -178,7 +189,9 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
         }
     }
     let arrivals = sim.client.client.receiver_mut().take_arrival_log();
+    drain_latency(&mut sim.server);
     TurnReport {
+        server_latency,
         unique_bytes,
         arrivals,
         turn_start_us: start_us,

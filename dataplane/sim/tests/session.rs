@@ -169,3 +169,50 @@ fn units_arriving_before_join_ok_are_not_lost() {
     let report = run_turn(&setup, &turn, &[]);
     assert_exactly_once_in_order(&report);
 }
+
+#[test]
+fn the_servers_ack_based_latency_estimate_tracks_what_the_client_measured() {
+    let report = run_turn(
+        &two_paths(SchedulerKind::Camp, 3),
+        &TurnConfig::default(),
+        &[],
+    );
+    assert_exactly_once_in_order(&report);
+    assert_eq!(report.unacked_reliable, 0);
+    for m in Modality::ALL {
+        let samples = &report.server_latency[m.index()];
+        let client = &report.summary.per_modality[m.index()];
+        if m.default_reliability() == camp_wire::Reliability::Reliable {
+            // Every reliable unit is acknowledged once, so it yields exactly one sample.
+            assert_eq!(samples.len() as u64, report.store.acked[m.index()], "{m}");
+        } else {
+            // Droppable units: most of those delivered (ACKs may be lost with the unit's
+            // path, or refer to units that left the ring).
+            assert!(
+                samples.len() as u64 * 10 >= client.delivered * 9,
+                "{m}: {} samples for {} delivered",
+                samples.len(),
+                client.delivered
+            );
+        }
+        let n = samples.len() as f64;
+        let lateness = samples.iter().map(|s| s.0 as f64).sum::<f64>() / n;
+        let delivery = samples.iter().map(|s| s.1 as f64).sum::<f64>() / n;
+        // The paths' one-way delays are 10 and 30 ms: delivery must look like a one-way
+        // trip plus queueing, not like an RTT or zero.
+        assert!(
+            (5_000.0..100_000.0).contains(&delivery),
+            "{m}: mean delivery {delivery} µs"
+        );
+        // The estimate adds at most the client's ACK delay (5 ms) and return-path jitter to
+        // the true lateness.
+        let truth = client.latency.mean_us;
+        eprintln!(
+            "{m}: {n} samples, lateness {lateness:.0} µs (client {truth:.0}), delivery {delivery:.0} µs"
+        );
+        assert!(
+            (lateness - truth).abs() < 8_000.0,
+            "{m}: server estimate {lateness} µs vs client {truth} µs"
+        );
+    }
+}

@@ -26,7 +26,10 @@
 
 use camp_wire::{Micros, Reliability, SyncIndex};
 
-use super::{ClientFeedback, Decision, PathSet, PathView, Scheduler, UnitInfo, eligible};
+use super::{
+    ClientFeedback, Decision, ParamError, PathSet, PathView, SchedParam, Scheduler, UnitInfo,
+    eligible,
+};
 
 /// Tuning of [`ConsistencyAware`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -161,6 +164,34 @@ impl Scheduler for ConsistencyAware {
         "camp"
     }
 
+    fn set_param(&mut self, param: SchedParam, value: f64) -> Result<(), ParamError> {
+        let invalid = ParamError::Invalid { param, value };
+        if !value.is_finite() || value < 0.0 {
+            return Err(invalid);
+        }
+        // Whole microseconds/bytes; at most ~1 hour of µs so sums cannot overflow.
+        let whole = |max: f64| {
+            if value.fract() == 0.0 && value <= max {
+                Ok(value as u64)
+            } else {
+                Err(invalid)
+            }
+        };
+        let c = &mut self.config;
+        match param {
+            SchedParam::TargetSkewUs => c.target_skew_us = whole(3.6e9)?,
+            SchedParam::MarginFactor if value <= 100.0 => c.margin_factor = value,
+            SchedParam::MarginFactor => return Err(invalid),
+            SchedParam::EarlyGuardUs => c.early_guard_us = whole(3.6e9)?,
+            SchedParam::MaxDroppableQueueUs => c.max_droppable_queue_us = whole(3.6e9)?,
+            SchedParam::DuplicateReliableBelow => {
+                c.duplicate_reliable_below = whole(f64::from(u32::MAX))? as u32
+            }
+            SchedParam::MaxLeadUs => c.max_lead_us = whole(3.6e9)?,
+        }
+        Ok(())
+    }
+
     fn pick(&mut self, unit: &UnitInfo, paths: &[PathView]) -> Decision {
         let set = eligible(unit, paths);
         if set.is_empty() {
@@ -272,6 +303,70 @@ mod tests {
     use super::super::tests::{path, unit};
     use super::*;
     use camp_wire::Modality;
+
+    #[test]
+    fn set_param_changes_the_config_and_refuses_bad_values() {
+        let mut s = ConsistencyAware::default();
+        s.set_param(SchedParam::TargetSkewUs, 5_000.0).unwrap();
+        s.set_param(SchedParam::MarginFactor, 2.5).unwrap();
+        s.set_param(SchedParam::DuplicateReliableBelow, 0.0)
+            .unwrap();
+        s.set_param(SchedParam::MaxLeadUs, 250_000.0).unwrap();
+        let c = *s.config();
+        assert_eq!(c.target_skew_us, 5_000);
+        assert_eq!(c.margin_factor, 2.5);
+        assert_eq!(c.duplicate_reliable_below, 0);
+        assert_eq!(c.max_lead_us, 250_000);
+        for (p, v) in [
+            (SchedParam::TargetSkewUs, -1.0),
+            (SchedParam::TargetSkewUs, 1.5),
+            (SchedParam::EarlyGuardUs, f64::NAN),
+            (SchedParam::MaxLeadUs, f64::INFINITY),
+            (SchedParam::MaxDroppableQueueUs, 1e12),
+            (SchedParam::MarginFactor, 1e9),
+            (SchedParam::DuplicateReliableBelow, 5e9),
+        ] {
+            assert!(
+                matches!(s.set_param(p, v), Err(ParamError::Invalid { .. })),
+                "{p:?} = {v}"
+            );
+        }
+        assert_eq!(*s.config(), c, "refusals change nothing");
+        // Baselines have no parameters.
+        assert!(matches!(
+            super::super::MinRtt.set_param(SchedParam::TargetSkewUs, 1.0),
+            Err(ParamError::Unsupported {
+                scheduler: "minrtt",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_larger_early_guard_releases_early_units_sooner() {
+        // A unit whose media time is 2 s away is held until just before it; a larger guard
+        // releases it correspondingly sooner.
+        let paths = [path(0, 20, 50)];
+        let mut u = unit(Modality::Text, 0, 100, 0);
+        u.gen_time_us = 2_000_000;
+        u.deadline_us = None;
+        let mut s = ConsistencyAware::default();
+        let Decision::Hold {
+            retry_at_us: Some(a),
+        } = s.pick(&u, &paths)
+        else {
+            panic!("held")
+        };
+        let mut s2 = ConsistencyAware::default();
+        s2.set_param(SchedParam::EarlyGuardUs, 210_000.0).unwrap();
+        let Decision::Hold {
+            retry_at_us: Some(b),
+        } = s2.pick(&u, &paths)
+        else {
+            panic!("held")
+        };
+        assert_eq!(a - b, 200_000, "released 200 ms sooner: {a} vs {b}");
+    }
 
     /// CAMP without the duplication of small reliable units, to test placement alone.
     fn placement_only() -> ConsistencyAware {

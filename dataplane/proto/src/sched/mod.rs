@@ -256,6 +256,62 @@ pub struct ClientFeedback {
     pub late_units: u32,
 }
 
+/// A tunable scheduler parameter, changed at run time with [`Scheduler::set_param`]
+/// (campd's `campctl set NAME VALUE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SchedParam {
+    /// Inter-modal skew treated as good enough, µs.
+    TargetSkewUs,
+    /// Multiple of a path's RTT variance added to arrival predictions.
+    MarginFactor,
+    /// Safety margin before the aim point of an early unit, µs.
+    EarlyGuardUs,
+    /// Largest queueing delay a droppable unit may add to a path, µs.
+    MaxDroppableQueueUs,
+    /// Reliable units up to this many bytes are sent on two paths.
+    DuplicateReliableBelow,
+    /// Longest a unit may be sent ahead of its media time, µs.
+    MaxLeadUs,
+}
+
+impl SchedParam {
+    /// Every parameter.
+    pub const ALL: [SchedParam; 6] = [
+        SchedParam::TargetSkewUs,
+        SchedParam::MarginFactor,
+        SchedParam::EarlyGuardUs,
+        SchedParam::MaxDroppableQueueUs,
+        SchedParam::DuplicateReliableBelow,
+        SchedParam::MaxLeadUs,
+    ];
+
+    /// Position in [`ALL`](Self::ALL).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why [`Scheduler::set_param`] refused a value.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    /// The scheduler has no such parameter.
+    #[error("scheduler {scheduler} has no parameter {param:?}")]
+    Unsupported {
+        /// Scheduler name.
+        scheduler: &'static str,
+        /// The parameter.
+        param: SchedParam,
+    },
+    /// Negative, not finite, or too large for the parameter.
+    #[error("{param:?} = {value} is not a valid value")]
+    Invalid {
+        /// The parameter.
+        param: SchedParam,
+        /// Refused value.
+        value: f64,
+    },
+}
+
 /// A per-unit path scheduler.
 pub trait Scheduler: Send + std::fmt::Debug {
     /// Short name for tables and telemetry.
@@ -264,6 +320,15 @@ pub trait Scheduler: Send + std::fmt::Debug {
     fn pick(&mut self, unit: &UnitInfo, paths: &[PathView]) -> Decision;
     /// Latest alignment feedback from the client.
     fn on_feedback(&mut self, _feedback: &ClientFeedback) {}
+
+    /// Changes a tuning parameter; takes effect on the next decision. The default
+    /// scheduler has none.
+    fn set_param(&mut self, param: SchedParam, _value: f64) -> Result<(), ParamError> {
+        Err(ParamError::Unsupported {
+            scheduler: self.name(),
+            param,
+        })
+    }
 
     /// Proactive reinjection (XLINK-style): how long a reliable unit just sent on `path` may
     /// stay unacknowledged before the session sends a copy on another path, µs. `None`
