@@ -6,11 +6,12 @@
 //! XDP counters are per NIC. Interval quantiles are gauges (they describe one interval, not
 //! a cumulative distribution), labelled `quantile`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::histo::Quantiles;
-use crate::snapshot::{EngineSnapshot, MODALITY_NAMES, PathSnapshot, PathState, XdpCounters};
+use crate::snapshot::{
+    EngineSnapshot, MODALITY_NAMES, NicSnapshot, PacketsBytes, PathSnapshot, PathState, XdpCounters,
+};
 use crate::socket::StatsReply;
 
 /// Content type of the exposition.
@@ -190,12 +191,23 @@ const PATH_METRICS: &[PathMetric] = &[
     ),
 ];
 
-type XdpField = (&'static str, fn(&XdpCounters) -> (u64, u64));
+type NicField = (&'static str, fn(&NicSnapshot) -> PacketsBytes);
 
-const XDP_ACTIONS: [XdpField; 3] = [
-    ("redirected", |x| (x.packets_redirected, x.bytes_redirected)),
-    ("passed", |x| (x.packets_passed, x.bytes_passed)),
-    ("dropped", |x| (x.packets_dropped, x.bytes_dropped)),
+const NIC_ACTIONS: [NicField; 5] = [
+    ("redirected", |n| n.redirected),
+    ("pass_other", |n| n.pass_other),
+    ("pass_no_socket", |n| n.pass_no_socket),
+    ("redirect_failed", |n| n.redirect_failed),
+    ("parse_failed", |n| n.parse_failed),
+];
+
+type PathXdpField = (&'static str, fn(&XdpCounters) -> u64);
+
+const PATH_XDP_VERDICTS: [PathXdpField; 4] = [
+    ("redirected", |x| x.redirected),
+    ("passed", |x| x.passed),
+    ("redirect_failed", |x| x.redirect_failed),
+    ("parse_failed", |x| x.parse_failed),
 ];
 
 /// Renders the exposition text.
@@ -282,6 +294,16 @@ pub fn render(snap: &EngineSnapshot, stats: Option<&StatsReply>) -> String {
         "1 when coupled congestion control is on.",
     );
     o.sample("camp_coupled_cc", &[], f64::from(u8::from(st.coupled_cc)));
+    if !st.scheduler_params.is_empty() {
+        o.family(
+            "camp_scheduler_param",
+            "gauge",
+            "Scheduler parameters in force, by campctl name (units as the name says).",
+        );
+        for (name, v) in &st.scheduler_params {
+            o.sample("camp_scheduler_param", &[("name", name)], *v);
+        }
+    }
 
     o.family("camp_sessions", "gauge", "Open sessions.");
     o.sample("camp_sessions", &[], snap.sessions.len() as f64);
@@ -395,34 +417,53 @@ pub fn render(snap: &EngineSnapshot, stats: Option<&StatsReply>) -> String {
         }
     }
 
-    let nics: BTreeMap<&str, XdpCounters> = snap
-        .paths
-        .iter()
-        .filter_map(|p| Some((p.nic.as_str(), p.xdp?)))
-        .collect();
-    if !nics.is_empty() {
+    if !snap.nics.is_empty() {
         for (name, help, bytes) in [
             (
                 "camp_xdp_packets_total",
-                "Packets seen by the XDP program, by action.",
+                "Frames seen by the XDP classifier of a NIC, by action.",
                 false,
             ),
             (
                 "camp_xdp_bytes_total",
-                "Bytes seen by the XDP program, by action.",
+                "Bytes seen by the XDP classifier of a NIC, by action.",
                 true,
             ),
         ] {
             o.family(name, "counter", help);
-            for (nic, x) in &nics {
-                for (action, f) in XDP_ACTIONS {
-                    let (p, b) = f(x);
+            for n in &snap.nics {
+                for (action, f) in NIC_ACTIONS {
+                    let c = f(n);
                     o.sample(
                         name,
-                        &[("nic", nic), ("action", action)],
-                        if bytes { b } else { p } as f64,
+                        &[("nic", &n.name), ("action", action)],
+                        if bytes { c.bytes } else { c.packets } as f64,
                     );
                 }
+            }
+        }
+    }
+    if snap.paths.iter().any(|p| p.xdp.is_some()) {
+        let name = "camp_path_xdp_packets_total";
+        o.family(
+            name,
+            "counter",
+            "CAMP frames from a path's remote endpoint seen by the XDP classifier, by verdict.",
+        );
+        for p in &snap.paths {
+            let Some(x) = p.xdp else { continue };
+            let (session, path) = (p.session.to_string(), p.path.to_string());
+            for (verdict, f) in PATH_XDP_VERDICTS {
+                o.sample(
+                    name,
+                    &[
+                        ("session", &session),
+                        ("path", &path),
+                        ("nic", &p.nic),
+                        ("verdict", verdict),
+                    ],
+                    f(&x) as f64,
+                );
             }
         }
     }
@@ -523,7 +564,10 @@ mod tests {
                 deadline_resets: 2,
                 suspected: 0,
             },
-            settings: EngineSettings::default(),
+            settings: EngineSettings {
+                scheduler_params: [("margin_factor".to_owned(), 1.5)].into_iter().collect(),
+                ..EngineSettings::default()
+            },
             sessions: vec![s],
             paths: vec![PathSnapshot {
                 session: 3,
@@ -550,13 +594,30 @@ mod tests {
                 wire_bytes_sent: 5_000,
                 lost_bytes: 12,
                 xdp: Some(XdpCounters {
-                    packets_redirected: 7,
-                    bytes_redirected: 700,
-                    packets_passed: 1,
-                    bytes_passed: 60,
-                    packets_dropped: 0,
-                    bytes_dropped: 0,
+                    packets: 8,
+                    bytes: 760,
+                    redirected: 7,
+                    passed: 1,
+                    redirect_failed: 0,
+                    parse_failed: 0,
                 }),
+            }],
+            nics: vec![NicSnapshot {
+                name: "eth\"1".into(),
+                attach: "native".into(),
+                redirected: PacketsBytes {
+                    packets: 7,
+                    bytes: 700,
+                },
+                pass_other: PacketsBytes {
+                    packets: 3,
+                    bytes: 180,
+                },
+                pass_no_socket: PacketsBytes {
+                    packets: 1,
+                    bytes: 60,
+                },
+                ..NicSnapshot::default()
             }],
         }
     }
@@ -589,6 +650,12 @@ mod tests {
         };
         let got = render(&snapshot(), Some(&stats));
         let want = include_str!("testdata/metrics.txt");
+        if std::env::var_os("CAMP_BLESS").is_some() {
+            // Rewrites the expected text after an intended change; review the diff.
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testdata/metrics.txt");
+            std::fs::write(path, &got).unwrap();
+            return;
+        }
         if got != want {
             for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
                 assert_eq!(g, w, "first difference on line {}", i + 1);

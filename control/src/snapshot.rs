@@ -67,22 +67,52 @@ impl From<PathState> for PathStatus {
     }
 }
 
-/// XDP program counters of one NIC (filled by the engine from `camp-xdp`'s per-CPU maps;
-/// defined here so the control plane does not depend on the I/O layer).
+/// XDP classifier counters of one path: the CAMP-port frames the NIC's XDP program saw
+/// from the path's remote endpoint (filled by the engine from `camp-xdp`'s per-CPU maps;
+/// defined here so the control plane does not depend on the I/O layer). Packet counts by
+/// verdict; `bytes` covers every frame counted in `packets`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XdpCounters {
-    /// Packets redirected to the AF_XDP socket.
-    pub packets_redirected: u64,
-    /// Bytes redirected to the AF_XDP socket.
-    pub bytes_redirected: u64,
-    /// Packets passed to the kernel stack (not CAMP traffic).
-    pub packets_passed: u64,
-    /// Bytes passed to the kernel stack.
-    pub bytes_passed: u64,
-    /// Packets dropped by the program.
-    pub packets_dropped: u64,
-    /// Bytes dropped by the program.
-    pub bytes_dropped: u64,
+    /// Frames seen from the remote endpoint on the CAMP ports.
+    pub packets: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+    /// Redirected into an AF_XDP socket.
+    pub redirected: u64,
+    /// Passed to the kernel (no socket on the receiving queue).
+    pub passed: u64,
+    /// Redirect refused by the kernel (ring full or socket gone).
+    pub redirect_failed: u64,
+    /// Malformed (bad UDP length).
+    pub parse_failed: u64,
+}
+
+/// Packets and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketsBytes {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// Whole-NIC XDP classifier counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicSnapshot {
+    /// Interface name.
+    pub name: String,
+    /// How the program is attached (`native`, `generic`, ...).
+    pub attach: String,
+    /// CAMP traffic redirected to AF_XDP.
+    pub redirected: PacketsBytes,
+    /// Other traffic passed to the kernel.
+    pub pass_other: PacketsBytes,
+    /// CAMP traffic passed because no socket serves the receiving queue.
+    pub pass_no_socket: PacketsBytes,
+    /// Redirects the kernel refused.
+    pub redirect_failed: PacketsBytes,
+    /// Malformed frames.
+    pub parse_failed: PacketsBytes,
 }
 
 /// One path of one session.
@@ -288,6 +318,9 @@ pub struct EngineSettings {
     pub coupled_cc: bool,
     /// Log level.
     pub log_level: String,
+    /// Other scheduler parameters in force, by `campctl set` name.
+    #[serde(default)]
+    pub scheduler_params: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for EngineSettings {
@@ -298,6 +331,7 @@ impl Default for EngineSettings {
             deadline_us: [0, 0, 150_000],
             coupled_cc: false,
             log_level: "info".to_owned(),
+            scheduler_params: Default::default(),
         }
     }
 }
@@ -317,6 +351,9 @@ pub struct EngineSnapshot {
     pub sessions: Vec<SessionSnapshot>,
     /// Paths of every open session, ascending by (session, path).
     pub paths: Vec<PathSnapshot>,
+    /// XDP classifier counters per NIC (empty on kernel UDP).
+    #[serde(default)]
+    pub nics: Vec<NicSnapshot>,
 }
 
 impl EngineSnapshot {
@@ -370,7 +407,7 @@ mod tests {
     #[test]
     fn path_snapshot_copies_view_and_gauges() {
         let xdp = XdpCounters {
-            packets_redirected: 5,
+            redirected: 5,
             ..Default::default()
         };
         let p = PathSnapshot::from_path_info(SessionId(4), &info(2, 100), "eth1", Some(xdp));

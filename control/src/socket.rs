@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::ControlState;
 use crate::histo::IntervalSummary;
 use crate::knobs::{Knob, KnobError};
-use crate::snapshot::{EngineSettings, PathSnapshot, PathState, ServerTotals, SessionSnapshot};
+use crate::snapshot::{
+    EngineSettings, NicSnapshot, PathSnapshot, PathState, ServerTotals, SessionSnapshot,
+};
 
 /// Longest accepted request line in bytes (without the newline).
 pub const MAX_LINE: usize = 4096;
@@ -86,6 +88,9 @@ pub struct PathsReply {
     pub unix_time_us: u64,
     /// Paths ascending by (session, path).
     pub paths: Vec<PathRow>,
+    /// XDP classifier counters per NIC (empty on kernel UDP).
+    #[serde(default)]
+    pub nics: Vec<NicSnapshot>,
 }
 
 /// Reply to `sessions`.
@@ -212,6 +217,7 @@ pub fn handle_request(state: &ControlState, req: Request) -> Reply {
                 seq: s.seq,
                 unix_time_us: s.unix_time_us,
                 paths,
+                nics: s.nics.clone(),
             })
         }
         Request::Sessions => {

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use camp_control::knobs::LogLevel;
 use camp_proto::config::SchedulerKind;
 use camp_xdp::IoMode;
 use clap::Parser;
@@ -96,6 +97,10 @@ pub struct FileConfig {
     pub ingest: Option<PathBuf>,
     /// Longest drain at shutdown, seconds.
     pub drain_seconds: Option<u64>,
+    /// Log level: error, warn, info, debug or trace.
+    pub log_level: Option<String>,
+    /// Coupled congestion control (LIA, RFC 6356) across a session's paths.
+    pub coupled_cc: Option<bool>,
 }
 
 /// Command-line flags of campd; each overrides the file.
@@ -165,6 +170,12 @@ pub struct Cli {
     /// Longest drain at shutdown, seconds.
     #[arg(long)]
     pub drain_seconds: Option<u64>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Coupled congestion control (LIA, RFC 6356) across a session's paths: on or off.
+    #[arg(long, value_parser = parse_on_off)]
+    pub coupled_cc: Option<bool>,
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -229,6 +240,10 @@ pub struct Settings {
     pub ingest: Option<PathBuf>,
     /// Drain limit at shutdown.
     pub drain: Duration,
+    /// Log level.
+    pub log_level: LogLevel,
+    /// Coupled congestion control at start.
+    pub coupled_cc: bool,
 }
 
 impl Settings {
@@ -353,6 +368,15 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
             value: prom.clone(),
         })?)
     };
+    let level_name = cli
+        .log_level
+        .clone()
+        .or(file.log_level)
+        .unwrap_or_else(|| "info".into());
+    let log_level: LogLevel = level_name.parse().map_err(|_| ConfigError::Invalid {
+        field: "log_level",
+        value: level_name.clone(),
+    })?;
     let turn_ms = cli.turn_ms.or(file.turn_ms).unwrap_or(2_000);
     if turn_ms == 0 || turn_ms > 600_000 {
         return Err(ConfigError::Invalid {
@@ -382,6 +406,8 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
         seed: cli.seed.or(file.seed).unwrap_or(11),
         ingest: cli.ingest.clone().or(file.ingest),
         drain: Duration::from_secs(cli.drain_seconds.or(file.drain_seconds).unwrap_or(5)),
+        log_level,
+        coupled_cc: cli.coupled_cc.or(file.coupled_cc).unwrap_or(false),
     })
 }
 
@@ -402,6 +428,8 @@ control_socket = "/tmp/campd.sock"
 prometheus = "127.0.0.1:9999"
 busy_poll = true
 turns = 3
+log_level = "debug"
+coupled_cc = true
 "#;
 
     fn cli(args: &[&str]) -> Cli {
@@ -418,6 +446,8 @@ turns = 3
         assert_eq!(s.core, Some(3));
         assert_eq!(s.scheduler, SchedulerKind::MinRtt);
         assert!(s.busy_poll);
+        assert_eq!(s.log_level, LogLevel::Debug);
+        assert!(s.coupled_cc);
         assert_eq!(s.turns, 3);
         assert_eq!(
             s.cert,

@@ -7,20 +7,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use camp_control::knobs::Knob;
+use camp_control::knobs::{Knob, SchedulerParam};
 use camp_control::snapshot::{
-    EngineSettings, EngineSnapshot, PathSnapshot, ServerTotals, SessionSnapshot,
+    EngineSettings, EngineSnapshot, NicSnapshot, PacketsBytes, PathSnapshot, ServerTotals,
+    SessionSnapshot, XdpCounters,
 };
 use camp_control::{ControlConfig, ControlThread};
 use camp_engine::{Engine, EngineConfig, EngineCounters, RunEnd, Tick};
 use camp_proto::config::{CampConfig, SchedulerFactory, SchedulerKind};
+use camp_proto::sched::{ConsistencyAwareConfig, SchedParam};
 use camp_proto::server::{Server, ServerConfig, ServerEvent, SessionId};
 use camp_proto::store::UnitSubmit;
 use camp_proto::tls::Identity;
 use camp_proto::{PathId, PathStatus};
 use camp_sim::workload::{PlannedUnit, TurnConfig, plan_turn};
 use camp_wire::{CaptureId, Modality};
-use camp_xdp::{AnyIo, IoMode, PacketIo, UdpIo, XdpConfig, open_io};
+use camp_xdp::{
+    AnyIo, ClassifierStats, EndpointStats, IoMode, PacketIo, UdpIo, XdpConfig, open_io,
+};
 
 use crate::config::{CertSource, Settings};
 use crate::ingest::{IngestServer, IngestUnit};
@@ -28,6 +32,8 @@ use crate::tls;
 
 /// Snapshot period.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(100);
+/// XDP classifier counters are read this often (a system call per map entry).
+const XDP_STATS_EVERY: Duration = Duration::from_secs(1);
 /// How often the stop check runs (it may be a system call).
 const STOP_CHECK_EVERY: Duration = Duration::from_millis(10);
 /// A session's synthetic turn starts once this many paths joined, or after
@@ -82,6 +88,8 @@ pub struct DaemonReport {
     pub knobs_applied: u64,
     /// Knobs logged as not applicable.
     pub knobs_ignored: u64,
+    /// Latency samples recorded into the control thread's histograms.
+    pub latency_samples: u64,
     /// Snapshots published.
     pub snapshots: u64,
     /// Whether a shutdown signal started a drain.
@@ -193,6 +201,7 @@ pub fn run(
     settings: &Settings,
     mut should_stop: impl FnMut() -> bool,
 ) -> Result<DaemonReport, DaemonError> {
+    crate::log::init(settings.log_level);
     let identity = identity(settings)?;
     let crypto = tls::server_crypto(identity, settings.keylog)?;
     let io = open_packet_io(settings)?;
@@ -225,7 +234,7 @@ pub fn run(
         Some(p) => Some(IngestServer::spawn(p)?),
         None => None,
     };
-    eprintln!(
+    tracing::info!(
         "campd: serving {:?} over {} (scheduler {}, control socket {:?}, ingest {:?})",
         settings.local_addrs(),
         report.io,
@@ -234,6 +243,14 @@ pub fn run(
         settings.ingest,
     );
 
+    let xdp_stats = match &io {
+        AnyIo::Xdp(x) => x.stats_handles().unwrap_or_else(|e| {
+            tracing::warn!("campd: XDP counters unavailable: {e}");
+            Vec::new()
+        }),
+        AnyIo::Udp(_) => Vec::new(),
+    };
+    let mut xdp = XdpTelemetry::new(xdp_stats);
     let mut engine = Engine::new(
         node,
         io,
@@ -244,10 +261,10 @@ pub fn run(
         },
     );
     let clock = engine.node().clock();
-    let mut in_force = EngineSettings {
-        scheduler: settings.scheduler.name().to_owned(),
-        ..EngineSettings::default()
-    };
+    let mut in_force = initial_settings(settings);
+    if settings.coupled_cc {
+        // WIRE-LIA: engine.node_mut().set_coupled_cc(true);
+    }
     let payload = vec![0x5A_u8; MAX_SYNTHETIC_UNIT];
     let want_paths = settings.addresses.len().clamp(1, 2);
     let mut feeds: BTreeMap<u32, Feed> = BTreeMap::new();
@@ -280,7 +297,7 @@ pub fn run(
                     }
                     ServerEvent::PathJoined(s, p) => {
                         report.paths_joined += 1;
-                        eprintln!("campd: session {} path {} joined", s.0, p.0);
+                        tracing::info!("campd: session {} path {} joined", s.0, p.0);
                         if let Some(f) = feeds.get_mut(&s.0) {
                             f.joined += 1;
                         }
@@ -294,32 +311,18 @@ pub fn run(
             }
 
             // Knobs.
-            ctl.knobs.drain(|k| match k {
-                Knob::SetPathStatus {
-                    session,
-                    path,
-                    status,
-                    precedence,
-                } => {
-                    let st: PathStatus = status.into();
-                    if node.set_path_status(now, SessionId(session), PathId(path), st, precedence) {
-                        report.knobs_applied += 1;
-                    } else {
-                        report.knobs_ignored += 1;
-                        eprintln!("campd: set_path_status: no path {path} in session {session}");
-                    }
-                }
-                Knob::SetScheduler { kind } => {
-                    choice.set(kind);
-                    in_force.scheduler = kind.name().to_owned();
+            ctl.knobs.drain(|k| {
+                if apply_knob(node, now, k, &choice, &mut in_force) {
                     report.knobs_applied += 1;
-                    eprintln!("campd: scheduler of new sessions: {}", kind.name());
-                }
-                other => {
+                } else {
                     report.knobs_ignored += 1;
-                    eprintln!("campd: knob {other:?} is not applicable to the engine yet; ignored");
                 }
             });
+            // Latency of acknowledged units, into this interval's histograms.
+            while let Some(l) = node.poll_latency() {
+                ctl.histos.record_latency(l.modality, l.lateness_us);
+                report.latency_samples += 1;
+            }
             ctl.histos.poll_swap();
 
             // Stop signal.
@@ -327,10 +330,10 @@ pub fn run(
                 last_stop_check = now;
                 if should_stop() {
                     if drain_until.is_some() {
-                        eprintln!("campd: second signal, stopping without draining");
+                        tracing::warn!("campd: second signal, stopping without draining");
                         return Tick::Stop;
                     }
-                    eprintln!(
+                    tracing::info!(
                         "campd: shutting down, draining for up to {:?}",
                         settings.drain
                     );
@@ -394,7 +397,8 @@ pub fn run(
             if last_snapshot.is_none_or(|t| now.duration_since(t) >= SNAPSHOT_EVERY) {
                 last_snapshot = Some(now);
                 report.snapshots += 1;
-                publish(&mut ctl.snapshots, node, &in_force, &nic_of);
+                xdp.refresh(now);
+                publish(&mut ctl.snapshots, node, &in_force, &nic_of, &xdp);
             }
 
             // Drain.
@@ -407,7 +411,7 @@ pub fn run(
                     return Tick::Stop;
                 }
                 if now >= until {
-                    eprintln!("campd: drain limit reached with reliable units unacknowledged");
+                    tracing::warn!("campd: drain limit reached with reliable units unacknowledged");
                     return Tick::Stop;
                 }
             }
@@ -501,7 +505,7 @@ fn feed_synthetic(
             Ok(_) => report.units_submitted[u.modality.index()] += 1,
             Err(e) => {
                 report.units_refused += 1;
-                eprintln!("campd: session {sid}: unit refused: {e}");
+                tracing::warn!("campd: session {sid}: unit refused: {e}");
             }
         }
         f.next += 1;
@@ -550,7 +554,7 @@ fn feed_ingest(
         Ok(_) => report.units_submitted[u.modality.index()] += 1,
         Err(e) => {
             report.units_refused += 1;
-            eprintln!("campd: session {sid}: ingested unit refused: {e}");
+            tracing::warn!("campd: session {sid}: ingested unit refused: {e}");
         }
     }
     if u.flags.contains(camp_wire::UnitFlags::END_OF_TURN) {
@@ -564,6 +568,7 @@ fn publish(
     node: &Server,
     in_force: &EngineSettings,
     nic_of: &impl Fn(SocketAddr) -> String,
+    xdp: &XdpTelemetry,
 ) {
     publisher.publish(|snap: &mut EngineSnapshot| {
         snap.unix_time_us = unix_time_us();
@@ -583,12 +588,219 @@ fn publish(
                 fb.as_ref(),
             ));
             for p in &paths {
+                let nic = nic_of(p.local);
+                let counters = xdp.path(&nic, p.remote);
                 snap.paths
-                    .push(PathSnapshot::from_path_info(s, p, &nic_of(p.local), None));
+                    .push(PathSnapshot::from_path_info(s, p, &nic, counters));
             }
         }
         snap.paths.sort_by_key(|p| (p.session, p.path));
+        snap.nics.clone_from(&xdp.nics);
     });
+}
+
+/// Settings in force at start.
+fn initial_settings(settings: &Settings) -> EngineSettings {
+    let camp = ConsistencyAwareConfig::default();
+    // Deadlines of the unit source until a knob overrides them.
+    let deadline_us = if settings.ingest.is_some() {
+        [0, 0, u64::from(crate::ingest::VIDEO_DEADLINE_US)]
+    } else {
+        TurnConfig::default()
+            .deadlines_ms
+            .map(|ms| u64::from(ms) * 1000)
+    };
+    EngineSettings {
+        scheduler: settings.scheduler.name().to_owned(),
+        target_skew_us: camp.target_skew_us,
+        deadline_us,
+        coupled_cc: settings.coupled_cc,
+        log_level: settings.log_level.name().to_owned(),
+        scheduler_params: [
+            (SchedulerParam::MarginFactor, camp.margin_factor),
+            (SchedulerParam::EarlyGuardUs, camp.early_guard_us as f64),
+            (
+                SchedulerParam::MaxDroppableQueueUs,
+                camp.max_droppable_queue_us as f64,
+            ),
+            (
+                SchedulerParam::DuplicateReliableBelow,
+                f64::from(camp.duplicate_reliable_below),
+            ),
+            (SchedulerParam::MaxLeadUs, camp.max_lead_us as f64),
+        ]
+        .into_iter()
+        .map(|(p, v)| (p.name().to_owned(), v))
+        .collect(),
+    }
+}
+
+/// The proto parameter behind a control-plane scheduler parameter (deadlines are not
+/// scheduler parameters: the server applies them at submission).
+fn sched_param(p: SchedulerParam) -> Option<SchedParam> {
+    Some(match p {
+        SchedulerParam::TargetSkewUs => SchedParam::TargetSkewUs,
+        SchedulerParam::MarginFactor => SchedParam::MarginFactor,
+        SchedulerParam::EarlyGuardUs => SchedParam::EarlyGuardUs,
+        SchedulerParam::MaxDroppableQueueUs => SchedParam::MaxDroppableQueueUs,
+        SchedulerParam::DuplicateReliableBelow => SchedParam::DuplicateReliableBelow,
+        SchedulerParam::MaxLeadUs => SchedParam::MaxLeadUs,
+        SchedulerParam::DeadlineUs(_) => return None,
+    })
+}
+
+/// Applies one knob to the engine; true when it took effect.
+fn apply_knob(
+    node: &mut Server,
+    now: Instant,
+    k: Knob,
+    choice: &SchedulerChoice,
+    in_force: &mut EngineSettings,
+) -> bool {
+    match k {
+        Knob::SetPathStatus {
+            session,
+            path,
+            status,
+            precedence,
+        } => {
+            let st: PathStatus = status.into();
+            let ok = node.set_path_status(now, SessionId(session), PathId(path), st, precedence);
+            if !ok {
+                tracing::warn!("campd: set_path_status: no path {path} in session {session}");
+            }
+            ok
+        }
+        Knob::SetScheduler { kind } => {
+            choice.set(kind);
+            in_force.scheduler = kind.name().to_owned();
+            tracing::info!("campd: scheduler of new sessions: {}", kind.name());
+            true
+        }
+        Knob::SetSchedulerParam {
+            param: SchedulerParam::DeadlineUs(m),
+            value,
+        } => {
+            // Validated by the control thread: whole µs within 0..=10 s.
+            let us = value as u32;
+            node.set_modality_deadline(m, Some(us));
+            in_force.deadline_us[m.index()] = u64::from(us);
+            tracing::info!("campd: {m} deadline of new units: {us} µs (0 = none)");
+            true
+        }
+        Knob::SetSchedulerParam { param, value } => {
+            let Some(p) = sched_param(param) else {
+                return false;
+            };
+            match node.set_scheduler_param(p, value) {
+                Ok(sessions) => {
+                    if param == SchedulerParam::TargetSkewUs {
+                        in_force.target_skew_us = value as u64;
+                    } else {
+                        in_force
+                            .scheduler_params
+                            .insert(param.name().to_owned(), value);
+                    }
+                    tracing::info!(
+                        "campd: {} = {value} ({sessions} open sessions took it; new sessions will)",
+                        param.name()
+                    );
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!("campd: {}: {e}", param.name());
+                    false
+                }
+            }
+        }
+        Knob::SetCoupledCc { on } => {
+            // WIRE-LIA: node.set_coupled_cc(on); in_force.coupled_cc = on;
+            tracing::warn!("campd: coupled congestion control ({on}) is not available yet");
+            false
+        }
+        Knob::SetLogLevel { level } => {
+            crate::log::set_level(level);
+            in_force.log_level = level.name().to_owned();
+            true
+        }
+    }
+}
+
+/// XDP classifier counters, read off the maps every [`XDP_STATS_EVERY`] and kept for the
+/// snapshots in between.
+struct XdpTelemetry {
+    handles: Vec<(String, String, ClassifierStats)>,
+    last: Option<Instant>,
+    nics: Vec<NicSnapshot>,
+    /// `(nic, remote endpoint, stats)`.
+    remotes: Vec<(String, SocketAddr, EndpointStats)>,
+}
+
+impl XdpTelemetry {
+    fn new(handles: Vec<(String, camp_xdp::AttachedMode, ClassifierStats)>) -> Self {
+        XdpTelemetry {
+            handles: handles
+                .into_iter()
+                .map(|(n, m, h)| (n, m.to_string(), h))
+                .collect(),
+            last: None,
+            nics: Vec::new(),
+            remotes: Vec::new(),
+        }
+    }
+
+    fn refresh(&mut self, now: Instant) {
+        if self.handles.is_empty() || self.last.is_some_and(|t| now - t < XDP_STATS_EVERY) {
+            return;
+        }
+        self.last = Some(now);
+        self.nics.clear();
+        self.remotes.clear();
+        for (name, attach, h) in &self.handles {
+            let pb = |c: camp_xdp::classifier::Counter| PacketsBytes {
+                packets: c.packets,
+                bytes: c.bytes,
+            };
+            match h.global_counters() {
+                Ok(g) => self.nics.push(NicSnapshot {
+                    name: name.clone(),
+                    attach: attach.clone(),
+                    redirected: pb(g.redirected),
+                    pass_other: pb(g.pass_other),
+                    pass_no_socket: pb(g.pass_no_socket),
+                    redirect_failed: pb(g.redirect_failed),
+                    parse_failed: pb(g.parse_failed),
+                }),
+                Err(e) => tracing::debug!("campd: XDP counters of {name}: {e}"),
+            }
+            match h.remote_stats() {
+                Ok(r) => self
+                    .remotes
+                    .extend(r.into_iter().map(|(ep, s)| (name.clone(), ep, s))),
+                Err(e) => tracing::debug!("campd: XDP remote counters of {name}: {e}"),
+            }
+        }
+    }
+
+    fn path(&self, nic: &str, remote: SocketAddr) -> Option<XdpCounters> {
+        let key = |a: SocketAddr| match a.ip() {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(a, |v4| SocketAddr::new(v4.into(), a.port())),
+            _ => a,
+        };
+        self.remotes
+            .iter()
+            .find(|(n, ep, _)| n == nic && key(*ep) == key(remote))
+            .map(|(_, _, s)| XdpCounters {
+                packets: s.packets,
+                bytes: s.bytes,
+                redirected: s.redirected,
+                passed: s.passed,
+                redirect_failed: s.redirect_failed,
+                parse_failed: s.parse_failed,
+            })
+    }
 }
 
 #[cfg(test)]

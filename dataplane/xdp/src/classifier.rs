@@ -335,28 +335,19 @@ impl Classifier {
 
     /// Sums the per-CPU global counters.
     pub fn global_counters(&self) -> Result<GlobalCounters, ClassifierError> {
-        let read = |c: GlobalCounter| -> Result<Counter, ClassifierError> {
-            let per_cpu = self
-                .skel
-                .maps
-                .global_stats
-                .lookup_percpu(&(c as u32).to_ne_bytes(), MapFlags::ANY)
-                .map_err(|source| ClassifierError::Map {
-                    map: "global_stats",
-                    source,
-                })?
-                .unwrap_or_default();
-            Ok(per_cpu.iter().fold(Counter::default(), |acc, v| Counter {
-                packets: acc.packets + u64_at(v, 0),
-                bytes: acc.bytes + u64_at(v, 1),
-            }))
+        read_global(&self.skel.maps.global_stats)
+    }
+
+    /// Handles on the counter maps that outlive borrowing the classifier and may move to
+    /// another thread (they hold duplicated map descriptors). Reading them is a system call
+    /// per map entry: do it off the packet path, every second or so.
+    pub fn stats_handle(&self) -> Result<ClassifierStats, ClassifierError> {
+        let dup = |m: &libbpf_rs::Map<'_>, map: &'static str| {
+            libbpf_rs::MapHandle::try_from(m).map_err(|source| ClassifierError::Map { map, source })
         };
-        Ok(GlobalCounters {
-            pass_other: read(GlobalCounter::PassOther)?,
-            redirected: read(GlobalCounter::Redirected)?,
-            pass_no_socket: read(GlobalCounter::PassNoSocket)?,
-            redirect_failed: read(GlobalCounter::RedirectFailed)?,
-            parse_failed: read(GlobalCounter::ParseFailed)?,
+        Ok(ClassifierStats {
+            global: dup(&self.skel.maps.global_stats, "global_stats")?,
+            remote: dup(&self.skel.maps.remote_stats, "remote_stats")?,
         })
     }
 
@@ -409,6 +400,49 @@ impl Classifier {
                 .find(|(k, _)| endpoint_key(*k) == key)
                 .map(|(_, s)| s),
         )
+    }
+}
+
+fn read_global(map: &impl MapCore) -> Result<GlobalCounters, ClassifierError> {
+    let read = |c: GlobalCounter| -> Result<Counter, ClassifierError> {
+        let per_cpu = map
+            .lookup_percpu(&(c as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| ClassifierError::Map {
+                map: "global_stats",
+                source,
+            })?
+            .unwrap_or_default();
+        Ok(per_cpu.iter().fold(Counter::default(), |acc, v| Counter {
+            packets: acc.packets + u64_at(v, 0),
+            bytes: acc.bytes + u64_at(v, 1),
+        }))
+    };
+    Ok(GlobalCounters {
+        pass_other: read(GlobalCounter::PassOther)?,
+        redirected: read(GlobalCounter::Redirected)?,
+        pass_no_socket: read(GlobalCounter::PassNoSocket)?,
+        redirect_failed: read(GlobalCounter::RedirectFailed)?,
+        parse_failed: read(GlobalCounter::ParseFailed)?,
+    })
+}
+
+/// Counter maps of one classifier, readable from any thread (see
+/// [`Classifier::stats_handle`]).
+#[derive(Debug)]
+pub struct ClassifierStats {
+    global: libbpf_rs::MapHandle,
+    remote: libbpf_rs::MapHandle,
+}
+
+impl ClassifierStats {
+    /// Sums the per-CPU global counters.
+    pub fn global_counters(&self) -> Result<GlobalCounters, ClassifierError> {
+        read_global(&self.global)
+    }
+
+    /// Per remote endpoint telemetry, ascending by endpoint.
+    pub fn remote_stats(&self) -> Result<Vec<(SocketAddr, EndpointStats)>, ClassifierError> {
+        Classifier::endpoint_stats(&self.remote, "remote_stats")
     }
 }
 

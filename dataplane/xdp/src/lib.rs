@@ -51,7 +51,10 @@ pub(crate) mod sink_skel {
     include!(concat!(env!("OUT_DIR"), "/camp_sink.skel.rs"));
 }
 
-pub use classifier::{AttachMode, AttachedMode, Classifier};
+pub use classifier::{
+    AttachMode, AttachedMode, Classifier, ClassifierError, ClassifierStats, EndpointStats,
+    GlobalCounters,
+};
 pub use frame::Ecn;
 pub use io::{IoCounters, IoError, IoKind, PacketIo, RxDatagram, TxDatagram};
 pub use mode::{AnyIo, IoMode, OpenError, open_io};

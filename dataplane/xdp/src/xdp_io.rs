@@ -6,7 +6,9 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 
-use crate::classifier::{AttachMode, AttachedMode, Attachment, Classifier, ClassifierError};
+use crate::classifier::{
+    AttachMode, AttachedMode, Attachment, Classifier, ClassifierError, ClassifierStats,
+};
 use crate::frame::{self, FrameHeader};
 use crate::io::{IoCounters, IoError, IoKind, PacketIo, Readiness, RxDatagram, TxDatagram};
 use crate::neigh::NeighCache;
@@ -274,6 +276,23 @@ impl XdpIo {
                 name: n.info.name.clone(),
                 attach: n.attachment.mode(),
                 queues: n.sockets.iter().map(XskSocket::mode).collect(),
+            })
+            .collect()
+    }
+
+    /// Counter handles of every NIC's classifier, with the NIC's name and attach mode,
+    /// for a telemetry reader on another thread.
+    pub fn stats_handles(
+        &self,
+    ) -> Result<Vec<(String, AttachedMode, ClassifierStats)>, ClassifierError> {
+        self.nics
+            .iter()
+            .map(|n| {
+                Ok((
+                    n.info.name.clone(),
+                    n.attachment.mode(),
+                    n.classifier.stats_handle()?,
+                ))
             })
             .collect()
     }

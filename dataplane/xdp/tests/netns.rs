@@ -128,6 +128,21 @@ fn echo_test(attach: AttachMode, expect: AttachedMode) {
                 .unwrap()
                 .remote_endpoint("198.18.0.2:5000".parse().unwrap())
                 .unwrap();
+            // The same counters through handles read on another thread.
+            let handles = io.stats_handles().unwrap();
+            let (g2, r2) = std::thread::spawn(move || {
+                let (name, mode, h) = &handles[0];
+                assert_eq!((name.as_str(), *mode), ("xa0", expect));
+                (h.global_counters().unwrap(), h.remote_stats().unwrap())
+            })
+            .join()
+            .unwrap();
+            assert_eq!(g2.redirected, counters.redirected, "no traffic in between");
+            let r2 = r2
+                .iter()
+                .find(|(ep, _)| *ep == "198.18.0.2:5000".parse::<std::net::SocketAddr>().unwrap())
+                .map(|(_, s)| *s);
+            assert_eq!(r2, remote);
             let leaks = io.drain_kernel_leaks();
             // With a socket registered on queue 0, the program redirects.
             let frame = camp_frame();

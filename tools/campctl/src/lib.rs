@@ -346,7 +346,7 @@ pub fn paths_table(p: &PathsReply) -> String {
         "LOSS",
         "BYTES",
         "SHARE",
-        "XDP_RX/PASS/DROP",
+        "XDP_REDIR/PASS/FAIL",
     ];
     let rows: Vec<Vec<String>> = p
         .paths
@@ -378,16 +378,50 @@ pub fn paths_table(p: &PathsReply) -> String {
                 q.xdp.map_or("-".to_owned(), |x| {
                     format!(
                         "{}/{}/{}",
-                        x.packets_redirected, x.packets_passed, x.packets_dropped
+                        x.redirected,
+                        x.passed,
+                        x.redirect_failed + x.parse_failed
                     )
                 }),
             ]
         })
         .collect();
-    if rows.is_empty() {
-        return format!("{}(no paths)\n", table(&header, &[]));
+    let mut out = if rows.is_empty() {
+        format!("{}(no paths)\n", table(&header, &[]))
+    } else {
+        table(&header, &rows)
+    };
+    if !p.nics.is_empty() {
+        let header = [
+            "NIC",
+            "XDP",
+            "REDIRECTED",
+            "PASS_OTHER",
+            "PASS_NO_SOCKET",
+            "REDIRECT_FAILED",
+            "PARSE_FAILED",
+        ];
+        let pb =
+            |c: camp_control::snapshot::PacketsBytes| format!("{}/{}", c.packets, bytes(c.bytes));
+        let rows: Vec<Vec<String>> = p
+            .nics
+            .iter()
+            .map(|n| {
+                vec![
+                    n.name.clone(),
+                    n.attach.clone(),
+                    pb(n.redirected),
+                    pb(n.pass_other),
+                    pb(n.pass_no_socket),
+                    pb(n.redirect_failed),
+                    pb(n.parse_failed),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&header, &rows));
     }
-    table(&header, &rows)
+    out
 }
 
 /// The `sessions` table, preceded by the settings in force.
@@ -410,6 +444,14 @@ pub fn sessions_table(s: &SessionsReply) -> String {
         if st.coupled_cc { "on" } else { "off" },
         st.log_level,
     );
+    if !st.scheduler_params.is_empty() {
+        let params: Vec<String> = st
+            .scheduler_params
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        out.push_str(&format!("params {}\n", params.join("  ")));
+    }
     out.push_str(&format!(
         "sessions opened {}  joins refused {}  deadline resets {}  paths suspected {}\n\n",
         s.server.sessions_opened,

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use camp_control::knobs::{Knob, SchedulerParam};
 use camp_control::snapshot::{
-    EngineSnapshot, ModalityCounters, PathSnapshot, PathState, SessionSnapshot, XdpCounters,
+    EngineSnapshot, ModalityCounters, NicSnapshot, PacketsBytes, PathSnapshot, PathState,
+    SessionSnapshot, XdpCounters,
 };
 use camp_control::{ControlConfig, ControlThread, Engine, channels};
 use camp_proto::Modality;
@@ -56,7 +57,7 @@ fn path(session: u32, id: u32, nic: &str, bytes: u64, status: PathState) -> Path
         wire_bytes_sent: bytes + 100,
         lost_bytes: 0,
         xdp: Some(XdpCounters {
-            packets_redirected: 900 + u64::from(id),
+            redirected: 900 + u64::from(id),
             ..Default::default()
         }),
     }
@@ -84,6 +85,19 @@ fn publish(engine: &mut Engine) {
                 path(0, 0, "eth0", 30_000, PathState::Available),
                 path(0, 1, "eth1", 10_000, PathState::Standby),
             ],
+            nics: vec![NicSnapshot {
+                name: "eth0".into(),
+                attach: "native".into(),
+                redirected: PacketsBytes {
+                    packets: 900,
+                    bytes: 1_200_000,
+                },
+                pass_other: PacketsBytes {
+                    packets: 4,
+                    bytes: 240,
+                },
+                ..Default::default()
+            }],
             ..Default::default()
         };
     });
@@ -108,7 +122,20 @@ fn paths_and_sessions_tables_and_json() {
 
     let table = stdout(&campctl(&sock, &["paths"]));
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 3, "{table}");
+    assert_eq!(
+        lines.len(),
+        6,
+        "3 path lines, a blank, 2 NIC lines: {table}"
+    );
+    assert!(
+        lines[4].starts_with("NIC ") && lines[4].contains("PASS_OTHER"),
+        "{table}"
+    );
+    let nic: Vec<&str> = lines[5].split_whitespace().collect();
+    assert_eq!(
+        nic,
+        ["eth0", "native", "900/1.1M", "4/240", "0/0", "0/0", "0/0"]
+    );
     assert!(
         lines[0].starts_with("ID  ") && lines[0].contains("SRTT") && lines[0].contains("SHARE")
     );
