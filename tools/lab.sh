@@ -83,6 +83,7 @@ Server (udp; use --io xdp for AF_XDP, add --ingest $RUN_DIR/ingest.sock to feed 
       --address ${A_IPS[0]} --interface ${A_IFS[0]} --address ${A_IPS[1]} --interface ${A_IFS[1]} \\
       --self-signed --cert-out $RUN_DIR/cert.der --control-socket $RUN_DIR/campd.sock \\
       --prometheus off --turns 0
+      (knobs at start: --scheduler NAME --coupled-cc on --log-level debug; see docs/tuning.md)
 
 Client (prints per-modality L, C, skew, IS-191/BT.1359 shares, units per path):
   ip netns exec $NS_B $bin/camp-client --ca $RUN_DIR/cert.der --seconds 10 \\

@@ -4,56 +4,14 @@
 //! inside [`counted`], and only around the engine's calls; the control side runs between
 //! them, uncounted, as the control thread would.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use camp_control::channels;
 use camp_control::knobs::Knob;
 use camp_control::snapshot::{EngineSnapshot, PathSnapshot, PathState, SessionSnapshot};
 use camp_proto::Modality;
-
-struct Counting;
-
-thread_local! {
-    // Const-initialised without destructors, so reading them cannot allocate.
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    if ARMED.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; it only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` through `alloc`/`realloc` above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as for `dealloc`, and the caller upholds `realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use camp_testkit::alloc::{CountingAlloc, counted};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    ALLOCS.with(|a| a.set(0));
-    ARMED.with(|a| a.set(true));
-    let r = f();
-    ARMED.with(|a| a.set(false));
-    (r, ALLOCS.with(Cell::get))
-}
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// The engine's fill: overwrites the snapshot in place (the shape is stable here, as it is
 /// between path joins and closes), so reused buffers need no new storage.

@@ -13,8 +13,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use camp_testkit::netns::{Netns, root_or_skip, run, veth};
 
 const SERVER_IFS: [&str; 2] = ["cda0", "cda1"];
 const CLIENT_IFS: [&str; 2] = ["cdb0", "cdb1"];
@@ -24,80 +25,19 @@ const PORT: u16 = 4433;
 /// Longest any one child may run.
 const LIMIT: Duration = Duration::from_secs(45);
 
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: needs root, and CI is set: refusing to skip"
-    );
-    eprintln!("SKIPPED {test}: needs root (run as root; CI=true makes this a failure)");
-    false
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!(
-            "cd-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        run(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.run(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let mut v = vec!["ip", "netns", "exec", self.name.as_str()];
-        v.extend_from_slice(args);
-        run(&v)
-    }
-
-    /// Starts `program` inside the namespace (`ip netns exec` execs it, so the child's pid
-    /// is the program's).
-    fn spawn(&self, program: &str, args: &[&str]) -> Proc {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        Proc {
-            child,
-            started: Instant::now(),
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+/// Starts `program` inside `ns` (`ip netns exec` execs it, so the child's pid is the
+/// program's).
+fn spawn(ns: &Netns, program: &str, args: &[&str]) -> Proc {
+    let child = ns
+        .command(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    Proc {
+        child,
+        started: Instant::now(),
     }
 }
 
@@ -161,31 +101,14 @@ impl Lab {
             b: Netns::new(&format!("{tag}b")),
         };
         for i in 0..2 {
-            run(&[
-                "ip",
-                "link",
-                "add",
+            veth(
+                &lab.a,
                 SERVER_IFS[i],
-                "netns",
-                &lab.a.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
+                SERVER_IPS[i],
+                &lab.b,
                 CLIENT_IFS[i],
-                "netns",
-                &lab.b.name,
-            ]);
-            for (ns, dev, ip) in [
-                (&lab.a, SERVER_IFS[i], SERVER_IPS[i]),
-                (&lab.b, CLIENT_IFS[i], CLIENT_IPS[i]),
-            ] {
-                assert!(ip.starts_with("198.18.") || ip.starts_with("198.19."));
-                ns.run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", dev]);
-                // Complete UDP checksums from kernel senders (AF_XDP receivers check them).
-                ns.run(&["ethtool", "-K", dev, "tx", "off"]);
-                ns.run(&["ip", "link", "set", dev, "up"]);
-            }
+                CLIENT_IPS[i],
+            );
         }
         lab.shape();
         lab
@@ -257,7 +180,7 @@ fn turn(tag: &str, io: &str) {
     for i in 0..2 {
         args.extend(["--address", SERVER_IPS[i], "--interface", SERVER_IFS[i]]);
     }
-    let campd = lab.a.spawn(env!("CARGO_BIN_EXE_campd"), &args);
+    let campd = spawn(&lab.a, env!("CARGO_BIN_EXE_campd"), &args);
     let t0 = Instant::now();
     while !(cert.exists() && sock.exists()) {
         assert!(
@@ -274,7 +197,7 @@ fn turn(tag: &str, io: &str) {
     for i in 0..2 {
         cargs.extend(["--local", CLIENT_IPS[i], "--server", servers[i].as_str()]);
     }
-    let client = lab.b.spawn(env!("CARGO_BIN_EXE_camp-client"), &cargs);
+    let client = spawn(&lab.b, env!("CARGO_BIN_EXE_camp-client"), &cargs);
 
     // Both paths in the control socket's view while the turn runs.
     let mut listed = None;

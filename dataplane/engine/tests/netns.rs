@@ -7,11 +7,9 @@
 //! (`ce-<tag>-<pid>-<n>`); every wait is bounded, so trouble is a failure
 //! within seconds, never a hang.
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +20,7 @@ use camp_proto::server::{Server, ServerConfig, ServerEvent, SessionId};
 use camp_proto::store::UnitSubmit;
 use camp_recv::ReceiverConfig;
 use camp_sim::workload::{PlannedUnit, TurnConfig, plan_turn};
+use camp_testkit::netns::{Netns, root_or_skip, veth};
 use camp_wire::{CaptureId, Modality};
 use camp_xdp::{AnyIo, IoKind, IoMode, UdpIo, XdpConfig, open_io};
 
@@ -43,87 +42,6 @@ const RX_LIMIT: u64 = 200_000;
 // ---------------------------------------------------------------------------
 // Namespace harness.
 
-/// Whether root-only tests can run; without root, skip with a message unless
-/// `CI` is set.
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: needs root, and CI is set: refusing to skip"
-    );
-    eprintln!("SKIPPED {test}: needs root (run as root; CI=true makes this a failure)");
-    false
-}
-
-/// Runs a command to completion, panicking with its output on failure.
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace, deleted with its interfaces on drop (also when the
-/// test panics).
-#[derive(Debug)]
-struct Netns {
-    name: String,
-}
-
-static NS_SEQ: AtomicU32 = AtomicU32::new(0);
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!(
-            "ce-{tag}-{}-{}",
-            std::process::id(),
-            NS_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        run(&["ip", "netns", "add", &name]);
-        let ns = Self { name };
-        ns.run(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Runs a command inside the namespace.
-    fn run(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
-        full.extend_from_slice(args);
-        run(&full)
-    }
-
-    /// Runs `f` on a new thread that has entered the namespace; sockets and
-    /// XDP attachments made there belong to it.
-    fn spawn<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<T> {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 /// Server namespace `a` and client namespace `b`, joined by two veth pairs.
 struct Lab {
     a: Netns,
@@ -137,32 +55,16 @@ impl Lab {
             b: Netns::new(&format!("{tag}b")),
         };
         for i in 0..2 {
-            run(&[
-                "ip",
-                "link",
-                "add",
+            // Kernel senders emit complete UDP checksums (tx offload off): AF_XDP
+            // receivers verify them and veth would leave them partial.
+            veth(
+                &lab.a,
                 SERVER_IFS[i],
-                "netns",
-                &lab.a.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
+                SERVER_IPS[i],
+                &lab.b,
                 CLIENT_IFS[i],
-                "netns",
-                &lab.b.name,
-            ]);
-            for (ns, dev, ip) in [
-                (&lab.a, SERVER_IFS[i], SERVER_IPS[i]),
-                (&lab.b, CLIENT_IFS[i], CLIENT_IPS[i]),
-            ] {
-                assert!(ip.starts_with("198.18.") || ip.starts_with("198.19."));
-                ns.run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", dev]);
-                // Kernel senders must emit complete UDP checksums: AF_XDP
-                // receivers verify them and veth would leave them partial.
-                ns.run(&["ethtool", "-K", dev, "tx", "off"]);
-                ns.run(&["ip", "link", "set", dev, "up"]);
-            }
+                CLIENT_IPS[i],
+            );
         }
         lab
     }

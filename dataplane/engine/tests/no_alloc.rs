@@ -6,8 +6,7 @@
 //! Per-datagram work inside quinn-proto does allocate (not ours; see
 //! docs/engine.md), so this measures the loop without traffic.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use camp_testkit::alloc::{CountingAlloc, counted};
 use std::time::Duration;
 
 use camp_engine::{Engine, EngineConfig, RunEnd, Tick};
@@ -15,51 +14,8 @@ use camp_proto::config::{CampConfig, SchedulerKind};
 use camp_proto::server::{Server, ServerConfig};
 use camp_xdp::{PacketIo, UdpIo};
 
-struct Counting;
-
-thread_local! {
-    // Const-initialised, no destructor: touching them never allocates.
-    static TRACK: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    if TRACK.with(Cell::get) {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-    }
-}
-
-// SAFETY: forwards every call to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` through `alloc` / `realloc` above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as for `dealloc`; the caller upholds `realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and counts the allocations this thread makes meanwhile.
-fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    ALLOCS.with(|a| a.set(0));
-    TRACK.with(|t| t.set(true));
-    let out = f();
-    TRACK.with(|t| t.set(false));
-    (out, ALLOCS.with(Cell::get))
-}
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn idle_server(config: EngineConfig) -> Engine<Server, UdpIo> {
     let io = UdpIo::open(&["127.0.0.1:0".parse().expect("address")]).expect("loopback socket");

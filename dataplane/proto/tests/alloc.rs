@@ -3,57 +3,14 @@
 //! the thread inside [`counted`] is counted, so tests running in parallel do not disturb
 //! each other.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use camp_proto::config::SchedulerKind;
 use camp_proto::sched::{PathSet, PathView, Scheduler, UnitInfo};
 use camp_proto::store::{UnitStore, UnitSubmit};
+use camp_testkit::alloc::{CountingAlloc, counted};
 use camp_wire::{CaptureId, Modality, PathId, PathStatus, UnitFlags};
 
-struct Counting;
-
-thread_local! {
-    // Const-initialised, no destructor: touching them never allocates.
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    if ARMED.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-    }
-}
-
-// SAFETY: delegates to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and counts the allocations this thread makes meanwhile.
-fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    ALLOCS.with(|a| a.set(0));
-    ARMED.with(|a| a.set(true));
-    let r = f();
-    ARMED.with(|a| a.set(false));
-    (r, ALLOCS.with(Cell::get))
-}
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn views(n: usize) -> Vec<PathView> {
     (0..n)

@@ -3,50 +3,16 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use camp_testkit::alloc::{CountingAlloc, counted};
 use camp_xdp::io::TxDatagram;
 use camp_xdp::{AttachMode, Ecn, PacketIo, XdpConfig, XdpIo};
 use common::{Netns, root_or_skip, veth};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static TRACK: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if TRACK.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if TRACK.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const SLOTS: usize = 64;
 
@@ -123,11 +89,9 @@ fn hot_path_allocates_nothing_per_packet() {
         ready_tx.send(()).unwrap();
         // Warm-up: learns the peer's MAC, touches every code path once.
         let warm = echo(&mut io, WARM as usize, Duration::from_secs(10));
-        let before = ALLOCS.load(Ordering::Relaxed);
-        TRACK.with(|t| t.set(true));
-        let echoed = echo(&mut io, (WARM + N) as usize - warm, Duration::from_secs(30));
-        TRACK.with(|t| t.set(false));
-        (warm, echoed, ALLOCS.load(Ordering::Relaxed) - before)
+        let (echoed, allocs) =
+            counted(|| echo(&mut io, (WARM + N) as usize - warm, Duration::from_secs(30)));
+        (warm, echoed, allocs)
     });
     ready.recv_timeout(Duration::from_secs(20)).unwrap();
     let received = peer.enter(|| {

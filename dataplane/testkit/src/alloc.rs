@@ -1,0 +1,78 @@
+//! Counting allocations of one thread.
+//!
+//! A test binary installs the allocator and measures a closure:
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static GLOBAL: camp_testkit::alloc::CountingAlloc = camp_testkit::alloc::CountingAlloc;
+//!
+//! let (_, allocs) = camp_testkit::alloc::counted(|| hot_path());
+//! assert_eq!(allocs, 0);
+//! ```
+//!
+//! Only the thread inside [`counted`] is counted, so tests running in parallel threads do
+//! not disturb each other; reallocations count, frees do not.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+thread_local! {
+    // Const-initialised without destructors: touching them never allocates, so the
+    // allocator may read them re-entrantly.
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note() {
+    if ARMED.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+    }
+}
+
+/// The system allocator, counting [`counted`]'s thread's allocations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountingAlloc;
+
+// SAFETY: forwards every call to the system allocator unchanged; it only counts.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` through this allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: as for `dealloc`, and the caller upholds `realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Runs `f` and returns how many allocations this thread made meanwhile. Counts only when
+/// [`CountingAlloc`] is the binary's global allocator (otherwise always 0: check with
+/// [`installed`]).
+pub fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    ALLOCS.with(|a| a.set(0));
+    ARMED.with(|a| a.set(true));
+    let r = f();
+    ARMED.with(|a| a.set(false));
+    (r, ALLOCS.with(Cell::get))
+}
+
+/// True when [`CountingAlloc`] is the global allocator, so that a count of 0 means
+/// something. Every test that asserts zero allocations should assert this too.
+pub fn installed() -> bool {
+    let (_, n) = counted(|| std::hint::black_box(Box::new(7u64)));
+    n == 1
+}
