@@ -284,8 +284,7 @@ impl MeasuringController {
     fn publish_window(&self) {
         let window = self.window();
         self.gauges.cwnd.store(window, Relaxed);
-        if let (Some(table), Some((group, slot))) = (&self.coupling, self.gauges.coupling_slot())
-        {
+        if let (Some(table), Some((group, slot))) = (&self.coupling, self.gauges.coupling_slot()) {
             table.publish(group, slot, window, self.srtt_us);
         }
     }
@@ -588,12 +587,7 @@ mod tests {
     }
 
     /// Feeds a send, a loss and an end-of-ACKs to both controllers; returns their windows.
-    fn step(
-        c: &mut dyn Controller,
-        r: &mut dyn Controller,
-        t0: Instant,
-        round: u64,
-    ) -> (u64, u64) {
+    fn step(c: &mut dyn Controller, r: &mut dyn Controller, t0: Instant, round: u64) -> (u64, u64) {
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let base = 100 * round;
         let feed = |x: &mut dyn Controller| {
@@ -643,7 +637,11 @@ mod tests {
         r.on_congestion_event(at(50), at(1), false, 1200);
         assert_eq!(c.window(), before / 2);
         assert_ne!(c.window(), r.window());
-        assert_eq!(g.snapshot().cwnd, before / 2, "gauges show the window in force");
+        assert_eq!(
+            g.snapshot().cwnd,
+            before / 2,
+            "gauges show the window in force"
+        );
         assert_eq!(table.path(0, 3).map(|p| p.0), Some(before / 2));
         let any = c.clone_box().into_any();
         let m = any.downcast::<MeasuringController>().expect("our own type");

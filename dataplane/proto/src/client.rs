@@ -25,8 +25,8 @@ use crate::cc::PathGauges;
 use crate::config::CampConfig;
 use crate::conn::{MAX_UNIT_FRAME, PathConn, RxBuffer, codes};
 use crate::control::ControlFrame;
-use crate::lia::CouplingTable;
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey};
+use crate::lia::CouplingTable;
 use crate::sched::{MAX_PATHS, PathView};
 use crate::{SessionClock, Transmit};
 
@@ -230,14 +230,11 @@ impl Client {
     fn connect(&mut self, now: Instant, slot: usize) -> Result<ConnectionHandle, ClientError> {
         let spec = self.config.paths[slot];
         let gauges = Arc::new(PathGauges::default());
-        let transport = self
-            .config
-            .camp
-            .transport_coupled(
-                self.clock.epoch(),
-                gauges.clone(),
-                Some(self.coupling.clone()),
-            );
+        let transport = self.config.camp.transport_coupled(
+            self.clock.epoch(),
+            gauges.clone(),
+            Some(self.coupling.clone()),
+        );
         let mut qc = QuinnClientConfig::new(self.config.crypto.clone());
         qc.transport_config(Arc::new(transport));
         let (h, conn) = self
@@ -351,6 +348,8 @@ impl Client {
         c.status = status;
         c.precedence = precedence;
         c.status_seq += 1;
+        self.coupling
+            .set_active(&c.path.gauges, status == PathStatus::Available);
         let frame = Frame::PathStatus(PathStatusFrame {
             path_id: id,
             status_seq: c.status_seq,
@@ -644,6 +643,8 @@ impl Client {
                         c.status_seq = ps.status_seq;
                         c.status = ps.status;
                         c.precedence = ps.precedence;
+                        self.coupling
+                            .set_active(&c.path.gauges, ps.status == PathStatus::Available);
                     }
                 }
             }

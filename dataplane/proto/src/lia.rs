@@ -265,6 +265,17 @@ impl CouplingTable {
         }
     }
 
+    /// Marks the attached path measured by `gauges` as in use (`true`, the default on
+    /// attach) or not (a standby path carries no data: its window would only distort the
+    /// others' alpha, so it is left out of their computation). No-op when not attached.
+    pub fn set_active(&self, gauges: &PathGauges, active: bool) {
+        if let Some((group, slot)) = gauges.coupling_slot() {
+            if let Some(p) = self.groups.get(group).and_then(|g| g.paths.get(slot)) {
+                p.active.store(active, Relaxed);
+            }
+        }
+    }
+
     /// `(cwnd, srtt_us)` of an attached slot, `None` if the slot is free or out of range.
     pub fn path(&self, group: usize, slot: usize) -> Option<(u64, u64)> {
         let p = self.groups.get(group)?.paths.get(slot)?;
@@ -291,7 +302,13 @@ impl CouplingTable {
     /// Alpha and total window of `group` as seen by the path in `own_slot`, whose own
     /// current `(own_cwnd, own_srtt_us)` replace what the table holds for it. Allocates
     /// nothing.
-    pub fn alpha(&self, group: usize, own_slot: usize, own_cwnd: u64, own_srtt_us: u64) -> LiaAlpha {
+    pub fn alpha(
+        &self,
+        group: usize,
+        own_slot: usize,
+        own_cwnd: u64,
+        own_srtt_us: u64,
+    ) -> LiaAlpha {
         let Some(g) = self.groups.get(group) else {
             return LiaAlpha::single(own_cwnd);
         };
@@ -413,7 +430,11 @@ mod tests {
     fn increase_fractions_accumulate() {
         let t0 = Instant::now();
         let mut l = Lia::new(t0, 100 * MSS, MSS as u16);
-        l.on_congestion_event(t0 + Duration::from_millis(1), t0 + Duration::from_millis(1), false);
+        l.on_congestion_event(
+            t0 + Duration::from_millis(1),
+            t0 + Duration::from_millis(1),
+            false,
+        );
         let w = l.window();
         // One window's worth of ACKs of 100 bytes each as a lone path: Reno adds about one
         // MSS (slightly less, because the window in the divisor grows along the way:
@@ -443,10 +464,20 @@ mod tests {
         assert_eq!(table.group_cwnd(0), 0);
         let seen_by_a = table.alpha(1, 0, 10 * MSS, 100_000);
         assert!(close(seen_by_a.alpha, 0.5), "{seen_by_a:?}");
+        table.set_active(&b, false);
+        assert_eq!(
+            table.alpha(1, 0, 10 * MSS, 100_000),
+            LiaAlpha::single(10 * MSS)
+        );
+        table.set_active(&b, true);
+        assert!(close(table.alpha(1, 0, 10 * MSS, 100_000).alpha, 0.5));
         table.detach(&b);
         assert_eq!(b.coupling_slot(), None);
         assert_eq!(table.path(1, 3), None);
-        assert_eq!(table.alpha(1, 0, 10 * MSS, 100_000), LiaAlpha::single(10 * MSS));
+        assert_eq!(
+            table.alpha(1, 0, 10 * MSS, 100_000),
+            LiaAlpha::single(10 * MSS)
+        );
         table.detach(&b);
         assert_eq!(table.path(1, 0), Some((10 * MSS, 100_000)));
     }

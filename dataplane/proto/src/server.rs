@@ -24,8 +24,8 @@ use crate::cc::PathGauges;
 use crate::config::{CampConfig, SchedulerFactory};
 use crate::conn::{PathConn, RxBuffer, UnitCarrier, UnitWriteError, codes};
 use crate::control::ControlFrame;
-use crate::lia::{CouplingTable, DEFAULT_COUPLING_GROUPS};
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey, JoinRefusal, NonceCache};
+use crate::lia::{CouplingTable, DEFAULT_COUPLING_GROUPS};
 use crate::sched::{
     ClientFeedback, ConsistencyAware, Decision, MAX_PATHS, ParamError, PathSet, PathView,
     SchedParam, Scheduler, UnitInfo,
@@ -428,6 +428,8 @@ impl Server {
         let conn = slot.conn;
         if let Some(c) = self.conns.get_mut(conn.0).and_then(Option::as_mut) {
             c.path.send_control(&frame);
+            self.coupling
+                .set_active(&c.path.gauges, status == PathStatus::Available);
         }
         self.schedule(now, s.0);
         true
@@ -516,14 +518,11 @@ impl Server {
 
     fn accept(&mut self, now: Instant, incoming: quinn_proto::Incoming, local: SocketAddr) {
         let gauges = Arc::new(PathGauges::default());
-        let transport = self
-            .config
-            .camp
-            .transport_coupled(
-                self.clock.epoch(),
-                gauges.clone(),
-                Some(self.coupling.clone()),
-            );
+        let transport = self.config.camp.transport_coupled(
+            self.clock.epoch(),
+            gauges.clone(),
+            Some(self.coupling.clone()),
+        );
         let mut sc = quinn_proto::ServerConfig::with_crypto(self.config.crypto.clone());
         sc.transport_config(Arc::new(transport));
         sc.migration(false);
@@ -750,6 +749,10 @@ impl Server {
                             p.status_seq = ps.status_seq;
                             p.status = ps.status;
                             p.precedence = ps.precedence;
+                            if let Some(c) = self.conns.get(p.conn.0).and_then(Option::as_ref) {
+                                self.coupling
+                                    .set_active(&c.path.gauges, p.status == PathStatus::Available);
+                            }
                         }
                     }
                 }

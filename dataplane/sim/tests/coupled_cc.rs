@@ -180,30 +180,102 @@ fn coupled_paths_together_are_no_more_aggressive_than_one_path() {
             "{name:>18}: mean total cwnd {:>8.0} B (per path {:?}), goodput {:>8.0} B/s, \
              {} text units",
             o.mean_total_cwnd,
-            o.mean_cwnd.iter().map(|w| w.round() as u64).collect::<Vec<_>>(),
+            o.mean_cwnd
+                .iter()
+                .map(|w| w.round() as u64)
+                .collect::<Vec<_>>(),
             o.goodput,
             o.submitted,
         );
-        assert!(o.presented_in_order, "{name}: every text unit once, in order");
+        assert!(
+            o.presented_in_order,
+            "{name}: every text unit once, in order"
+        );
         assert_eq!(o.unacked_reliable, 0, "{name}: every reliable unit acked");
         assert!(o.submitted > 1_000, "{name}: a real transfer happened");
     }
     // Uncoupled Reno on two paths holds about twice one path's window: the unfairness
     // that coupling exists to remove (and a check that the windows are loss-limited).
     let ratio_uncoupled = uncoupled.mean_total_cwnd / single.mean_total_cwnd;
-    assert!(ratio_uncoupled > 1.5, "uncoupled/single = {ratio_uncoupled:.2}");
+    assert!(
+        ratio_uncoupled > 1.5,
+        "uncoupled/single = {ratio_uncoupled:.2}"
+    );
     // Coupled, the two paths together hold about what one path does.
     let ratio_coupled = coupled.mean_total_cwnd / single.mean_total_cwnd;
-    println!("total cwnd ratio vs one path: uncoupled {ratio_uncoupled:.2}, LIA {ratio_coupled:.2}");
+    println!(
+        "total cwnd ratio vs one path: uncoupled {ratio_uncoupled:.2}, LIA {ratio_coupled:.2}"
+    );
     assert!(
         (0.7..1.35).contains(&ratio_coupled),
         "LIA/single = {ratio_coupled:.2}"
     );
     assert!(coupled.mean_total_cwnd < 0.75 * uncoupled.mean_total_cwnd);
     // Both coupled paths carry traffic (LIA shares, it does not switch a path off).
-    assert!(coupled.mean_cwnd.iter().all(|&w| w > 0.25 * coupled.mean_total_cwnd));
+    assert!(
+        coupled
+            .mean_cwnd
+            .iter()
+            .all(|&w| w > 0.25 * coupled.mean_total_cwnd)
+    );
     // The table saw the coupled paths; nothing is attached-but-silent when uncoupled
     // either (the table tracks attached paths regardless of the switch).
     assert!(coupled.table_total > 0);
     assert!(uncoupled.table_total > 0);
+}
+
+#[test]
+fn paths_attach_on_join_leave_on_standby_and_detach_on_close() {
+    let setup = Setup {
+        paths: vec![lossy_path(), lossy_path()],
+        scheduler: SchedulerKind::MinRtt.factory(),
+        receiver: Default::default(),
+        camp: CampConfig::default(),
+        seed: 5,
+    };
+    let mut sim = build(&setup, Instant::now());
+    assert!(!sim.server.coupled_cc(), "off by default");
+    assert!(!sim.client.client.coupled_cc());
+    let session = connect(&mut sim, 2);
+    let group = session.0 as usize;
+    sim.server.set_coupled_cc(true);
+    sim.client.client.set_coupled_cc(true);
+    assert!(sim.server.coupled_cc() && sim.client.client.coupled_cc());
+    sim.advance(sim.now() + Duration::from_millis(200));
+    let paths = sim.server.paths(session);
+    assert_eq!(paths.len(), 2);
+    for p in &paths {
+        let (cwnd, srtt) = sim
+            .server
+            .coupling()
+            .path(group, p.slot)
+            .expect("joined path is attached");
+        assert_eq!(cwnd, p.gauges.cwnd, "slot {}: table tracks the window", p.slot);
+        assert!(srtt > 0, "slot {}: RTT published", p.slot);
+    }
+    // Standby: out of the others' alpha.
+    let standby = paths[1];
+    assert!(sim.server.set_path_status(
+        sim.now(),
+        session,
+        standby.view.id,
+        camp_wire::PathStatus::Standby,
+        1
+    ));
+    assert_eq!(sim.server.coupling().path(group, standby.slot), None);
+    assert!(sim.server.set_path_status(
+        sim.now(),
+        session,
+        standby.view.id,
+        camp_wire::PathStatus::Available,
+        1
+    ));
+    assert!(sim.server.coupling().path(group, standby.slot).is_some());
+    // Closing a path frees its slot; the other stays.
+    assert!(sim.server.abandon_path(sim.now(), session, standby.view.id));
+    sim.advance(sim.now() + Duration::from_millis(300));
+    assert_eq!(sim.server.coupling().path(group, standby.slot), None);
+    assert!(sim.server.coupling().path(group, paths[0].slot).is_some());
+    sim.server.set_coupled_cc(false);
+    assert!(!sim.server.coupled_cc());
 }
