@@ -20,10 +20,15 @@ use camp_wire::{CaptureId, Modality, UnitFlags};
 
 /// Fast links (never the limit) with 0.5 % random loss towards the client, 40 ms RTT.
 fn lossy_path() -> PathConfig {
-    let mut down = LinkConfig::new(200.0, 20);
+    lossy_path_with_delay(20)
+}
+
+/// Like [`lossy_path`] with `one_way_ms` of delay each way.
+fn lossy_path_with_delay(one_way_ms: u64) -> PathConfig {
+    let mut down = LinkConfig::new(200.0, one_way_ms);
     down.loss = Loss::Bernoulli(0.005);
     PathConfig {
-        up: LinkConfig::new(200.0, 20),
+        up: LinkConfig::new(200.0, one_way_ms),
         down,
     }
 }
@@ -69,12 +74,13 @@ fn connect(sim: &mut Sim<Server, ClientNode>, n_paths: usize) -> SessionId {
 
 /// Keeps the server's queue full of reliable text units for `warmup + measure` seconds of
 /// virtual time, samples the windows every 10 ms after the warm-up, then drains.
-fn bulk(n_paths: usize, coupled: bool, seed: u64) -> Outcome {
+fn bulk(paths: Vec<PathConfig>, coupled: bool, seed: u64) -> Outcome {
     const WARMUP_S: u64 = 5;
     const MEASURE_S: u64 = 30;
     const UNIT: usize = 1_000;
+    let n_paths = paths.len();
     let setup = Setup {
-        paths: vec![lossy_path(); n_paths],
+        paths,
         scheduler: SchedulerKind::MinRtt.factory(),
         receiver: Default::default(),
         camp: CampConfig {
@@ -96,7 +102,7 @@ fn bulk(n_paths: usize, coupled: bool, seed: u64) -> Outcome {
     let mut samples = 0u64;
     let mut delivered_at_start = 0u64;
     while sim.now() < end {
-        while sim.server.pending_units(session) < 64 {
+        while sim.server.pending_units(session) < 512 {
             let now = sim.now();
             let t = sim.now_us();
             sim.server
@@ -168,9 +174,9 @@ fn delivered_bytes(sim: &Sim<Server, ClientNode>, n_paths: usize) -> u64 {
 
 #[test]
 fn coupled_paths_together_are_no_more_aggressive_than_one_path() {
-    let single = bulk(1, false, 21);
-    let uncoupled = bulk(2, false, 21);
-    let coupled = bulk(2, true, 21);
+    let single = bulk(vec![lossy_path()], false, 21);
+    let uncoupled = bulk(vec![lossy_path(); 2], false, 21);
+    let coupled = bulk(vec![lossy_path(); 2], true, 21);
     for (name, o) in [
         ("1 path", &single),
         ("2 paths uncoupled", &uncoupled),
@@ -250,7 +256,11 @@ fn paths_attach_on_join_leave_on_standby_and_detach_on_close() {
             .coupling()
             .path(group, p.slot)
             .expect("joined path is attached");
-        assert_eq!(cwnd, p.gauges.cwnd, "slot {}: table tracks the window", p.slot);
+        assert_eq!(
+            cwnd, p.gauges.cwnd,
+            "slot {}: table tracks the window",
+            p.slot
+        );
         assert!(srtt > 0, "slot {}: RTT published", p.slot);
     }
     // Standby: out of the others' alpha.
@@ -278,4 +288,42 @@ fn paths_attach_on_join_leave_on_standby_and_detach_on_close() {
     assert!(sim.server.coupling().path(group, paths[0].slot).is_some());
     sim.server.set_coupled_cc(false);
     assert!(!sim.server.coupled_cc());
+}
+
+#[test]
+fn with_unequal_rtts_lia_takes_about_the_best_paths_share() {
+    // 20 ms and 80 ms RTT, the same loss rate. RFC 6356's equilibrium gives both paths the
+    // same window (alpha compensates for the RTTs) so that together they move about what
+    // Reno alone moves on the faster path.
+    let fast = || lossy_path_with_delay(10);
+    let slow = || lossy_path_with_delay(40);
+    let best = bulk(vec![fast()], false, 23);
+    let uncoupled = bulk(vec![fast(), slow()], false, 23);
+    let coupled = bulk(vec![fast(), slow()], true, 23);
+    for (name, o) in [
+        ("fast path alone", &best),
+        ("uncoupled", &uncoupled),
+        ("LIA", &coupled),
+    ] {
+        println!(
+            "{name:>16}: mean total cwnd {:>8.0} B (per path {:?}), goodput {:>8.0} B/s",
+            o.mean_total_cwnd,
+            o.mean_cwnd
+                .iter()
+                .map(|w| w.round() as u64)
+                .collect::<Vec<_>>(),
+            o.goodput,
+        );
+        assert!(
+            o.presented_in_order,
+            "{name}: every text unit once, in order"
+        );
+        assert_eq!(o.unacked_reliable, 0, "{name}: every reliable unit acked");
+    }
+    let share = coupled.goodput / best.goodput;
+    println!("LIA goodput / fast path alone = {share:.2}");
+    // Goal 2 (do no harm): not more than a single flow on the best path; goal 1 (improve
+    // throughput) holds only loosely here, see docs/coupled-cc.md.
+    assert!((0.7..1.15).contains(&share), "LIA/best = {share:.2}");
+    assert!(coupled.mean_total_cwnd < 0.9 * uncoupled.mean_total_cwnd);
 }
