@@ -567,14 +567,17 @@ mod tests {
         assert_eq!(s.in_flight, 0);
     }
 
-    /// A coupled-capable Cubic controller, a plain Cubic fed the same events, the table.
-    fn coupled_pair() -> (
+    /// Controller under test, reference stock controller, its gauges, the table, epoch.
+    type Pair = (
         Box<dyn Controller>,
         Box<dyn Controller>,
         Arc<PathGauges>,
         Arc<CouplingTable>,
         Instant,
-    ) {
+    );
+
+    /// A coupled-capable Cubic controller, a plain Cubic fed the same events, the table.
+    fn coupled_pair() -> Pair {
         let epoch = Instant::now();
         let gauges = Arc::new(PathGauges::default());
         let table = Arc::new(CouplingTable::new(4, false));

@@ -315,10 +315,12 @@ impl CouplingTable {
         // A slot that has not published an RTT yet (just attached) is skipped by
         // `lia_alpha`: until its first ACK its rate is unknown, and leaving it out only
         // makes the others briefly a little more aggressive.
-        let others = g.paths.iter().enumerate().filter_map(|(i, p)| {
-            (i != own_slot && p.active.load(Relaxed))
-                .then(|| (p.cwnd.load(Relaxed), p.srtt_us.load(Relaxed)))
-        });
+        let others = g
+            .paths
+            .iter()
+            .enumerate()
+            .filter(|&(i, p)| i != own_slot && p.active.load(Relaxed))
+            .map(|(_, p)| (p.cwnd.load(Relaxed), p.srtt_us.load(Relaxed)));
         let own = std::iter::once((own_cwnd, own_srtt_us));
         lia_alpha(own.chain(others))
     }
