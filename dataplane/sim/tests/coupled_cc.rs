@@ -76,7 +76,7 @@ fn connect(sim: &mut Sim<Server, ClientNode>, n_paths: usize) -> SessionId {
 /// virtual time, samples the windows every 10 ms after the warm-up, then drains.
 fn bulk(paths: Vec<PathConfig>, coupled: bool, seed: u64) -> Outcome {
     const WARMUP_S: u64 = 5;
-    const MEASURE_S: u64 = 30;
+    const MEASURE_S: u64 = 20;
     const UNIT: usize = 1_000;
     let n_paths = paths.len();
     let setup = Setup {
