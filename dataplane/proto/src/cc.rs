@@ -6,13 +6,25 @@
 //! default) and records those figures into a shared [`PathGauges`]. The session and the
 //! telemetry exporter read the gauges; nothing here blocks (relaxed atomics, written only by
 //! the thread that drives the connection).
+//!
+//! Optionally the wrapper couples the paths of a session (RFC 6356 LIA, see [`crate::lia`]):
+//! the stock controller keeps being fed every event, and a [`Lia`] state is fed the same
+//! events alongside. While the factory's [`CouplingTable`] is switched on and the path is
+//! attached to a session group, [`Controller::window`] returns LIA's window; otherwise the
+//! stock controller's, so with coupling off the behaviour is exactly the stock algorithm's.
+//! Running both all the time keeps switching cheap and stateless: when LIA takes over it
+//! starts from the stock window (and its own NewReno slow-start threshold, learned from the
+//! same losses), and when it hands back the stock controller simply continues.
 
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use quinn_proto::RttEstimator;
+
+use crate::lia::{CouplingTable, Lia, LiaAlpha};
+use crate::sched::MAX_PATHS;
 use quinn_proto::congestion::{
     BbrConfig, Controller, ControllerFactory, ControllerMetrics, CubicConfig, NewRenoConfig,
 };
@@ -54,6 +66,8 @@ pub struct PathGauges {
     last_sample_us: AtomicU64,
     unsent: AtomicU64,
     mtu: AtomicU64,
+    /// Coupling attachment: 0 = none, else `1 + group * MAX_PATHS + slot`.
+    coupling: AtomicU32,
 }
 
 /// A consistent-enough copy of [`PathGauges`].
@@ -132,6 +146,27 @@ impl PathGauges {
     pub fn clear_unsent(&self) {
         self.unsent.store(0, Relaxed);
     }
+
+    /// The `(group, slot)` of the [`CouplingTable`] this path is attached to, if any.
+    pub fn coupling_slot(&self) -> Option<(usize, usize)> {
+        match self.coupling.load(Relaxed) {
+            0 => None,
+            v => {
+                let i = (v - 1) as usize;
+                Some((i / MAX_PATHS, i % MAX_PATHS))
+            }
+        }
+    }
+
+    /// Sets or clears the attachment (only [`CouplingTable`] does this; a group index too
+    /// large to encode leaves the path detached).
+    pub(crate) fn set_coupling_slot(&self, at: Option<(usize, usize)>) {
+        let v = at
+            .and_then(|(g, s)| g.checked_mul(MAX_PATHS)?.checked_add(s)?.checked_add(1))
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0);
+        self.coupling.store(v, Relaxed);
+    }
 }
 
 /// Builds a [`MeasuringController`] for exactly one connection.
@@ -140,6 +175,7 @@ pub struct MeasuringFactory {
     algorithm: CcAlgorithm,
     epoch: Instant,
     gauges: Arc<PathGauges>,
+    coupling: Option<Arc<CouplingTable>>,
 }
 
 impl MeasuringFactory {
@@ -149,7 +185,14 @@ impl MeasuringFactory {
             algorithm,
             epoch,
             gauges,
+            coupling: None,
         }
+    }
+
+    /// Lets the controller be coupled through `table` once its path is attached there.
+    pub fn with_coupling(mut self, table: Arc<CouplingTable>) -> Self {
+        self.coupling = Some(table);
+        self
     }
 }
 
@@ -162,12 +205,19 @@ impl ControllerFactory for MeasuringFactory {
         };
         self.gauges.cwnd.store(inner.window(), Relaxed);
         self.gauges.mtu.store(u64::from(current_mtu), Relaxed);
-        Box::new(MeasuringController {
+        let lia = Lia::new(now, inner.window(), current_mtu);
+        let mut c = MeasuringController {
             inner,
             epoch: self.epoch,
             gauges: self.gauges.clone(),
             state: MeasureState::default(),
-        })
+            coupling: self.coupling.clone(),
+            lia,
+            coupled: None,
+            srtt_us: 0,
+        };
+        c.refresh_coupling();
+        Box::new(c)
     }
 }
 
@@ -206,12 +256,22 @@ pub struct MeasuringController {
     epoch: Instant,
     gauges: Arc<PathGauges>,
     state: MeasureState,
+    coupling: Option<Arc<CouplingTable>>,
+    /// Always fed; governs the window while `coupled` is set.
+    lia: Lia,
+    /// The `(group, slot)` whose LIA window is in force, `None` while the stock
+    /// controller's is.
+    coupled: Option<(usize, usize)>,
+    /// quinn's smoothed RTT at the last ACK, µs (0 = none yet).
+    srtt_us: u64,
 }
 
 impl std::fmt::Debug for MeasuringController {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MeasuringController")
             .field("state", &self.state)
+            .field("lia", &self.lia)
+            .field("coupled", &self.coupled)
             .finish_non_exhaustive()
     }
 }
@@ -222,13 +282,50 @@ impl MeasuringController {
     }
 
     fn publish_window(&self) {
-        self.gauges.cwnd.store(self.inner.window(), Relaxed);
+        let window = self.window();
+        self.gauges.cwnd.store(window, Relaxed);
+        if let (Some(table), Some((group, slot))) = (&self.coupling, self.gauges.coupling_slot()) {
+            table.publish(group, slot, window, self.srtt_us);
+        }
+    }
+
+    /// Picks up a change of the global switch or of the path's attachment. LIA takes over
+    /// from the stock window at the moment it starts to govern.
+    fn refresh_coupling(&mut self) {
+        let now = match &self.coupling {
+            Some(table) if table.enabled() => self.gauges.coupling_slot(),
+            _ => None,
+        };
+        if now.is_some() && self.coupled.is_none() {
+            self.lia.restart_from(self.inner.window());
+        }
+        self.coupled = now;
+    }
+
+    /// Feeds one acknowledgement to the LIA state (RFC 6356 §3 in congestion avoidance,
+    /// with the group's alpha while coupled; as a lone path, i.e. NewReno, otherwise).
+    fn lia_on_ack(&mut self, sent: Instant, bytes: u64, app_limited: bool) {
+        self.refresh_coupling();
+        let srtt_us = self.srtt_us;
+        let table = self.coupling.as_deref();
+        let coupled = self.coupled;
+        self.lia
+            .on_ack(sent, bytes, app_limited, |own| match (table, coupled) {
+                (Some(t), Some((group, slot))) => t.alpha(group, slot, own, srtt_us),
+                _ => LiaAlpha::single(own),
+            });
+    }
+
+    /// The `(group, slot)` LIA is coupled through, when it governs the window.
+    pub fn coupled_slot(&self) -> Option<(usize, usize)> {
+        self.coupled
     }
 }
 
 impl Controller for MeasuringController {
     fn on_sent(&mut self, now: Instant, bytes: u64, last_packet_number: u64) {
         self.inner.on_sent(now, bytes, last_packet_number);
+        self.refresh_coupling();
         let g = &self.gauges;
         g.sent_bytes.fetch_add(bytes, Relaxed);
         // The unsent estimate only ever under-counts (overhead and retransmissions also
@@ -249,6 +346,8 @@ impl Controller for MeasuringController {
         rtt: &RttEstimator,
     ) {
         self.inner.on_ack(now, sent, bytes, app_limited, rtt);
+        self.srtt_us = u64::try_from(rtt.get().as_micros()).unwrap_or(u64::MAX);
+        self.lia_on_ack(sent, bytes, app_limited);
         if self.state.newest_acked_sent.is_none_or(|s| sent > s) {
             self.state.newest_acked_sent = Some(sent);
         }
@@ -269,6 +368,7 @@ impl Controller for MeasuringController {
     ) {
         self.inner
             .on_end_acks(now, in_flight, app_limited, largest_packet_num_acked);
+        self.refresh_coupling();
         let now_us = self.micros(now);
         let st = &mut self.state;
         st.in_flight = in_flight;
@@ -358,6 +458,9 @@ impl Controller for MeasuringController {
     ) {
         self.inner
             .on_congestion_event(now, sent, is_persistent_congestion, lost_bytes);
+        self.refresh_coupling();
+        self.lia
+            .on_congestion_event(now, sent, is_persistent_congestion);
         let g = &self.gauges;
         g.lost_bytes.fetch_add(lost_bytes, Relaxed);
         g.congestion_events.fetch_add(1, Relaxed);
@@ -369,16 +472,28 @@ impl Controller for MeasuringController {
 
     fn on_mtu_update(&mut self, new_mtu: u16) {
         self.inner.on_mtu_update(new_mtu);
+        self.lia.on_mtu_update(new_mtu);
         self.gauges.mtu.store(u64::from(new_mtu), Relaxed);
         self.publish_window();
     }
 
     fn window(&self) -> u64 {
-        self.inner.window()
+        match self.coupled {
+            Some(_) => self.lia.window(),
+            None => self.inner.window(),
+        }
     }
 
     fn metrics(&self) -> ControllerMetrics {
-        self.inner.metrics()
+        match self.coupled {
+            Some(_) => {
+                let mut m = ControllerMetrics::default();
+                m.congestion_window = self.lia.window();
+                m.ssthresh = Some(self.lia.ssthresh());
+                m
+            }
+            None => self.inner.metrics(),
+        }
     }
 
     fn clone_box(&self) -> Box<dyn Controller> {
@@ -387,6 +502,10 @@ impl Controller for MeasuringController {
             epoch: self.epoch,
             gauges: self.gauges.clone(),
             state: self.state.clone(),
+            coupling: self.coupling.clone(),
+            lia: self.lia.clone(),
+            coupled: self.coupled,
+            srtt_us: self.srtt_us,
         })
     }
 
@@ -446,6 +565,120 @@ mod tests {
         assert_eq!(s.max_rtt_us, 30_000);
         assert_eq!(s.last_ack_us, 32_000);
         assert_eq!(s.in_flight, 0);
+    }
+
+    /// Controller under test, reference stock controller, its gauges, the table, epoch.
+    type Pair = (
+        Box<dyn Controller>,
+        Box<dyn Controller>,
+        Arc<PathGauges>,
+        Arc<CouplingTable>,
+        Instant,
+    );
+
+    /// A coupled-capable Cubic controller, a plain Cubic fed the same events, the table.
+    fn coupled_pair() -> Pair {
+        let epoch = Instant::now();
+        let gauges = Arc::new(PathGauges::default());
+        let table = Arc::new(CouplingTable::new(4, false));
+        let f = Arc::new(
+            MeasuringFactory::new(CcAlgorithm::Cubic, epoch, gauges.clone())
+                .with_coupling(table.clone()),
+        );
+        let reference = Arc::new(CubicConfig::default()).build(epoch, 1200);
+        (f.build(epoch, 1200), reference, gauges, table, epoch)
+    }
+
+    /// Feeds a send, a loss and an end-of-ACKs to both controllers; returns their windows.
+    fn step(c: &mut dyn Controller, r: &mut dyn Controller, t0: Instant, round: u64) -> (u64, u64) {
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let base = 100 * round;
+        let feed = |x: &mut dyn Controller| {
+            x.on_sent(at(base + 1), 1200, round);
+            x.on_congestion_event(at(base + 50), at(base + 1), false, 1200);
+            x.on_end_acks(at(base + 51), 0, false, Some(round));
+        };
+        feed(c);
+        feed(r);
+        (c.window(), r.window())
+    }
+
+    #[test]
+    fn coupling_off_or_unattached_is_exactly_the_stock_controller() {
+        let (mut c, mut r, g, table, t0) = coupled_pair();
+        // On but not attached: stock.
+        table.set_enabled(true);
+        for round in 0..3 {
+            let (w, want) = step(&mut *c, &mut *r, t0, round);
+            assert_eq!(w, want, "round {round}");
+            assert_eq!(g.snapshot().cwnd, want);
+        }
+        // Attached but off: stock.
+        table.set_enabled(false);
+        assert!(table.attach(&g, 2, 1));
+        for round in 3..6 {
+            let (w, want) = step(&mut *c, &mut *r, t0, round);
+            assert_eq!(w, want, "round {round}");
+        }
+        // The attached slot tracks the effective (stock) window.
+        assert_eq!(table.path(2, 1).map(|p| p.0), Some(r.window()));
+    }
+
+    #[test]
+    fn coupling_on_hands_the_window_to_lia_and_back() {
+        let (mut c, mut r, g, table, t0) = coupled_pair();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(table.attach(&g, 0, 3));
+        table.set_enabled(true);
+        // Takes over from the stock window at the next event.
+        c.on_sent(at(1), 1200, 0);
+        r.on_sent(at(1), 1200, 0);
+        assert_eq!(c.window(), r.window());
+        // A loss halves (NewReno) where Cubic backs off to 0.7.
+        let before = c.window();
+        c.on_congestion_event(at(50), at(1), false, 1200);
+        r.on_congestion_event(at(50), at(1), false, 1200);
+        assert_eq!(c.window(), before / 2);
+        assert_ne!(c.window(), r.window());
+        assert_eq!(
+            g.snapshot().cwnd,
+            before / 2,
+            "gauges show the window in force"
+        );
+        assert_eq!(table.path(0, 3).map(|p| p.0), Some(before / 2));
+        let any = c.clone_box().into_any();
+        let m = any.downcast::<MeasuringController>().expect("our own type");
+        assert_eq!(m.coupled_slot(), Some((0, 3)));
+        // Off again: the stock controller, which saw every event, is back in charge.
+        table.set_enabled(false);
+        c.on_sent(at(60), 1200, 1);
+        r.on_sent(at(60), 1200, 1);
+        assert_eq!(c.window(), r.window());
+        // On, then detached: stock again, and the slot is free.
+        table.set_enabled(true);
+        c.on_sent(at(70), 1200, 2);
+        r.on_sent(at(70), 1200, 2);
+        assert_eq!(c.window(), r.window(), "restarted from the stock window");
+        c.on_congestion_event(at(120), at(70), false, 1200);
+        r.on_congestion_event(at(120), at(70), false, 1200);
+        assert_ne!(c.window(), r.window());
+        table.detach(&g);
+        assert_eq!(table.path(0, 3), None);
+        c.on_sent(at(130), 1200, 3);
+        r.on_sent(at(130), 1200, 3);
+        assert_eq!(c.window(), r.window());
+    }
+
+    #[test]
+    fn attachment_encoding_round_trips() {
+        let g = PathGauges::default();
+        assert_eq!(g.coupling_slot(), None);
+        for at in [(0, 0), (0, MAX_PATHS - 1), (255, 5), (100_000, 7)] {
+            g.set_coupling_slot(Some(at));
+            assert_eq!(g.coupling_slot(), Some(at));
+        }
+        g.set_coupling_slot(Some((usize::MAX, 0)));
+        assert_eq!(g.coupling_slot(), None, "unencodable group stays detached");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::config::CampConfig;
 use crate::conn::{MAX_UNIT_FRAME, PathConn, RxBuffer, codes};
 use crate::control::ControlFrame;
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey};
+use crate::lia::CouplingTable;
 use crate::sched::{MAX_PATHS, PathView};
 use crate::{SessionClock, Transmit};
 
@@ -172,6 +173,8 @@ pub struct Client {
     rx: RxBuffer,
     rr: usize,
     ack_buf: Vec<u8>,
+    /// Coupled congestion control of this client's paths (one group, slot = path slot).
+    coupling: Arc<CouplingTable>,
 }
 
 impl std::fmt::Debug for Client {
@@ -199,6 +202,7 @@ impl Client {
             Some(quinn_seed),
         );
         let receiver = Receiver::new(config.receiver);
+        let config_coupled = config.camp.coupled_cc;
         let mut client = Self {
             config,
             clock: SessionClock::new(epoch),
@@ -215,6 +219,7 @@ impl Client {
             rx: RxBuffer::default(),
             rr: 0,
             ack_buf: vec![0; camp_wire::ack_len(camp_wire::MAX_ACK_RANGES)],
+            coupling: Arc::new(CouplingTable::new(1, config_coupled)),
         };
         let h = client.connect(now, 0)?;
         let c = client.conns[h.0].as_mut().expect("just inserted");
@@ -225,10 +230,11 @@ impl Client {
     fn connect(&mut self, now: Instant, slot: usize) -> Result<ConnectionHandle, ClientError> {
         let spec = self.config.paths[slot];
         let gauges = Arc::new(PathGauges::default());
-        let transport = self
-            .config
-            .camp
-            .transport(self.clock.epoch(), gauges.clone());
+        let transport = self.config.camp.transport_coupled(
+            self.clock.epoch(),
+            gauges.clone(),
+            Some(self.coupling.clone()),
+        );
         let mut qc = QuinnClientConfig::new(self.config.crypto.clone());
         qc.transport_config(Arc::new(transport));
         let (h, conn) = self
@@ -255,6 +261,17 @@ impl Client {
         });
         self.slots[slot] = Some(h);
         Ok(h)
+    }
+
+    /// Switches coupled congestion control (RFC 6356 LIA across this client's paths) on or
+    /// off; each path follows at its next congestion-control event.
+    pub fn set_coupled_cc(&mut self, on: bool) {
+        self.coupling.set_enabled(on);
+    }
+
+    /// Whether coupled congestion control is on.
+    pub fn coupled_cc(&self) -> bool {
+        self.coupling.enabled()
     }
 
     /// The receiver: reordering, alignment and the draft's metrics.
@@ -331,6 +348,8 @@ impl Client {
         c.status = status;
         c.precedence = precedence;
         c.status_seq += 1;
+        self.coupling
+            .set_active(&c.path.gauges, status == PathStatus::Available);
         let frame = Frame::PathStatus(PathStatusFrame {
             path_id: id,
             status_seq: c.status_seq,
@@ -398,6 +417,7 @@ impl Client {
         if let PathState::Member(id) = c.state {
             self.receiver.remove_path(id);
         }
+        self.coupling.detach(&c.path.gauges);
         c.state = PathState::Closed;
         let slot = c.slot;
         for (_, buf) in c.unit_bufs.drain() {
@@ -580,6 +600,7 @@ impl Client {
                     return;
                 }
                 c.state = PathState::Member(s.path_id);
+                self.coupling.attach(&c.path.gauges, 0, c.slot);
                 if !self.config.shared_clock {
                     // local = sender + offset; the SESSION frame took about half an RTT.
                     let owd = c.path.conn.rtt().as_micros() as i64 / 2;
@@ -605,6 +626,7 @@ impl Client {
             (PathState::Joining, ControlFrame::JoinOk(ok)) => {
                 c.state = PathState::Member(ok.path_id);
                 let slot = c.slot;
+                self.coupling.attach(&c.path.gauges, 0, slot);
                 self.receiver
                     .set_path_rtt(ok.path_id, c.path.conn.rtt().as_micros() as u32);
                 self.events.push_back(ClientEvent::PathJoined {
@@ -621,6 +643,8 @@ impl Client {
                         c.status_seq = ps.status_seq;
                         c.status = ps.status;
                         c.precedence = ps.precedence;
+                        self.coupling
+                            .set_active(&c.path.gauges, ps.status == PathStatus::Available);
                     }
                 }
             }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use quinn_proto::{IdleTimeout, TransportConfig, VarInt};
 
 use crate::cc::{CcAlgorithm, MeasuringFactory, PathGauges};
+use crate::lia::CouplingTable;
 use crate::sched::{
     Blest, ConsistencyAware, Ecf, LowestLinger, MAX_PATHS, MinRtt, Otias, Pinning, Redundant,
     Scheduler, SinglePath, Xlink,
@@ -112,6 +113,10 @@ impl std::str::FromStr for SchedulerKind {
 pub struct CampConfig {
     /// Congestion controller used on every path.
     pub cc: CcAlgorithm,
+    /// Initial state of coupled congestion control (RFC 6356 LIA across the paths of a
+    /// session, see `docs/coupled-cc.md`); switchable at run time with
+    /// `Server::set_coupled_cc` / `Client::set_coupled_cc`.
+    pub coupled_cc: bool,
     /// A path with no packet from its peer for this long is closed (quinn idle timeout).
     pub idle_timeout: Duration,
     /// Keep-alive interval (keeps standby paths and NAT bindings alive).
@@ -142,6 +147,7 @@ impl Default for CampConfig {
     fn default() -> Self {
         Self {
             cc: CcAlgorithm::Cubic,
+            coupled_cc: false,
             idle_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_millis(500),
             initial_rtt: Duration::from_millis(100),
@@ -160,8 +166,23 @@ impl Default for CampConfig {
 impl CampConfig {
     /// quinn transport settings for one path connection, measuring into `gauges`.
     pub fn transport(&self, epoch: Instant, gauges: Arc<PathGauges>) -> TransportConfig {
+        self.transport_coupled(epoch, gauges, None)
+    }
+
+    /// Like [`transport`](Self::transport), with the path's controller able to join the
+    /// coupled congestion control of `coupling` once the path is attached there.
+    pub fn transport_coupled(
+        &self,
+        epoch: Instant,
+        gauges: Arc<PathGauges>,
+        coupling: Option<Arc<CouplingTable>>,
+    ) -> TransportConfig {
         let mut t = TransportConfig::default();
-        t.congestion_controller_factory(Arc::new(MeasuringFactory::new(self.cc, epoch, gauges)));
+        let mut factory = MeasuringFactory::new(self.cc, epoch, gauges);
+        if let Some(table) = coupling {
+            factory = factory.with_coupling(table);
+        }
+        t.congestion_controller_factory(Arc::new(factory));
         t.max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok());
         t.keep_alive_interval(Some(self.keep_alive));
         t.initial_rtt(self.initial_rtt);

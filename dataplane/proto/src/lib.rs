@@ -22,6 +22,7 @@ pub mod config;
 mod conn;
 pub mod control;
 pub mod join;
+pub mod lia;
 pub mod sched;
 pub mod server;
 pub mod store;

@@ -25,6 +25,7 @@ use crate::config::{CampConfig, SchedulerFactory};
 use crate::conn::{PathConn, RxBuffer, UnitCarrier, UnitWriteError, codes};
 use crate::control::ControlFrame;
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey, JoinRefusal, NonceCache};
+use crate::lia::{CouplingTable, DEFAULT_COUPLING_GROUPS};
 use crate::sched::{
     ClientFeedback, ConsistencyAware, Decision, MAX_PATHS, ParamError, PathSet, PathView,
     SchedParam, Scheduler, UnitInfo,
@@ -191,6 +192,8 @@ pub struct Server {
     sched_params: [Option<f64>; SchedParam::ALL.len()],
     /// Per-modality deadline overriding the submitted one (`Some(0)`: no deadline).
     deadlines: [Option<u32>; Modality::COUNT],
+    /// Coupled congestion control of every session's paths (group = session index).
+    coupling: Arc<CouplingTable>,
 }
 
 impl std::fmt::Debug for Server {
@@ -218,6 +221,10 @@ impl Server {
             true,
             Some(quinn_seed),
         );
+        let coupling = Arc::new(CouplingTable::new(
+            DEFAULT_COUPLING_GROUPS,
+            config.camp.coupled_cc,
+        ));
         Self {
             config,
             clock: SessionClock::new(epoch),
@@ -234,6 +241,7 @@ impl Server {
             latency: VecDeque::with_capacity(LATENCY_SAMPLES),
             sched_params: [None; SchedParam::ALL.len()],
             deadlines: [None; Modality::COUNT],
+            coupling,
         }
     }
 
@@ -271,6 +279,22 @@ impl Server {
     /// The deadline override of `m` (see [`set_modality_deadline`](Self::set_modality_deadline)).
     pub fn modality_deadline(&self, m: Modality) -> Option<u32> {
         self.deadlines[m.index()]
+    }
+
+    /// Switches coupled congestion control (RFC 6356 LIA across each session's paths) on
+    /// or off for every session; each path follows at its next congestion-control event.
+    pub fn set_coupled_cc(&mut self, on: bool) {
+        self.coupling.set_enabled(on);
+    }
+
+    /// Whether coupled congestion control is on.
+    pub fn coupled_cc(&self) -> bool {
+        self.coupling.enabled()
+    }
+
+    /// The coupling table (per-session, per-path windows and RTTs; telemetry and tests).
+    pub fn coupling(&self) -> &CouplingTable {
+        &self.coupling
     }
 
     /// The session clock.
@@ -404,6 +428,8 @@ impl Server {
         let conn = slot.conn;
         if let Some(c) = self.conns.get_mut(conn.0).and_then(Option::as_mut) {
             c.path.send_control(&frame);
+            self.coupling
+                .set_active(&c.path.gauges, status == PathStatus::Available);
         }
         self.schedule(now, s.0);
         true
@@ -492,10 +518,11 @@ impl Server {
 
     fn accept(&mut self, now: Instant, incoming: quinn_proto::Incoming, local: SocketAddr) {
         let gauges = Arc::new(PathGauges::default());
-        let transport = self
-            .config
-            .camp
-            .transport(self.clock.epoch(), gauges.clone());
+        let transport = self.config.camp.transport_coupled(
+            self.clock.epoch(),
+            gauges.clone(),
+            Some(self.coupling.clone()),
+        );
         let mut sc = quinn_proto::ServerConfig::with_crypto(self.config.crypto.clone());
         sc.transport_config(Arc::new(transport));
         sc.migration(false);
@@ -586,6 +613,7 @@ impl Server {
         };
         if c.path.conn.is_drained() {
             c.path.drained = true;
+            self.coupling.detach(&c.path.gauges);
             self.conns[h.0] = None;
             return;
         }
@@ -721,6 +749,10 @@ impl Server {
                             p.status_seq = ps.status_seq;
                             p.status = ps.status;
                             p.precedence = ps.precedence;
+                            if let Some(c) = self.conns.get(p.conn.0).and_then(Option::as_ref) {
+                                self.coupling
+                                    .set_active(&c.path.gauges, p.status == PathStatus::Available);
+                            }
                         }
                     }
                 }
@@ -815,6 +847,7 @@ impl Server {
             closed: false,
         });
         self.tokens.insert(token, sid as u32);
+        self.coupling.attach(&c.path.gauges, sid, 0);
         c.role = Role::Member {
             session: sid as u32,
             slot: 0,
@@ -895,6 +928,7 @@ impl Server {
             bytes_sent: 0,
         });
         c.role = Role::Member { session: sid, slot };
+        self.coupling.attach(&c.path.gauges, sid as usize, slot);
         c.path.send_control(&Frame::JoinOk(JoinOk {
             path_id: id,
             server_time_us: now_us,
@@ -950,6 +984,7 @@ impl Server {
             .push_back(ServerEvent::PathClosed(SessionId(session), p.id));
         if let Some(c) = self.conns.get_mut(p.conn.0).and_then(Option::as_mut) {
             c.role = Role::Closing;
+            self.coupling.detach(&c.path.gauges);
         }
         if s.paths.iter().all(Option::is_none) {
             s.closed = true;

@@ -123,6 +123,53 @@ fn unit_store_cycle_does_not_allocate_after_warm_up() {
 }
 
 #[test]
+fn coupled_congestion_control_does_not_allocate() {
+    use camp_proto::cc::{CcAlgorithm, MeasuringFactory, PathGauges};
+    use camp_proto::lia::{CouplingTable, Lia, lia_increase};
+    use quinn_proto::congestion::{Controller, ControllerFactory};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    // Four coupled paths of one session (built and attached outside the counted region).
+    let t0 = Instant::now();
+    let table = Arc::new(CouplingTable::new(8, true));
+    let mut paths: Vec<(Box<dyn Controller>, Lia)> = (0..4)
+        .map(|slot| {
+            let gauges = Arc::new(PathGauges::default());
+            let c = Arc::new(
+                MeasuringFactory::new(CcAlgorithm::Cubic, t0, gauges.clone())
+                    .with_coupling(table.clone()),
+            )
+            .build(t0, 1200);
+            assert!(table.attach(&gauges, 5, slot));
+            (c, Lia::new(t0, 14_720, 1200))
+        })
+        .collect();
+    let ((), allocs) = counted(|| {
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_micros(1_000 * i);
+            for (slot, (c, lia)) in paths.iter_mut().enumerate() {
+                // What the wrapper does per event (an RttEstimator cannot be built outside
+                // quinn, so on_ack's LIA step is driven through the same table call).
+                c.on_sent(now, 1200, i);
+                if i % 97 == 0 {
+                    c.on_congestion_event(now, now, i % 970 == 0, 1200);
+                    lia.on_congestion_event(now, now - Duration::from_micros(1), false);
+                }
+                lia.on_ack(now, 1200, false, |own| {
+                    table.alpha(5, slot, own, 20_000 + 10_000 * slot as u64)
+                });
+                c.on_end_acks(now, 12_000, false, Some(i));
+                let a = table.alpha(5, slot, c.window(), 30_000);
+                std::hint::black_box(lia_increase(a.alpha, a.cwnd_total, c.window(), 1200, 1200));
+            }
+        }
+    });
+    assert_eq!(allocs, 0, "allocations in 40 000 coupled controller steps");
+    assert!(table.group_cwnd(5) > 0);
+}
+
+#[test]
 fn the_counter_sees_allocations_on_its_own_thread_only() {
     let (v, allocs) = counted(|| std::hint::black_box(vec![7u8; 64]));
     assert_eq!(v.len(), 64);
