@@ -262,9 +262,7 @@ pub fn run(
     );
     let clock = engine.node().clock();
     let mut in_force = initial_settings(settings);
-    if settings.coupled_cc {
-        // WIRE-LIA: engine.node_mut().set_coupled_cc(true);
-    }
+    engine.node_mut().set_coupled_cc(settings.coupled_cc);
     let payload = vec![0x5A_u8; MAX_SYNTHETIC_UNIT];
     let want_paths = settings.addresses.len().clamp(1, 2);
     let mut feeds: BTreeMap<u32, Feed> = BTreeMap::new();
@@ -714,9 +712,13 @@ fn apply_knob(
             }
         }
         Knob::SetCoupledCc { on } => {
-            // WIRE-LIA: node.set_coupled_cc(on); in_force.coupled_cc = on;
-            tracing::warn!("campd: coupled congestion control ({on}) is not available yet");
-            false
+            node.set_coupled_cc(on);
+            in_force.coupled_cc = on;
+            tracing::info!(
+                "campd: coupled congestion control (LIA) {}",
+                if on { "on" } else { "off" }
+            );
+            true
         }
         Knob::SetLogLevel { level } => {
             crate::log::set_level(level);

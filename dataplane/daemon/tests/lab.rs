@@ -271,6 +271,7 @@ fn turn(tag: &str, io: &str) {
         r#"{"cmd":"set","name":"margin_factor","value":1.5}"#,
         r#"{"cmd":"set","name":"deadline_video_us","value":180000}"#,
         r#"{"cmd":"set","name":"log_level","value":"debug"}"#,
+        r#"{"cmd":"set","name":"coupled_cc","value":true}"#,
     ] {
         let r = control(&sock, line).expect("set answered");
         assert!(
@@ -285,6 +286,7 @@ fn turn(tag: &str, io: &str) {
         if st["target_skew_us"] == 4000
             && st["deadline_us"][2] == 180000
             && st["log_level"] == "debug"
+            && st["coupled_cc"] == true
             && st["scheduler_params"]["margin_factor"] == 1.5
         {
             break;
@@ -381,8 +383,8 @@ fn turn(tag: &str, io: &str) {
     assert_eq!(report["paths_joined"], 2);
     assert_eq!(report["drained"], true);
     assert_eq!(
-        report["knobs_applied"], 6,
-        "path status, scheduler, target skew, margin, video deadline, log level"
+        report["knobs_applied"], 7,
+        "path status, scheduler, target skew, margin, video deadline, log level, coupled cc"
     );
     assert!(report["latency_samples"].as_u64() > Some(100), "{report}");
     assert_eq!(
