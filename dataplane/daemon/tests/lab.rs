@@ -360,6 +360,19 @@ fn turn(tag: &str, io: &str) {
         }
     }
 
+    // Per-modality latency reaches the interval histograms (`campctl stats`).
+    let t5 = Instant::now();
+    loop {
+        let v = control(&sock, r#"{"cmd":"stats"}"#).expect("stats");
+        let video = &v["stats"]["summary"]["latency"][2];
+        if video["count"].as_u64() > Some(0) {
+            assert!(video["max_us"].as_u64() < Some(1_000_000), "{v}");
+            break;
+        }
+        assert!(t5.elapsed() < Duration::from_secs(4), "no latency interval: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     let (status, out, err) = client.wait();
     assert!(status.success(), "camp-client failed: {err}");
     let summary: serde_json::Value = serde_json::from_str(out.trim()).expect("client JSON");
