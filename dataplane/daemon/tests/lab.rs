@@ -369,7 +369,10 @@ fn turn(tag: &str, io: &str) {
             assert!(video["max_us"].as_u64() < Some(1_000_000), "{v}");
             break;
         }
-        assert!(t5.elapsed() < Duration::from_secs(4), "no latency interval: {v}");
+        assert!(
+            t5.elapsed() < Duration::from_secs(4),
+            "no latency interval: {v}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
