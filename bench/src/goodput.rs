@@ -87,6 +87,21 @@ pub struct GoodputArgs {
     /// quinn's runtime blocks in epoll).
     #[arg(long)]
     pub busy_poll: bool,
+    /// Turn quinn's UDP segmentation offload (GSO) off, for a
+    /// datagram-for-datagram comparison (stock quinn uses GSO when the kernel
+    /// offers it; the default keeps it on).
+    #[arg(long)]
+    pub quinn_no_gso: bool,
+    /// Receive on the receiver's veth end in a threaded NAPI poller (GRO on,
+    /// `threaded` = 1), so the receiver's kernel stack runs in its own
+    /// kernel thread instead of in the sender's softirq context (veth
+    /// delivers in the transmitting thread's context by default, which bills
+    /// the receiver's IP/UDP work to the sender). Applies to both stacks.
+    #[arg(long)]
+    pub rx_napi_thread: bool,
+    /// Print each run's engine, I/O and quinn connection counters to stderr.
+    #[arg(long)]
+    pub counters: bool,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -233,6 +248,10 @@ pub fn summarize(runs: &[Run]) -> Summary {
 pub struct Report {
     /// Payload bytes per unit.
     pub unit: usize,
+    /// Whether quinn could use GSO (`--quinn-no-gso` not given).
+    pub quinn_gso: bool,
+    /// Whether the receiver's veth end polled in a NAPI thread.
+    pub rx_napi_thread: bool,
     /// camp medians.
     pub camp: Summary,
     /// quinn medians.
@@ -244,9 +263,11 @@ pub struct Report {
 }
 
 impl Report {
-    fn new(unit: usize, camp: Summary, quinn: Summary) -> Self {
+    fn new(args: &GoodputArgs, camp: Summary, quinn: Summary) -> Self {
         Self {
-            unit,
+            unit: args.unit,
+            quinn_gso: !args.quinn_no_gso,
+            rx_napi_thread: args.rx_napi_thread,
             per_core_ratio: camp.per_core_gbps / quinn.per_core_gbps.max(f64::MIN_POSITIVE),
             goodput_ratio: camp.goodput_gbps / quinn.goodput_gbps.max(f64::MIN_POSITIVE),
             camp,
@@ -267,7 +288,7 @@ struct Bed {
     b_mac: [u8; 6],
 }
 
-fn setup() -> Result<Bed, String> {
+fn setup(rx_napi_thread: bool) -> Result<Bed, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("camp-bench goodput needs root (network namespaces, XDP, AF_XDP)".into());
     }
@@ -294,6 +315,14 @@ fn setup() -> Result<Bed, String> {
         // verifies them and veth would otherwise leave them partial.
         ns.exec(&["ethtool", "-K", ifname, "tx", "off"])?;
         ns.exec(&["ip", "link", "set", ifname, "up"])?;
+    }
+    if rx_napi_thread {
+        b.exec(&["ethtool", "-K", RECEIVER_IF, "gro", "on"])?;
+        b.exec(&[
+            "sh",
+            "-c",
+            &format!("echo 1 > /sys/class/net/{RECEIVER_IF}/threaded"),
+        ])?;
     }
     let (a_mac, b_mac) = (a.mac(SENDER_IF)?, b.mac(RECEIVER_IF)?);
     // Static neighbours: no ARP inside a measurement.
@@ -523,6 +552,9 @@ fn run_camp(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
                 ));
             }
             let io = engine.io().counters();
+            if args.counters {
+                eprintln!("camp sender: {:?} {io:?}", engine.counters());
+            }
             Ok(CampSide {
                 setup,
                 cpu,
@@ -591,6 +623,13 @@ fn run_camp(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
                 return Err(format!("camp receiver got {got} of {} bytes", args.bytes));
             }
             let io = engine.io().counters();
+            if args.counters {
+                eprintln!(
+                    "camp receiver: {:?} {io:?} {:?}",
+                    engine.counters(),
+                    engine.node().counters()
+                );
+            }
             Ok(CampSide {
                 setup: "kernel udp".into(),
                 cpu,
@@ -625,7 +664,7 @@ fn run_camp(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
 /// quinn transport settings equal to what `CampConfig::default().transport()`
 /// gives camp's connections (windows, stream limits, timers), with quinn's
 /// stock Cubic where camp wraps the same Cubic in a measuring controller.
-fn quinn_transport() -> Arc<quinn::TransportConfig> {
+fn quinn_transport(gso: bool) -> Arc<quinn::TransportConfig> {
     let camp = CampConfig::default();
     let mut t = quinn::TransportConfig::default();
     t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()));
@@ -637,6 +676,7 @@ fn quinn_transport() -> Arc<quinn::TransportConfig> {
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1));
     t.stream_receive_window(quinn::VarInt::from_u32(4 << 20));
     t.receive_window(quinn::VarInt::from_u32(64 << 20));
+    t.enable_segmentation_offload(gso);
     Arc::new(t)
 }
 
@@ -685,7 +725,7 @@ fn run_quinn(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
                 .map_err(|e| e.to_string())?
                 .max_gso_segments();
             let mut server = quinn::ServerConfig::with_crypto(server_crypto);
-            server.transport_config(quinn_transport());
+            server.transport_config(quinn_transport(!args.quinn_no_gso));
             let work = async {
                 let endpoint = quinn::Endpoint::new(
                     quinn::EndpointConfig::default(),
@@ -736,7 +776,7 @@ fn run_quinn(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
                 .recv_timeout(timeout)
                 .map_err(|_| "the quinn sender never became ready")?;
             let mut client = quinn::ClientConfig::new(client_crypto);
-            client.transport_config(quinn_transport());
+            client.transport_config(quinn_transport(!args.quinn_no_gso));
             let work = async {
                 let endpoint = quinn::Endpoint::new(
                     quinn::EndpointConfig::default(),
@@ -784,10 +824,20 @@ fn run_quinn(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
         let rx = join(receiver, "quinn receiver");
         let tx = join(sender, "quinn sender");
         let (tx, rx) = (tx?, rx?);
+        if args.counters {
+            eprintln!(
+                "quinn sender: {:?}\nquinn receiver: {:?}",
+                tx.stats, rx.stats
+            );
+        }
         let udp = tx.stats.udp_tx;
         Ok(Run {
             stack: Stack::Quinn,
-            setup: format!("kernel udp, gso max {}", tx.gso_segments),
+            setup: if args.quinn_no_gso {
+                "kernel udp, gso off".to_owned()
+            } else {
+                format!("kernel udp, gso max {}", tx.gso_segments)
+            },
             bytes: args.bytes,
             wall: progress.wall()?,
             sender_cpu: tx.cpu,
@@ -820,7 +870,7 @@ fn check(args: &GoodputArgs) -> Result<(), String> {
 /// every run, as measured.
 pub fn measure(args: &GoodputArgs) -> Result<Vec<Run>, String> {
     check(args)?;
-    let bed = setup()?;
+    let bed = setup(args.rx_napi_thread)?;
     let mut out = Vec::with_capacity(2 * args.runs);
     for i in 0..args.runs {
         // Alternate which stack goes first so drift (other load on the
@@ -852,7 +902,7 @@ pub fn report(args: &GoodputArgs, runs: &[Run]) -> Result<Report, String> {
         }
         Ok(summarize(&r))
     };
-    Ok(Report::new(args.unit, of(Stack::Camp)?, of(Stack::Quinn)?))
+    Ok(Report::new(args, of(Stack::Camp)?, of(Stack::Quinn)?))
 }
 
 /// Renders the report as a table.
@@ -860,8 +910,15 @@ pub fn render_text(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "camp-bench goodput: {} B in {} B units, {} runs per stack (medians); one veth pair",
-        r.camp.bytes, r.unit, r.camp.runs
+        "camp-bench goodput: {} B in {} B units, {} runs per stack (medians); one veth pair{}",
+        r.camp.bytes,
+        r.unit,
+        r.camp.runs,
+        if r.rx_napi_thread {
+            ", receiver veth in a NAPI thread"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         s,
@@ -969,7 +1026,7 @@ mod tests {
         assert_eq!(camp.per_core_gbps, 0.4);
         assert_eq!(camp.tx_datagrams_per_send, 10.0);
         let quinn = summarize(&[run_of(Stack::Quinn, 1_000_000, 100, 40)]);
-        let r = Report::new(65_536, camp, quinn);
+        let r = Report::new(&small_args(), camp, quinn);
         assert_eq!(r.per_core_ratio, 2.0);
         let t = render_text(&r);
         assert!(
@@ -981,18 +1038,25 @@ mod tests {
         assert!(j.contains("\"stack\":\"quinn\""), "{j}");
     }
 
-    #[test]
-    fn arguments_are_bounded() {
-        let ok = GoodputArgs {
-            bytes: 1 << 20,
+    fn small_args() -> GoodputArgs {
+        GoodputArgs {
+            bytes: 4_000_000,
             unit: 65_536,
             runs: 1,
             timeout: 20.0,
             sender_core: None,
             receiver_core: None,
             busy_poll: false,
-            json: false,
-        };
+            quinn_no_gso: false,
+            rx_napi_thread: false,
+            counters: false,
+            json: true,
+        }
+    }
+
+    #[test]
+    fn arguments_are_bounded() {
+        let ok = small_args();
         assert!(check(&ok).is_ok());
         assert!(
             check(&GoodputArgs {
@@ -1031,16 +1095,7 @@ mod tests {
             eprintln!("SKIPPED small_transfer_through_both_stacks: needs root");
             return;
         }
-        let args = GoodputArgs {
-            bytes: 4_000_000,
-            unit: 65_536,
-            runs: 1,
-            timeout: 20.0,
-            sender_core: None,
-            receiver_core: None,
-            busy_poll: false,
-            json: true,
-        };
+        let args = small_args();
         let t0 = Instant::now();
         let runs = measure(&args).expect("camp-bench goodput");
         assert_eq!(runs.len(), 2);
