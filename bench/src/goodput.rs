@@ -553,7 +553,12 @@ fn run_camp(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
             }
             let io = engine.io().counters();
             if args.counters {
-                eprintln!("camp sender: {:?} {io:?}", engine.counters());
+                eprintln!(
+                    "camp sender: {:?} {io:?} {:?} {:?}",
+                    engine.counters(),
+                    engine.node().counters(),
+                    session.and_then(|id| engine.node().store_counters(id))
+                );
             }
             Ok(CampSide {
                 setup,
