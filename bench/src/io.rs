@@ -16,9 +16,7 @@
 //! Every run is bounded in time and packets. Addresses: 198.18.0.0/24.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -28,6 +26,8 @@ use camp_xdp::sink::XdpSink;
 use camp_xdp::xsk::BindMode;
 use camp_xdp::{AnyIo, AttachMode, Ecn, PacketIo, UdpIo, XdpConfig, XdpIo};
 use clap::{Args, ValueEnum};
+
+use crate::lab::{Cpu, Netns, cpu_since, sh, thread_cpu, user_share};
 
 const XDP_IF: &str = "cbx0";
 const PEER_IF: &str = "cbp0";
@@ -112,78 +112,6 @@ pub struct Measurement {
     pub packets: u64,
 }
 
-/// A network namespace deleted on drop.
-struct Netns {
-    name: String,
-}
-
-fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args[0]))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-impl Netns {
-    fn new(tag: &str) -> Result<Self, String> {
-        let name = format!("campbench-{tag}-{}", std::process::id());
-        sh(&["ip", "netns", "add", &name])?;
-        Ok(Self { name })
-    }
-
-    fn exec(&self, args: &[&str]) -> Result<String, String> {
-        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
-        full.extend_from_slice(args);
-        sh(&full)
-    }
-
-    /// Moves the calling thread into the namespace.
-    fn enter(&self) -> Result<(), String> {
-        let path = format!("/var/run/netns/{}", self.name);
-        let f = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("setns {path}: {e}"))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// CPU time of the calling thread: (total, user). The total comes from
-/// `CLOCK_THREAD_CPUTIME_ID` (precise); the user part from `getrusage`
-/// (tick-based, used only for the user/system split).
-fn thread_cpu() -> (Duration, Duration) {
-    let total = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map_or(Duration::ZERO, |t| {
-            Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
-        });
-    let user = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD).map_or(
-        Duration::ZERO,
-        |u| {
-            let t = u.user_time();
-            Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
-        },
-    );
-    (total, user)
-}
-
-fn cpu_since(start: (Duration, Duration)) -> (Duration, Duration) {
-    let now = thread_cpu();
-    (now.0.saturating_sub(start.0), now.1.saturating_sub(start.1))
-}
-
 struct Bed {
     xdp: Netns,
     peer: Netns,
@@ -193,14 +121,13 @@ fn setup() -> Result<Bed, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("camp-bench io needs root (network namespaces, XDP, AF_XDP)".into());
     }
-    let xdp = Netns::new("x")?;
-    let peer = Netns::new("p")?;
+    let xdp = Netns::new("iox")?;
+    let peer = Netns::new("iop")?;
     sh(&[
         "ip", "link", "add", XDP_IF, "netns", &xdp.name, "type", "veth", "peer", "name", PEER_IF,
         "netns", &peer.name,
     ])?;
     for (ns, ifname, ip) in [(&xdp, XDP_IF, XDP_IP), (&peer, PEER_IF, PEER_IP)] {
-        ns.exec(&["ip", "link", "set", "lo", "up"])?;
         ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", ifname])?;
         // Complete checksums from the kernel senders; UDP GSO segmented in
         // software before the veth so the receiver sees wire-size frames.
@@ -248,15 +175,6 @@ fn setup() -> Result<Bed, String> {
     Ok(Bed { xdp, peer })
 }
 
-fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|h| u8::from_str_radix(h, 16))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("mac {s}: {e}"))?;
-    v.try_into().map_err(|_| format!("mac {s}: not 6 bytes"))
-}
-
 fn open(mode: Mode, peer_mac: [u8; 6]) -> Result<AnyIo, String> {
     let local: SocketAddr = format!("{XDP_IP}:{CAMP_PORT}")
         .parse()
@@ -288,8 +206,6 @@ fn open(mode: Mode, peer_mac: [u8; 6]) -> Result<AnyIo, String> {
     }
 }
 
-/// Thread CPU time: (total, user).
-type Cpu = (Duration, Duration);
 /// What the measured sender returns: (datagrams, CPU, elapsed, setup).
 type SenderResult = (u64, Cpu, Duration, &'static str);
 
@@ -305,14 +221,6 @@ fn setup_of(io: &AnyIo) -> &'static str {
                 .all(|q| *q == BindMode::ZeroCopy);
             if zc { "zero-copy" } else { "copy" }
         }
-    }
-}
-
-fn user_share((total, user): (Duration, Duration)) -> f64 {
-    if total.is_zero() {
-        0.0
-    } else {
-        (user.as_secs_f64() / total.as_secs_f64()).min(1.0)
     }
 }
 
@@ -518,12 +426,7 @@ pub fn measure(args: &IoArgs) -> Result<Vec<Measurement>, String> {
         return Err("need runs >= 1, seconds > 0 and 1 <= payload <= 1400".into());
     }
     let bed = setup()?;
-    let peer_mac = {
-        let mac = bed
-            .peer
-            .exec(&["cat", &format!("/sys/class/net/{PEER_IF}/address")])?;
-        parse_mac(mac.trim())?
-    };
+    let peer_mac = bed.peer.mac(PEER_IF)?;
     let mut out = Vec::new();
     for direction in ["rx", "tx"] {
         for &mode in &args.modes {
@@ -730,11 +633,5 @@ mod tests {
             ms.iter()
                 .all(|m| m.setup == if m.mode == "udp" { "kernel" } else { "copy" })
         );
-    }
-
-    #[test]
-    fn macs_parse() {
-        assert_eq!(parse_mac("02:00:00:00:00:0a").unwrap(), [2, 0, 0, 0, 0, 10]);
-        assert!(parse_mac("02:00").is_err());
     }
 }

@@ -4,7 +4,11 @@
 
 mod compare;
 #[cfg(feature = "xdp")]
+mod goodput;
+#[cfg(feature = "xdp")]
 mod io;
+#[cfg(feature = "xdp")]
+mod lab;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +28,10 @@ enum Command {
     /// quinn-udp on one veth pair between two network namespaces (root).
     #[cfg(feature = "xdp")]
     Io(io::IoArgs),
+    /// End-to-end goodput per sender core (build with `--features xdp`): campd's engine
+    /// over AF_XDP against quinn on tokio over kernel UDP, same bytes, same veth pair (root).
+    #[cfg(feature = "xdp")]
+    Goodput(goodput::GoodputArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +40,8 @@ fn main() -> std::process::ExitCode {
         Command::Compare(args) => compare::run_compare(&args),
         #[cfg(feature = "xdp")]
         Command::Io(args) => io::run(&args),
+        #[cfg(feature = "xdp")]
+        Command::Goodput(args) => goodput::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
