@@ -831,7 +831,11 @@ impl Server {
             nonces: NonceCache::default(),
             paths,
             next_path_id: 1,
-            store: UnitStore::new(self.config.camp.max_queued_bytes),
+            store: {
+                let mut store = UnitStore::new(self.config.camp.max_queued_bytes);
+                store.set_unit_window(self.config.camp.peer_units_ahead);
+                store
+            },
             scheduler: {
                 let mut sched = (self.config.scheduler)();
                 for (p, v) in SchedParam::ALL.iter().zip(self.sched_params) {

@@ -84,6 +84,8 @@ pub struct StoreCounters {
     pub acked: [u64; Modality::COUNT],
     /// Reinjections triggered by the end-to-end safety timeout.
     pub safety_reinjections: u64,
+    /// Times a reliable unit was held because the peer's reorder window was full.
+    pub window_held: [u64; Modality::COUNT],
 }
 
 /// A unit the peer acknowledged for the first time (telemetry: per-modality latency).
@@ -126,6 +128,9 @@ pub struct UnitStore {
     sent_droppable: Vec<SentDroppable>,
     /// Per modality: droppable seqs below this were reported or have left the ring.
     droppable_ack_floor: [Seq; Modality::COUNT],
+    /// The peer's reorder window in units: a reliable unit is not sent before every unit
+    /// this far behind it was acknowledged (the receiver would refuse it).
+    unit_window: u64,
 }
 
 /// Largest payload one unit may carry.
@@ -167,7 +172,16 @@ impl UnitStore {
             counters: StoreCounters::default(),
             sent_droppable: vec![(Seq::MAX, 0, 0); SENT_DROPPABLE_RING * Modality::COUNT],
             droppable_ack_floor: [0; Modality::COUNT],
+            unit_window: u64::MAX,
         }
+    }
+
+    /// Sets the peer's reorder window (`camp_recv::ReceiverConfig::max_units_ahead`): a
+    /// reliable unit `seq` is held while `seq >= oldest unacknowledged + window`, because
+    /// the receiver refuses units that far ahead and they would only come back through the
+    /// safety timeout. Droppable units are not held (the receiver slides its window).
+    pub fn set_unit_window(&mut self, window: u32) {
+        self.unit_window = u64::from(window.max(1));
     }
 
     /// Counters.
@@ -289,6 +303,13 @@ impl UnitStore {
             }
             let q = &self.queues[m.index()];
             if let Some(u) = q.get(self.next_unsent[m.index()]) {
+                let front = q.front().map_or(u.header.seq, |f| f.header.seq);
+                if u.header.reliability == Reliability::Reliable
+                    && u.header.seq - front >= self.unit_window
+                {
+                    self.counters.window_held[m.index()] += 1;
+                    continue;
+                }
                 let key = (u.header.gen_time_us, rank);
                 if best.is_none_or(|b| key < (b.0, b.1)) {
                     best = Some((key.0, key.1, m, u.header.seq));
@@ -791,6 +812,42 @@ mod tests {
         s.on_ack_observed(Modality::Video, n, std::iter::empty(), |u| seen.push(u.seq));
         assert_eq!(seen.len(), SENT_DROPPABLE_RING);
         assert_eq!(seen.first(), Some(&10));
+    }
+
+    #[test]
+    fn reliable_units_wait_for_the_peers_reorder_window() {
+        let mut s = UnitStore::new(1 << 20);
+        s.set_unit_window(3);
+        for g in 0..5 {
+            submit(&mut s, Modality::Text, g, 10);
+            submit(&mut s, Modality::Video, g, 10);
+        }
+        let none = [false; Modality::COUNT];
+        let mut sent = Vec::new();
+        while let Some((m, seq, _)) = s.next_candidate(none) {
+            s.mark_sent(m, seq, 0, 1);
+            sent.push((m, seq));
+        }
+        // Text 0..3 fit the window; 3 and 4 wait; video is never held.
+        let text: Vec<Seq> = sent
+            .iter()
+            .filter(|(m, _)| *m == Modality::Text)
+            .map(|x| x.1)
+            .collect();
+        let video = sent.iter().filter(|(m, _)| *m == Modality::Video).count();
+        assert_eq!((text, video), (vec![0, 1, 2], 5));
+        assert!(s.counters().window_held[Modality::Text.index()] > 0);
+        // Acknowledging the oldest opens the window by one.
+        s.on_ack(Modality::Text, 1, std::iter::empty());
+        assert_eq!(s.next_candidate(none), Some((Modality::Text, 3, false)));
+        s.mark_sent(Modality::Text, 3, 0, 2);
+        assert_eq!(s.next_candidate(none), None);
+        // An out-of-order ACK does not open it: the receiver's window starts at its
+        // first missing unit.
+        s.on_ack(Modality::Text, 1, std::iter::once(2..4));
+        assert_eq!(s.next_candidate(none), None);
+        s.on_ack(Modality::Text, 4, std::iter::empty());
+        assert_eq!(s.next_candidate(none), Some((Modality::Text, 4, false)));
     }
 
     #[test]
