@@ -3,64 +3,14 @@
 //! modalities (two paths, reordering, duplicates, video losses, keyframes) make zero heap
 //! allocations. Its own test binary, because it installs a counting global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
 use camp_recv::{
     CaptureId, Micros, Modality, PathId, PlayoutPolicy, Receiver, ReceiverConfig, Seq, UnitFlags,
     UnitMeta,
 };
-
-/// Forwards to the system allocator and counts allocations made by a thread that opted in.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-/// Set from `CAMP_ALLOC_PANIC`: panic at the first counted allocation so that
-/// `RUST_BACKTRACE=1` shows where it came from (a debugging aid).
-static PANIC_AT_FIRST: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        if PANIC_AT_FIRST.load(Ordering::Relaxed) {
-            COUNTING.with(|c| c.set(false));
-            panic!("allocation in steady state");
-        }
-    }
-}
-
-// SAFETY: every method forwards to `System`, which upholds the `GlobalAlloc` contract; the
-// counting around it only touches an atomic and a const-initialised thread-local `Cell`,
-// neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: `ptr` was allocated by this allocator (i.e. by `System`) with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use camp_testkit::alloc::{CountingAlloc, counted, panic_if_env};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const MS: Micros = 1_000;
 
@@ -153,9 +103,10 @@ fn pump(r: &mut Receiver, now: Micros, played: &mut u64, acks: &mut u64) {
 
 #[test]
 fn steady_state_reception_does_not_allocate() {
-    PANIC_AT_FIRST.store(
-        std::env::var_os("CAMP_ALLOC_PANIC").is_some(),
-        Ordering::Relaxed,
+    panic_if_env();
+    assert!(
+        camp_testkit::alloc::installed(),
+        "the counting allocator is in use"
     );
     let units = turn(2_500); // 10 000 units of payload plus duplicates, minus losses
     let payload = vec![0xA5u8; 32 * 1024];
@@ -174,28 +125,28 @@ fn steady_state_reception_does_not_allocate() {
         r.set_path_rtt(PathId(0), 70 * MS as u32);
         r.set_path_rtt(PathId(1), 40 * MS as u32);
         let (mut played, mut acks) = (0, 0);
-        let mut counted_units = 0;
-        for (i, u) in units.iter().enumerate() {
-            if i == 1_000 {
-                ALLOCATIONS.store(0, Ordering::Relaxed);
-                COUNTING.with(|c| c.set(true));
-            }
+        let feed = |r: &mut Receiver, u: &Unit, played: &mut u64, acks: &mut u64| {
             // Timers that fell due between two arrivals run first, as a session would.
             while let Some(t) = r.poll_timeout() {
                 if t >= u.arrival {
                     break;
                 }
-                pump(&mut r, t, &mut played, &mut acks);
+                pump(r, t, played, acks);
             }
             let res = r.on_unit(u.arrival, u.path, u.meta, &payload[..u.len]);
             assert!(res.is_ok(), "{:?}: {res:?}", u.meta);
-            pump(&mut r, u.arrival, &mut played, &mut acks);
-            if i >= 1_000 {
-                counted_units += 1;
-            }
+            pump(r, u.arrival, played, acks);
+        };
+        let (warm, steady) = units.split_at(1_000);
+        for u in warm {
+            feed(&mut r, u, &mut played, &mut acks);
         }
-        COUNTING.with(|c| c.set(false));
-        let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+        let ((), allocations) = counted(|| {
+            for u in steady {
+                feed(&mut r, u, &mut played, &mut acks);
+            }
+        });
+        let counted_units = steady.len();
         assert!(counted_units >= 9_000);
         assert_eq!(
             allocations,

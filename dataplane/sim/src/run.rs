@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use camp_proto::client::ClientEvent;
-use camp_proto::server::{ServerEvent, SessionId};
+use camp_proto::server::{Server, ServerEvent, SessionId};
 use camp_proto::store::{StoreCounters, UnitSubmit};
 use camp_recv::RecvSummary;
 use camp_wire::{CaptureId, Modality, Seq};
@@ -90,24 +90,8 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
     let n_paths = setup.paths.len();
 
     // Establish the session and let every path join (bounded).
-    let mut session: Option<SessionId> = None;
-    let mut joined = 0;
-    let connect_deadline = epoch + Duration::from_secs(3);
-    while sim.now() < connect_deadline && (session.is_none() || joined < n_paths) {
-        let next = sim.now() + Duration::from_millis(5);
-        sim.advance(next);
-        while let Some(ev) = sim.server.poll_event() {
-            if let ServerEvent::SessionOpened(s) = ev {
-                session = Some(s);
-            }
-        }
-        while let Some(ev) = sim.client.client.poll_event() {
-            if let ClientEvent::PathJoined { .. } = ev {
-                joined += 1;
-            }
-        }
-    }
-    let session = session.expect("session established within 3 s");
+    let (session, joined) = establish(&mut sim, n_paths, Duration::from_secs(3))
+        .expect("session established within 3 s");
 
     let start_us = sim.now_us() + 20_000;
     let plan = plan_turn(turn, start_us, setup.seed);
@@ -207,6 +191,35 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
         simulated: sim.now().duration_since(epoch),
         wall: wall.elapsed(),
     }
+}
+
+/// Advances `sim` in 5 ms steps until the client's session is open and `n_paths` paths
+/// joined, or `limit` of virtual time passed. Returns the session and the paths that joined
+/// (possibly fewer than asked), or `None` if no session opened. Server and client events
+/// seen meanwhile are consumed.
+pub fn establish(
+    sim: &mut crate::Sim<Server, crate::ClientNode>,
+    n_paths: usize,
+    limit: Duration,
+) -> Option<(SessionId, usize)> {
+    let deadline = sim.now() + limit;
+    let mut session = None;
+    let mut joined = 0;
+    while sim.now() < deadline && (session.is_none() || joined < n_paths) {
+        let next = sim.now() + Duration::from_millis(5);
+        sim.advance(next);
+        while let Some(ev) = sim.server.poll_event() {
+            if let ServerEvent::SessionOpened(s) = ev {
+                session = Some(s);
+            }
+        }
+        while let Some(ev) = sim.client.client.poll_event() {
+            if let ClientEvent::PathJoined { .. } = ev {
+                joined += 1;
+            }
+        }
+    }
+    session.map(|s| (s, joined))
 }
 
 /// Cuts path `i` in both directions from `now_us` on.

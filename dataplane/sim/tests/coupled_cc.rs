@@ -11,10 +11,10 @@
 use std::time::{Duration, Instant};
 
 use camp_proto::cc::CcAlgorithm;
-use camp_proto::client::ClientEvent;
 use camp_proto::config::{CampConfig, SchedulerKind};
-use camp_proto::server::{Server, ServerEvent, SessionId};
+use camp_proto::server::{Server, SessionId};
 use camp_proto::store::UnitSubmit;
+use camp_sim::run::establish;
 use camp_sim::{ClientNode, LinkConfig, Loss, PathConfig, Setup, Sim, build};
 use camp_wire::{CaptureId, Modality, UnitFlags};
 
@@ -50,26 +50,9 @@ struct Outcome {
 }
 
 fn connect(sim: &mut Sim<Server, ClientNode>, n_paths: usize) -> SessionId {
-    let mut session = None;
-    let mut joined = 0;
-    for _ in 0..600 {
-        sim.advance(sim.now() + Duration::from_millis(5));
-        while let Some(ev) = sim.server.poll_event() {
-            if let ServerEvent::SessionOpened(s) = ev {
-                session = Some(s);
-            }
-        }
-        while let Some(ev) = sim.client.client.poll_event() {
-            if matches!(ev, ClientEvent::PathJoined { .. }) {
-                joined += 1;
-            }
-        }
-        if joined == n_paths {
-            break;
-        }
-    }
+    let (session, joined) = establish(sim, n_paths, Duration::from_secs(3)).expect("session");
     assert_eq!(joined, n_paths, "every path joined");
-    session.expect("session opened")
+    session
 }
 
 /// Keeps the server's queue full of reliable text units for `warmup + measure` seconds of

@@ -6,35 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use camp_proto::client::ClientEvent;
 use camp_proto::config::{CampConfig, SchedulerKind};
-use camp_proto::server::{Server, ServerEvent, SessionId};
 use camp_proto::store::UnitSubmit;
-use camp_sim::{ClientNode, LinkConfig, PathConfig, Setup, Sim, build};
+use camp_sim::run::establish;
+use camp_sim::{LinkConfig, PathConfig, Setup, build};
 use camp_wire::{CaptureId, Modality, UnitFlags};
-
-fn connect(sim: &mut Sim<Server, ClientNode>) -> SessionId {
-    let mut session = None;
-    let mut joined = 0;
-    for _ in 0..600 {
-        sim.advance(sim.now() + Duration::from_millis(5));
-        while let Some(ev) = sim.server.poll_event() {
-            if let ServerEvent::SessionOpened(s) = ev {
-                session = Some(s);
-            }
-        }
-        while let Some(ev) = sim.client.client.poll_event() {
-            if matches!(ev, ClientEvent::PathJoined { .. }) {
-                joined += 1;
-            }
-        }
-        if joined == 2 {
-            break;
-        }
-    }
-    assert_eq!(joined, 2, "both paths joined");
-    session.expect("session")
-}
 
 struct Burst {
     elapsed: Duration,
@@ -60,7 +36,8 @@ fn burst(units: u64, window: Option<u32>) -> Burst {
         seed: 5,
     };
     let mut sim = build(&setup, Instant::now());
-    let session = connect(&mut sim);
+    let (session, joined) = establish(&mut sim, 2, Duration::from_secs(3)).expect("session");
+    assert_eq!(joined, 2, "both paths joined");
     let payload = [7u8; 1_000];
     let start = sim.now();
     for i in 0..units {

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use camp_proto::client::ClientEvent;
 use camp_proto::config::{CampConfig, SchedulerKind};
 use camp_proto::server::ServerEvent;
 use camp_proto::store::UnitSubmit;
@@ -76,26 +75,10 @@ fn connect() -> (
     camp_proto::server::SessionId,
 ) {
     let mut sim = build(&setup(), Instant::now());
-    let mut session = None;
-    let mut joined = 0;
-    for _ in 0..200 {
-        sim.advance(sim.now() + Duration::from_millis(5));
-        while let Some(ev) = sim.server.poll_event() {
-            if let ServerEvent::SessionOpened(s) = ev {
-                session = Some(s);
-            }
-        }
-        while let Some(ev) = sim.client.client.poll_event() {
-            if matches!(ev, ClientEvent::PathJoined { .. }) {
-                joined += 1;
-            }
-        }
-        if joined == 2 {
-            break;
-        }
-    }
+    let (session, joined) =
+        camp_sim::run::establish(&mut sim, 2, Duration::from_secs(1)).expect("session");
     assert_eq!(joined, 2);
-    (sim, session.unwrap())
+    (sim, session)
 }
 
 #[test]

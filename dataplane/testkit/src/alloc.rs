@@ -15,6 +15,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Panic at the first counted allocation (see [`panic_at_first_allocation`]).
+static PANIC_AT_FIRST: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     // Const-initialised without destructors: touching them never allocates, so the
@@ -26,7 +30,23 @@ thread_local! {
 fn note() {
     if ARMED.try_with(Cell::get).unwrap_or(false) {
         let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        if PANIC_AT_FIRST.load(Ordering::Relaxed) {
+            let _ = ARMED.try_with(|a| a.set(false));
+            panic!("allocation inside counted()");
+        }
     }
+}
+
+/// Debugging aid: from now on, the first allocation counted inside [`counted`] panics, so
+/// that `RUST_BACKTRACE=1` shows where it came from. Tests switch it on when the
+/// environment variable `CAMP_ALLOC_PANIC` is set ([`panic_if_env`]).
+pub fn panic_at_first_allocation(on: bool) {
+    PANIC_AT_FIRST.store(on, Ordering::Relaxed);
+}
+
+/// [`panic_at_first_allocation`] when `CAMP_ALLOC_PANIC` is set.
+pub fn panic_if_env() {
+    panic_at_first_allocation(std::env::var_os("CAMP_ALLOC_PANIC").is_some());
 }
 
 /// The system allocator, counting [`counted`]'s thread's allocations.
