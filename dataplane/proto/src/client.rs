@@ -222,8 +222,13 @@ impl Client {
             coupling: Arc::new(CouplingTable::new(1, config_coupled)),
         };
         let h = client.connect(now, 0)?;
+        // The receiver clamps its window into the range HELLO allows.
+        let units_ahead = client.receiver.config().max_units_ahead;
         let c = client.conns[h.0].as_mut().expect("just inserted");
-        c.path.send_control(&Frame::Hello(Hello { flags: 0 }));
+        c.path.send_control(&Frame::Hello(Hello {
+            flags: 0,
+            units_ahead,
+        }));
         Ok(client)
     }
 

@@ -141,10 +141,10 @@ pub struct CampConfig {
     pub send_window: u64,
     /// Unidirectional streams the peer may have open at once (one per unit in flight).
     pub max_unit_streams: u32,
-    /// The receiver's reorder window in units (`camp_recv::ReceiverConfig::max_units_ahead`,
-    /// default 1024): the sender keeps reliable units within it. Both ends must agree; the
-    /// wire does not carry it yet.
-    pub peer_units_ahead: u32,
+    /// Overrides the reorder window the client announces in HELLO (its
+    /// `camp_recv::ReceiverConfig::max_units_ahead`), within which the server keeps reliable
+    /// units. `None` (the default) uses the announced value; set it only for experiments.
+    pub peer_units_ahead: Option<u32>,
 }
 
 impl Default for CampConfig {
@@ -163,7 +163,7 @@ impl Default for CampConfig {
             reliable_safety_timeout: Duration::from_millis(1500),
             send_window: 8 << 20,
             max_unit_streams: 4096,
-            peer_units_ahead: 1024,
+            peer_units_ahead: None,
         }
     }
 }

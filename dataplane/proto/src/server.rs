@@ -671,7 +671,7 @@ impl Server {
                     self.refuse(now, h, JoinRefusal::Protocol);
                     return false;
                 }
-                self.open_session(now, h);
+                self.open_session(now, h, hello.units_ahead);
                 true
             }
             (Role::Pending, ControlFrame::Join(join)) => match self.admit(now, h, &join) {
@@ -784,7 +784,7 @@ impl Server {
         }
     }
 
-    fn open_session(&mut self, now: Instant, h: ConnectionHandle) {
+    fn open_session(&mut self, now: Instant, h: ConnectionHandle, units_ahead: u32) {
         let now_us = self.clock.micros(now);
         let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
             return;
@@ -833,7 +833,8 @@ impl Server {
             next_path_id: 1,
             store: {
                 let mut store = UnitStore::new(self.config.camp.max_queued_bytes);
-                store.set_unit_window(self.config.camp.peer_units_ahead);
+                // The client's announced window, unless configured otherwise (experiments).
+                store.set_unit_window(self.config.camp.peer_units_ahead.unwrap_or(units_ahead));
                 store
             },
             scheduler: {

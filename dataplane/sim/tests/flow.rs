@@ -1,7 +1,7 @@
 //! Flow control between the session's store and the receiver's reorder window: a burst of
 //! many small reliable units over two paths of very different delay puts units far ahead of
 //! the receiver's first missing one. The sender must keep within the receiver's window
-//! (`CampConfig::peer_units_ahead`), or the receiver refuses units that then only come back
+//! (announced in HELLO), or the receiver refuses units that then only come back
 //! through the 1.5 s safety timeout (found by `camp-bench goodput` with 4 KiB units).
 
 use std::time::{Duration, Instant};
@@ -20,10 +20,10 @@ struct Burst {
     delivered: u64,
 }
 
-fn burst(units: u64, window: Option<u32>) -> Burst {
+fn burst(units: u64, window: Option<u32>, receiver_window: u32) -> Burst {
     let mut camp = CampConfig::default();
     if let Some(w) = window {
-        camp.peer_units_ahead = w;
+        camp.peer_units_ahead = Some(w);
     }
     let setup = Setup {
         paths: vec![
@@ -31,7 +31,10 @@ fn burst(units: u64, window: Option<u32>) -> Burst {
             PathConfig::symmetric(LinkConfig::new(200.0, 60)),
         ],
         scheduler: SchedulerKind::MinRtt.factory(),
-        receiver: Default::default(),
+        receiver: camp_recv::ReceiverConfig {
+            max_units_ahead: receiver_window,
+            ..Default::default()
+        },
         camp,
         seed: 5,
     };
@@ -78,7 +81,7 @@ fn burst(units: u64, window: Option<u32>) -> Burst {
 #[test]
 fn a_burst_of_small_reliable_units_stays_inside_the_receivers_window() {
     const N: u64 = 6_000;
-    let b = burst(N, None);
+    let b = burst(N, None, 1024);
     assert_eq!(b.delivered, N, "every unit acknowledged");
     assert_eq!(b.refused_too_far, 0, "nothing refused as too far ahead");
     assert_eq!(
@@ -94,9 +97,19 @@ fn a_burst_of_small_reliable_units_stays_inside_the_receivers_window() {
 fn without_the_window_the_same_burst_is_refused_and_waits_for_the_safety_timeout() {
     // The failure the window prevents, so the test above cannot pass by accident: a sender
     // that ignores the receiver's window (here: believes it is huge).
-    let b = burst(6_000, Some(u32::MAX));
+    let b = burst(6_000, Some(u32::MAX), 1024);
     assert_eq!(b.delivered, 6_000, "still delivered, eventually");
     assert!(b.refused_too_far > 0, "units refused as too far ahead");
     assert!(b.safety_reinjections > 0);
     assert!(b.elapsed > Duration::from_secs(1), "{:?}", b.elapsed);
+}
+
+#[test]
+fn the_server_learns_a_small_window_from_hello() {
+    // A client with a 64-unit window: the server holds more often, nothing is refused.
+    let b = burst(2_000, None, 64);
+    assert_eq!(b.delivered, 2_000);
+    assert_eq!(b.refused_too_far, 0);
+    assert_eq!(b.safety_reinjections, 0);
+    assert!(b.window_held > 0);
 }

@@ -216,13 +216,3 @@ fn the_servers_ack_based_latency_estimate_tracks_what_the_client_measured() {
         );
     }
 }
-
-#[test]
-fn the_senders_unit_window_matches_the_receivers_reorder_window() {
-    // The wire does not carry the window: both defaults must agree, or reliable units far
-    // ahead are refused and only come back through the safety timeout.
-    assert_eq!(
-        CampConfig::default().peer_units_ahead,
-        ReceiverConfig::default().max_units_ahead
-    );
-}

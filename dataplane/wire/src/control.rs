@@ -13,25 +13,44 @@ use crate::{Micros, PathId, PathStatus, WireError};
 pub struct Hello {
     /// Capability flags; no flag is defined in version 1, so this must be 0.
     pub flags: u32,
+    /// The client's reorder window per stream, in units: it refuses a reliable unit this
+    /// far or further beyond its first missing one, so the server keeps reliable units
+    /// within it. [`MIN_UNITS_AHEAD`]..=[`MAX_UNITS_AHEAD`].
+    pub units_ahead: u32,
 }
+
+/// Smallest reorder window a HELLO may announce.
+pub const MIN_UNITS_AHEAD: u32 = 2;
+/// Largest reorder window a HELLO may announce.
+pub const MAX_UNITS_AHEAD: u32 = 65_536;
 
 impl Hello {
     /// Body length in bytes.
-    pub const BODY_LEN: usize = 4;
+    pub const BODY_LEN: usize = 8;
 
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        let flags = r.u32()?;
-        if flags != 0 {
-            return Err(WireError::ReservedBits);
-        }
-        Ok(Hello { flags })
-    }
-
-    pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+    fn check(&self) -> Result<(), WireError> {
         if self.flags != 0 {
             return Err(WireError::ReservedBits);
         }
-        w.u32(self.flags)
+        if !(MIN_UNITS_AHEAD..=MAX_UNITS_AHEAD).contains(&self.units_ahead) {
+            return Err(WireError::InvalidWindow(self.units_ahead));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let h = Hello {
+            flags: r.u32()?,
+            units_ahead: r.u32()?,
+        };
+        h.check()?;
+        Ok(h)
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        self.check()?;
+        w.u32(self.flags)?;
+        w.u32(self.units_ahead)
     }
 }
 

@@ -67,4 +67,8 @@ pub enum WireError {
     /// cumulative point.
     #[error("invalid ACK ranges")]
     InvalidAckRanges,
+    /// A HELLO announces a reorder window outside [`crate::MIN_UNITS_AHEAD`]..=
+    /// [`crate::MAX_UNITS_AHEAD`].
+    #[error("reorder window of {0} units is out of range")]
+    InvalidWindow(u32),
 }

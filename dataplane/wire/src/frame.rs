@@ -367,7 +367,9 @@ mod tests {
         payload_len: 3,
     };
 
-    const HELLO: [u8; 10] = [0x01, 0x10, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00];
+    const HELLO: [u8; 14] = [
+        0x01, 0x10, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00,
+    ];
 
     const SESSION: [u8; 34] = [
         0x01, 0x11, 0x00, 0x00, 0x00, 0x1C, // v1, SESSION, body 28
@@ -453,7 +455,13 @@ mod tests {
                 },
                 &DATA,
             ),
-            (Frame::Hello(Hello { flags: 0 }), &HELLO),
+            (
+                Frame::Hello(Hello {
+                    flags: 0,
+                    units_ahead: 1024,
+                }),
+                &HELLO,
+            ),
             (
                 Frame::Session(SessionInfo {
                     token: TOKEN,
@@ -555,7 +563,13 @@ mod tests {
         let mut two = HELLO.to_vec();
         two.extend_from_slice(&JOIN_OK);
         let (first, n) = Frame::parse(&two).unwrap();
-        assert_eq!(first, Frame::Hello(Hello { flags: 0 }));
+        assert_eq!(
+            first,
+            Frame::Hello(Hello {
+                flags: 0,
+                units_ahead: 1024
+            })
+        );
         assert_eq!(n, HELLO.len());
         let (second, m) = Frame::parse(two.get(n..).unwrap()).unwrap();
         assert_eq!(second.frame_type(), FrameType::JoinOk);
@@ -740,9 +754,32 @@ mod tests {
         let mut hello = HELLO;
         hello[9] = 0x01;
         assert_eq!(Frame::parse(&hello), Err(WireError::ReservedBits));
+        // The announced reorder window must be in range, both ways.
+        for (window, bytes) in [
+            (0u32, [0, 0, 0, 0]),
+            (1, [0, 0, 0, 1]),
+            (65_537, [0, 1, 0, 1]),
+        ] {
+            let mut hello = HELLO;
+            hello[10..14].copy_from_slice(&bytes);
+            assert_eq!(Frame::parse(&hello), Err(WireError::InvalidWindow(window)));
+            let mut buf = [0u8; 16];
+            assert_eq!(
+                Frame::Hello(Hello {
+                    flags: 0,
+                    units_ahead: window
+                })
+                .emit(&mut buf),
+                Err(WireError::InvalidWindow(window))
+            );
+        }
         let mut buf = [0u8; 16];
         assert_eq!(
-            Frame::Hello(Hello { flags: 1 }).emit(&mut buf),
+            Frame::Hello(Hello {
+                flags: 1,
+                units_ahead: 1024
+            })
+            .emit(&mut buf),
             Err(WireError::ReservedBits)
         );
     }

@@ -23,7 +23,8 @@ mod unit;
 
 pub use ack::{Ack, AckRangeIter, AckRanges, MAX_ACK_RANGES, ack_len, emit_ack};
 pub use control::{
-    Abandon, Feedback, Hello, Join, JoinOk, PathStatusFrame, RttReport, SessionInfo,
+    Abandon, Feedback, Hello, Join, JoinOk, MAX_UNITS_AHEAD, MIN_UNITS_AHEAD, PathStatusFrame,
+    RttReport, SessionInfo,
 };
 pub use error::WireError;
 pub use frame::{FRAME_HEADER_LEN, Frame, FrameHeader, FrameType, MAX_BODY_LEN, WIRE_VERSION};

@@ -168,7 +168,9 @@ mod tests {
     use super::*;
     use crate::{FrameType, Hello, JoinOk, PathId};
 
-    const HELLO: [u8; 10] = [0x01, 0x10, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00];
+    const HELLO: [u8; 14] = [
+        0x01, 0x10, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00,
+    ];
     const JOIN_OK: [u8; 18] = [
         0x01, 0x13, 0x00, 0x00, 0x00, 0x0C, // v1, JOIN_OK, body 12
         0x00, 0x00, 0x00, 0x02, // path 2
@@ -211,7 +213,10 @@ mod tests {
         reader.push(&stream()).unwrap();
         assert_eq!(
             reader.next_frame(),
-            Some(Ok(Frame::Hello(Hello { flags: 0 })))
+            Some(Ok(Frame::Hello(Hello {
+                flags: 0,
+                units_ahead: 1024
+            })))
         );
         let Some(Ok(Frame::Data { header, payload })) = reader.next_frame() else {
             panic!("expected DATA")
@@ -259,7 +264,10 @@ mod tests {
         reader.push(&[&HELLO[..], &DATA[..6]].concat()).unwrap();
         assert_eq!(
             reader.next_frame(),
-            Some(Ok(Frame::Hello(Hello { flags: 0 })))
+            Some(Ok(Frame::Hello(Hello {
+                flags: 0,
+                units_ahead: 1024
+            })))
         );
         assert_eq!(
             reader.next_frame(),
@@ -291,7 +299,10 @@ mod tests {
         );
         assert_eq!(
             reader.next_frame(),
-            Some(Ok(Frame::Hello(Hello { flags: 0 })))
+            Some(Ok(Frame::Hello(Hello {
+                flags: 0,
+                units_ahead: 1024
+            })))
         );
         assert!(!reader.is_failed());
     }
@@ -302,7 +313,10 @@ mod tests {
         reader.push(&[&HELLO[..], &HELLO, &HELLO].concat()).unwrap();
         assert_eq!(
             reader.push(&HELLO),
-            Err(WireError::Oversized { len: 30, max: 20 })
+            Err(WireError::Oversized {
+                len: 3 * HELLO.len() as u64,
+                max: 20
+            })
         );
     }
 

@@ -32,7 +32,13 @@ fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
     };
     let fixed = [
         ("data", data),
-        ("hello", Frame::Hello(Hello { flags: 0 })),
+        (
+            "hello",
+            Frame::Hello(Hello {
+                flags: 0,
+                units_ahead: 1024,
+            }),
+        ),
         (
             "session",
             Frame::Session(SessionInfo {

@@ -131,7 +131,10 @@ fn path_status() -> impl Strategy<Value = PathStatus> {
 fn fixed() -> impl Strategy<Value = FrameSpec> {
     let path = any::<u32>().prop_map(PathId);
     prop_oneof![
-        Just(Frame::Hello(Hello { flags: 0 })),
+        Just(Frame::Hello(Hello {
+            flags: 0,
+            units_ahead: 1024
+        })),
         (any::<[u8; 16]>(), path.clone(), any::<u64>()).prop_map(|(token, path_id, t)| {
             Frame::Session(SessionInfo {
                 token,
