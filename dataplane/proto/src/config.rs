@@ -137,7 +137,12 @@ pub struct CampConfig {
     /// End-to-end safety net: a reliable unit unacknowledged this long after its latest
     /// transmission is reinjected, even if no path looks failed.
     pub reliable_safety_timeout: Duration,
-    /// quinn send window per connection (a safety net; the session bounds what it writes).
+    /// quinn send window per connection (a safety net; the session bounds what it writes by
+    /// the congestion window). Default 64 MiB: with 8 MiB, bulk 64 KiB units over AF_XDP hit
+    /// quinn's limit although our own in-flight plus unsent accounting was about 2 MB, and
+    /// every such partial write cost a stream reset and a retry (`camp-bench goodput
+    /// --counters`: `reset_units` ≈ one per unit); why quinn counts that much unacknowledged
+    /// data is not understood yet.
     pub send_window: u64,
     /// Unidirectional streams the peer may have open at once (one per unit in flight).
     pub max_unit_streams: u32,
@@ -161,7 +166,7 @@ impl Default for CampConfig {
             rtt_report_interval: Duration::from_millis(200),
             min_suspect_after: Duration::from_millis(150),
             reliable_safety_timeout: Duration::from_millis(1500),
-            send_window: 8 << 20,
+            send_window: 64 << 20,
             max_unit_streams: 4096,
             peer_units_ahead: None,
         }
