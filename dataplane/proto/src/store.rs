@@ -128,6 +128,8 @@ pub struct UnitStore {
     sent_droppable: Vec<SentDroppable>,
     /// Per modality: droppable seqs below this were reported or have left the ring.
     droppable_ack_floor: [Seq; Modality::COUNT],
+    /// Per modality: whether a droppable unit was ever sent (and so entered the ring).
+    droppable_seen: [bool; Modality::COUNT],
     /// The peer's reorder window in units: a reliable unit is not sent before every unit
     /// this far behind it was acknowledged (the receiver would refuse it).
     unit_window: u64,
@@ -172,6 +174,7 @@ impl UnitStore {
             counters: StoreCounters::default(),
             sent_droppable: vec![(Seq::MAX, 0, 0); SENT_DROPPABLE_RING * Modality::COUNT],
             droppable_ack_floor: [0; Modality::COUNT],
+            droppable_seen: [false; Modality::COUNT],
             unit_window: u64::MAX,
         }
     }
@@ -343,6 +346,7 @@ impl UnitStore {
                 self.sent_droppable
                     [mi * SENT_DROPPABLE_RING + seq as usize % SENT_DROPPABLE_RING] =
                     (seq, u.header.gen_time_us, now_us);
+                self.droppable_seen[mi] = true;
             }
             u.state = UnitState::Done;
             let frame = std::mem::take(&mut u.frame);
@@ -483,6 +487,10 @@ impl UnitStore {
     ) {
         let mi = m.index();
         let top = self.next_seq[mi];
+        if !self.droppable_seen[mi] {
+            // Reliable streams never enter the ring: nothing to look up.
+            return;
+        }
         let oldest = top.saturating_sub(SENT_DROPPABLE_RING as Seq);
         let floor = self.droppable_ack_floor[mi].max(oldest);
         let ring = &mut self.sent_droppable[mi * SENT_DROPPABLE_RING..][..SENT_DROPPABLE_RING];
