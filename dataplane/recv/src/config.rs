@@ -106,6 +106,10 @@ pub struct ReceiverConfig {
     /// CAMP policy: number of recent sync groups whose completion latency forms the quantile
     /// window (default 256, about 10 s at 25 groups/s; clamped to 1..=4096).
     pub camp_window_groups: u32,
+    /// CAMP policy: when `D` rises, move the units already waiting in the presentation queue
+    /// later by the same amount, so that a sync group never straddles two values of `D`
+    /// (default on).
+    pub camp_retime_queue: bool,
     /// Modalities the turn carries (default all three). A sync group is finalised once every
     /// expected modality's in-order point has passed it; a modality that is not expected does
     /// not hold groups open. A modality ends early by sending `END_OF_TURN`.
@@ -134,6 +138,7 @@ impl Default for ReceiverConfig {
             camp_margin_us: 5_000,
             camp_decay_us_per_s: 4_000,
             camp_window_groups: 256,
+            camp_retime_queue: true,
             expected_modalities: [true; 3],
             unseen_modality_grace_us: 2_000_000,
             arrival_log: false,

@@ -331,7 +331,7 @@ impl Receiver {
         self.metrics
             .on_arrival(meta.modality, latency, meta.deadline_us);
         if let Some(done) = self.groups.on_arrival(meta.sync_index, meta.modality, now) {
-            self.on_group_done(done);
+            self.on_group_done(done, now);
         }
         if !self.cfg.arrival_log {
             return None;
@@ -349,11 +349,13 @@ impl Receiver {
         Some(id)
     }
 
-    fn on_group_done(&mut self, done: GroupDone) {
+    fn on_group_done(&mut self, done: GroupDone, now: Micros) {
         if let Some(delta) = done.delta {
             self.metrics.on_group(delta);
         }
+        let before = self.align.playout_delay();
         self.align.on_group_complete(done.completion_latency);
+        self.retime_queue(before, now);
         self.metrics.set_playout_delay(self.align.playout_delay());
     }
 
@@ -372,6 +374,7 @@ impl Receiver {
             .map(|(s, _)| s.complete_below)
             .min()
             .unwrap_or(u64::MAX);
+        let before = self.align.playout_delay();
         let metrics = &mut self.metrics;
         let align = &mut self.align;
         self.groups.finalise_below(frontier, |done| {
@@ -380,7 +383,38 @@ impl Receiver {
             }
             align.on_group_complete(done.completion_latency);
         });
+        self.retime_queue(before, now);
         self.metrics.set_playout_delay(self.align.playout_delay());
+    }
+
+    /// After the CAMP delay `D` rose from `before`, moves every queued unit that is waiting
+    /// for its scheduled time (not late, not yet due) later by the raise, so that all units
+    /// not yet presented share one `D`. Without this, audio queued before a raise keeps the
+    /// old `D` while the video of the same sync index, delivered after it, gets the new one:
+    /// the pair is presented `raise` apart, often outside ATSC IS-191. The audio timeline
+    /// takes the same one gap of `raise` either way; only where it falls changes.
+    fn retime_queue(&mut self, before: Micros, now: Micros) {
+        if !self.cfg.camp_retime_queue {
+            return;
+        }
+        let Some(after) = self.align.camp_delay() else {
+            return;
+        };
+        let raise = after.saturating_sub(before);
+        if raise == 0 || self.queue.is_empty() {
+            return;
+        }
+        // `into_vec` and `From<Vec>` reuse the heap's buffer: no allocation.
+        let mut units = core::mem::take(&mut self.queue).into_vec();
+        for q in units
+            .iter_mut()
+            .filter(|q| !q.late && !q.skipped && q.due > now)
+        {
+            q.due = q.due.saturating_add(raise);
+            self.latest_due = self.latest_due.max(q.due);
+        }
+        self.queue = BinaryHeap::from(units);
+        self.align.shift_last_due(raise, now);
     }
 
     /// Delivers every unit now in order on stream `i`.
@@ -421,8 +455,8 @@ impl Receiver {
         // delivered; the raised delay then covers the units after it.
         let latency = now.saturating_sub(u.local_gen_us);
         self.groups.on_delivered(u.meta.sync_index, latency);
+        let before = self.align.playout_delay();
         self.align.on_delivery_latency(latency);
-        self.metrics.set_playout_delay(self.align.playout_delay());
         self.latest_due = self.latest_due.max(s.due);
         self.queue_order += 1;
         self.queue.push(Queued {
@@ -437,6 +471,9 @@ impl Receiver {
             late: s.late_by > 0,
             skipped: s.skipped,
         });
+        // Queued first, so that a raise this unit caused moves it with the units before it.
+        self.retime_queue(before, now);
+        self.metrics.set_playout_delay(self.align.playout_delay());
     }
 
     /// Moves a droppable stream's in-order point up to `target`, delivering stored units and
@@ -517,7 +554,9 @@ impl Receiver {
     /// that units about to take a slower path are not late; other policies ignore it.
     pub fn on_transport_hint(&mut self, now_us: Micros, hint: TransportHint) {
         self.advance(now_us);
+        let before = self.align.playout_delay();
         self.align.on_transport_hint(hint);
+        self.retime_queue(before, now_us);
         self.metrics.set_playout_delay(self.align.playout_delay());
     }
 
@@ -804,8 +843,11 @@ mod tests {
         })
     }
 
-    /// (modality, seq, present, late, skipped) of everything due at `now`.
-    fn drain(r: &mut Receiver, now: Micros) -> Vec<(Modality, Seq, Micros, bool, bool)> {
+    /// (modality, seq, present, late, skipped) of a presented unit.
+    type Played = (Modality, Seq, Micros, bool, bool);
+
+    /// Everything due at `now`.
+    fn drain(r: &mut Receiver, now: Micros) -> Vec<Played> {
         let mut out = Vec::new();
         while let Some(u) = r.poll_playout(now) {
             out.push((u.meta.modality, u.meta.seq, u.present_us, u.late, u.skipped));
@@ -813,7 +855,7 @@ mod tests {
         out
     }
 
-    fn seqs(v: &[(Modality, Seq, Micros, bool, bool)]) -> Vec<Seq> {
+    fn seqs(v: &[Played]) -> Vec<Seq> {
         v.iter().map(|u| u.1).collect()
     }
 
@@ -1382,6 +1424,64 @@ mod tests {
         let d1 = r.playout_delay_us();
         assert!((200_000..=202_000).contains(&d1), "{d1}");
         assert_eq!(r.camp_delay_raises(), 1);
+    }
+
+    /// Audio of sync index 1 is queued at D = 60 ms; a late video frame of index 0 raises D
+    /// to 95 ms; the video of index 1 then arrives on time for the new D. Returns what was
+    /// presented and the share of A/V indices outside IS-191.
+    fn raise_while_audio_is_queued(retime: bool) -> (Vec<Played>, f64) {
+        let mut r = Receiver::new(ReceiverConfig {
+            playout: PlayoutPolicy::Camp {
+                initial_delay_us: 60_000,
+                min_delay_us: 20_000,
+                max_delay_us: 500_000,
+                quantile: 0.99,
+            },
+            camp_retime_queue: retime,
+            ..ReceiverConfig::default()
+        });
+        let mut out = Vec::new();
+        let unit = |r: &mut Receiver, at: Micros, m: Modality, seq: Seq, k: u32| {
+            r.on_unit(
+                at,
+                PathId(0),
+                meta(m, seq, k, Micros::from(k) * 40 * MS),
+                b"u",
+            )
+            .expect("accepted");
+        };
+        unit(&mut r, 10 * MS, Modality::Audio, 0, 0);
+        out.extend(drain(&mut r, 60 * MS));
+        unit(&mut r, 65 * MS, Modality::Audio, 1, 1);
+        // 90 ms after its media time: 30 ms late (shown, not skipped); D rises to 95 ms.
+        unit(&mut r, 90 * MS, Modality::Video, 0, 0);
+        assert_eq!(r.playout_delay_us(), 95_000);
+        out.extend(drain(&mut r, 90 * MS));
+        // 80 ms after its media time: on time for D = 95 ms.
+        unit(&mut r, 120 * MS, Modality::Video, 1, 1);
+        out.extend(drain(&mut r, 300 * MS));
+        (out, r.summary().outside_is191)
+    }
+
+    #[test]
+    fn a_camp_delay_raise_moves_the_queued_units_with_it() {
+        let (played, outside) = raise_while_audio_is_queued(true);
+        assert_eq!(
+            played,
+            [
+                (Modality::Audio, 0, 60 * MS, false, false),
+                (Modality::Video, 0, 90 * MS, true, false),
+                // Queued for 40 + 60 ms, moved by the 35 ms raise to 40 + 95 ms.
+                (Modality::Audio, 1, 135 * MS, false, false),
+                (Modality::Video, 1, 135 * MS, false, false),
+            ]
+        );
+        // Index 0 is 30 ms apart (its audio had already played), index 1 is together.
+        assert_eq!(outside, 0.5);
+        let (played, outside) = raise_while_audio_is_queued(false);
+        assert!(played.contains(&(Modality::Audio, 1, 100 * MS, false, false)));
+        assert!(played.contains(&(Modality::Video, 1, 135 * MS, false, false)));
+        assert_eq!(outside, 1.0, "without retiming index 1 is 35 ms apart too");
     }
 
     #[test]

@@ -23,7 +23,10 @@
 //! latency + margin above `D` (so the group after a late one is covered), and it decays
 //! towards the target at `camp_decay_us_per_s`, slow enough to be absorbed by imperceptible
 //! playback-rate changes. Transport hints ([`TransportHint`]) raise `D` the same way before
-//! the late units arrive.
+//! the late units arrive. A raise also moves the units already waiting in the presentation
+//! queue (on time, not yet due) later by the raise (`camp_retime_queue`), so a sync group
+//! whose audio was queued under the old `D` and whose video comes under the new one is still
+//! presented together; decays never move queued units.
 //!
 //! LipSync policy (WebRTC `stream_synchronization` rule, re-derived): audio is scheduled at
 //! `g + offset + anchor + audio_extra`, where `anchor` is the first audio unit's transit time
@@ -374,6 +377,14 @@ impl Alignment {
             PlayoutPolicy::Fixed { delay_us } => Micros::from(delay_us),
             PlayoutPolicy::LipSync { .. } => self.lip.audio_delay + self.lip.audio_extra,
             PlayoutPolicy::Camp { .. } => self.camp.as_ref().map_or(0, |c| c.d),
+        }
+    }
+
+    /// Moves each modality's latest scheduled presentation time later by `raise` if it is
+    /// still ahead of `now` (the queued units behind it were moved by the same amount).
+    pub(crate) fn shift_last_due(&mut self, raise: Micros, now: Micros) {
+        for last in self.last_due.iter_mut().filter(|l| **l > now) {
+            *last = last.saturating_add(raise);
         }
     }
 
