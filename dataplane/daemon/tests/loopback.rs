@@ -27,65 +27,110 @@ fn control_request(path: &std::path::Path, line: &str) -> serde_json::Value {
     serde_json::from_str(&reply).expect("JSON reply")
 }
 
+/// campd running on a thread over 127.0.0.1 with a self-signed certificate and a control
+/// socket in a temporary directory; stops by itself after 40 s if the test goes wrong.
+struct Running {
+    dir: tempfile::TempDir,
+    cert: std::path::PathBuf,
+    sock: std::path::PathBuf,
+    port: u16,
+    stop: Arc<AtomicBool>,
+    daemon:
+        std::thread::JoinHandle<Result<campd::daemon::DaemonReport, campd::daemon::DaemonError>>,
+}
+
+impl Running {
+    /// Starts campd with `extra` flags (paths in them may use `{dir}`), waiting until the
+    /// certificate, the control socket and every path in `wait_for` exist.
+    fn start(extra: &[&str], wait_for: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.der");
+        let sock = dir.path().join("campd.sock");
+        let port = free_udp_port();
+        let d = dir.path().to_str().unwrap().to_owned();
+        let mut args: Vec<String> = [
+            "campd",
+            "--address",
+            "127.0.0.1",
+            "--io",
+            "udp",
+            "--self-signed",
+            "--prometheus",
+            "off",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend([
+            "--port".into(),
+            port.to_string(),
+            "--cert-out".into(),
+            cert.to_str().unwrap().into(),
+            "--control-socket".into(),
+            sock.to_str().unwrap().into(),
+        ]);
+        args.extend(extra.iter().map(|a| a.replace("{dir}", &d)));
+        let settings = load(&Cli::try_parse_from(&args).unwrap()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let t0 = std::time::Instant::now();
+        let daemon = std::thread::spawn(move || {
+            campd::daemon::run(&settings, || {
+                flag.load(Ordering::Acquire) || t0.elapsed() > Duration::from_secs(40)
+            })
+        });
+        let waits: Vec<std::path::PathBuf> = [cert.clone(), sock.clone()]
+            .into_iter()
+            .chain(wait_for.iter().map(|w| w.replace("{dir}", &d).into()))
+            .collect();
+        for _ in 0..200 {
+            if waits.iter().all(|p| p.exists()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(waits.iter().all(|p| p.exists()), "campd started: {waits:?}");
+        Running {
+            dir,
+            cert,
+            sock,
+            port,
+            stop,
+            daemon,
+        }
+    }
+
+    /// camp-client arguments for one path to this campd, plus `extra`.
+    fn client_args(&self, extra: &[&str]) -> ClientArgs {
+        let mut args = vec![
+            "camp-client".to_owned(),
+            "--local".into(),
+            format!("127.0.0.1:{}", free_udp_port()),
+            "--server".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--ca".into(),
+            self.cert.to_str().unwrap().into(),
+            "--seconds".into(),
+            "20".into(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        ClientArgs::try_parse_from(args).unwrap()
+    }
+
+    /// Signals the stop and returns campd's report, and the directory (still present
+    /// while the caller holds it).
+    fn stop(self) -> (campd::daemon::DaemonReport, tempfile::TempDir) {
+        self.stop.store(true, Ordering::Release);
+        let report = self.daemon.join().unwrap().expect("campd run");
+        (report, self.dir)
+    }
+}
+
 #[test]
 fn one_turn_over_loopback_then_graceful_stop() {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("cert.der");
-    let sock = dir.path().join("campd.sock");
-    let arrivals = dir.path().join("arrivals.csv");
-    let port = free_udp_port();
-    let cli = Cli::try_parse_from([
-        "campd",
-        "--address",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--io",
-        "udp",
-        "--self-signed",
-        "--cert-out",
-        cert.to_str().unwrap(),
-        "--control-socket",
-        sock.to_str().unwrap(),
-        "--prometheus",
-        "off",
-        "--turn-ms",
-        "1000",
-    ])
-    .unwrap();
-    let settings = load(&cli).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    // Safety net: the daemon stops by itself if the test goes wrong.
-    let t0 = std::time::Instant::now();
-    let daemon = std::thread::spawn(move || {
-        campd::daemon::run(&settings, || {
-            flag.load(Ordering::Acquire) || t0.elapsed() > Duration::from_secs(40)
-        })
-    });
-    for _ in 0..200 {
-        if cert.exists() && sock.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(cert.exists() && sock.exists(), "campd started");
-
-    let client_port = free_udp_port();
-    let args = ClientArgs::try_parse_from([
-        "camp-client",
-        "--local",
-        &format!("127.0.0.1:{client_port}"),
-        "--server",
-        &format!("127.0.0.1:{port}"),
-        "--ca",
-        cert.to_str().unwrap(),
-        "--seconds",
-        "20",
-        "--arrivals",
-        arrivals.to_str().unwrap(),
-    ])
-    .unwrap();
+    let campd = Running::start(&["--turn-ms", "1000"], &[]);
+    let arrivals = campd.dir.path().join("arrivals.csv");
+    let args = campd.client_args(&["--arrivals", arrivals.to_str().unwrap()]);
+    let (sock, port) = (campd.sock.clone(), campd.port);
     let sock2 = sock.clone();
     let poller = std::thread::spawn(move || {
         // Ask for paths while the session is open.
@@ -106,8 +151,7 @@ fn one_turn_over_loopback_then_graceful_stop() {
         .join()
         .unwrap()
         .expect("control socket listed a path");
-    stop.store(true, Ordering::Release);
-    let report = daemon.join().unwrap().expect("campd run");
+    let (report, _dir) = campd.stop();
 
     eprintln!("{}", summary.table());
     assert_eq!(summary.ended_by, "end_of_turn");
@@ -137,46 +181,9 @@ fn one_turn_over_loopback_then_graceful_stop() {
 
 #[test]
 fn units_from_the_ingest_socket_reach_the_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("cert.der");
-    let sock = dir.path().join("campd.sock");
-    let ingest = dir.path().join("ingest.sock");
-    let port = free_udp_port();
-    let cli = Cli::try_parse_from([
-        "campd",
-        "--address",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--io",
-        "udp",
-        "--self-signed",
-        "--cert-out",
-        cert.to_str().unwrap(),
-        "--control-socket",
-        sock.to_str().unwrap(),
-        "--ingest",
-        ingest.to_str().unwrap(),
-        "--prometheus",
-        "off",
-    ])
-    .unwrap();
-    let settings = load(&cli).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let t0 = std::time::Instant::now();
-    let daemon = std::thread::spawn(move || {
-        campd::daemon::run(&settings, || {
-            flag.load(Ordering::Acquire) || t0.elapsed() > Duration::from_secs(40)
-        })
-    });
-    for _ in 0..200 {
-        if cert.exists() && sock.exists() && ingest.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(ingest.exists(), "ingest socket bound");
+    let campd = Running::start(&["--ingest", "{dir}/ingest.sock"], &["{dir}/ingest.sock"]);
+    let ingest = campd.dir.path().join("ingest.sock");
+    let sock = campd.sock.clone();
     let mut s = UnixStream::connect(&ingest).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
@@ -189,19 +196,7 @@ fn units_from_the_ingest_socket_reach_the_client() {
     // Sent before any session exists: waits in campd for the first one.
     let v = send(r#"{"modality":"text","sync_index":0,"media_ms":0,"payload_b64":"aGk="}"#);
     assert_eq!(v["ok"], true, "{v}");
-    let client_port = free_udp_port();
-    let args = ClientArgs::try_parse_from([
-        "camp-client",
-        "--local",
-        &format!("127.0.0.1:{client_port}"),
-        "--server",
-        &format!("127.0.0.1:{port}"),
-        "--ca",
-        cert.to_str().unwrap(),
-        "--seconds",
-        "20",
-    ])
-    .unwrap();
+    let args = campd.client_args(&[]);
     let client = std::thread::spawn(move || run_client(&args));
     // Wait for the session, then send a short turn.
     let mut open = false;
@@ -239,8 +234,7 @@ fn units_from_the_ingest_socket_reach_the_client() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let summary = client.join().unwrap().expect("client run");
-    stop.store(true, Ordering::Release);
-    let report = daemon.join().unwrap().expect("campd run");
+    let (report, _dir) = campd.stop();
     eprintln!("{}\n{summary:?}\n{report:?}", summary.table());
     assert_eq!(summary.ended_by, "end_of_turn");
     assert_eq!(summary.reliable_lost, 0);
