@@ -623,8 +623,10 @@ mod tests {
             );
             assert!(m.peer_pps > 0.0, "{m:?}");
             if m.direction == "tx" {
-                // Every datagram sent reached the peer's counting sink.
-                assert!(m.peer_pps >= 0.99 * m.pps, "{m:?}");
+                // Nearly every datagram sent reached the peer's counting sink. Not all: a veth
+                // drops frames when the peer's XDP ring (256 entries) is full, which a kernel
+                // UDP sender never hears about (seen at 95 % on a loaded machine in CI).
+                assert!(m.peer_pps >= 0.9 * m.pps, "{m:?}");
             }
         }
         assert!(render_json(&ms).contains("\"mode\":\"xdp-generic\""));
