@@ -138,11 +138,12 @@ pub struct CampConfig {
     /// transmission is reinjected, even if no path looks failed.
     pub reliable_safety_timeout: Duration,
     /// quinn send window per connection (a safety net; the session bounds what it writes by
-    /// the congestion window). Default 64 MiB: with 8 MiB, bulk 64 KiB units over AF_XDP hit
-    /// quinn's limit although our own in-flight plus unsent accounting was about 2 MB, and
-    /// every such partial write cost a stream reset and a retry (`camp-bench goodput
-    /// --counters`: `reset_units` ≈ one per unit); why quinn counts that much unacknowledged
-    /// data is not understood yet.
+    /// the congestion window). quinn counts every byte still buffered in a stream, and a
+    /// stream keeps selectively acknowledged data buffered until everything before it is
+    /// acknowledged, so under loss its count runs well ahead of our in-flight plus unsent
+    /// accounting. With 8 MiB, bulk 64 KiB units over lossy veth were refused whole and each
+    /// unit's stream reset and rewritten (`camp-bench goodput --counters`: `reset_units` about
+    /// one per unit); hence 64 MiB.
     pub send_window: u64,
     /// Unidirectional streams the peer may have open at once (one per unit in flight).
     pub max_unit_streams: u32,
