@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use camp_testkit::netns::{Netns, root_or_skip, run, veth};
+use camp_testkit::netns::{Lab, Netns, root_or_skip, run};
 
 const SERVER_IFS: [&str; 2] = ["cda0", "cda1"];
 const CLIENT_IFS: [&str; 2] = ["cdb0", "cdb1"];
@@ -89,55 +89,39 @@ impl Drop for Proc {
     }
 }
 
-struct Lab {
-    a: Netns,
-    b: Netns,
+/// Server namespace `a` and client namespace `b`, joined by two veth pairs; path 0 shaped.
+fn lab(tag: &str) -> Lab {
+    let lab = Lab::new(
+        tag,
+        &[0, 1].map(|i| (SERVER_IFS[i], SERVER_IPS[i], CLIENT_IFS[i], CLIENT_IPS[i])),
+    );
+    shape(&lab);
+    lab
 }
 
-impl Lab {
-    fn new(tag: &str) -> Self {
-        let lab = Lab {
-            a: Netns::new(&format!("{tag}a")),
-            b: Netns::new(&format!("{tag}b")),
-        };
-        for i in 0..2 {
-            veth(
-                &lab.a,
-                SERVER_IFS[i],
-                SERVER_IPS[i],
-                &lab.b,
-                CLIENT_IFS[i],
-                CLIENT_IPS[i],
-            );
+/// Shapes path 0 in both directions: netem delay + rate when available, else tbf rate.
+/// (AF_XDP transmits bypass the qdisc, so in xdp mode only the client's direction of
+/// path 0 is shaped.) Returns the qdisc kind used.
+fn shape(lab: &Lab) -> &'static str {
+    let mut kind = "netem";
+    for (ns, dev) in [(&lab.a, SERVER_IFS[0]), (&lab.b, CLIENT_IFS[0])] {
+        let netem = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "tc", "qdisc", "add", "dev", dev, "root",
+            ])
+            .args(["netem", "delay", "15ms", "rate", "40mbit"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !netem {
+            kind = "tbf";
+            ns.run(&[
+                "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "40mbit", "burst", "64kb",
+                "latency", "100ms",
+            ]);
         }
-        lab.shape();
-        lab
     }
-
-    /// Shapes path 0 in both directions: netem delay + rate when available, else tbf rate.
-    /// (AF_XDP transmits bypass the qdisc, so in xdp mode only the client's direction of
-    /// path 0 is shaped.) Returns the qdisc kind used.
-    fn shape(&self) -> &'static str {
-        let mut kind = "netem";
-        for (ns, dev) in [(&self.a, SERVER_IFS[0]), (&self.b, CLIENT_IFS[0])] {
-            let netem = Command::new("ip")
-                .args([
-                    "netns", "exec", &ns.name, "tc", "qdisc", "add", "dev", dev, "root",
-                ])
-                .args(["netem", "delay", "15ms", "rate", "40mbit"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !netem {
-                kind = "tbf";
-                ns.run(&[
-                    "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "40mbit", "burst",
-                    "64kb", "latency", "100ms",
-                ]);
-            }
-        }
-        eprintln!("path 0 shaped with {kind}");
-        kind
-    }
+    eprintln!("path 0 shaped with {kind}");
+    kind
 }
 
 /// One request line on campd's control socket.
@@ -157,7 +141,7 @@ fn campctl() -> Option<PathBuf> {
 }
 
 fn turn(tag: &str, io: &str) {
-    let lab = Lab::new(tag);
+    let lab = lab(tag);
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("cert.der");
     let sock = dir.path().join("campd.sock");

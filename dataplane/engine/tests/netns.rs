@@ -20,7 +20,7 @@ use camp_proto::server::{Server, ServerConfig, ServerEvent, SessionId};
 use camp_proto::store::UnitSubmit;
 use camp_recv::ReceiverConfig;
 use camp_sim::workload::{PlannedUnit, TurnConfig, plan_turn};
-use camp_testkit::netns::{Netns, root_or_skip, veth};
+use camp_testkit::netns::{Lab, root_or_skip};
 use camp_wire::{CaptureId, Modality};
 use camp_xdp::{AnyIo, IoKind, IoMode, UdpIo, XdpConfig, open_io};
 
@@ -43,31 +43,11 @@ const RX_LIMIT: u64 = 200_000;
 // Namespace harness.
 
 /// Server namespace `a` and client namespace `b`, joined by two veth pairs.
-struct Lab {
-    a: Netns,
-    b: Netns,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Self {
-        let lab = Self {
-            a: Netns::new(&format!("{tag}a")),
-            b: Netns::new(&format!("{tag}b")),
-        };
-        for i in 0..2 {
-            // Kernel senders emit complete UDP checksums (tx offload off): AF_XDP
-            // receivers verify them and veth would leave them partial.
-            veth(
-                &lab.a,
-                SERVER_IFS[i],
-                SERVER_IPS[i],
-                &lab.b,
-                CLIENT_IFS[i],
-                CLIENT_IPS[i],
-            );
-        }
-        lab
-    }
+fn lab(tag: &str) -> Lab {
+    Lab::new(
+        tag,
+        &[0, 1].map(|i| (SERVER_IFS[i], SERVER_IPS[i], CLIENT_IFS[i], CLIENT_IPS[i])),
+    )
 }
 
 fn sock(ip: &str, port: u16) -> SocketAddr {
@@ -366,7 +346,7 @@ fn assert_turn_delivered(server: &ServerReport, client: &ClientReport) {
 /// A whole turn over both paths with the server on `io`: everything delivered, both paths
 /// used.
 fn plain_turn(tag: &str, io: ServerIo, kind: IoKind) {
-    let lab = Lab::new(tag);
+    let lab = lab(tag);
     let t0 = Instant::now();
     let (server, client) = run_turn(&lab, io, None);
     eprintln!(
@@ -402,7 +382,7 @@ fn a_link_going_down_mid_turn_loses_no_text_or_audio() {
     if !root_or_skip("a_link_going_down_mid_turn_loses_no_text_or_audio") {
         return;
     }
-    let lab = Lab::new("c");
+    let lab = lab("c");
     let t0 = Instant::now();
     let (server, client) = run_turn(&lab, ServerIo::Udp, Some(Duration::from_millis(800)));
     eprintln!(

@@ -157,3 +157,27 @@ pub fn veth_queues(
         ns.run(&["ip", "link", "set", ifname, "up"]);
     }
 }
+
+/// Two namespaces, `a` (server side) and `b` (client side), joined by one veth pair per
+/// entry of `links`: `(a_if, a_addr, b_if, b_addr)`, each set up as by [`veth`].
+#[derive(Debug)]
+pub struct Lab {
+    /// Server-side namespace.
+    pub a: Netns,
+    /// Client-side namespace.
+    pub b: Netns,
+}
+
+impl Lab {
+    /// Builds the namespaces `<tag>a` and `<tag>b` and the links between them.
+    pub fn new(tag: &str, links: &[(&str, &str, &str, &str)]) -> Self {
+        let lab = Lab {
+            a: Netns::new(&format!("{tag}a")),
+            b: Netns::new(&format!("{tag}b")),
+        };
+        for &(a_if, a_addr, b_if, b_addr) in links {
+            veth(&lab.a, a_if, a_addr, &lab.b, b_if, b_addr);
+        }
+        lab
+    }
+}
