@@ -131,10 +131,12 @@ fn path_status() -> impl Strategy<Value = PathStatus> {
 fn fixed() -> impl Strategy<Value = FrameSpec> {
     let path = any::<u32>().prop_map(PathId);
     prop_oneof![
-        Just(Frame::Hello(Hello {
-            flags: 0,
-            units_ahead: 1024
-        })),
+        (camp_wire::MIN_UNITS_AHEAD..=camp_wire::MAX_UNITS_AHEAD).prop_map(|units_ahead| {
+            Frame::Hello(Hello {
+                flags: 0,
+                units_ahead,
+            })
+        }),
         (any::<[u8; 16]>(), path.clone(), any::<u64>()).prop_map(|(token, path_id, t)| {
             Frame::Session(SessionInfo {
                 token,
