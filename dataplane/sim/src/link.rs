@@ -424,7 +424,7 @@ mod tests {
     #[test]
     fn real_trace_mean_rate_is_reproduced_by_the_link() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/traces/mahimahi/Verizon-LTE-short.down");
+            .join("../../bench/profiles/traces/Verizon-LTE-short.down");
         let Ok(trace) = Trace::load(&path) else {
             panic!("trace file missing: {}", path.display());
         };
