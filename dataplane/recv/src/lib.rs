@@ -27,12 +27,12 @@
 mod ack;
 mod config;
 mod error;
+mod feedback;
 mod metrics;
 pub mod playout;
 mod pool;
+mod present;
 mod reorder;
-
-use std::collections::BinaryHeap;
 
 pub use ack::{AckToSend, MAX_ACK_RANGES};
 pub use camp_wire::{CaptureId, Micros, Modality, PathId, Reliability, Seq, SyncIndex, UnitFlags};
@@ -45,9 +45,11 @@ pub use metrics::{
 pub use playout::{PlayedUnit, TransportHint};
 
 use ack::{AckRanges, AckTimer};
+use feedback::{FeedbackClock, PlayoutState};
 use metrics::{GroupDone, SyncGroups};
-use playout::{Alignment, Queued};
+use playout::Alignment;
 use pool::{BufId, PayloadPool};
+use present::{PresentQueue, Queued};
 use reorder::{Position, ReorderBuffer, StoredUnit};
 
 /// Metadata of one received unit, as decoded from its CAMP data header
@@ -105,9 +107,7 @@ pub struct Receiver {
     cfg: ReceiverConfig,
     streams: [Stream; Modality::COUNT],
     pool: PayloadPool,
-    queue: BinaryHeap<Queued>,
-    queue_order: u64,
-    latest_due: Micros,
+    queue: PresentQueue,
     align: Alignment,
     groups: SyncGroups,
     metrics: RecvMetrics,
@@ -116,10 +116,7 @@ pub struct Receiver {
     /// Buffer of the unit last returned by `poll_playout`, freed on the next call.
     pending_release: Option<BufId>,
     ack_cursor: usize,
-    next_feedback: Option<Micros>,
-    last_feedback: Micros,
-    interval_late: u64,
-    interval_lost: u64,
+    feedback: FeedbackClock,
     finished: bool,
     first_unit_at: Option<Micros>,
     log: Vec<ArrivalRecord>,
@@ -146,9 +143,7 @@ impl Receiver {
         Receiver {
             streams: Modality::ALL.map(stream),
             pool: PayloadPool::new(held),
-            queue: BinaryHeap::with_capacity(cfg.max_buffered_units.min(1 << 16) as usize),
-            queue_order: 0,
-            latest_due: 0,
+            queue: PresentQueue::with_capacity(cfg.max_buffered_units.min(1 << 16) as usize),
             align: Alignment::new(&cfg),
             groups: SyncGroups::new(),
             metrics: RecvMetrics::new(cfg.playout.name()),
@@ -156,10 +151,7 @@ impl Receiver {
             clock_offset_us: 0,
             pending_release: None,
             ack_cursor: 0,
-            next_feedback: None,
-            last_feedback: 0,
-            interval_late: 0,
-            interval_lost: 0,
+            feedback: FeedbackClock::default(),
             finished: false,
             first_unit_at: None,
             log: Vec::new(),
@@ -233,11 +225,7 @@ impl Receiver {
             });
         }
         self.advance(now_us);
-        if self.next_feedback.is_none() && self.cfg.feedback_interval_us > 0 {
-            self.next_feedback =
-                Some(now_us.saturating_add(Micros::from(self.cfg.feedback_interval_us)));
-            self.last_feedback = now_us;
-        }
+        self.feedback.start(now_us, self.cfg.feedback_interval_us);
         let i = meta.modality.index();
         let seq = meta.seq;
         let delay = self.cfg.ack_delay();
@@ -353,10 +341,7 @@ impl Receiver {
         if let Some(delta) = done.delta {
             self.metrics.on_group(delta);
         }
-        let before = self.align.playout_delay();
-        self.align.on_group_complete(done.completion_latency);
-        self.retime_queue(before, now);
-        self.metrics.set_playout_delay(self.align.playout_delay());
+        self.adjust_delay(now, |r| r.align.on_group_complete(done.completion_latency));
     }
 
     /// Finalises the sync groups every expected stream has passed (draft §3.1.4 `Delta_k`).
@@ -374,47 +359,40 @@ impl Receiver {
             .map(|(s, _)| s.complete_below)
             .min()
             .unwrap_or(u64::MAX);
-        let before = self.align.playout_delay();
-        let metrics = &mut self.metrics;
-        let align = &mut self.align;
-        self.groups.finalise_below(frontier, |done| {
-            if let Some(delta) = done.delta {
-                metrics.on_group(delta);
-            }
-            align.on_group_complete(done.completion_latency);
+        self.adjust_delay(now, |r| {
+            let (metrics, align) = (&mut r.metrics, &mut r.align);
+            r.groups.finalise_below(frontier, |done| {
+                if let Some(delta) = done.delta {
+                    metrics.on_group(delta);
+                }
+                align.on_group_complete(done.completion_latency);
+            });
         });
-        self.retime_queue(before, now);
-        self.metrics.set_playout_delay(self.align.playout_delay());
     }
 
-    /// After the CAMP delay `D` rose from `before`, moves every queued unit that is waiting
-    /// for its scheduled time (not late, not yet due) later by the raise, so that all units
-    /// not yet presented share one `D`. Without this, audio queued before a raise keeps the
-    /// old `D` while the video of the same sync index, delivered after it, gets the new one:
-    /// the pair is presented `raise` apart, often outside ATSC IS-191. The audio timeline
-    /// takes the same one gap of `raise` either way; only where it falls changes.
-    fn retime_queue(&mut self, before: Micros, now: Micros) {
-        if !self.cfg.camp_retime_queue {
-            return;
-        }
-        let Some(after) = self.align.camp_delay() else {
-            return;
-        };
-        let raise = after.saturating_sub(before);
-        if raise == 0 || self.queue.is_empty() {
-            return;
-        }
-        // `into_vec` and `From<Vec>` reuse the heap's buffer: no allocation.
-        let mut units = core::mem::take(&mut self.queue).into_vec();
-        for q in units
-            .iter_mut()
-            .filter(|q| !q.late && !q.skipped && q.due > now)
+    /// Runs `change`, which may move the playout delay, and then keeps the presentation
+    /// queue and the metrics consistent with the delay in force. This is the one place a
+    /// delay change takes effect.
+    ///
+    /// After the CAMP delay `D` rose, every queued unit that is waiting for its scheduled
+    /// time (not late, not yet due) moves later by the raise, so that all units not yet
+    /// presented share one `D`. Without this, audio queued before a raise keeps the old `D`
+    /// while the video of the same sync index, delivered after it, gets the new one: the pair
+    /// is presented `raise` apart, often outside ATSC IS-191. The audio timeline takes the
+    /// same one gap of `raise` either way; only where it falls changes. Decays never move
+    /// queued units.
+    fn adjust_delay(&mut self, now: Micros, change: impl FnOnce(&mut Self)) {
+        let before = self.align.playout_delay();
+        change(self);
+        if self.cfg.camp_retime_queue
+            && let Some(after) = self.align.camp_delay()
         {
-            q.due = q.due.saturating_add(raise);
-            self.latest_due = self.latest_due.max(q.due);
+            let raise = after.saturating_sub(before);
+            if self.queue.retime(raise, now) {
+                self.align.shift_last_due(raise, now);
+            }
         }
-        self.queue = BinaryHeap::from(units);
-        self.align.shift_last_due(raise, now);
+        self.metrics.set_playout_delay(self.align.playout_delay());
     }
 
     /// Delivers every unit now in order on stream `i`.
@@ -441,10 +419,10 @@ impl Receiver {
         let c = &mut self.metrics.counters;
         if s.skipped {
             c.video_skipped += 1;
-            self.interval_late += 1;
+            self.feedback.note_late();
         } else if s.late_by > 0 {
             c.late += 1;
-            self.interval_late += 1;
+            self.feedback.note_late();
             if m == Modality::Audio {
                 // A late audio frame is a playback stall as long as its lateness.
                 c.stalls += 1;
@@ -455,25 +433,22 @@ impl Receiver {
         // delivered; the raised delay then covers the units after it.
         let latency = now.saturating_sub(u.local_gen_us);
         self.groups.on_delivered(u.meta.sync_index, latency);
-        let before = self.align.playout_delay();
-        self.align.on_delivery_latency(latency);
-        self.latest_due = self.latest_due.max(s.due);
-        self.queue_order += 1;
-        self.queue.push(Queued {
-            due: s.due,
-            order: self.queue_order,
-            meta: u.meta,
-            path: u.path,
-            arrival_us: u.arrival_us,
-            delivered_us: now,
-            buf: u.buf,
-            log_id: u.log_id,
-            late: s.late_by > 0,
-            skipped: s.skipped,
+        // Queued first, so that a raise this unit causes moves it with the units before it.
+        self.adjust_delay(now, |r| {
+            r.queue.push(Queued {
+                due: s.due,
+                order: 0,
+                meta: u.meta,
+                path: u.path,
+                arrival_us: u.arrival_us,
+                delivered_us: now,
+                buf: u.buf,
+                log_id: u.log_id,
+                late: s.late_by > 0,
+                skipped: s.skipped,
+            });
+            r.align.on_delivery_latency(latency);
         });
-        // Queued first, so that a raise this unit caused moves it with the units before it.
-        self.retime_queue(before, now);
-        self.metrics.set_playout_delay(self.align.playout_delay());
     }
 
     /// Moves a droppable stream's in-order point up to `target`, delivering stored units and
@@ -502,7 +477,7 @@ impl Receiver {
 
     fn count_lost(&mut self, n: u64) {
         self.metrics.counters.video_lost_inferred += n;
-        self.interval_lost += n;
+        self.feedback.note_lost(n);
     }
 
     /// `path_delta`: max − min smoothed RTT over the known paths (0 with fewer than two).
@@ -554,10 +529,7 @@ impl Receiver {
     /// that units about to take a slower path are not late; other policies ignore it.
     pub fn on_transport_hint(&mut self, now_us: Micros, hint: TransportHint) {
         self.advance(now_us);
-        let before = self.align.playout_delay();
-        self.align.on_transport_hint(hint);
-        self.retime_queue(before, now_us);
-        self.metrics.set_playout_delay(self.align.playout_delay());
+        self.adjust_delay(now_us, |r| r.align.on_transport_hint(hint));
     }
 
     /// Runs the timers that are due at `now_us`: loss inference on droppable streams and the
@@ -600,11 +572,11 @@ impl Receiver {
     pub fn poll_timeout(&self) -> Option<Micros> {
         let acks = self.streams.iter().filter_map(|s| s.ack_timer.due_at());
         let gaps = (0..Modality::COUNT).filter_map(|i| self.gap_expiry(i));
-        let playout = self.queue.peek().map(|q| q.due);
+        let playout = self.queue.next_due();
         let feedback = if self.finished {
             None
         } else {
-            self.next_feedback
+            self.feedback.next_due()
         };
         acks.chain(gaps).chain(playout).chain(feedback).min()
     }
@@ -658,10 +630,7 @@ impl Receiver {
     #[must_use]
     pub fn poll_playout(&mut self, now_us: Micros) -> Option<PlayedUnit<'_>> {
         self.release_pending();
-        if self.queue.peek().is_none_or(|q| q.due > now_us) {
-            return None;
-        }
-        let q = self.queue.pop()?;
+        let q = self.queue.pop_due(now_us)?;
         if !q.skipped {
             let m = q.meta.modality;
             self.metrics
@@ -696,36 +665,21 @@ impl Receiver {
     #[must_use]
     pub fn poll_feedback(&mut self, now_us: Micros) -> Option<FeedbackReport> {
         self.release_pending();
-        let next = self.next_feedback?;
-        if self.finished || now_us < next {
+        if self.finished || !self.feedback.is_due(now_us) {
             return None;
         }
         self.advance(now_us);
-        let period = Micros::from(self.cfg.feedback_interval_us);
-        self.next_feedback = Some(if now_us - next >= period {
-            now_us.saturating_add(period)
-        } else {
-            next.saturating_add(period)
-        });
-        let (skew_mean, skew_p95) = self.metrics.take_interval_skew();
-        let sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-        let occupancy = if self.queue.is_empty() {
-            0
-        } else {
-            self.latest_due.saturating_sub(now_us)
-        };
-        let report = FeedbackReport {
-            interval_us: sat(now_us.saturating_sub(self.last_feedback)),
-            playout_delay_us: sat(self.align.playout_delay()),
-            buffer_occupancy_us: sat(occupancy),
-            skew_mean_us: sat(skew_mean),
-            skew_p95_us: sat(skew_p95),
-            late_units: sat(self.interval_late),
-            lost_units: sat(self.interval_lost),
-        };
-        self.last_feedback = now_us;
-        self.interval_late = 0;
-        self.interval_lost = 0;
+        let (skew_mean_us, skew_p95_us) = self.metrics.take_interval_skew();
+        let report = self.feedback.take(
+            now_us,
+            self.cfg.feedback_interval_us,
+            PlayoutState {
+                playout_delay_us: self.align.playout_delay(),
+                buffer_occupancy_us: self.queue.occupancy_us(now_us),
+                skew_mean_us,
+                skew_p95_us,
+            },
+        );
         self.metrics.counters.feedback_sent += 1;
         Some(report)
     }

@@ -1,6 +1,6 @@
 //! Client-side alignment (draft-song-tsvwg-camp-00 §4.4): decides when each in-order unit is
-//! presented, under one of the [`PlayoutPolicy`] variants, and holds delivered units in a
-//! presentation queue until then.
+//! presented, under one of the [`PlayoutPolicy`] variants. The units then wait in the
+//! presentation queue (`present.rs`) until that time.
 //!
 //! Rules shared by every policy:
 //! - A unit delivered after its scheduled presentation time is presented on delivery and
@@ -41,7 +41,7 @@
 
 use camp_wire::{Modality, UnitFlags};
 
-use crate::{Micros, UnitMeta, config::PlayoutPolicy, pool::BufId};
+use crate::{Micros, UnitMeta, config::PlayoutPolicy};
 
 /// LipSync update period.
 pub const LIP_SYNC_PERIOD_US: Micros = 1_000_000;
@@ -92,40 +92,6 @@ pub struct PlayedUnit<'a> {
     pub late: bool,
     /// A late video unit not to be shown (see the module docs); still usable for decoding.
     pub skipped: bool,
-}
-
-/// A delivered unit waiting in the presentation queue.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Queued {
-    pub(crate) due: Micros,
-    /// Insertion order: ties on `due` are released first in, first out.
-    pub(crate) order: u64,
-    pub(crate) meta: UnitMeta,
-    pub(crate) path: crate::PathId,
-    pub(crate) arrival_us: Micros,
-    pub(crate) delivered_us: Micros,
-    pub(crate) buf: BufId,
-    pub(crate) log_id: Option<u64>,
-    pub(crate) late: bool,
-    pub(crate) skipped: bool,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.order) == (other.due, other.order)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    /// Reversed so that `BinaryHeap` (a max-heap) pops the earliest unit first.
-    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        (other.due, other.order).cmp(&(self.due, self.order))
-    }
 }
 
 /// The presentation decision for one delivered unit.

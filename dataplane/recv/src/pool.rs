@@ -11,6 +11,14 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BufId(u32);
 
+impl BufId {
+    /// A handle that names no pooled buffer, for tests of structures that only carry one.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: u32) -> Self {
+        BufId(id)
+    }
+}
+
 /// Smallest size class: 2^6 = 64 bytes.
 const MIN_CLASS: u32 = 6;
 /// Largest size class: 2^24 bytes, matching `config::MAX_PAYLOAD_LIMIT`.
