@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use camp_proto::config::SchedulerKind;
 use camp_recv::PlayoutPolicy;
-use camp_sim::experiment::{Experiment, RunMetrics, run};
+use camp_sim::experiment::{Experiment, RunMetrics, VideoNotShown, run};
 use camp_sim::profile::{self, Scenario};
 use camp_sim::workload::TurnConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -172,6 +172,8 @@ pub struct Row {
     pub reliable_lost: u64,
     /// Share of video frames shown.
     pub video_shown: f64,
+    /// Why video frames were not shown, shares of planned frames (mean over runs).
+    pub video_not_shown: VideoNotShown,
     /// Redundant bytes, %.
     pub redundant_bytes_pct: f64,
     /// Byte share per path.
@@ -208,6 +210,13 @@ fn aggregate(runs: &[&RunMetrics]) -> Row {
         audio_deadline_miss: f(&|r| r.audio_deadline_miss).mean,
         reliable_lost: runs.iter().map(|r| r.reliable_lost).sum(),
         video_shown: f(&|r| r.video_shown).mean,
+        video_not_shown: VideoNotShown {
+            no_path_in_time: f(&|r| r.video_not_shown.no_path_in_time).mean,
+            expired_at_sender: f(&|r| r.video_not_shown.expired_at_sender).mean,
+            reset_in_flight: f(&|r| r.video_not_shown.reset_in_flight).mean,
+            arrived_too_late: f(&|r| r.video_not_shown.arrived_too_late).mean,
+            lost_in_network: f(&|r| r.video_not_shown.lost_in_network).mean,
+        },
         redundant_bytes_pct: f(&|r| r.redundant_bytes_pct).mean,
         path_share: (0..paths)
             .map(|i| f(&|r| r.path_share.get(i).copied().unwrap_or(0.0)).mean)
@@ -342,13 +351,42 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
                 serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
             )
         }
-        _ => print_table(&rows, &turn, args.runs),
+        _ => {
+            print_table(&rows, &turn, args.runs);
+            print_video_reasons(&rows);
+        }
     }
     if let Some(out) = &args.out {
         write_outputs(out, &rows, &results)?;
         eprintln!("wrote CSV and SVG files to {}", out.display());
     }
     Ok(())
+}
+
+/// Why video frames were not shown, per row, in points of the planned frames.
+fn print_video_reasons(rows: &[Row]) {
+    let mut profile = String::new();
+    for r in rows {
+        if r.profile != profile {
+            profile = r.profile.clone();
+            println!(
+                "\n{profile} — video frames not shown, by reason (% of planned)\n{:<10} {:<9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "scheduler", "policy", "shown", "no path", "expired", "too late", "reset", "lost"
+            );
+        }
+        let v = &r.video_not_shown;
+        println!(
+            "{:<10} {:<9} {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}%",
+            r.scheduler,
+            r.policy,
+            r.video_shown * 100.0,
+            v.no_path_in_time * 100.0,
+            v.expired_at_sender * 100.0,
+            v.arrived_too_late * 100.0,
+            v.reset_in_flight * 100.0,
+            v.lost_in_network * 100.0,
+        );
+    }
 }
 
 fn print_table(rows: &[Row], turn: &TurnConfig, runs: u64) {

@@ -238,6 +238,8 @@ struct MeasureState {
     rate_window_start_us: u64,
     rate_window_acked: u64,
     rate_window_app_limited: bool,
+    /// Smallest raw RTT sample taken in the current rate interval, µs (0 = none).
+    rate_window_min_rtt: u64,
     rate_filter: [u64; RATE_FILTER_LEN],
     rate_filter_pos: usize,
     /// `(time, rate)` of recent intervals that were not application-limited.
@@ -388,6 +390,9 @@ impl Controller for MeasuringController {
             st.rttvar_us = Some(var);
             g.rttvar_us.store(var, Relaxed);
             g.latest_rtt_us.store(sample, Relaxed);
+            if st.rate_window_min_rtt == 0 || sample < st.rate_window_min_rtt {
+                st.rate_window_min_rtt = sample;
+            }
             g.last_sample_us.store(now_us, Relaxed);
             if now_us.saturating_sub(st.max_rtt_bucket_start_us) >= MAX_RTT_BUCKET_US {
                 st.max_rtt_bucket = [st.max_rtt_bucket[1], 0];
@@ -415,23 +420,42 @@ impl Controller for MeasuringController {
                 st.rate_filter[st.rate_filter_pos] = rate;
                 st.rate_filter_pos = (st.rate_filter_pos + 1) % RATE_FILTER_LEN;
             }
-            if !st.rate_window_app_limited {
+            let valid_btl = |f: &[(u64, u64); RATE_FILTER_LEN]| {
+                f.iter()
+                    .filter(|(t, _)| *t > 0 && t + BTL_BW_VALID_US >= now_us)
+                    .map(|&(_, r)| r)
+                    .max()
+                    .unwrap_or(0)
+            };
+            // A rate measures the bottleneck only when the bottleneck was the limit. Then the
+            // sender kept a window's worth moving and a queue stood in front of the
+            // bottleneck for the whole interval: even the interval's smallest RTT sample lies
+            // above the path's minimum by more than its RTT variation (jitter alone leaves
+            // some samples near the minimum). Without that evidence the sender's window or the
+            // application was the limit (slow start, a window cut by random loss, a path kept
+            // idle), so the rate is only a lower bound on capacity: it may raise the estimate,
+            // never lower it. Taking such intervals as capacity pins a lossy or rarely used
+            // path at a fraction of its rate, and a scheduler that believes it keeps the path
+            // idle, so the estimate never recovers.
+            let min_rtt = g.min_rtt_us.load(Relaxed);
+            let standing_queue = min_rtt > 0
+                && st.rate_window_min_rtt > min_rtt.saturating_add(st.rttvar_us.unwrap_or(0));
+            let window_full = st.rate_window_acked.saturating_mul(2) >= self.inner.window();
+            let measures_capacity = !st.rate_window_app_limited && standing_queue && window_full;
+            // A lower bound above the capacity estimate proves the estimate too low; with no
+            // estimate it proves nothing about the limit, so the estimate stays unknown.
+            let current = valid_btl(&st.btl_filter);
+            if measures_capacity || (current > 0 && rate > current) {
                 st.btl_filter[st.btl_filter_pos] = (now_us, rate);
                 st.btl_filter_pos = (st.btl_filter_pos + 1) % RATE_FILTER_LEN;
             }
             g.delivery_rate
                 .store(st.rate_filter.iter().copied().max().unwrap_or(0), Relaxed);
-            let btl = st
-                .btl_filter
-                .iter()
-                .filter(|(t, _)| *t > 0 && t + BTL_BW_VALID_US >= now_us)
-                .map(|&(_, r)| r)
-                .max()
-                .unwrap_or(0);
-            g.btl_bw.store(btl, Relaxed);
+            g.btl_bw.store(valid_btl(&st.btl_filter), Relaxed);
             st.rate_window_start_us = now_us;
             st.rate_window_acked = 0;
             st.rate_window_app_limited = false;
+            st.rate_window_min_rtt = 0;
 
             // Loss rate over the same interval, smoothed 1/4.
             if let Some(ppm) = st
@@ -565,6 +589,54 @@ mod tests {
         assert_eq!(s.max_rtt_us, 30_000);
         assert_eq!(s.last_ack_us, 32_000);
         assert_eq!(s.in_flight, 0);
+    }
+
+    /// Ends one rate interval at `at_ms` in which `acked` bytes were acknowledged, with one
+    /// raw RTT sample of `rtt_ms`; returns the published bottleneck estimate.
+    fn rate_interval(
+        m: &mut MeasuringController,
+        g: &PathGauges,
+        t0: Instant,
+        at_ms: u64,
+        acked: u64,
+        rtt_ms: u64,
+    ) -> u64 {
+        let now = t0 + Duration::from_millis(at_ms);
+        m.state.rate_window_acked += acked;
+        m.state.newest_acked_sent = Some(now - Duration::from_millis(rtt_ms));
+        m.on_end_acks(now, 0, false, Some(at_ms));
+        g.btl_bw.load(Relaxed)
+    }
+
+    #[test]
+    fn bottleneck_estimate_comes_only_from_intervals_that_show_a_standing_queue() {
+        let (c, g, t0) = controller();
+        let mut m = c
+            .into_any()
+            .downcast::<MeasuringController>()
+            .expect("ours");
+        // A 40 ms path; the interval is one smoothed RTT.
+        g.min_rtt_us.store(40_000, Relaxed);
+        g.srtt_us.store(40_000, Relaxed);
+        m.on_end_acks(t0, 0, false, None);
+        // Window-limited intervals with no queue (slow start, a window cut by loss) are lower
+        // bounds: with no estimate yet they leave it unknown instead of capping the path.
+        assert_eq!(rate_interval(&mut m, &g, t0, 50, 2_000, 41), 0);
+        assert_eq!(rate_interval(&mut m, &g, t0, 100, 20_000, 40), 0);
+        // A full window with a standing queue (every RTT sample well above the minimum)
+        // measures the bottleneck: 12 kB in 50 ms.
+        let window = m.inner.window();
+        assert_eq!(rate_interval(&mut m, &g, t0, 150, window, 90), window * 20);
+        // A lower bound below it does not lower it...
+        assert_eq!(rate_interval(&mut m, &g, t0, 200, 1_000, 40), window * 20);
+        // ...one above it proves it too low and raises it.
+        let more = window * 2;
+        assert_eq!(rate_interval(&mut m, &g, t0, 250, more, 40), more * 20);
+        // A standing queue with a half-empty window is no measurement either.
+        assert_eq!(
+            rate_interval(&mut m, &g, t0, 300, window / 4, 90),
+            more * 20
+        );
     }
 
     /// Controller under test, reference stock controller, its gauges, the table, epoch.

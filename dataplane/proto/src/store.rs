@@ -78,8 +78,13 @@ pub struct StoreCounters {
     pub sent: [u64; Modality::COUNT],
     /// Retransmissions on another path per modality.
     pub reinjected: [u64; Modality::COUNT],
-    /// Droppable units dropped before sending (deadline) per modality.
+    /// Droppable units dropped before sending per modality, for either reason below.
     pub dropped: [u64; Modality::COUNT],
+    /// Of `dropped`: the scheduler found no path that could deliver the unit by its deadline.
+    pub dropped_no_path: [u64; Modality::COUNT],
+    /// Of `dropped`: the deadline passed while the unit waited in the store (held for a path
+    /// with room, paced, or behind the receiver's window).
+    pub dropped_expired: [u64; Modality::COUNT],
     /// Units acknowledged per modality.
     pub acked: [u64; Modality::COUNT],
     /// Reinjections triggered by the end-to-end safety timeout.
@@ -361,16 +366,23 @@ impl UnitStore {
         self.pop_finished(mi);
     }
 
-    /// Drops a unit that will not be sent (droppable unit past its deadline).
+    /// Drops a droppable unit that the scheduler found no path in time for.
     pub fn drop_unit(&mut self, m: Modality, seq: Seq) {
+        if self.discard(m, seq) {
+            self.counters.dropped_no_path[m.index()] += 1;
+        }
+    }
+
+    /// Drops a droppable unit that will not be sent. Returns whether it was dropped.
+    fn discard(&mut self, m: Modality, seq: Seq) -> bool {
         let Some(i) = self.index_of(m, seq) else {
-            return;
+            return false;
         };
         let mi = m.index();
         let u = &mut self.queues[mi][i];
         if u.header.reliability == Reliability::Reliable {
             debug_assert!(false, "reliable units are never dropped");
-            return;
+            return false;
         }
         let was_unsent = u.state == UnitState::Queued;
         u.state = UnitState::Done;
@@ -381,6 +393,7 @@ impl UnitStore {
             self.advance_unsent(mi);
         }
         self.pop_finished(mi);
+        true
     }
 
     fn advance_unsent(&mut self, mi: usize) {
@@ -618,7 +631,9 @@ impl UnitStore {
                     break;
                 }
                 let seq = u.header.seq;
-                self.drop_unit(m, seq);
+                if self.discard(m, seq) {
+                    self.counters.dropped_expired[mi] += 1;
+                }
                 n += 1;
             }
         }
@@ -753,6 +768,8 @@ mod tests {
         assert_eq!(s.expire(190_001), 1);
         assert!(s.is_empty());
         assert_eq!(s.counters().dropped[2], 1);
+        assert_eq!(s.counters().dropped_expired[2], 1);
+        assert_eq!(s.counters().dropped_no_path[2], 0);
         assert_eq!(s.queued_bytes(), 0);
     }
 
@@ -877,5 +894,20 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, SubmitError::QueueFull { .. }));
         assert_eq!(s.len(Modality::Text), 2);
+    }
+
+    #[test]
+    fn each_drop_is_counted_under_its_reason_once() {
+        let mut s = UnitStore::new(1 << 20);
+        submit(&mut s, Modality::Video, 0, 1000);
+        submit(&mut s, Modality::Video, 40_000, 1000);
+        s.drop_unit(Modality::Video, 0);
+        s.drop_unit(Modality::Video, 0); // already gone: not counted again
+        assert_eq!(s.expire(240_001), 1);
+        let c = s.counters();
+        assert_eq!(
+            (c.dropped_no_path[2], c.dropped_expired[2], c.dropped[2]),
+            (1, 1, 2)
+        );
     }
 }

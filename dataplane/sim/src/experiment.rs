@@ -79,6 +79,8 @@ pub struct RunMetrics {
     pub reliable_lost: u64,
     /// Share of planned video frames shown (not dropped, lost or skipped as late).
     pub video_shown: f64,
+    /// Why the planned video frames that were not shown were not shown (shares of planned).
+    pub video_not_shown: VideoNotShown,
     /// Bytes sent beyond one copy of each unit, % of unique bytes.
     pub redundant_bytes_pct: f64,
     /// Share of unit bytes per path.
@@ -90,6 +92,80 @@ pub struct RunMetrics {
     pub deltas_ms: Vec<f64>,
     /// Simulated seconds per wall-clock second.
     pub speedup: f64,
+}
+
+/// Why planned video frames were not shown, each a share of the planned frames. The five
+/// add up to `1 - video_shown` (the last one takes what the others do not explain).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct VideoNotShown {
+    /// The scheduler found no path that could deliver the frame by its deadline.
+    pub no_path_in_time: f64,
+    /// The deadline passed while the frame waited at the sender (held for a path with room,
+    /// paced, or behind the receiver's window).
+    pub expired_at_sender: f64,
+    /// Sent on a stream that was reset at the deadline before all of it arrived.
+    pub reset_in_flight: f64,
+    /// Arrived, but too late to be shown (skipped at presentation, or after its gap was
+    /// already declared lost).
+    pub arrived_too_late: f64,
+    /// Sent and never arrived (network loss), or still on its way when the turn ended.
+    pub lost_in_network: f64,
+}
+
+impl VideoNotShown {
+    /// Splits the video frames not shown in `r` by reason.
+    pub fn of(r: &TurnReport) -> Self {
+        let v = Modality::Video.index();
+        let c = &r.summary.counters;
+        Self::split(
+            r.planned[v],
+            r.presented[v].len() as u64,
+            [
+                r.store.dropped_no_path[v],
+                r.store.dropped_expired[v],
+                c.video_skipped + c.late_after_skip,
+                r.deadline_resets,
+            ],
+        )
+    }
+
+    /// Shares of `planned` for `planned - shown` frames not shown, given the counts of
+    /// `[no path in time, expired at sender, arrived too late, reset in flight]`. Each reason
+    /// is capped by what the reasons before it left unexplained, so the shares add up to
+    /// exactly the share not shown; what none explains is counted lost in the network.
+    pub fn split(planned: u64, shown: u64, counts: [u64; 4]) -> Self {
+        if planned == 0 {
+            return Self::default();
+        }
+        let mut left = planned.saturating_sub(shown);
+        let mut take = |n: u64| {
+            let t = n.min(left);
+            left -= t;
+            t as f64 / planned as f64
+        };
+        let [no_path, expired, late, reset] = counts;
+        let no_path_in_time = take(no_path);
+        let expired_at_sender = take(expired);
+        let arrived_too_late = take(late);
+        let reset_in_flight = take(reset);
+        let lost_in_network = take(u64::MAX);
+        VideoNotShown {
+            no_path_in_time,
+            expired_at_sender,
+            reset_in_flight,
+            arrived_too_late,
+            lost_in_network,
+        }
+    }
+
+    /// Sum of the shares.
+    pub fn total(&self) -> f64 {
+        self.no_path_in_time
+            + self.expired_at_sender
+            + self.reset_in_flight
+            + self.arrived_too_late
+            + self.lost_in_network
+    }
 }
 
 /// Runs one experiment.
@@ -231,6 +307,7 @@ fn metrics(e: &Experiment, r: &TurnReport) -> RunMetrics {
         reliable_lost: r.reliable_lost(),
         video_shown: r.presented[Modality::Video.index()].len() as f64
             / r.planned[Modality::Video.index()].max(1) as f64,
+        video_not_shown: VideoNotShown::of(r),
         redundant_bytes_pct: (sent as f64 / r.unique_bytes.max(1) as f64 - 1.0).max(0.0) * 100.0,
         path_share: r.bytes_per_path.iter().map(|&b| b as f64 / total).collect(),
         recovery_ms: recovery,
@@ -242,6 +319,35 @@ fn metrics(e: &Experiment, r: &TurnReport) -> RunMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn video_not_shown_is_split_by_reason_and_adds_up_to_what_was_not_shown() {
+        // 100 planned, 80 shown: 5 no path, 4 expired, 3 too late, 2 reset, 6 unexplained.
+        let v = VideoNotShown::split(100, 80, [5, 4, 3, 2]);
+        assert_eq!(
+            (
+                v.no_path_in_time,
+                v.expired_at_sender,
+                v.arrived_too_late,
+                v.reset_in_flight,
+                v.lost_in_network
+            ),
+            (0.05, 0.04, 0.03, 0.02, 0.06)
+        );
+        assert!((v.total() - 0.20).abs() < 1e-12);
+        // Counters that overlap (a reset frame also skipped late) never exceed the missing.
+        let v = VideoNotShown::split(10, 8, [0, 0, 5, 5]);
+        assert_eq!(
+            (v.arrived_too_late, v.reset_in_flight, v.lost_in_network),
+            (0.2, 0.0, 0.0)
+        );
+        // Everything shown, or nothing planned: no reason at all.
+        assert_eq!(VideoNotShown::split(10, 10, [1, 1, 1, 1]).total(), 0.0);
+        assert_eq!(
+            VideoNotShown::split(0, 0, [1, 1, 1, 1]),
+            VideoNotShown::default()
+        );
+    }
 
     fn rec(m: Modality, k: u32, g: u64, a: u64) -> camp_recv::ArrivalRecord {
         camp_recv::ArrivalRecord {

@@ -48,6 +48,8 @@ pub struct TurnReport {
     pub refused_at_submit: u64,
     /// Sender store counters.
     pub store: StoreCounters,
+    /// Unit streams the server reset because their deadline passed (sent, not delivered).
+    pub deadline_resets: u64,
     /// Reliable units still unacknowledged at the end.
     pub unacked_reliable: usize,
     /// Paths that joined.
@@ -184,6 +186,7 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
         planned,
         refused_at_submit: refused,
         store: sim.server.store_counters(session).unwrap_or_default(),
+        deadline_resets: sim.server.counters().deadline_resets,
         unacked_reliable: sim.server.unacked_reliable(session),
         paths_joined: joined,
         links: (0..n_paths).map(|i| sim.path_stats(i)).collect(),

@@ -16,6 +16,13 @@
 //! * when the best path has no window room but would still deliver sooner than any path
 //!   that has room, the unit is held for it (ECF/BLEST-style waiting) instead of spilling
 //!   onto a slow path;
+//! * **reliable units keep their deadline**: a droppable unit (video) may build a queue on a
+//!   path only while a reliable unit (speech, text) sent after it on that path would still
+//!   arrive within the tightest reliable deadline seen (deadline − media time). The bound
+//!   follows the units' own deadlines and the path's measured rate and delay; the fixed
+//!   `max_droppable_queue_us` stays as an outer bound. (A variant that let video fill a
+//!   path whenever another path could carry speech in time lost speech when that other path
+//!   failed: docs/schedulers.md);
 //! * **pacing to the media timeline**: a unit handed over ahead of its media timestamp `g`
 //!   (LLM text, TTS bursts) is held until it can be sent on its path to arrive at
 //!   `g + aim_offset - early_guard`, instead of arriving hundreds of milliseconds before the
@@ -49,8 +56,9 @@ pub struct ConsistencyAwareConfig {
     pub aim_offset_us: u64,
     /// Safety margin before the aim point, µs, added to the path's variance margin.
     pub early_guard_us: u64,
-    /// Droppable units are not placed on a path whose queueing delay would exceed this
-    /// once they are sent (keeps thin paths responsive for reliable speech and text), µs.
+    /// Droppable units are never placed on a path whose queueing delay would exceed this
+    /// once they are sent, µs: an outer bound. Within it the scheduler's own rule applies
+    /// (see the module docs: reliable units keep their deadline on the path).
     pub max_droppable_queue_us: u64,
     /// Reliable units up to this size (bytes on the wire) are sent on two paths.
     pub duplicate_reliable_below: u32,
@@ -92,6 +100,8 @@ pub struct ConsistencyAware {
     config: ConsistencyAwareConfig,
     groups: [Group; GROUP_RING],
     feedback: ClientFeedback,
+    /// Tightest relative deadline (deadline − media time) of the reliable units seen, µs.
+    reliable_budget_us: Option<u64>,
 }
 
 impl Default for ConsistencyAware {
@@ -107,6 +117,7 @@ impl ConsistencyAware {
             config,
             groups: [Group::default(); GROUP_RING],
             feedback: ClientFeedback::default(),
+            reliable_budget_us: None,
         }
     }
 
@@ -142,6 +153,21 @@ impl ConsistencyAware {
             .saturating_add(u64::from(unit.size));
         let drain = bytes.saturating_mul(1_000_000) / p.send_rate();
         drain.saturating_sub(p.min_rtt_us)
+    }
+
+    /// Whether a reliable unit sent on `p` after `bytes` more would arrive within `budget`
+    /// of its media time, taking its media time as now (speech is released at the latest in
+    /// real time).
+    fn reliable_fits_after(&self, p: &PathView, now_us: Micros, bytes: u64, budget: u64) -> bool {
+        let backlog = p.in_flight.saturating_add(p.unsent).saturating_add(bytes);
+        let queue =
+            (backlog.saturating_mul(1_000_000) / p.send_rate()).saturating_sub(p.min_rtt_us);
+        let margin = (p.margin_us() as f64 * self.config.margin_factor) as u64;
+        let arrival = now_us
+            .saturating_add(queue)
+            .saturating_add(p.one_way_delay_us())
+            .saturating_add(margin);
+        arrival <= now_us.saturating_add(budget)
     }
 
     fn cost(&self, arrival: Micros, target: Option<Micros>) -> f64 {
@@ -199,7 +225,13 @@ impl Scheduler for ConsistencyAware {
         }
         let target = self.group_target(unit.sync_index);
         let deadline = unit.deadline_us.unwrap_or(Micros::MAX);
-
+        if unit.reliability == Reliability::Reliable
+            && let Some(d) = unit.deadline_us
+        {
+            let budget = d.saturating_sub(unit.gen_time_us);
+            self.reliable_budget_us =
+                Some(self.reliable_budget_us.map_or(budget, |b| b.min(budget)));
+        }
         // (cost, arrival, slot, has_room) of the best path meeting the deadline, and the
         // earliest-arriving path overall as the fallback when none meets it.
         let mut best: Option<(f64, Micros, usize, bool)> = None;
@@ -213,12 +245,17 @@ impl Scheduler for ConsistencyAware {
             if arrival > deadline {
                 continue;
             }
-            if unit.reliability == Reliability::Droppable
-                && self.queue_after_us(p, unit) > self.config.max_droppable_queue_us
-            {
-                // Droppable media must not build a standing queue that reliable units
-                // (speech) would then wait behind on this path.
-                continue;
+            if unit.reliability == Reliability::Droppable {
+                if self.queue_after_us(p, unit) > self.config.max_droppable_queue_us {
+                    continue;
+                }
+                // Droppable media must not build a queue that reliable units (speech) would
+                // then miss their deadline behind on this path.
+                if let Some(budget) = self.reliable_budget_us
+                    && !self.reliable_fits_after(p, unit.now_us, u64::from(unit.size), budget)
+                {
+                    continue;
+                }
             }
             let cost = self.cost(arrival, target);
             let better = match best {
@@ -453,6 +490,28 @@ mod tests {
         assert_eq!(s.pick(&a, &p), Decision::Send(PathSet::single(0)));
         p[0].unsent = 0;
         assert_eq!(s.pick(&v, &p), Decision::Send(PathSet::single(0)));
+    }
+
+    #[test]
+    fn video_stays_off_a_path_where_speech_behind_it_would_miss_its_deadline() {
+        let mut s = placement_only();
+        // 2 Mbit/s, 20 ms: a 40 kB keyframe drains in 160 ms and arrives in time (200 ms).
+        let thin = [path(0, 20, 2)];
+        let mut key = unit(Modality::Video, 1, 40_000, 0);
+        key.deadline_us = Some(200_000);
+        let mut small = unit(Modality::Video, 1, 20_000, 0);
+        small.deadline_us = Some(200_000);
+        // No reliable deadline seen yet: nothing to protect.
+        assert_eq!(s.pick(&key, &thin), Decision::Send(PathSet::single(0)));
+        // Speech with a 150 ms deadline: a frame sent after the keyframe would arrive
+        // ~150 ms after its media time, too late; after the 20 kB frame ~70 ms, in time.
+        let a = unit(Modality::Audio, 2, 120, 0);
+        assert_eq!(s.pick(&a, &thin), Decision::Send(PathSet::single(0)));
+        assert_eq!(s.pick(&key, &thin), Decision::Drop);
+        assert_eq!(s.pick(&small, &thin), Decision::Send(PathSet::single(0)));
+        // A path with room for both takes the keyframe.
+        let two = [path(0, 20, 2), path(1, 30, 20)];
+        assert_eq!(s.pick(&key, &two), Decision::Send(PathSet::single(1)));
     }
 
     #[test]
