@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod compare;
+mod dominance;
 #[cfg(feature = "xdp")]
 mod goodput;
 #[cfg(feature = "xdp")]
