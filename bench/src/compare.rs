@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use camp_proto::config::SchedulerKind;
 use camp_recv::PlayoutPolicy;
 use camp_sim::experiment::{Experiment, RunMetrics, VideoNotShown, run};
+
+use crate::dominance::{Rule, Viewer, dominates};
 use camp_sim::profile::{self, Scenario};
 use camp_sim::workload::TurnConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -174,6 +176,13 @@ pub struct Row {
     pub video_shown: f64,
     /// Why video frames were not shown, shares of planned frames (mean over runs).
     pub video_not_shown: VideoNotShown,
+    /// Total delay felt by the viewer (presentation − media time), mean, ms.
+    pub total_delay_ms: f64,
+    /// Total delay felt by the viewer, 95th percentile (mean over runs), ms.
+    pub total_delay_p95_ms: f64,
+    /// Set on a baseline's row when it dominates CAMP's row of the same profile and policy
+    /// on what a viewer sees (see `dominance.rs`), with the rule that holds.
+    pub dominates_camp: Option<Rule>,
     /// Redundant bytes, %.
     pub redundant_bytes_pct: f64,
     /// Byte share per path.
@@ -210,6 +219,9 @@ fn aggregate(runs: &[&RunMetrics]) -> Row {
         audio_deadline_miss: f(&|r| r.audio_deadline_miss).mean,
         reliable_lost: runs.iter().map(|r| r.reliable_lost).sum(),
         video_shown: f(&|r| r.video_shown).mean,
+        total_delay_ms: f(&|r| r.total_delay_ms).mean,
+        total_delay_p95_ms: f(&|r| r.total_delay_p95_ms).mean,
+        dominates_camp: None,
         video_not_shown: VideoNotShown {
             no_path_in_time: f(&|r| r.video_not_shown.no_path_in_time).mean,
             expired_at_sender: f(&|r| r.video_not_shown.expired_at_sender).mean,
@@ -333,7 +345,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
             keys.push(k);
         }
     }
-    let rows: Vec<Row> = keys
+    let mut rows: Vec<Row> = keys
         .iter()
         .map(|(p, s, pol)| {
             let runs: Vec<&RunMetrics> = results
@@ -344,6 +356,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
         })
         .collect();
 
+    mark_dominations(&mut rows);
     match args.format.as_str() {
         "json" => {
             println!(
@@ -353,6 +366,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
         }
         _ => {
             print_table(&rows, &turn, args.runs);
+            print_viewer_table(&rows);
             print_video_reasons(&rows);
         }
     }
@@ -361,6 +375,77 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
         eprintln!("wrote CSV and SVG files to {}", out.display());
     }
     Ok(())
+}
+
+/// What a viewer sees of a row.
+fn viewer(r: &Row) -> Viewer {
+    Viewer {
+        video_shown: r.video_shown,
+        audio_miss: r.audio_deadline_miss,
+        outside_is191: r.outside_is191,
+        total_delay_ms: r.total_delay_ms,
+    }
+}
+
+/// Marks every non-redundant baseline row that dominates CAMP's row of its profile and
+/// policy. The redundant scheduler is left out: it buys its figures with a second copy of
+/// every byte, which the comparison is not about.
+fn mark_dominations(rows: &mut [Row]) {
+    let camp: Vec<(String, String, Viewer)> = rows
+        .iter()
+        .filter(|r| r.scheduler == "camp")
+        .map(|r| (r.profile.clone(), r.policy.clone(), viewer(r)))
+        .collect();
+    for r in rows.iter_mut() {
+        if r.scheduler == "camp" || r.scheduler == "redundant" {
+            continue;
+        }
+        r.dominates_camp = camp
+            .iter()
+            .find(|(p, pol, _)| *p == r.profile && *pol == r.policy)
+            .and_then(|(_, _, c)| dominates(&viewer(r), c));
+    }
+}
+
+/// The viewer's view of each row, and which baselines dominate CAMP.
+fn print_viewer_table(rows: &[Row]) {
+    let mut profile = String::new();
+    for r in rows {
+        if r.profile != profile {
+            profile = r.profile.clone();
+            println!(
+                "\n{profile} — what a viewer sees\n{:<10} {:<9} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8} {:>8}  dominates camp",
+                "scheduler",
+                "policy",
+                "delay ms",
+                "p95 ms",
+                "video",
+                "a-miss",
+                "stalls",
+                "IS-191",
+                "BT1359",
+            );
+        }
+        println!(
+            "{:<10} {:<9} {:>9.1} {:>9.1} {:>6.1}% {:>6.2}% {:>7.1} {:>7.2}% {:>7.2}%  {}",
+            r.scheduler,
+            r.policy,
+            r.total_delay_ms,
+            r.total_delay_p95_ms,
+            r.video_shown * 100.0,
+            r.audio_deadline_miss * 100.0,
+            r.stalls,
+            r.outside_is191 * 100.0,
+            r.outside_bt1359 * 100.0,
+            match r.dominates_camp {
+                Some(Rule::NoWorseAndBetter) => "YES: no worse, better on one",
+                Some(Rule::MoreVideo) => "YES: more video at bounded delay",
+                None => "",
+            }
+        );
+    }
+    let n = rows.iter().filter(|r| r.dominates_camp.is_some()).count();
+    println!("\ndominations of camp by a non-redundant baseline: {n}");
 }
 
 /// Why video frames were not shown, per row, in points of the planned frames.
@@ -536,11 +621,106 @@ fn write_outputs(dir: &std::path::Path, rows: &[Row], runs: &[RunMetrics]) -> Re
     for p in profiles {
         let svg = cdf_svg(p, runs.iter().filter(|r| r.profile == p));
         write(&format!("cdf_{p}.svg"), &svg)?;
+        let svg = viewer_svg(p, rows.iter().filter(|r| r.profile == p));
+        write(&format!("viewer_{p}.svg"), &svg)?;
     }
     Ok(())
 }
 
 /// An SVG plot of the CDF of Delta_k per scheduler (log-scaled x axis, 0.1 ms – 10 s).
+/// Video shown against total delay, one point per scheduler (and policy): the picture of
+/// what a viewer gets. Up and left is better.
+fn viewer_svg<'a>(profile: &str, rows: impl Iterator<Item = &'a Row>) -> String {
+    const W: f64 = 560.0;
+    const H: f64 = 380.0;
+    const L: f64 = 60.0;
+    const R: f64 = 150.0;
+    const T: f64 = 30.0;
+    const B: f64 = 45.0;
+    let rows: Vec<&Row> = rows.collect();
+    let max_d = rows
+        .iter()
+        .map(|r| r.total_delay_ms)
+        .fold(0.0_f64, f64::max)
+        .max(1.0)
+        * 1.05;
+    let min_d = rows.iter().map(|r| r.total_delay_ms).fold(max_d, f64::min) * 0.9;
+    let min_d = if max_d - min_d < 10.0 {
+        (max_d - 10.0).max(0.0)
+    } else {
+        min_d
+    };
+    let min_v = rows
+        .iter()
+        .map(|r| r.video_shown)
+        .fold(1.0_f64, f64::min)
+        .min(0.9);
+    let lo_v = (min_v * 10.0).floor() / 10.0;
+    let x = |d: f64| L + (d - min_d) / (max_d - min_d).max(1e-9) * (W - L - R);
+    let y = |v: f64| T + (1.0 - (v - lo_v) / (1.0 - lo_v).max(1e-9)) * (H - T - B);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(
+        s,
+        r#"<rect width="{W}" height="{H}" fill="white"/><text x="{L}" y="18" font-size="14">{profile}: video shown vs total delay (up and left is better)</text>"#
+    );
+    let _ = write!(
+        s,
+        r#"<line x1="{L}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{L}" y1="{T}" x2="{L}" y2="{}" stroke="black"/>"#,
+        H - B,
+        W - R,
+        H - B,
+        H - B
+    );
+    for i in 0..=5 {
+        let d = min_d + (max_d - min_d) * f64::from(i) / 5.0;
+        let v = lo_v + (1.0 - lo_v) * f64::from(i) / 5.0;
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{d:.0}</text><text x="{}" y="{:.1}" text-anchor="end">{:.0}%</text>"#,
+            x(d),
+            H - B + 16.0,
+            L - 6.0,
+            y(v) + 4.0,
+            v * 100.0
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">total delay (presentation − media time), mean ms</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">video shown</text>"#,
+        (L + W - R) / 2.0,
+        H - 8.0,
+        (T + H - B) / 2.0,
+        (T + H - B) / 2.0
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let (cx, cy) = (x(r.total_delay_ms), y(r.video_shown));
+        // Alternate label rows so that neighbours do not print over each other.
+        let dy = [4.0, -8.0, 16.0][i % 3];
+        let (fill, rad) = if r.scheduler == "camp" {
+            ("crimson", 6)
+        } else if r.dominates_camp.is_some() {
+            ("darkorange", 5)
+        } else {
+            ("steelblue", 4)
+        };
+        let label = if r.policy == "camp" {
+            r.scheduler.clone()
+        } else {
+            format!("{}/{}", r.scheduler, r.policy)
+        };
+        let _ = write!(
+            s,
+            r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="{rad}" fill="{fill}"/><text x="{:.1}" y="{:.1}">{label}</text>"#,
+            cx + 8.0,
+            cy + dy
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 fn cdf_svg<'a>(profile: &str, runs: impl Iterator<Item = &'a RunMetrics>) -> String {
     let mut by: Vec<(String, Vec<f64>)> = Vec::new();
     for r in runs {

@@ -79,6 +79,12 @@ pub struct RunMetrics {
     pub reliable_lost: u64,
     /// Share of planned video frames shown (not dropped, lost or skipped as late).
     pub video_shown: f64,
+    /// Total delay felt by the viewer: presentation time − media time over every unit
+    /// presented, mean (both release modes; early arrival does not make it smaller, since a
+    /// unit is never presented before its media time plus the playout delay).
+    pub total_delay_ms: f64,
+    /// 95th percentile of the total delay.
+    pub total_delay_p95_ms: f64,
     /// Why the planned video frames that were not shown were not shown (shares of planned).
     pub video_not_shown: VideoNotShown,
     /// Bytes sent beyond one copy of each unit, % of unique bytes.
@@ -260,11 +266,28 @@ pub fn recovery_ms(series: &[(u64, u64)], from_us: u64, until_us: u64) -> Option
     None
 }
 
+/// Mean and 95th percentile (nearest rank) of presentation − media time over the presented
+/// units of an arrival log, ms; (0, 0) when nothing was presented.
+pub fn total_delay(arrivals: &[camp_recv::ArrivalRecord]) -> (f64, f64) {
+    let mut d: Vec<u64> = arrivals
+        .iter()
+        .filter_map(|a| a.present_us.map(|p| p.saturating_sub(a.gen_us)))
+        .collect();
+    if d.is_empty() {
+        return (0.0, 0.0);
+    }
+    d.sort_unstable();
+    let mean = d.iter().sum::<u64>() as f64 / d.len() as f64;
+    let rank = (d.len() * 95).div_ceil(100).max(1) - 1;
+    (ms(mean), ms(d[rank] as f64))
+}
+
 fn metrics(e: &Experiment, r: &TurnReport) -> RunMetrics {
     let s = &r.summary;
     let per =
         |f: &dyn Fn(&camp_recv::ModalitySummary) -> f64| [0, 1, 2].map(|i| f(&s.per_modality[i]));
     let series = skew_series(&r.arrivals);
+    let felt = total_delay(&r.arrivals);
     let recovery = e.scenario.outages.first().and_then(|&(_, from, until)| {
         recovery_ms(
             &series,
@@ -307,6 +330,8 @@ fn metrics(e: &Experiment, r: &TurnReport) -> RunMetrics {
         reliable_lost: r.reliable_lost(),
         video_shown: r.presented[Modality::Video.index()].len() as f64
             / r.planned[Modality::Video.index()].max(1) as f64,
+        total_delay_ms: felt.0,
+        total_delay_p95_ms: felt.1,
         video_not_shown: VideoNotShown::of(r),
         redundant_bytes_pct: (sent as f64 / r.unique_bytes.max(1) as f64 - 1.0).max(0.0) * 100.0,
         path_share: r.bytes_per_path.iter().map(|&b| b as f64 / total).collect(),
@@ -319,6 +344,23 @@ fn metrics(e: &Experiment, r: &TurnReport) -> RunMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn total_delay_is_presentation_minus_media_time_of_presented_units() {
+        let mut log: Vec<camp_recv::ArrivalRecord> = (0..20)
+            .map(|i| {
+                let mut a = rec(Modality::Audio, i, u64::from(i) * 40_000, 0);
+                a.present_us = Some(a.gen_us + 100_000 + u64::from(i) * 1_000);
+                a
+            })
+            .collect();
+        // Not presented: not counted. Arrived early (arrival before g) changes nothing.
+        log.push(rec(Modality::Video, 3, 120_000, 50_000));
+        let (mean, p95) = total_delay(&log);
+        assert!((mean - 109.5).abs() < 1e-9, "{mean}");
+        assert_eq!(p95, 118.0);
+        assert_eq!(total_delay(&[]), (0.0, 0.0));
+    }
 
     #[test]
     fn video_not_shown_is_split_by_reason_and_adds_up_to_what_was_not_shown() {
