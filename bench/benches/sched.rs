@@ -46,6 +46,7 @@ fn views(n: usize) -> Vec<PathView> {
             btl_bw: 2_000_000,
             loss_ppm: 0,
             mtu: 1200,
+            failover_us: 150_000,
         })
         .collect()
 }

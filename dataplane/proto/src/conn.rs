@@ -86,6 +86,8 @@ pub(crate) struct PathConn {
     /// Start of the current period with data in flight (for stall detection).
     pub busy_since_us: Micros,
     pub suspect: bool,
+    /// The floor of the stall limit, as last given to `update_suspect`, µs.
+    min_suspect_us: u64,
     pub lost: bool,
     pub drained: bool,
     /// Droppable units on streams, with their absolute deadlines, oldest first.
@@ -125,6 +127,7 @@ impl PathConn {
             established_us: None,
             busy_since_us: 0,
             suspect: false,
+            min_suspect_us: 150_000,
             lost: false,
             drained: false,
             deadline_streams: VecDeque::with_capacity(64),
@@ -314,6 +317,7 @@ impl PathConn {
     /// Stall detection: data has been in flight with no acknowledgement for longer than a
     /// few PTOs. Updates and returns the suspect flag.
     pub fn update_suspect(&mut self, now_us: Micros, min_after_us: u64) -> bool {
+        self.min_suspect_us = min_after_us;
         let g = self.gauges.snapshot();
         if g.in_flight == 0 && g.unsent == 0 {
             self.suspect = false;
@@ -363,6 +367,7 @@ impl PathConn {
             btl_bw: g.btl_bw,
             loss_ppm: g.loss_ppm,
             mtu: g.mtu,
+            failover_us: self.stall_limit_us(&g, self.min_suspect_us),
         }
     }
 }

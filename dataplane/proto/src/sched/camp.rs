@@ -27,7 +27,13 @@
 //!   (LLM text, TTS bursts) is held until it can be sent on its path to arrive at
 //!   `g + aim_offset - early_guard`, instead of arriving hundreds of milliseconds before the
 //!   rest of its group. Arriving before `g` never makes a unit late, so this removes
-//!   inter-modal arrival skew without adding lateness.
+//!   inter-modal arrival skew without adding lateness;
+//! * **but never so late that a failover cannot save it**: a reliable unit with a deadline
+//!   leaves no later than its deadline minus the time the session needs to declare its path
+//!   failed (`PathView::failover_us`) minus the transit on the best other path, so that a
+//!   path going dark right after the send still gets the unit reinjected in time. Pacing
+//!   only ever trimmed arrival skew, which the receiver's alignment hides from the viewer;
+//!   a speech frame lost with a path is a stall the viewer hears.
 //!
 //! State is a fixed ring of recent groups: no allocation per decision.
 
@@ -170,6 +176,39 @@ impl ConsistencyAware {
         arrival <= now_us.saturating_add(budget)
     }
 
+    /// Latest time a reliable unit may leave on path `slot` so that, if the path went dark
+    /// at once, the session would still detect it (`failover_us`) and the copy it then sends
+    /// on the best other path would arrive by the unit's deadline. `Micros::MAX` when there
+    /// is no deadline, no other path, or the unit is droppable (never resent).
+    fn failover_send_by(
+        &self,
+        unit: &UnitInfo,
+        paths: &[PathView],
+        set: PathSet,
+        slot: usize,
+    ) -> Micros {
+        let (Reliability::Reliable, Some(deadline)) = (unit.reliability, unit.deadline_us) else {
+            return Micros::MAX;
+        };
+        let Some(chosen) = paths.iter().find(|p| p.slot as usize == slot) else {
+            return Micros::MAX;
+        };
+        let rescue = paths
+            .iter()
+            .filter(|p| set.contains(p.slot as usize) && p.slot as usize != slot)
+            .map(|p| {
+                self.pessimistic_arrival(p, unit)
+                    .saturating_sub(unit.now_us)
+            })
+            .min();
+        match rescue {
+            Some(transit) => deadline
+                .saturating_sub(chosen.failover_us)
+                .saturating_sub(transit),
+            None => Micros::MAX,
+        }
+    }
+
     fn cost(&self, arrival: Micros, target: Option<Micros>) -> f64 {
         let Some(t) = target else {
             return arrival as f64;
@@ -284,7 +323,9 @@ impl Scheduler for ConsistencyAware {
             if arrival < latest_arrival || unit.now_us < not_before {
                 // Sending now would land far ahead of the media time: wait, so that the unit
                 // still arrives ahead of `aim` by the guard plus the path's margin.
-                let send_at = (unit.now_us + latest_arrival.saturating_sub(arrival))
+                let paced = unit.now_us + latest_arrival.saturating_sub(arrival);
+                let send_at = paced
+                    .min(self.failover_send_by(unit, paths, set, slot))
                     .max(not_before)
                     .min(latest_arrival);
                 if send_at > unit.now_us {
@@ -476,6 +517,48 @@ mod tests {
         });
         a.now_us = 0;
         assert_eq!(s.pick(&a, &p), Decision::Send(PathSet::single(0)));
+    }
+
+    #[test]
+    fn speech_released_early_leaves_in_time_for_a_failover_rescue() {
+        let mut s = placement_only();
+        let p = [path(0, 10, 20), path(1, 60, 20)];
+        let mut a = unit(Modality::Audio, 25, 120, 0);
+        a.gen_time_us = 1_000_000;
+        a.deadline_us = Some(1_150_000);
+        // Were path 0 to go dark at the send, it would be declared failed after
+        // `failover_us`, and the copy on path 1 would need its transit on top.
+        let rescue = s.pessimistic_arrival(&p[1], &a);
+        let send_by = 1_150_000 - p[0].failover_us - rescue;
+        let Decision::Hold {
+            retry_at_us: Some(t),
+        } = s.pick(&a, &p)
+        else {
+            panic!("held")
+        };
+        assert_eq!(t, send_by);
+        // Plain pacing alone would have held it until just before its media time.
+        let paced = 1_000_000 - 10_000 - s.pessimistic_arrival(&p[0], &a);
+        assert!(send_by < paced, "{send_by} vs {paced}");
+        // With one path there is nothing to fail over to: pacing alone decides.
+        let Decision::Hold {
+            retry_at_us: Some(t),
+        } = s.pick(&a, &p[..1])
+        else {
+            panic!("held")
+        };
+        assert_eq!(t, paced);
+        // Droppable video is never resent, so it gets no failover lead.
+        let mut v = unit(Modality::Video, 25, 8_000, 0);
+        v.gen_time_us = 1_000_000;
+        v.deadline_us = Some(1_200_000);
+        let Decision::Hold {
+            retry_at_us: Some(t),
+        } = s.pick(&v, &p)
+        else {
+            panic!("held")
+        };
+        assert_eq!(t, 1_000_000 - 10_000 - s.pessimistic_arrival(&p[0], &v));
     }
 
     #[test]

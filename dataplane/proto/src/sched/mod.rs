@@ -137,6 +137,10 @@ pub struct PathView {
     pub loss_ppm: u64,
     /// Maximum datagram size.
     pub mtu: u64,
+    /// How long the session would take to declare this path failed if it went dark now
+    /// (stall detection: two PTOs, at least `min_suspect_after`), after which its
+    /// unacknowledged reliable units are reinjected elsewhere, µs.
+    pub failover_us: u64,
 }
 
 /// Smallest RTT assumed for a path with no sample, µs.
@@ -163,6 +167,7 @@ impl PathView {
             btl_bw: 0,
             loss_ppm: 0,
             mtu: 0,
+            failover_us: 0,
         }
     }
 
@@ -397,6 +402,7 @@ pub(crate) mod tests {
             btl_bw: rate_mbit * 125_000,
             loss_ppm: 0,
             mtu: 1200,
+            failover_us: (2 * (srtt_ms * 1000 + 4 * srtt_ms * 100 + 25_000)).max(150_000),
         }
     }
 

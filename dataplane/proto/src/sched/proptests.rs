@@ -66,6 +66,7 @@ fn any_path(extreme: bool) -> impl Strategy<Value = PathView> {
                 btl_bw,
                 loss_ppm: 0,
                 mtu,
+                failover_us: 150_000,
             },
         )
 }
