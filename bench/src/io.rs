@@ -588,7 +588,9 @@ pub(crate) fn sweep_veth(args: &IoArgs) -> Result<SweepReport, String> {
                 src_mac: tx.info.mac,
                 dst_mac: rx.info.mac,
                 vlan: None,
-                src: format!("{PEER_IP}:5000").parse().map_err(|e| format!("{e}"))?,
+                src: format!("{PEER_IP}:5000")
+                    .parse()
+                    .map_err(|e| format!("{e}"))?,
                 dst: SocketAddr::new(XDP_IP.parse().map_err(|e| format!("{e}"))?, port),
                 ecn: Ecn::NotEct,
                 ttl: 64,
@@ -619,7 +621,10 @@ fn write_sweep(r: &SweepReport, args: &IoArgs) -> Result<(), String> {
             let p = dir.join(name);
             std::fs::write(&p, body).map_err(|e| format!("{}: {e}", p.display()))?;
         }
-        eprintln!("wrote sweep.json, sweep.csv, sweep.svg to {}", dir.display());
+        eprintln!(
+            "wrote sweep.json, sweep.csv, sweep.svg to {}",
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -40,6 +40,10 @@ const WIRE_OVERHEAD: usize = 20;
 const BATCH: usize = 64;
 /// First bytes of every generated payload.
 const MAGIC: u16 = 0xca3b;
+/// RX (and TX) UMEM frames and ring entries per socket.
+const RX_FRAMES: u32 = 8192;
+/// Largest frame (FCS included) that fits one 2048-byte UMEM frame with room to spare.
+const MAX_FRAME: usize = 2000;
 /// RFC 2544 §9.1 frame sizes for Ethernet.
 pub const RFC2544_SIZES: [usize; 7] = [64, 128, 256, 512, 1024, 1280, 1518];
 
@@ -144,9 +148,9 @@ pub fn parse_queues(s: &str) -> Result<Vec<u32>, String> {
 /// UDP payload bytes of an RFC 2544 frame of `frame_size` bytes (FCS included).
 pub fn payload_len(frame_size: usize) -> Result<usize, String> {
     let p = frame_size.checked_sub(HEADERS + FCS).unwrap_or(0);
-    if p < Stamp::LEN || frame_size > 4000 {
+    if p < Stamp::LEN || frame_size > MAX_FRAME {
         return Err(format!(
-            "frame size {frame_size}: need {} ..= 4000 bytes (FCS included)",
+            "frame size {frame_size}: need {} ..= {MAX_FRAME} bytes (FCS included)",
             HEADERS + FCS + Stamp::LEN
         ));
     }
@@ -196,8 +200,9 @@ impl Stamp {
 }
 
 fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
 }
 
 /// Link speed in Mbit/s: `/sys/class/net/IF/speed`, else `ethtool IF` (which also works
@@ -302,7 +307,13 @@ impl Port {
                 cfg.ifname, info.queues
             ));
         }
+        // Deeper than the I/O layer's default (2048 RX frames): a sender that flushes a
+        // whole packet ring at once (trafgen does) delivers thousands of frames within one
+        // system call on veth, and a NIC's burst after an interrupt is as long as its ring.
         let xsk = XskConfig {
+            frame_count: RX_FRAMES * 2,
+            frame_size: 2048,
+            ring_size: RX_FRAMES,
             bind: cfg.bind,
             ..XskConfig::default()
         };
@@ -400,9 +411,7 @@ pub fn transmit(
     let results = std::thread::scope(|s| {
         let handles: Vec<_> = sockets
             .iter_mut()
-            .map(|sock| {
-                s.spawn(move || tx_queue(sock, plan, payload_len, per_rate, per_max))
-            })
+            .map(|sock| s.spawn(move || tx_queue(sock, plan, payload_len, per_rate, per_max)))
             .collect();
         handles
             .into_iter()
@@ -462,7 +471,7 @@ fn tx_queue(
     // Let the kernel finish what is queued so `sent` frames really left.
     for _ in 0..1000 {
         sock.tx_submit().map_err(|e| e.to_string())?;
-        if sock.tx_free() >= XskConfig::default().frame_count as usize / 2 {
+        if sock.tx_free() >= RX_FRAMES as usize {
             break;
         }
         std::thread::sleep(Duration::from_micros(100));
@@ -974,7 +983,11 @@ pub fn render_report(r: &LineReport) -> String {
         );
     }
     if !r.nic_drops.is_empty() {
-        let v: Vec<String> = r.nic_drops.iter().map(|(k, v)| format!("{k} +{v}")).collect();
+        let v: Vec<String> = r
+            .nic_drops
+            .iter()
+            .map(|(k, v)| format!("{k} +{v}"))
+            .collect();
         let _ = writeln!(s, "NIC drop counters (ethtool -S): {}", v.join(", "));
     }
     s
@@ -1030,7 +1043,11 @@ mod tests {
         let m = |v: &[(&str, u64)]| -> BTreeMap<String, u64> {
             v.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
         };
-        let before = m(&[("rx_queue_0_drops", 5), ("rx_packets", 1), ("rx_missed_errors", 0)]);
+        let before = m(&[
+            ("rx_queue_0_drops", 5),
+            ("rx_packets", 1),
+            ("rx_missed_errors", 0),
+        ]);
         let after = m(&[
             ("rx_queue_0_drops", 9),
             ("rx_packets", 100),

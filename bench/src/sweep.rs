@@ -553,6 +553,9 @@ mod tests {
         assert!(passes(&mk(1000, 1000), 0.0));
         assert!(!passes(&mk(1000, 999), 0.0));
         assert!(passes(&mk(1000, 999), 0.001));
-        assert!(!passes(&mk(0, 0), 0.0), "a trial that sent nothing proves nothing");
+        assert!(
+            !passes(&mk(0, 0), 0.0),
+            "a trial that sent nothing proves nothing"
+        );
     }
 }
