@@ -147,7 +147,7 @@ pub fn parse_queues(s: &str) -> Result<Vec<u32>, String> {
 
 /// UDP payload bytes of an RFC 2544 frame of `frame_size` bytes (FCS included).
 pub fn payload_len(frame_size: usize) -> Result<usize, String> {
-    let p = frame_size.checked_sub(HEADERS + FCS).unwrap_or(0);
+    let p = frame_size.saturating_sub(HEADERS + FCS);
     if p < Stamp::LEN || frame_size > MAX_FRAME {
         return Err(format!(
             "frame size {frame_size}: need {} ..= {MAX_FRAME} bytes (FCS included)",
@@ -834,7 +834,7 @@ pub fn measure_once(
         rx_cpu_ns_per_pkt: per(rx_cpu, received).filter(|_| m.role != Role::Tx),
         lost: (m.role == Role::Both).then(|| sent.saturating_sub(received)),
         latency_ns: hist
-            .filter(|h| h.len() > 0 && m.role == Role::Both)
+            .filter(|h| !h.is_empty() && m.role == Role::Both)
             .map(|h| {
                 [
                     h.value_at_quantile(0.5),
