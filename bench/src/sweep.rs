@@ -87,6 +87,9 @@ pub struct SweepRow {
     pub line_rate_pps: Option<f64>,
     /// Frames/s of the unthrottled sender (the search's upper bound).
     pub sender_max_pps: f64,
+    /// The unthrottled trial lost nothing: the zero-loss rate is the sender's ceiling, not
+    /// the receiver's (no search was needed).
+    pub sender_bound: bool,
     /// Highest received rate of a passing trial (0 when none passed).
     pub zero_loss_pps: f64,
     /// The same in Gbit/s of frames.
@@ -209,6 +212,7 @@ pub fn sweep(
             frame_size: size,
             line_rate_pps: line,
             sender_max_pps: t0.sent_pps,
+            sender_bound: t0.passed,
             zero_loss_pps: best,
             zero_loss_gbps: best * (size * 8) as f64 / 1e9,
             line_rate_pct: line.map(|l| 100.0 * best / l),
@@ -286,13 +290,19 @@ pub fn render_text(r: &SweepReport) -> String {
             l(90)
         );
     }
+    if r.rows.iter().any(|row| row.sender_bound) {
+        let _ = writeln!(
+            s,
+            "trials marked *: the unthrottled sender lost nothing, so the zero-loss rate is the sender's ceiling"
+        );
+    }
     s
 }
 
 /// The sweep as CSV, one line per frame size.
 pub fn render_csv(r: &SweepReport) -> String {
     let mut s = String::from(
-        "frame_size,line_rate_pps,sender_max_pps,zero_loss_pps,zero_loss_gbps,line_rate_pct,trials",
+        "frame_size,line_rate_pps,sender_max_pps,sender_bound,zero_loss_pps,zero_loss_gbps,line_rate_pct,trials",
     );
     for p in [10, 50, 90] {
         let _ = write!(
@@ -305,10 +315,11 @@ pub fn render_csv(r: &SweepReport) -> String {
     for row in &r.rows {
         let _ = write!(
             s,
-            "{},{},{:.1},{:.1},{:.4},{},{}",
+            "{},{},{:.1},{},{:.1},{:.4},{},{}",
             row.frame_size,
             opt(row.line_rate_pps),
             row.sender_max_pps,
+            row.sender_bound,
             row.zero_loss_pps,
             row.zero_loss_gbps,
             opt(row.line_rate_pct),
@@ -477,6 +488,7 @@ mod tests {
             frame_size: size,
             line_rate_pps: Some(line_rate_pps(10_000, size)),
             sender_max_pps: pps * 1.5,
+            sender_bound: false,
             zero_loss_pps: pps,
             zero_loss_gbps: pps * (size * 8) as f64 / 1e9,
             line_rate_pct: Some(100.0 * pps / line_rate_pps(10_000, size)),
@@ -510,7 +522,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0].split(',').count(), lines[1].split(',').count());
         assert!(
-            lines[1].starts_with("64,14880952.381,1500000.0,1000000.0,0.5120,6.720,0,,,,,,12.50,20.00,30.00,40.00,0,,,,,"),
+            lines[1].starts_with("64,14880952.381,1500000.0,false,1000000.0,0.5120,6.720,0,,,,,,12.50,20.00,30.00,40.00,0,,,,,"),
             "{}",
             lines[1]
         );
