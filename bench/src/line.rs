@@ -505,6 +505,10 @@ pub struct RxQueueResult {
     pub xsk_rx_ring_full: u64,
     /// Fill ring empty events.
     pub xsk_fill_empty: u64,
+    /// `CLOCK_MONOTONIC` ns of the first and the last frame of the trial (0: none).
+    pub first_ns: u64,
+    /// See `first_ns`.
+    pub last_ns: u64,
 }
 
 /// Stops a receiver: when `stop` is set it keeps draining until `idle` passes without a
@@ -589,6 +593,13 @@ fn rx_queue(
             },
             Err(_) => malformed += 1,
         });
+        if got > 0 {
+            let now = monotonic_ns();
+            if r.first_ns == 0 {
+                r.first_ns = now;
+            }
+            r.last_ns = now;
+        }
         r.received += got;
         r.foreign += foreign;
         r.malformed += malformed;
@@ -809,9 +820,17 @@ pub fn measure_once(
     let rx_cpu: u64 = rx_queues.iter().map(|q| q.cpu_ns).sum();
     let (role, frames, secs) = match m.role {
         Role::Tx => ("tx", sent, tx_elapsed.as_secs_f64()),
-        // A receiver alone measures from its start to the end of its idle wait; the
-        // caller's sender defines the real rate.
-        Role::Rx => ("rx", received, wall.as_secs_f64()),
+        // A receiver alone measures from its first frame to its last (not its wait for the
+        // sender to start, nor its idle tail).
+        Role::Rx => {
+            let first = rx_queues.iter().map(|q| q.first_ns).filter(|v| *v > 0).min();
+            let last = rx_queues.iter().map(|q| q.last_ns).max();
+            let secs = match (first, last) {
+                (Some(f), Some(l)) if l > f => (l - f) as f64 / 1e9,
+                _ => wall.as_secs_f64(),
+            };
+            ("rx", received, secs)
+        }
         Role::Both => ("both", received, tx_elapsed.as_secs_f64()),
     };
     let pps = frames as f64 / secs.max(1e-9);
