@@ -823,7 +823,11 @@ pub fn measure_once(
         // A receiver alone measures from its first frame to its last (not its wait for the
         // sender to start, nor its idle tail).
         Role::Rx => {
-            let first = rx_queues.iter().map(|q| q.first_ns).filter(|v| *v > 0).min();
+            let first = rx_queues
+                .iter()
+                .map(|q| q.first_ns)
+                .filter(|v| *v > 0)
+                .min();
             let last = rx_queues.iter().map(|q| q.last_ns).max();
             let secs = match (first, last) {
                 (Some(f), Some(l)) if l > f => (l - f) as f64 / 1e9,

@@ -284,7 +284,11 @@ pub fn render_text(r: &SweepReport) -> String {
             row.zero_loss_pps,
             row.zero_loss_gbps,
             row.line_rate_pct.map_or("-".into(), |v| format!("{v:.2}")),
-            row.trials.len(),
+            format!(
+                "{}{}",
+                row.trials.len(),
+                if row.sender_bound { "*" } else { "" }
+            ),
             l(10),
             l(50),
             l(90)
