@@ -354,3 +354,57 @@ fn counts_agree_with_trafgen_and_xdp_filter() {
         "camp-bench {sent} vs xdp-filter {dropped}\n{status}"
     );
 }
+
+/// `--role both` with two ports in one namespace (the two-ports-of-one-host setup): peer MAC
+/// and address default to the receiving port's, nothing sent is counted twice, latency is
+/// reported, and a sweep outside role both is refused.
+#[test]
+fn role_both_on_two_ports_of_one_namespace() {
+    if !root_or_skip("role_both_on_two_ports_of_one_namespace") {
+        return;
+    }
+    let ns = Netns::new("lb");
+    ns.run(&[
+        "ip", "link", "add", "pa", "type", "veth", "peer", "name", "pb",
+    ]);
+    for (ifname, addr) in [("pa", "198.18.8.1/24"), ("pb", "198.18.8.2/24")] {
+        ns.run(&["ip", "addr", "add", addr, "dev", ifname]);
+        ns.run(&["ethtool", "-K", ifname, "tx", "off"]);
+        ns.run(&["ip", "link", "set", ifname, "up"]);
+    }
+    let r = run_json(ns.command(BIN).args([
+        "io",
+        "--interface",
+        "pa",
+        "--rx-interface",
+        "pb",
+        "--role",
+        "both",
+        "--rate",
+        "50000",
+        "--seconds",
+        "0.5",
+        "--frame-size",
+        "1518",
+        "--format",
+        "json",
+    ]));
+    let (sent, received) = (u(&r, "sent"), u(&r, "received"));
+    assert!(sent > 5_000 && received <= sent, "{r}");
+    assert_eq!(u(&r, "lost"), sent - received, "{r}");
+    let lat = r["latency_ns"].as_array().expect("latency in role both");
+    let lat: Vec<u64> = lat.iter().map(|v| v.as_u64().unwrap()).collect();
+    assert!(lat[0] > 0 && lat.windows(2).all(|w| w[0] <= w[1]), "{r}");
+    // 1518 B frames: Gbit/s follows from the frame rate.
+    let gbps = r["gbps"].as_f64().unwrap();
+    let pps = r["pps"].as_f64().unwrap();
+    assert!((gbps - pps * 1518.0 * 8.0 / 1e9).abs() < 1e-6, "{r}");
+
+    let out = ns
+        .command(BIN)
+        .args(["io", "--interface", "pa", "--role", "tx", "--sweep"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--role both"));
+}
