@@ -25,8 +25,9 @@ fi
 
 # Build packages: clang + llvm compile bpf/*.bpf.c; libelf, zlib and pkg-config link libbpf.
 build_packages=(clang llvm libelf-dev zlib1g-dev pkg-config)
-# Run-time packages of the root-only tests (namespaces, veth, offloads, ping through XDP).
-run_packages=(iproute2 ethtool iputils-ping)
+# Run-time packages of the root-only tests (namespaces, veth, offloads, ping through XDP;
+# camp-bench's cross-check counts against netsniff-ng's trafgen and xdp-tools' xdp-filter).
+run_packages=(iproute2 ethtool iputils-ping netsniff-ng xdp-tools)
 
 missing_of() {
     local p

@@ -28,6 +28,8 @@ use camp_xdp::{AnyIo, AttachMode, Ecn, PacketIo, UdpIo, XdpConfig, XdpIo};
 use clap::{Args, ValueEnum};
 
 use crate::lab::{Cpu, Netns, cpu_since, sh, thread_cpu, user_share};
+use crate::line::{self, LineArgs, Measure, Port, PortConfig};
+use crate::sweep::{self, SweepConfig, SweepReport};
 
 const XDP_IF: &str = "cbx0";
 const PEER_IF: &str = "cbp0";
@@ -89,6 +91,9 @@ pub struct IoArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Real-interface mode and the RFC 2544-style sweep.
+    #[command(flatten)]
+    pub line: LineArgs,
 }
 
 /// One (direction, mode) result: medians over the runs.
@@ -112,12 +117,12 @@ pub struct Measurement {
     pub packets: u64,
 }
 
-struct Bed {
-    xdp: Netns,
-    peer: Netns,
+pub(crate) struct Bed {
+    pub(crate) xdp: Netns,
+    pub(crate) peer: Netns,
 }
 
-fn setup() -> Result<Bed, String> {
+pub(crate) fn setup() -> Result<Bed, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("camp-bench io needs root (network namespaces, XDP, AF_XDP)".into());
     }
@@ -523,8 +528,161 @@ pub fn render_json(ms: &[Measurement]) -> String {
     format!("[{}]", items.join(","))
 }
 
+fn sweep_config(args: &IoArgs) -> SweepConfig {
+    SweepConfig {
+        sizes: args.line.sizes.clone(),
+        steps: args.line.steps,
+        trial_seconds: args.line.trial_seconds,
+        loss_tolerance: args.line.loss_tolerance,
+        max_frames: args.max_packets,
+    }
+}
+
+fn check_sweep_args(args: &IoArgs) -> Result<(), String> {
+    let a = &args.line;
+    if !(a.trial_seconds > 0.0 && a.trial_seconds <= 60.0) || a.steps > 30 {
+        return Err("--sweep needs 0 < --trial-seconds <= 60 and --steps <= 30".into());
+    }
+    if !(0.0..1.0).contains(&a.loss_tolerance) {
+        return Err("--loss-tolerance must be in [0, 1)".into());
+    }
+    for s in sweep_config(args).sizes() {
+        line::payload_len(s)?;
+    }
+    Ok(())
+}
+
+/// The sweep on the veth pair of [`setup`]: AF_XDP copy-mode TX from the peer end, the
+/// classifier in native XDP and AF_XDP RX on the other end.
+pub(crate) fn sweep_veth(args: &IoArgs) -> Result<SweepReport, String> {
+    check_sweep_args(args)?;
+    let bed = setup()?;
+    let cfg = sweep_config(args);
+    let bind = if args.line.zero_copy {
+        camp_xdp::xsk::BindPreference::ZeroCopy
+    } else {
+        camp_xdp::xsk::BindPreference::Copy
+    };
+    let port = args.line.port;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<SweepReport, String> {
+            // One thread opens both ends: sockets stay usable after it moves on to the
+            // other namespace.
+            bed.peer.enter()?;
+            let mut tx = Port::open(&PortConfig {
+                ifname: PEER_IF.into(),
+                queues: None,
+                bind,
+                rx_port: None,
+                generic: false,
+            })?;
+            bed.xdp.enter()?;
+            let mut rx = Port::open(&PortConfig {
+                ifname: XDP_IF.into(),
+                queues: None,
+                bind,
+                rx_port: Some(port),
+                generic: args.line.generic,
+            })?;
+            let header = camp_xdp::frame::FrameHeader {
+                src_mac: tx.info.mac,
+                dst_mac: rx.info.mac,
+                vlan: None,
+                src: format!("{PEER_IP}:5000")
+                    .parse()
+                    .map_err(|e| format!("{e}"))?,
+                dst: SocketAddr::new(XDP_IP.parse().map_err(|e| format!("{e}"))?, port),
+                ecn: Ecn::NotEct,
+                ttl: 64,
+            };
+            sweep::sweep(&mut tx, &mut rx, header, &cfg, |m| eprintln!("sweep: {m}"))
+        })
+        .join()
+        .map_err(|_| "sweep thread panicked".to_owned())?
+    })
+}
+
+fn write_sweep(r: &SweepReport, args: &IoArgs) -> Result<(), String> {
+    match args.format {
+        Format::Text => print!("{}", sweep::render_text(r)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(r).map_err(|e| e.to_string())?
+        ),
+    }
+    if let Some(dir) = &args.line.out {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let json = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
+        for (name, body) in [
+            ("sweep.json", json),
+            ("sweep.csv", sweep::render_csv(r)),
+            ("sweep.svg", sweep::render_svg(r)),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, body).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        eprintln!(
+            "wrote sweep.json, sweep.csv, sweep.svg to {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `camp-bench io --interface IF ...` (and `--sweep` with it).
+fn run_interface(args: &IoArgs) -> Result<(), String> {
+    let a = &args.line;
+    if args.seconds <= 0.0 || args.seconds > 3600.0 {
+        return Err("--seconds must be in (0, 3600]".into());
+    }
+    line::payload_len(a.frame_size)?;
+    if a.rate < 0.0 {
+        return Err("--rate must be >= 0".into());
+    }
+    if a.sweep {
+        check_sweep_args(args)?;
+        if a.role != line::Role::Both {
+            return Err("--sweep needs --role both (sender and receiver in one process)".into());
+        }
+    }
+    let mut setup = line::open_setup(a)?;
+    if a.sweep {
+        let (Some(tx), Some(rx), Some(h)) = (setup.tx.as_mut(), setup.rx.as_mut(), setup.header)
+        else {
+            return Err("--sweep needs a sending and a receiving port".into());
+        };
+        let r = sweep::sweep(tx, rx, h, &sweep_config(args), |m| eprintln!("sweep: {m}"))?;
+        return write_sweep(&r, args);
+    }
+    let r = line::measure_once(
+        setup.tx.as_mut(),
+        setup.rx.as_mut(),
+        setup.header,
+        &Measure {
+            role: a.role,
+            frame_size: a.frame_size,
+            rate: a.rate,
+            duration: Duration::from_secs_f64(args.seconds),
+            max_frames: args.max_packets,
+            trial: 1,
+        },
+    )?;
+    match args.format {
+        Format::Text => print!("{}", line::render_report(&r)),
+        Format::Json => println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?),
+    }
+    Ok(())
+}
+
 /// `camp-bench io`.
 pub fn run(args: &IoArgs) -> Result<(), String> {
+    if args.line.interface.is_some() {
+        return run_interface(args);
+    }
+    if args.line.sweep {
+        let r = sweep_veth(args)?;
+        return write_sweep(&r, args);
+    }
     let ms = measure(args)?;
     match args.format {
         Format::Text => print!("{}", render_text(&ms, args)),
@@ -568,6 +726,7 @@ mod tests {
             max_packets: 1,
             modes: vec![Mode::XdpNative, Mode::Udp],
             format: Format::Text,
+            line: LineArgs::default(),
         };
         let t = render_text(
             &[m("rx", "xdp-native", 350.0), m("rx", "udp", 700.0)],
@@ -613,6 +772,7 @@ mod tests {
             max_packets: 2_000_000,
             modes: vec![Mode::XdpNative, Mode::XdpGeneric, Mode::Udp],
             format: Format::Json,
+            line: LineArgs::default(),
         };
         let ms = measure(&args).expect("camp-bench io");
         assert_eq!(ms.len(), 6);

@@ -10,6 +10,10 @@ mod goodput;
 mod io;
 #[cfg(feature = "xdp")]
 mod lab;
+#[cfg(feature = "xdp")]
+mod line;
+#[cfg(feature = "xdp")]
+mod sweep;
 
 use clap::{Parser, Subcommand};
 
