@@ -56,6 +56,12 @@ pub struct ClientArgs {
     /// Log TLS secrets to the file named by SSLKEYLOGFILE.
     #[arg(long)]
     pub keylog: bool,
+    /// Hand every presented unit to a renderer at its presentation time: `stdout` (or `-`)
+    /// and `unix:PATH` write the CPRS record stream (docs/wire-format.md §8), `dir:PATH`
+    /// one payload file and one CSV index per modality. With `stdout` the summary goes to
+    /// stderr.
+    #[arg(long, value_name = "SINK")]
+    pub present: Option<camp_present::SinkTarget>,
 }
 
 /// Why camp-client failed.
@@ -76,6 +82,9 @@ pub enum ClientRunError {
     /// The engine loop failed.
     #[error("engine: {0}")]
     Engine(#[from] camp_engine::EngineError),
+    /// The presentation sink failed.
+    #[error("--present: {0}")]
+    Present(#[from] camp_present::SinkError),
     /// Writing the arrival CSV failed.
     #[error("writing {path}: {source}")]
     Arrivals {
@@ -204,8 +213,25 @@ struct Seen {
     eot_seq: Option<u64>,
 }
 
-/// Runs one session to the end of its turn (or `--seconds`) and summarises it.
+/// Runs one session to the end of its turn (or `--seconds`) and summarises it; with
+/// `--present` every presented unit also goes to that sink.
 pub fn run_client(args: &ClientArgs) -> Result<ClientSummary, ClientRunError> {
+    let Some(target) = &args.present else {
+        return run_client_with(args, |_| Ok(()));
+    };
+    let mut sink = camp_present::PresentSink::open(target)?;
+    let summary = run_client_with(args, |r| sink.present(r))?;
+    sink.close()?;
+    Ok(summary)
+}
+
+/// Like [`run_client`] (ignoring `--present`), but calls `on_present` with every unit the
+/// alignment buffer plays out, at its presentation time, skipped video included (flagged:
+/// a decoder may need it as a reference). An error from `on_present` ends the run.
+pub fn run_client_with(
+    args: &ClientArgs,
+    mut on_present: impl FnMut(&camp_present::PresentRecord<'_>) -> Result<(), camp_present::SinkError>,
+) -> Result<ClientSummary, ClientRunError> {
     if args.locals.len() != args.servers.len() {
         return Err(ClientRunError::Args(format!(
             "{} --local but {} --server: give them in pairs",
@@ -256,6 +282,7 @@ pub fn run_client(args: &ClientArgs) -> Result<ClientSummary, ClientRunError> {
     let mut per_path: BTreeMap<u32, u64> = BTreeMap::new();
     let mut reliable_done_at: Option<Instant> = None;
     let mut ended_by = "seconds";
+    let mut present_error = None;
     engine.run_for(Duration::from_secs_f64(args.seconds), |node, now| {
         while let Some(ev) = node.poll_event() {
             if let ClientEvent::PathJoined { .. } = ev {
@@ -264,6 +291,10 @@ pub fn run_client(args: &ClientArgs) -> Result<ClientSummary, ClientRunError> {
         }
         let now_us = node.clock().micros(now);
         while let Some(p) = node.receiver_mut().poll_playout(now_us) {
+            if let Err(e) = on_present(&camp_present::PresentRecord::from_played(&p)) {
+                present_error = Some(e);
+                return Tick::Stop;
+            }
             let s = &mut seen[p.meta.modality.index()];
             s.any = true;
             if p.skipped {
@@ -300,6 +331,9 @@ pub fn run_client(args: &ClientArgs) -> Result<ClientSummary, ClientRunError> {
         Tick::Continue
     })?;
     let duration = start.elapsed();
+    if let Some(e) = present_error {
+        return Err(e.into());
+    }
     // Say goodbye so the server's paths close promptly.
     engine.node_mut().close(Instant::now());
     let _ = engine.run_for(CLOSE_GRACE, |_, _| Tick::Continue);

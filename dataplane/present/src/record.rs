@@ -162,7 +162,8 @@ impl<'a> PresentRecord<'a> {
             return Err(DecodeError::ShortRecord(body.len() as u32));
         }
         let u16_at = |o: usize| u16::from_be_bytes([body[o], body[o + 1]]);
-        let u32_at = |o: usize| u32::from_be_bytes([body[o], body[o + 1], body[o + 2], body[o + 3]]);
+        let u32_at =
+            |o: usize| u32::from_be_bytes([body[o], body[o + 1], body[o + 2], body[o + 3]]);
         let u64_at = |o: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&body[o..o + 8]);
@@ -399,7 +400,9 @@ impl Decoder {
             return Err(DecodeError::ShortRecord(len));
         }
         if len as usize - HEADER_LEN > MAX_PAYLOAD {
-            return Err(DecodeError::PayloadTooLong(u64::from(len) - HEADER_LEN as u64));
+            return Err(DecodeError::PayloadTooLong(
+                u64::from(len) - HEADER_LEN as u64,
+            ));
         }
         if avail.len() < 4 + len as usize {
             return Ok(None);

@@ -42,9 +42,7 @@ impl std::str::FromStr for SinkTarget {
         } else if let Some(p) = s.strip_prefix("dir:").filter(|p| !p.is_empty()) {
             Ok(SinkTarget::Directory(p.into()))
         } else {
-            Err(format!(
-                "{s:?}: expected stdout, -, unix:PATH or dir:PATH"
-            ))
+            Err(format!("{s:?}: expected stdout, -, unix:PATH or dir:PATH"))
         }
     }
 }
@@ -74,7 +72,11 @@ pub enum SinkError {
 
 enum Job {
     Stream(Vec<u8>),
-    File { modality: Modality, row: String, payload: Vec<u8> },
+    File {
+        modality: Modality,
+        row: String,
+        payload: Vec<u8>,
+    },
 }
 
 /// An open sink with its writer thread.
@@ -233,7 +235,11 @@ impl DirectoryFiles {
             Ok((bin, csv, 0))
         };
         Ok(DirectoryFiles {
-            streams: [open(Modality::Text)?, open(Modality::Audio)?, open(Modality::Video)?],
+            streams: [
+                open(Modality::Text)?,
+                open(Modality::Audio)?,
+                open(Modality::Video)?,
+            ],
         })
     }
 
@@ -310,7 +316,10 @@ mod tests {
     fn targets_parse() {
         assert_eq!("-".parse(), Ok(SinkTarget::Stdout));
         assert_eq!("stdout".parse(), Ok(SinkTarget::Stdout));
-        assert_eq!("unix:/tmp/r.sock".parse(), Ok(SinkTarget::Unix("/tmp/r.sock".into())));
+        assert_eq!(
+            "unix:/tmp/r.sock".parse(),
+            Ok(SinkTarget::Unix("/tmp/r.sock".into()))
+        );
         assert_eq!("dir:out".parse(), Ok(SinkTarget::Directory("out".into())));
         assert!("unix:".parse::<SinkTarget>().is_err());
         assert!("file.bin".parse::<SinkTarget>().is_err());
@@ -355,9 +364,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let mut sink = PresentSink::open(&SinkTarget::Directory(out.clone())).unwrap();
-        sink.present(&unit(Modality::Video, 0, b"key").as_record()).unwrap();
-        sink.present(&unit(Modality::Audio, 0, b"a0").as_record()).unwrap();
-        sink.present(&unit(Modality::Video, 1, b"delta").as_record()).unwrap();
+        sink.present(&unit(Modality::Video, 0, b"key").as_record())
+            .unwrap();
+        sink.present(&unit(Modality::Audio, 0, b"a0").as_record())
+            .unwrap();
+        sink.present(&unit(Modality::Video, 1, b"delta").as_record())
+            .unwrap();
         assert_eq!(sink.close().unwrap(), 3);
         assert_eq!(std::fs::read(out.join("video.bin")).unwrap(), b"keydelta");
         assert_eq!(std::fs::read(out.join("audio.bin")).unwrap(), b"a0");
