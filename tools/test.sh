@@ -25,8 +25,10 @@ fi
 
 # Build packages: clang + llvm compile bpf/*.bpf.c; libelf, zlib and pkg-config link libbpf.
 build_packages=(clang llvm libelf-dev zlib1g-dev pkg-config)
-# Run-time packages of the root-only tests (namespaces, veth, offloads, ping through XDP).
-run_packages=(iproute2 ethtool iputils-ping)
+# Run-time packages of the root-only tests (namespaces, veth, offloads, ping through XDP),
+# and of campd's python_sdk test (python3 runs sdk/python/tests; ffmpeg encodes the AAC and
+# H.264 clip of its real-codec test, which skips without it unless CI is set).
+run_packages=(iproute2 ethtool iputils-ping python3 ffmpeg)
 
 missing_of() {
     local p
