@@ -57,7 +57,7 @@ pub struct ClientArgs {
     #[arg(long)]
     pub keylog: bool,
     /// Hand every presented unit to a renderer at its presentation time: `stdout` (or `-`)
-    /// and `unix:PATH` write the CPRS record stream (docs/wire-format.md §8), `dir:PATH`
+    /// and `unix:PATH` write the CPRS record stream (docs/wire-format.md §9), `dir:PATH`
     /// one payload file and one CSV index per modality. With `stdout` the summary goes to
     /// stderr.
     #[arg(long, value_name = "SINK")]

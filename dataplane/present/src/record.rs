@@ -1,5 +1,5 @@
 //! The presentation record, version 1: one presented unit as bytes, and the strict
-//! incremental decoder of a record stream (docs/wire-format.md §8).
+//! incremental decoder of a record stream (docs/wire-format.md §9).
 //!
 //! A stream is an 8-byte preamble (`"CPRS"`, version, three zero bytes) followed by records,
 //! each a big-endian u32 length and that many bytes: a 48-byte header and the payload.
@@ -447,7 +447,7 @@ mod tests {
         }
     }
 
-    /// The example of docs/wire-format.md §8, byte for byte.
+    /// The example of docs/wire-format.md §9, byte for byte.
     const SAMPLE: [u8; 4 + 48 + 3] = [
         0x00, 0x00, 0x00, 0x33, // length 51
         0x01, 0x05, 0x00, 0x07, // audio, KEYFRAME|END_OF_TURN, capture 7

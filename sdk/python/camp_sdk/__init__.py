@@ -3,7 +3,7 @@
 * :mod:`camp_sdk.ingest` -- push an LLM -> TTS -> avatar pipeline's units (text tokens,
   audio frames, video frames) to campd's ingest socket, with typed errors and back-pressure.
 * :mod:`camp_sdk.present` -- read what ``camp-client --present`` hands a renderer: the CPRS
-  record stream (docs/wire-format.md section 8) or the directory sink.
+  record stream (docs/wire-format.md section 9) or the directory sink.
 """
 
 from .ingest import (

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from camp_sdk.present import (  # noqa: E402
     PREAMBLE, DecodeError, Record, RecordReader, decode_all, read_directory)
 
-# docs/wire-format.md section 8 example (also camp-present's unit test).
+# docs/wire-format.md section 9 example (also camp-present's unit test).
 SAMPLE = bytes.fromhex(
     "00000033" "01050007" "00000102" "0000000000000a0b" "0000010203040506"
     "000000000a0b0c0d" "000000000a0b0000" "00000001" "00000003" "deadbe")
