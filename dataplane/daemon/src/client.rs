@@ -62,6 +62,10 @@ pub struct ClientArgs {
     /// stderr.
     #[arg(long, value_name = "SINK")]
     pub present: Option<camp_present::SinkTarget>,
+    /// Write CAMP-level qlog events (session, paths, playout delay, every presented unit)
+    /// to this file as qlog JSON-SEQ.
+    #[arg(long, value_name = "FILE")]
+    pub qlog: Option<PathBuf>,
 }
 
 /// Why camp-client failed.
@@ -85,6 +89,15 @@ pub enum ClientRunError {
     /// The presentation sink failed.
     #[error("--present: {0}")]
     Present(#[from] camp_present::SinkError),
+    /// Writing the qlog file failed.
+    #[error("--qlog {path}: {source}")]
+    Qlog {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing the arrival CSV failed.
     #[error("writing {path}: {source}")]
     Arrivals {
@@ -283,15 +296,63 @@ pub fn run_client_with(
     let mut reliable_done_at: Option<Instant> = None;
     let mut ended_by = "seconds";
     let mut present_error = None;
+    let qlog_err = |source| ClientRunError::Qlog {
+        path: args.qlog.clone().unwrap_or_default(),
+        source,
+    };
+    let mut qlog = match &args.qlog {
+        Some(path) => Some(crate::qlog::QlogWriter::create(path, "camp-client").map_err(qlog_err)?),
+        None => None,
+    };
+    let mut qlog_error = None;
+    let mut playout_delay_us = None;
     engine.run_for(Duration::from_secs_f64(args.seconds), |node, now| {
+        let now_us = node.clock().micros(now);
         while let Some(ev) = node.poll_event() {
             if let ClientEvent::PathJoined { .. } = ev {
                 joined += 1;
             }
+            if let Some(q) = &mut qlog {
+                let (name, data) = match ev {
+                    ClientEvent::SessionEstablished => {
+                        ("camp:session_established", serde_json::json!({}))
+                    }
+                    ClientEvent::PathJoined { slot, id } => (
+                        "camp:path_joined",
+                        serde_json::json!({"slot": slot, "path_id": id.0}),
+                    ),
+                    ClientEvent::PathClosed { slot } => {
+                        ("camp:path_closed", serde_json::json!({"slot": slot}))
+                    }
+                    ClientEvent::SessionClosed => ("camp:session_closed", serde_json::json!({})),
+                };
+                if let Err(e) = q.event(now_us, name, data) {
+                    qlog_error = Some(e);
+                    return Tick::Stop;
+                }
+            }
         }
-        let now_us = node.clock().micros(now);
+        if let Some(q) = &mut qlog {
+            let d = node.receiver_mut().playout_delay_us();
+            if playout_delay_us != Some(d) {
+                playout_delay_us = Some(d);
+                let data = serde_json::json!({"playout_delay_us": d});
+                if let Err(e) = q.event(now_us, "camp:playout_delay_updated", data) {
+                    qlog_error = Some(e);
+                    return Tick::Stop;
+                }
+            }
+        }
         while let Some(p) = node.receiver_mut().poll_playout(now_us) {
-            if let Err(e) = on_present(&camp_present::PresentRecord::from_played(&p)) {
+            let record = camp_present::PresentRecord::from_played(&p);
+            if let Some(q) = &mut qlog {
+                let data = crate::qlog::unit_presented(&record);
+                if let Err(e) = q.event(now_us, "camp:unit_presented", data) {
+                    qlog_error = Some(e);
+                    return Tick::Stop;
+                }
+            }
+            if let Err(e) = on_present(&record) {
                 present_error = Some(e);
                 return Tick::Stop;
             }
@@ -333,6 +394,12 @@ pub fn run_client_with(
     let duration = start.elapsed();
     if let Some(e) = present_error {
         return Err(e.into());
+    }
+    if let Some(e) = qlog_error {
+        return Err(qlog_err(e));
+    }
+    if let Some(q) = qlog {
+        q.finish().map_err(qlog_err)?;
     }
     // Say goodbye so the server's paths close promptly.
     engine.node_mut().close(Instant::now());
