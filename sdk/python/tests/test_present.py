@@ -59,6 +59,26 @@ class PresentReader(unittest.TestCase):
                 with self.assertRaisesRegex(DecodeError, msg):
                     decode_all(data)
 
+    def test_arbitrary_bytes_give_records_or_decode_errors(self):
+        import random
+        rnd = random.Random(5)
+        valid = PREAMBLE + SAMPLE
+        accepted = 0
+        for _ in range(3000):
+            if rnd.random() < 0.5:
+                data = bytearray(valid)
+                for _ in range(rnd.randint(1, 4)):
+                    data[rnd.randrange(len(data))] = rnd.randrange(256)
+            else:
+                data = PREAMBLE + rnd.randbytes(rnd.randint(0, 120))
+            try:
+                recs = decode_all(bytes(data))
+            except DecodeError:
+                continue
+            accepted += 1
+            self.assertEqual(PREAMBLE + b"".join(r.encode() for r in recs), bytes(data))
+        self.assertGreater(accepted, 100, "mutated timestamps and ids still decode")
+
     def test_directory_reader_cuts_payloads(self):
         with tempfile.TemporaryDirectory() as d:
             header = ("seq,sync_index,gen_us,present_us,arrival_us,capture_id,path,keyframe,"
