@@ -549,7 +549,7 @@ fn feed_ingest(
             sync_index: u.sync_index,
             gen_time_us: base + u.media_us,
             deadline_us: u.deadline_us,
-            capture_id: CaptureId(0),
+            capture_id: CaptureId(u.capture_id),
             payload: &u.payload,
         },
     );

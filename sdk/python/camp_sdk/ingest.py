@@ -92,11 +92,13 @@ class IngestClient:
             self._sock.close()
 
     def send(self, modality, payload, *, sync_index, media_ms, keyframe=False,
-             end_of_turn=False, deadline_ms=None, session=None):
+             end_of_turn=False, end_of_utterance=False, capture_id=None, deadline_ms=None,
+             session=None):
         """Sends one unit; returns campd's count of units queued so far.
 
         ``payload`` is bytes (1..=MAX_PAYLOAD) or an int (a filler payload of that size,
-        for load tests). Raises ValueError for arguments campd would refuse, without
+        for load tests). ``capture_id`` (0..=65535, 65535 = composed, RFC 8849) says
+        which capture the unit carries; campd uses 0 when it is left out. Raises ValueError for arguments campd would refuse, without
         sending them, and IngestError (or a subclass) for a refusal from campd.
         """
         if modality not in MODALITIES:
@@ -114,6 +116,13 @@ class IngestClient:
             "keyframe": bool(keyframe),
             "end_of_turn": bool(end_of_turn),
         }
+        if end_of_utterance:
+            line["end_of_utterance"] = True
+        if capture_id is not None:
+            if isinstance(capture_id, bool) or not isinstance(capture_id, int) \
+                    or not 0 <= capture_id <= 0xFFFF:
+                raise ValueError(f"capture_id {capture_id!r}: expected an int in 0..=65535")
+            line["capture_id"] = capture_id
         if isinstance(payload, int) and not isinstance(payload, bool):
             size = payload
         else:
@@ -208,25 +217,30 @@ class Turn:
         self.ended[modality] = bool(kw.get("end_of_turn"))
         return queued
 
-    def text(self, token, media_ms=None, sync_index=None, end_of_turn=False):
+    def text(self, token, media_ms=None, sync_index=None, end_of_turn=False,
+             end_of_utterance=False, capture_id=None):
         """Sends a text token (str is UTF-8 encoded) at ``media_ms`` (default: audio clock)."""
         payload = token.encode("utf-8") if isinstance(token, str) else token
         at = self.audio_ms if media_ms is None else float(media_ms)
-        return self._send("text", payload, at, sync_index, end_of_turn=end_of_turn)
+        return self._send("text", payload, at, sync_index, end_of_turn=end_of_turn,
+                          end_of_utterance=end_of_utterance, capture_id=capture_id)
 
-    def audio(self, frame, duration_ms=None, sync_index=None, end_of_turn=False):
+    def audio(self, frame, duration_ms=None, sync_index=None, end_of_turn=False,
+              end_of_utterance=False, capture_id=None):
         """Sends one encoded audio frame at the audio clock, then advances it."""
         at = self.audio_ms
-        queued = self._send("audio", frame, at, sync_index, end_of_turn=end_of_turn)
+        queued = self._send("audio", frame, at, sync_index, end_of_turn=end_of_turn,
+                            end_of_utterance=end_of_utterance, capture_id=capture_id)
         self.audio_ms = at + (self.audio_frame_ms if duration_ms is None else float(duration_ms))
         return queued
 
     def video(self, frame, keyframe=False, duration_ms=None, sync_index=None,
-              end_of_turn=False, deadline_ms=None):
+              end_of_turn=False, deadline_ms=None, capture_id=None):
         """Sends one encoded video frame at the video clock, then advances it."""
         at = self.video_ms
         queued = self._send("video", frame, at, sync_index, keyframe=keyframe,
-                            end_of_turn=end_of_turn, deadline_ms=deadline_ms)
+                            end_of_turn=end_of_turn, deadline_ms=deadline_ms,
+                            capture_id=capture_id)
         self.video_ms = at + (self.video_frame_ms if duration_ms is None else float(duration_ms))
         return queued
 

@@ -54,7 +54,7 @@ class Offline(unittest.TestCase):
                 self.assertEqual(t.audio(b"aa"), 2)
                 t.audio(b"bb")
                 t.audio(b"cc")
-                t.text("héllo")
+                t.text("héllo", end_of_utterance=True, capture_id=3)
                 t.video(b"\x02", end_of_turn=True)
                 self.assertEqual(t.unfinished(), ["audio", "text"])
                 with self.assertRaises(ValueError):
@@ -67,6 +67,8 @@ class Offline(unittest.TestCase):
             self.assertEqual([a["sync_index"] for a in (a0, a1, a2)], [0, 0, 1])
             self.assertEqual((txt["media_ms"], txt["sync_index"], txt["payload_b64"]),
                              (60.0, 1, "aMOpbGxv"))
+            self.assertEqual((txt["end_of_utterance"], txt["capture_id"]), (True, 3))
+            self.assertNotIn("capture_id", a0)
             self.assertEqual((v1["media_ms"], v1["end_of_turn"]), (40.0, True))
         finally:
             s.close()
@@ -80,7 +82,8 @@ class Offline(unittest.TestCase):
                            dict(modality="audio", payload=b"x" * (128 * 1024 + 1)),
                            dict(modality="audio", payload=b"x", media_ms=-1),
                            dict(modality="audio", payload=b"x", sync_index=2**32),
-                           dict(modality="video", payload=b"x", deadline_ms=60_001)]:
+                           dict(modality="video", payload=b"x", deadline_ms=60_001),
+                           dict(modality="video", payload=b"x", capture_id=65536)]:
                     kw.setdefault("sync_index", 0)
                     kw.setdefault("media_ms", 0)
                     with self.subTest(**{k: str(v)[:20] for k, v in kw.items()}):
@@ -133,7 +136,7 @@ class EndToEnd(unittest.TestCase):
                         sent["video"].append((frame, t.video_ms - t.video_frame_ms))
                     if i % 6 == 0 or last:
                         w = words[(i // 6) % len(words)] + " "
-                        t.text(w, end_of_turn=last)
+                        t.text(w, end_of_turn=last, end_of_utterance=last, capture_id=9)
                         sent["text"].append((w.encode(), t.audio_ms))
                     frame = rnd.randbytes(rnd.randint(60, 120))
                     sent["audio"].append((frame, t.audio_ms))
@@ -146,6 +149,10 @@ class EndToEnd(unittest.TestCase):
             self.assertEqual([r.payload for r in got[m]], [p for p, _ in sent[m]], m)
             self.assertEqual([r.seq for r in got[m]], list(range(len(sent[m]))))
         self.assertTrue(got["audio"][-1].end_of_turn and got["text"][-1].end_of_turn)
+        self.assertEqual({r.capture_id for r in got["text"]}, {9})
+        self.assertEqual([r.end_of_utterance for r in got["text"]],
+                         [False] * (len(got["text"]) - 1) + [True])
+        self.assertEqual({r.capture_id for r in got["audio"]}, {0})
         # Video is droppable: what was presented is intact and in order.
         by_payload = {p: i for i, (p, _) in enumerate(sent["video"])}
         shown = [by_payload[r.payload] for r in got["video"]]
