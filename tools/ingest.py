@@ -1,70 +1,23 @@
 #!/usr/bin/env python3
-"""Reference client of campd's ingest socket (standard library only).
+"""Sends a synthetic LLM turn to campd's ingest socket, using the camp_sdk library.
 
-Sends a small synthetic LLM turn -- text tokens, 20 ms audio frames and 25 fps video
-frames, all ending with end_of_turn -- as JSON lines, one unit per line, and prints
-campd's reply to each.
+Text tokens (about four a second), 20 ms audio frames and 25 fps video frames, each stream
+ending with end_of_turn; prints campd's count of queued units per unit (or a summary).
 
     python3 tools/ingest.py --socket /run/camp/ingest.sock --seconds 2
 
-campd must run with --ingest PATH. Units without "session" go to the lowest open session;
-units sent before any session exists wait in campd for the first one.
+campd must run with --ingest PATH. Units without a session go to the lowest open session;
+units sent before any session exists wait in campd for the first one. An application uses
+sdk/python/camp_sdk directly (docs/engine.md, "Applications on both ends").
 """
 
 import argparse
-import json
-import socket
+import os
 import sys
-import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sdk", "python"))
 
-def turn(seconds, pace):
-    """Yields (media_ms, unit dict) in media-time order."""
-    units = []
-    audio_ms = 20.0
-    video_ms = 40.0
-    n_audio = int(seconds * 1000 / audio_ms)
-    n_video = int(seconds * 1000 / video_ms)
-    words = "the quick brown fox jumps over the lazy dog".split()
-    n_text = max(1, int(seconds * 4))  # about four tokens a second
-    for i in range(n_text):
-        t = i * seconds * 1000.0 / n_text
-        word = words[i % len(words)]
-        units.append((t, {
-            "modality": "text",
-            "sync_index": int(t // video_ms),
-            "media_ms": t,
-            "size": len(word) + 1,
-            "end_of_turn": i == n_text - 1,
-        }))
-    for i in range(n_audio):
-        t = i * audio_ms
-        units.append((t, {
-            "modality": "audio",
-            "sync_index": int(t // video_ms),
-            "media_ms": t,
-            "size": 80,  # a 20 ms Opus frame at 32 kbit/s
-            "end_of_turn": i == n_audio - 1,
-        }))
-    for i in range(n_video):
-        t = i * video_ms
-        key = i % 25 == 0
-        units.append((t, {
-            "modality": "video",
-            "sync_index": i,
-            "media_ms": t,
-            "size": 12000 if key else 3000,
-            "keyframe": key,
-            "end_of_turn": i == n_video - 1,
-        }))
-    units.sort(key=lambda u: u[0])
-    start = time.monotonic()
-    for t, u in units:
-        if pace:
-            delay = start + t / 1000.0 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        yield u
+from camp_sdk import IngestClient, IngestError, Turn  # noqa: E402
 
 
 def main():
@@ -76,32 +29,38 @@ def main():
     ap.add_argument("--quiet", action="store_true", help="print only a summary")
     args = ap.parse_args()
 
+    words = "the quick brown fox jumps over the lazy dog".split()
+    n_audio = int(args.seconds * 1000 / 20)
+    n_text = max(1, int(args.seconds * 4))
+    ok = 0
     try:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5.0)
-        s.connect(args.socket)
-    except OSError as e:
-        print(f"ingest.py: cannot connect to {args.socket}: {e}", file=sys.stderr)
-        return 1
-    reader = s.makefile("r", encoding="utf-8")
-    ok = errors = 0
-    for unit in turn(args.seconds, not args.no_pace):
-        if args.session is not None:
-            unit["session"] = args.session
-        s.sendall((json.dumps(unit) + "\n").encode())
-        reply = reader.readline()
-        if not reply:
-            print("ingest.py: campd closed the connection", file=sys.stderr)
-            return 1
-        if not args.quiet:
-            print(reply.rstrip())
-        try:
-            ok += 1 if json.loads(reply).get("ok") else 0
-            errors += 0 if json.loads(reply).get("ok") else 1
-        except ValueError:
-            errors += 1
-    print(f"ingest.py: {ok} units queued, {errors} refused")
-    return 0 if errors == 0 else 2
+        with IngestClient(args.socket, session=args.session) as c:
+            turn = Turn(c, audio_frame_ms=20, video_fps=25, pace=not args.no_pace)
+            for i in range(n_audio):
+                last = i == n_audio - 1
+                if i % 2 == 0:
+                    j = i // 2
+                    key = j % 25 == 0
+                    queued = turn.video(12000 if key else 3000, keyframe=key,
+                                        end_of_turn=i >= n_audio - 2)
+                    ok += 1
+                    if not args.quiet:
+                        print(f"video {j}: queued {queued}")
+                if (i * n_text) // n_audio != ((i - 1) * n_text) // n_audio or last:
+                    word = words[ok % len(words)] + " "
+                    queued = turn.text(word, end_of_turn=last)
+                    ok += 1
+                    if not args.quiet:
+                        print(f"text {word!r}: queued {queued}")
+                queued = turn.audio(80, end_of_turn=last)  # a 20 ms Opus frame at 32 kbit/s
+                ok += 1
+                if not args.quiet:
+                    print(f"audio {i}: queued {queued}")
+    except IngestError as e:
+        print(f"ingest.py: {e} (after {ok} units)", file=sys.stderr)
+        return 2 if e.kind != "connection" else 1
+    print(f"ingest.py: {ok} units queued")
+    return 0
 
 
 if __name__ == "__main__":

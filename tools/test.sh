@@ -26,8 +26,10 @@ fi
 # Build packages: clang + llvm compile bpf/*.bpf.c; libelf, zlib and pkg-config link libbpf.
 build_packages=(clang llvm libelf-dev zlib1g-dev pkg-config)
 # Run-time packages of the root-only tests (namespaces, veth, offloads, ping through XDP;
-# camp-bench's cross-check counts against netsniff-ng's trafgen and xdp-tools' xdp-filter).
-run_packages=(iproute2 ethtool iputils-ping netsniff-ng xdp-tools)
+# camp-bench's cross-check counts against netsniff-ng's trafgen and xdp-tools' xdp-filter),
+# and of campd's python_sdk test (python3 runs sdk/python/tests; ffmpeg encodes the AAC and
+# H.264 clip of its real-codec test, which skips without it unless CI is set).
+run_packages=(iproute2 ethtool iputils-ping netsniff-ng xdp-tools python3 ffmpeg)
 
 missing_of() {
     local p

@@ -56,6 +56,16 @@ pub struct ClientArgs {
     /// Log TLS secrets to the file named by SSLKEYLOGFILE.
     #[arg(long)]
     pub keylog: bool,
+    /// Hand every presented unit to a renderer at its presentation time: `stdout` (or `-`)
+    /// and `unix:PATH` write the CPRS record stream (docs/wire-format.md §9), `dir:PATH`
+    /// one payload file and one CSV index per modality. With `stdout` the summary goes to
+    /// stderr.
+    #[arg(long, value_name = "SINK")]
+    pub present: Option<camp_present::SinkTarget>,
+    /// Write CAMP-level qlog events (session, paths, playout delay, every presented unit)
+    /// to this file as qlog JSON-SEQ.
+    #[arg(long, value_name = "FILE")]
+    pub qlog: Option<PathBuf>,
 }
 
 /// Why camp-client failed.
@@ -76,6 +86,18 @@ pub enum ClientRunError {
     /// The engine loop failed.
     #[error("engine: {0}")]
     Engine(#[from] camp_engine::EngineError),
+    /// The presentation sink failed.
+    #[error("--present: {0}")]
+    Present(#[from] camp_present::SinkError),
+    /// Writing the qlog file failed.
+    #[error("--qlog {path}: {source}")]
+    Qlog {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing the arrival CSV failed.
     #[error("writing {path}: {source}")]
     Arrivals {
@@ -204,8 +226,25 @@ struct Seen {
     eot_seq: Option<u64>,
 }
 
-/// Runs one session to the end of its turn (or `--seconds`) and summarises it.
+/// Runs one session to the end of its turn (or `--seconds`) and summarises it; with
+/// `--present` every presented unit also goes to that sink.
 pub fn run_client(args: &ClientArgs) -> Result<ClientSummary, ClientRunError> {
+    let Some(target) = &args.present else {
+        return run_client_with(args, |_| Ok(()));
+    };
+    let mut sink = camp_present::PresentSink::open(target)?;
+    let summary = run_client_with(args, |r| sink.present(r))?;
+    sink.close()?;
+    Ok(summary)
+}
+
+/// Like [`run_client`] (ignoring `--present`), but calls `on_present` with every unit the
+/// alignment buffer plays out, at its presentation time, skipped video included (flagged:
+/// a decoder may need it as a reference). An error from `on_present` ends the run.
+pub fn run_client_with(
+    args: &ClientArgs,
+    mut on_present: impl FnMut(&camp_present::PresentRecord<'_>) -> Result<(), camp_present::SinkError>,
+) -> Result<ClientSummary, ClientRunError> {
     if args.locals.len() != args.servers.len() {
         return Err(ClientRunError::Args(format!(
             "{} --local but {} --server: give them in pairs",
@@ -256,14 +295,67 @@ pub fn run_client(args: &ClientArgs) -> Result<ClientSummary, ClientRunError> {
     let mut per_path: BTreeMap<u32, u64> = BTreeMap::new();
     let mut reliable_done_at: Option<Instant> = None;
     let mut ended_by = "seconds";
+    let mut present_error = None;
+    let qlog_err = |source| ClientRunError::Qlog {
+        path: args.qlog.clone().unwrap_or_default(),
+        source,
+    };
+    let mut qlog = match &args.qlog {
+        Some(path) => Some(crate::qlog::QlogWriter::create(path, "camp-client").map_err(qlog_err)?),
+        None => None,
+    };
+    let mut qlog_error = None;
+    let mut playout_delay_us = None;
     engine.run_for(Duration::from_secs_f64(args.seconds), |node, now| {
+        let now_us = node.clock().micros(now);
         while let Some(ev) = node.poll_event() {
             if let ClientEvent::PathJoined { .. } = ev {
                 joined += 1;
             }
+            if let Some(q) = &mut qlog {
+                let (name, data) = match ev {
+                    ClientEvent::SessionEstablished => {
+                        ("camp:session_established", serde_json::json!({}))
+                    }
+                    ClientEvent::PathJoined { slot, id } => (
+                        "camp:path_joined",
+                        serde_json::json!({"slot": slot, "path_id": id.0}),
+                    ),
+                    ClientEvent::PathClosed { slot } => {
+                        ("camp:path_closed", serde_json::json!({"slot": slot}))
+                    }
+                    ClientEvent::SessionClosed => ("camp:session_closed", serde_json::json!({})),
+                };
+                if let Err(e) = q.event(now_us, name, data) {
+                    qlog_error = Some(e);
+                    return Tick::Stop;
+                }
+            }
         }
-        let now_us = node.clock().micros(now);
+        if let Some(q) = &mut qlog {
+            let d = node.receiver_mut().playout_delay_us();
+            if playout_delay_us != Some(d) {
+                playout_delay_us = Some(d);
+                let data = serde_json::json!({"playout_delay_us": d});
+                if let Err(e) = q.event(now_us, "camp:playout_delay_updated", data) {
+                    qlog_error = Some(e);
+                    return Tick::Stop;
+                }
+            }
+        }
         while let Some(p) = node.receiver_mut().poll_playout(now_us) {
+            let record = camp_present::PresentRecord::from_played(&p);
+            if let Some(q) = &mut qlog {
+                let data = crate::qlog::unit_presented(&record);
+                if let Err(e) = q.event(now_us, "camp:unit_presented", data) {
+                    qlog_error = Some(e);
+                    return Tick::Stop;
+                }
+            }
+            if let Err(e) = on_present(&record) {
+                present_error = Some(e);
+                return Tick::Stop;
+            }
             let s = &mut seen[p.meta.modality.index()];
             s.any = true;
             if p.skipped {
@@ -300,6 +392,15 @@ pub fn run_client(args: &ClientArgs) -> Result<ClientSummary, ClientRunError> {
         Tick::Continue
     })?;
     let duration = start.elapsed();
+    if let Some(e) = present_error {
+        return Err(e.into());
+    }
+    if let Some(e) = qlog_error {
+        return Err(qlog_err(e));
+    }
+    if let Some(q) = qlog {
+        q.finish().map_err(qlog_err)?;
+    }
     // Say goodbye so the server's paths close promptly.
     engine.node_mut().close(Instant::now());
     let _ = engine.run_for(CLOSE_GRACE, |_, _| Tick::Continue);

@@ -149,6 +149,10 @@ struct Feed {
     turns_done: u32,
     /// Ingest: session-clock time media time 0 maps to (per turn).
     ingest_base_us: Option<u64>,
+    /// Ingest: modalities that sent units in the current turn and have not ended it yet.
+    /// The turn (and its base) ends when the last of them sends END_OF_TURN, not the first:
+    /// otherwise the audio after the video's last frame would start a new media clock.
+    ingest_open: [bool; Modality::COUNT],
 }
 
 /// Opens the packet I/O the settings ask for.
@@ -290,6 +294,7 @@ pub fn run(
                                 next: 0,
                                 turns_done: 0,
                                 ingest_base_us: None,
+                                ingest_open: [false; Modality::COUNT],
                             },
                         );
                     }
@@ -544,7 +549,7 @@ fn feed_ingest(
             sync_index: u.sync_index,
             gen_time_us: base + u.media_us,
             deadline_us: u.deadline_us,
-            capture_id: CaptureId(0),
+            capture_id: CaptureId(u.capture_id),
             payload: &u.payload,
         },
     );
@@ -555,8 +560,9 @@ fn feed_ingest(
             tracing::warn!("campd: session {sid}: ingested unit refused: {e}");
         }
     }
-    if u.flags.contains(camp_wire::UnitFlags::END_OF_TURN) {
-        // The next turn's media time starts again at 0.
+    f.ingest_open[u.modality.index()] = !u.flags.contains(camp_wire::UnitFlags::END_OF_TURN);
+    if f.ingest_open.iter().all(|open| !open) {
+        // Every modality of the turn has ended: the next turn's media time starts at 0.
         f.ingest_base_us = None;
     }
 }

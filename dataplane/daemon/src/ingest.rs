@@ -9,7 +9,8 @@
 //!
 //! `session` is optional (the lowest open session; units sent before any session opens wait
 //! for the first one, up to [`QUEUE`]), `payload_b64` may replace `size`,
-//! `deadline_ms` is optional (default: none for text and audio, 150 ms for video).
+//! `deadline_ms` is optional (default: none for text and audio, 150 ms for video),
+//! `end_of_utterance` (false) and `capture_id` (0, `65535` = composed) too.
 //! Every line gets one JSON reply line: `{"ok":true,"queued":N}` or
 //! `{"ok":false,"error":"kind","detail":"..."}`. Lines longer than [`MAX_LINE`] are
 //! refused and skipped; the connection stays usable.
@@ -51,8 +52,10 @@ pub struct IngestUnit {
     pub media_us: u64,
     /// Payload.
     pub payload: Vec<u8>,
-    /// Flags (keyframe, end of turn).
+    /// Flags (keyframe, end of utterance, end of turn).
     pub flags: UnitFlags,
+    /// Capture the unit carries (RFC 8849 semantics; 0 unless the line says otherwise).
+    pub capture_id: u16,
     /// Deadline relative to generation, µs (0 = none).
     pub deadline_us: u32,
 }
@@ -136,6 +139,10 @@ struct Line {
     #[serde(default)]
     end_of_turn: bool,
     #[serde(default)]
+    end_of_utterance: bool,
+    #[serde(default)]
+    capture_id: u16,
+    #[serde(default)]
     deadline_ms: Option<f64>,
 }
 
@@ -187,6 +194,9 @@ pub fn parse_line(line: &[u8]) -> Result<IngestUnit, IngestError> {
     if l.end_of_turn {
         flags = flags.with(UnitFlags::END_OF_TURN);
     }
+    if l.end_of_utterance {
+        flags = flags.with(UnitFlags::END_OF_UTTERANCE);
+    }
     Ok(IngestUnit {
         session: l.session,
         modality,
@@ -194,6 +204,7 @@ pub fn parse_line(line: &[u8]) -> Result<IngestUnit, IngestError> {
         media_us: (l.media_ms * 1000.0) as u64,
         payload,
         flags,
+        capture_id: l.capture_id,
         deadline_us,
     })
 }
@@ -453,6 +464,19 @@ mod tests {
         assert_eq!(v.deadline_us, VIDEO_DEADLINE_US);
         assert!(v.flags.contains(UnitFlags::KEYFRAME));
         assert!(v.flags.contains(UnitFlags::END_OF_TURN));
+        assert!(!v.flags.contains(UnitFlags::END_OF_UTTERANCE));
+        assert_eq!(v.capture_id, 0);
+
+        let t = parse_line(
+            br#"{"modality": "text", "sync_index": 2, "media_ms": 80, "size": 3, "end_of_utterance": true, "capture_id": 65535}"#,
+        )
+        .unwrap();
+        assert_eq!(t.flags, UnitFlags::END_OF_UTTERANCE);
+        assert_eq!(t.capture_id, 0xFFFF);
+        let e = parse_line(
+            br#"{"modality": "text", "sync_index": 2, "media_ms": 80, "size": 3, "capture_id": 65536}"#,
+        );
+        assert_eq!(e.unwrap_err().kind(), "bad_json");
     }
 
     #[test]

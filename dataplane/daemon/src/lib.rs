@@ -10,4 +10,5 @@ pub mod config;
 pub mod daemon;
 pub mod ingest;
 pub mod log;
+pub mod qlog;
 pub mod tls;

@@ -244,3 +244,105 @@ fn units_from_the_ingest_socket_reach_the_client() {
     assert_eq!(report.ingest_unrouted, 0);
     assert!(!ingest.exists(), "ingest socket removed");
 }
+
+#[test]
+fn present_directory_and_qlog_hold_every_presented_unit() {
+    let campd = Running::start(&["--turn-ms", "1000"], &[]);
+    let dir = campd.dir.path().to_owned();
+    let present = dir.join("present");
+    let qlog = dir.join("client.sqlog");
+    let args = campd.client_args(&[
+        "--present",
+        &format!("dir:{}", present.display()),
+        "--qlog",
+        qlog.to_str().unwrap(),
+    ]);
+    let summary = run_client(&args).expect("client run");
+    let (report, _dir) = campd.stop();
+    assert_eq!(summary.reliable_lost, 0);
+    let mut rows_total = 0;
+    for (i, m) in ["text", "audio", "video"].iter().enumerate() {
+        let csv = std::fs::read_to_string(present.join(format!("{m}.csv"))).unwrap();
+        let rows: Vec<Vec<u64>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(|f| f.parse().unwrap()).collect())
+            .collect();
+        let bin = std::fs::read(present.join(format!("{m}.bin"))).unwrap();
+        // Rows tile the payload file in order.
+        let mut at = 0;
+        for r in &rows {
+            assert_eq!(r[12], at, "{m} offset");
+            at += r[13];
+        }
+        assert_eq!(at, bin.len() as u64, "{m}.bin length");
+        let shown = rows.iter().filter(|r| r[10] == 0).count() as u64;
+        assert_eq!(shown, summary.modalities[i].presented, "{m} shown");
+        if i < 2 {
+            assert_eq!(shown, report.units_submitted[i], "every {m} unit");
+            let seqs: Vec<u64> = rows.iter().map(|r| r[0]).collect();
+            assert_eq!(seqs, (0..shown).collect::<Vec<_>>(), "{m} in order");
+        }
+        rows_total += rows.len();
+    }
+    let text = std::fs::read(&qlog).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .split(|b| *b == 0x1E)
+        .filter(|r| !r.is_empty())
+        .map(|r| serde_json::from_slice(r).expect("qlog record is JSON"))
+        .collect();
+    assert_eq!(events[0]["qlog_format"], "JSON-SEQ");
+    let named = |n: &str| events.iter().filter(|e| e["name"] == n).count();
+    assert_eq!(named("camp:unit_presented"), rows_total);
+    assert_eq!(named("camp:path_joined"), 1);
+    assert!(named("camp:playout_delay_updated") >= 1);
+    // Event times never go backwards.
+    let times: Vec<f64> = events[1..]
+        .iter()
+        .map(|e| e["time"].as_f64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+}
+
+#[test]
+fn camp_client_binary_writes_records_to_stdout_and_the_summary_to_stderr() {
+    let campd = Running::start(&["--turn-ms", "600"], &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_camp-client"))
+        .args([
+            "--local",
+            &format!("127.0.0.1:{}", free_udp_port()),
+            "--server",
+            &format!("127.0.0.1:{}", campd.port),
+            "--ca",
+            campd.cert.to_str().unwrap(),
+            "--seconds",
+            "20",
+            "--json",
+            "--present",
+            "stdout",
+        ])
+        .output()
+        .expect("camp-client runs");
+    let (report, _dir) = campd.stop();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = camp_present::decode_all(&out.stdout).expect("stdout is a record stream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().unwrap()).expect("JSON summary on stderr");
+    assert_eq!(summary["reliable_lost"], 0);
+    for m in [camp_wire::Modality::Text, camp_wire::Modality::Audio] {
+        let n = records.iter().filter(|r| r.modality == m).count() as u64;
+        assert_eq!(n, report.units_submitted[m.index()], "{m}");
+    }
+    // Presentation times of one stream never go backwards.
+    let audio: Vec<u64> = records
+        .iter()
+        .filter(|r| r.modality == camp_wire::Modality::Audio)
+        .map(|r| r.present_us)
+        .collect();
+    assert!(audio.windows(2).all(|w| w[0] <= w[1]));
+}
