@@ -289,9 +289,27 @@ fn counts_agree_with_trafgen_and_xdp_filter() {
     let received = u(&rx, "received");
     eprintln!("trafgen sent {trafgen_sent}, camp-bench received {received}: {rx}");
     assert_eq!(trafgen_sent, N);
+    // What reached camp-bench's socket: frames it received plus the frames the kernel
+    // dropped at its XSK (fill ring empty or RX ring full, XDP_STATISTICS). On a loaded
+    // 2-core machine the receiving thread can fall behind trafgen's bursts, so received
+    // alone varies (74-100 % seen in CI-like runs); the accounting must still add up.
+    let xsk_dropped: u64 = rx["rx_queues"]
+        .as_array()
+        .map(|qs| {
+            qs.iter()
+                .map(|q| q["xsk_rx_dropped"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
+    let accounted = received + xsk_dropped;
     assert!(
-        received <= trafgen_sent && received as f64 >= 0.95 * trafgen_sent as f64,
-        "trafgen {trafgen_sent} vs camp-bench {received}: {rx}"
+        received <= trafgen_sent
+            && (accounted as f64 - trafgen_sent as f64).abs() <= 0.05 * trafgen_sent as f64,
+        "trafgen {trafgen_sent} vs camp-bench {received} received + {xsk_dropped} dropped at the XSK: {rx}"
+    );
+    assert!(
+        received as f64 >= 0.5 * trafgen_sent as f64,
+        "camp-bench received only {received} of {trafgen_sent}: {rx}"
     );
 
     // camp-bench tx -> xdp-filter. xdp-filter keeps its state in bpffs, which `ip netns
