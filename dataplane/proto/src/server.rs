@@ -589,6 +589,8 @@ impl Server {
                 self.process_conn(now, h);
             }
             Err(e) => {
+                // The first flight already failed (a ClientHello we refuse: wrong ALPN).
+                self.edge.on_pending_lost(false);
                 if let Some(t) = e.response {
                     self.queue_response(t, buf);
                 }
@@ -699,6 +701,8 @@ impl Server {
             }
         }
         if !stream_ok {
+            // A frame the reader refused, or the control stream ended or was reset.
+            self.counters.malformed_control += 1;
             self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
         }
     }
