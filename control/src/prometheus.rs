@@ -270,6 +270,31 @@ pub fn render(snap: &EngineSnapshot, stats: Option<&StatsReply>) -> String {
     for (event, v) in snap.server.edge.events() {
         o.sample("camp_edge_events_total", &[("event", event)], v as f64);
     }
+    o.family(
+        "camp_edge_datagrams_dropped_total",
+        "counter",
+        "Datagrams that reached no connection and got no answer, by what their header says.",
+    );
+    for (reason, v) in camp_proto::edge::DatagramDrop::ALL
+        .iter()
+        .zip(snap.server.edge.datagrams_dropped)
+    {
+        o.sample(
+            "camp_edge_datagrams_dropped_total",
+            &[("reason", reason.name())],
+            v as f64,
+        );
+    }
+    o.family(
+        "camp_edge_datagrams_answered_total",
+        "counter",
+        "Datagrams answered without a connection (version negotiation, stateless reset, refusal, Retry).",
+    );
+    o.sample(
+        "camp_edge_datagrams_answered_total",
+        &[],
+        snap.server.edge.datagrams_answered as f64,
+    );
 
     let st = &snap.settings;
     o.family(

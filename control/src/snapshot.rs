@@ -319,6 +319,12 @@ pub struct EdgeTotals {
     pub retries_sent: u64,
     /// Ingested units refused by the per-session unit or byte rate.
     pub ingest_rate_limited: u64,
+    /// Datagrams that reached no connection and got no answer, by
+    /// `camp_proto::edge::DatagramDrop` (same order).
+    pub datagrams_dropped: [u64; camp_proto::edge::DatagramDrop::ALL.len()],
+    /// Datagrams answered without a connection (Version Negotiation, stateless reset,
+    /// refusal, Retry).
+    pub datagrams_answered: u64,
 }
 
 impl EdgeTotals {
@@ -353,6 +359,8 @@ impl EdgeTotals {
             refused_join_attempts: c.refused[EdgeDrop::JoinAttempts as usize],
             retries_sent: c.retries_sent,
             ingest_rate_limited: 0,
+            datagrams_dropped: c.datagrams_dropped,
+            datagrams_answered: c.datagrams_answered,
         }
     }
 }

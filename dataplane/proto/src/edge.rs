@@ -101,9 +101,101 @@ impl EdgeDrop {
     }
 }
 
+/// Why a datagram that reached no connection was dropped, read from its first bytes
+/// (RFC 8999 invariants and RFC 9000 §17). quinn-proto drops these silently; the server
+/// counts them here so a flood shows in the metrics by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatagramDrop {
+    /// Empty, or the QUIC fixed bit is clear: not QUIC at all.
+    NotQuic,
+    /// A long header too short to hold its version and connection IDs.
+    Truncated,
+    /// A long header of a version other than QUIC v1 too short for Version Negotiation.
+    UnsupportedVersion,
+    /// A v1 Initial shorter than 1200 bytes (RFC 9000 §14.1).
+    InitialTooSmall,
+    /// A v1 Initial of full size that did not decrypt (forged or corrupted).
+    InitialUndecryptable,
+    /// A v1 long header other than Initial (0-RTT, Handshake, Retry) for no connection.
+    LongHeaderNoConnection,
+    /// A short header whose connection ID matches no connection.
+    UnknownConnection,
+}
+
+impl DatagramDrop {
+    /// All reasons, in counter order.
+    pub const ALL: [DatagramDrop; 7] = [
+        DatagramDrop::NotQuic,
+        DatagramDrop::Truncated,
+        DatagramDrop::UnsupportedVersion,
+        DatagramDrop::InitialTooSmall,
+        DatagramDrop::InitialUndecryptable,
+        DatagramDrop::LongHeaderNoConnection,
+        DatagramDrop::UnknownConnection,
+    ];
+
+    /// Label used in metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DatagramDrop::NotQuic => "not_quic",
+            DatagramDrop::Truncated => "truncated",
+            DatagramDrop::UnsupportedVersion => "unsupported_version",
+            DatagramDrop::InitialTooSmall => "initial_too_small",
+            DatagramDrop::InitialUndecryptable => "initial_undecryptable",
+            DatagramDrop::LongHeaderNoConnection => "long_header_no_connection",
+            DatagramDrop::UnknownConnection => "unknown_connection",
+        }
+    }
+
+    /// Classifies a datagram quinn-proto dropped without a connection or a response.
+    pub fn classify(data: &[u8]) -> DatagramDrop {
+        let Some(&first) = data.first() else {
+            return DatagramDrop::NotQuic;
+        };
+        if first & 0x80 == 0 {
+            // Short header: the fixed bit (0x40) must be set (RFC 9000 §17.3.1).
+            return if first & 0x40 == 0 {
+                DatagramDrop::NotQuic
+            } else {
+                DatagramDrop::UnknownConnection
+            };
+        }
+        // Long header: 1 byte, version (4), DCID length and DCID, SCID length and SCID.
+        let Some(version) = data.get(1..5) else {
+            return DatagramDrop::Truncated;
+        };
+        let version = u32::from_be_bytes([version[0], version[1], version[2], version[3]]);
+        let dcid_len = data.get(5).map(|l| usize::from(*l));
+        let scid_at = dcid_len.map(|l| 6 + l);
+        if scid_at.is_none_or(|at| {
+            data.get(at)
+                .is_none_or(|l| data.len() < at + 1 + usize::from(*l))
+        }) {
+            return DatagramDrop::Truncated;
+        }
+        if version != 1 {
+            return DatagramDrop::UnsupportedVersion;
+        }
+        if first & 0x40 == 0 {
+            return DatagramDrop::NotQuic;
+        }
+        match (first >> 4) & 0x3 {
+            0 if data.len() < 1200 => DatagramDrop::InitialTooSmall,
+            0 => DatagramDrop::InitialUndecryptable,
+            _ => DatagramDrop::LongHeaderNoConnection,
+        }
+    }
+}
+
 /// Edge counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EdgeCounters {
+    /// Datagrams that reached no connection and got no response, by [`DatagramDrop`]
+    /// (index = position in [`DatagramDrop::ALL`]).
+    pub datagrams_dropped: [u64; DatagramDrop::ALL.len()],
+    /// Datagrams answered without a connection (Version Negotiation, stateless reset,
+    /// CONNECTION_REFUSED, Retry).
+    pub datagrams_answered: u64,
     /// Refusals by [`EdgeDrop`] (index = position in [`EdgeDrop::ALL`]).
     pub refused: [u64; EdgeDrop::ALL.len()],
     /// Retries sent.
@@ -266,6 +358,16 @@ impl Edge {
         if !established {
             self.counters.handshakes_failed += 1;
         }
+    }
+
+    /// quinn-proto dropped `data` without a connection or a response.
+    pub fn on_unhandled_datagram(&mut self, data: &[u8]) {
+        self.counters.datagrams_dropped[DatagramDrop::classify(data) as usize] += 1;
+    }
+
+    /// quinn-proto answered a datagram without a connection.
+    pub fn on_answered_datagram(&mut self) {
+        self.counters.datagrams_answered += 1;
     }
 
     /// A connection sent neither HELLO nor JOIN in time and is being closed.
@@ -448,6 +550,32 @@ mod tests {
             assert!(e.on_hello(addr(1).ip(), i));
             assert!(e.on_join_attempt(0));
         }
+    }
+
+    #[test]
+    fn dropped_datagrams_are_classified() {
+        use DatagramDrop as D;
+        let mut initial = vec![0xc0, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0];
+        assert_eq!(D::classify(&initial), D::InitialTooSmall);
+        initial.resize(1200, 0);
+        assert_eq!(D::classify(&initial), D::InitialUndecryptable);
+        let mut handshake = initial.clone();
+        handshake[0] = 0xe0;
+        assert_eq!(D::classify(&handshake), D::LongHeaderNoConnection);
+        let mut v2 = initial.clone();
+        v2[1..5].copy_from_slice(&[0x6b, 0x33, 0x43, 0xcf]);
+        assert_eq!(D::classify(&v2[..100]), D::UnsupportedVersion);
+        let mut no_fixed = initial.clone();
+        no_fixed[0] = 0x80;
+        assert_eq!(D::classify(&no_fixed), D::NotQuic);
+        for cut in [1, 4, 5, 6, 13, 14] {
+            assert_eq!(D::classify(&initial[..cut]), D::Truncated, "cut at {cut}");
+        }
+        assert_eq!(D::classify(&[]), D::NotQuic);
+        assert_eq!(D::classify(&[0x00, 1, 2]), D::NotQuic);
+        assert_eq!(D::classify(&[0x41, 1, 2, 3]), D::UnknownConnection);
+        // A long DCID length pointing past the end.
+        assert_eq!(D::classify(&[0xc0, 0, 0, 0, 1, 200, 1, 2]), D::Truncated);
     }
 
     #[test]

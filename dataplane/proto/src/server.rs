@@ -510,8 +510,11 @@ impl Server {
                 }
             }
             Some(DatagramEvent::NewConnection(incoming)) => self.accept(now, incoming, local),
-            Some(DatagramEvent::Response(t)) => self.queue_response(t, buf),
-            None => {}
+            Some(DatagramEvent::Response(t)) => {
+                self.edge.on_answered_datagram();
+                self.queue_response(t, buf);
+            }
+            None => self.edge.on_unhandled_datagram(data),
         }
     }
 
