@@ -346,3 +346,53 @@ fn sockets_are_0660_and_the_ingest_and_control_rates_hold() {
         "admitted {admitted}, allowed {allowed}"
     );
 }
+
+#[test]
+fn retry_always_validates_a_real_client_and_sessions_per_source_hold() {
+    // Retry on every new Initial, and one session per source address.
+    let campd = Campd::start(
+        &[
+            "--retry",
+            "always",
+            "--sessions-per-source",
+            "1",
+            "--turn-ms",
+            "1500",
+        ],
+        &[],
+    );
+    let first = campd.client_args(10);
+    let client = std::thread::spawn(move || run_client(&first));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while campd.edge()["sessions_opened"].as_u64() < Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "a session opened through the Retry"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // A second client from the same address (127.0.0.1) while the first is open: its HELLO
+    // is refused, and it ends without a session.
+    let second = campd.client_args(3);
+    let refused = run_client(&second);
+    let summary = client.join().unwrap().expect("client run");
+    let server = campd.edge();
+    let (report, _dir) = campd.stop();
+    eprintln!("{server}\n{refused:?}");
+    assert_eq!(summary.ended_by, "end_of_turn");
+    assert_eq!(summary.reliable_lost, 0);
+    assert!(
+        refused.as_ref().map_or(true, |s| s.paths_joined == 0),
+        "the second session from one source was refused: {refused:?}"
+    );
+    assert_eq!(report.sessions, 1);
+    assert!(
+        server["edge"]["retries_sent"].as_u64() >= Some(2),
+        "{server}"
+    );
+    assert_eq!(
+        server["edge"]["refused_sessions_per_source"].as_u64(),
+        Some(1),
+        "{server}"
+    );
+}
