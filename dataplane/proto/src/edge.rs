@@ -312,16 +312,13 @@ impl Edge {
     /// A HELLO from `source` wants to open session `session`; false (counted) when the
     /// source already has its maximum of open sessions.
     pub fn on_hello(&mut self, source: IpAddr, session: u32) -> bool {
-        let open = self.sessions_by_source.entry(source).or_insert(0);
         let max = self.limits.sessions_per_source;
-        if max != 0 && *open >= max {
-            if *open == 0 {
-                self.sessions_by_source.remove(&source);
-            }
+        let open = self.sessions_by_source.get(&source).copied().unwrap_or(0);
+        if max != 0 && open >= max {
             self.refuse(EdgeDrop::SessionsPerSource);
             return false;
         }
-        *open += 1;
+        self.sessions_by_source.insert(source, open + 1);
         self.session_source.insert(session, source);
         true
     }
