@@ -7,6 +7,7 @@
 //! text over HTTP and JSON lines over a Unix socket (what `campctl` speaks).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod histo;
 pub mod http;
 pub mod knobs;
@@ -131,6 +132,10 @@ pub struct ControlConfig {
     pub http_addr: Option<SocketAddr>,
     /// Histogram interval.
     pub interval: Duration,
+    /// Group of the control socket (None: campd's own); the mode is always 0660.
+    pub socket_group: Option<u32>,
+    /// Requests one control connection may make per second (burst: twice that); 0: no limit.
+    pub requests_per_second: u32,
 }
 
 impl Default for ControlConfig {
@@ -140,9 +145,15 @@ impl Default for ControlConfig {
             // A constant, valid address.
             http_addr: Some(DEFAULT_HTTP.parse().expect("valid default address")),
             interval: Duration::from_secs(1),
+            socket_group: None,
+            requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
         }
     }
 }
+
+/// Default of [`ControlConfig::requests_per_second`]: far above what `campctl stats --watch`
+/// needs, low enough that one client cannot keep the control thread busy.
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 50;
 
 /// Why the control thread could not start.
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +222,14 @@ impl ControlThread {
             ticker: Some((stop_tx, ticker)),
         };
         if let Some(path) = &config.socket_path {
-            this.socket = Some(socket::SocketServer::spawn(path, Arc::clone(&state))?);
+            this.socket = Some(socket::SocketServer::spawn(
+                path,
+                Arc::clone(&state),
+                socket::SocketAccess {
+                    group: config.socket_group,
+                    requests_per_second: config.requests_per_second,
+                },
+            )?);
         }
         if let Some(addr) = config.http_addr {
             this.http = Some(http::HttpServer::spawn(addr, state)?);
@@ -268,6 +286,7 @@ mod tests {
             socket_path: Some(sock.clone()),
             http_addr: Some("127.0.0.1:0".parse().unwrap()),
             interval: Duration::from_millis(20),
+            ..ControlConfig::default()
         };
         let ctl = ControlThread::spawn(cfg, ends).unwrap();
         assert!(sock.exists());
@@ -298,6 +317,7 @@ mod tests {
             socket_path: None,
             http_addr: None,
             interval: Duration::ZERO,
+            ..ControlConfig::default()
         };
         assert!(matches!(
             ControlThread::spawn(cfg, ends),

@@ -262,6 +262,39 @@ pub fn render(snap: &EngineSnapshot, stats: Option<&StatsReply>) -> String {
         o.family(name, "counter", help);
         o.sample(name, &[], v as f64);
     }
+    o.family(
+        "camp_edge_events_total",
+        "counter",
+        "Strangers and limits at the edge: handshakes started and failed, HELLO timeouts, refusals by limit, Retries, ingest units over their rate.",
+    );
+    for (event, v) in snap.server.edge.events() {
+        o.sample("camp_edge_events_total", &[("event", event)], v as f64);
+    }
+    o.family(
+        "camp_edge_datagrams_dropped_total",
+        "counter",
+        "Datagrams that reached no connection and got no answer, by what their header says.",
+    );
+    for (reason, v) in camp_proto::edge::DatagramDrop::ALL
+        .iter()
+        .zip(snap.server.edge.datagrams_dropped)
+    {
+        o.sample(
+            "camp_edge_datagrams_dropped_total",
+            &[("reason", reason.name())],
+            v as f64,
+        );
+    }
+    o.family(
+        "camp_edge_datagrams_answered_total",
+        "counter",
+        "Datagrams answered without a connection (version negotiation, stateless reset, refusal, Retry).",
+    );
+    o.sample(
+        "camp_edge_datagrams_answered_total",
+        &[],
+        snap.server.edge.datagrams_answered as f64,
+    );
 
     let st = &snap.settings;
     o.family(
@@ -563,6 +596,10 @@ mod tests {
                 malformed_control: 0,
                 deadline_resets: 2,
                 suspected: 0,
+                edge: crate::snapshot::EdgeTotals {
+                    handshakes_failed: 3,
+                    ..Default::default()
+                },
             },
             settings: EngineSettings {
                 scheduler_params: [("margin_factor".to_owned(), 1.5)].into_iter().collect(),

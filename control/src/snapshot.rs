@@ -291,6 +291,78 @@ pub struct ServerTotals {
     pub deadline_resets: u64,
     /// Paths suspected failed.
     pub suspected: u64,
+    /// What the edge refused or noticed (strangers, floods, limits).
+    #[serde(default)]
+    pub edge: EdgeTotals,
+}
+
+/// Edge counters: refusals by reason and the handshake outcomes of strangers
+/// (`camp_proto::edge`, plus the ingest limits campd applies).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EdgeTotals {
+    /// Connection attempts accepted into a handshake.
+    pub handshakes_started: u64,
+    /// Handshakes that failed before completing (wrong ALPN, bad TLS).
+    pub handshakes_failed: u64,
+    /// Connections closed for sending no HELLO or JOIN within the join timeout.
+    pub hello_timeouts: u64,
+    /// Connection attempts refused: source over its handshake rate.
+    pub refused_handshake_rate: u64,
+    /// Connection attempts refused: source table full.
+    pub refused_source_table_full: u64,
+    /// HELLOs refused: source has its maximum of sessions.
+    pub refused_sessions_per_source: u64,
+    /// JOINs refused: token had its maximum of attempts.
+    pub refused_join_attempts: u64,
+    /// QUIC Retry packets sent (address validation).
+    pub retries_sent: u64,
+    /// Ingested units refused by the per-session unit or byte rate.
+    pub ingest_rate_limited: u64,
+    /// Datagrams that reached no connection and got no answer, by
+    /// `camp_proto::edge::DatagramDrop` (same order).
+    pub datagrams_dropped: [u64; camp_proto::edge::DatagramDrop::ALL.len()],
+    /// Datagrams answered without a connection (Version Negotiation, stateless reset,
+    /// refusal, Retry).
+    pub datagrams_answered: u64,
+}
+
+impl EdgeTotals {
+    /// `(event, count)` pairs in a fixed order, for metrics and campctl.
+    pub fn events(&self) -> [(&'static str, u64); 9] {
+        [
+            ("handshake_started", self.handshakes_started),
+            ("handshake_failed", self.handshakes_failed),
+            ("hello_timeout", self.hello_timeouts),
+            ("refused_handshake_rate", self.refused_handshake_rate),
+            ("refused_source_table_full", self.refused_source_table_full),
+            (
+                "refused_sessions_per_source",
+                self.refused_sessions_per_source,
+            ),
+            ("refused_join_attempts", self.refused_join_attempts),
+            ("retry_sent", self.retries_sent),
+            ("ingest_rate_limited", self.ingest_rate_limited),
+        ]
+    }
+
+    /// The server's edge counters (the ingest count is campd's and set separately).
+    pub fn from_edge(c: &camp_proto::edge::EdgeCounters) -> Self {
+        use camp_proto::edge::EdgeDrop;
+        EdgeTotals {
+            handshakes_started: c.handshakes_started,
+            handshakes_failed: c.handshakes_failed,
+            hello_timeouts: c.hello_timeouts,
+            refused_handshake_rate: c.refused[EdgeDrop::HandshakeRate as usize],
+            refused_source_table_full: c.refused[EdgeDrop::SourceTableFull as usize],
+            refused_sessions_per_source: c.refused[EdgeDrop::SessionsPerSource as usize],
+            refused_join_attempts: c.refused[EdgeDrop::JoinAttempts as usize],
+            retries_sent: c.retries_sent,
+            ingest_rate_limited: 0,
+            datagrams_dropped: c.datagrams_dropped,
+            datagrams_answered: c.datagrams_answered,
+        }
+    }
 }
 
 impl From<&ServerCounters> for ServerTotals {
@@ -301,6 +373,7 @@ impl From<&ServerCounters> for ServerTotals {
             malformed_control: c.malformed_control,
             deadline_resets: c.deadline_resets,
             suspected: c.suspected,
+            edge: EdgeTotals::default(),
         }
     }
 }

@@ -9,7 +9,6 @@
 //! the next request.
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -135,6 +134,8 @@ pub enum ErrorCode {
     NoStats,
     /// Too many connections.
     Busy,
+    /// The connection sent requests faster than its limit; the request was not served.
+    RateLimited,
 }
 
 /// A reply line.
@@ -347,6 +348,15 @@ pub enum SocketError {
     },
 }
 
+/// Who may connect and how fast one connection may ask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketAccess {
+    /// Group of the socket file (None: the process's own).
+    pub group: Option<u32>,
+    /// Requests per second per connection (burst twice that); 0: no limit.
+    pub requests_per_second: u32,
+}
+
 /// The listening socket and its threads.
 #[derive(Debug)]
 pub(crate) struct SocketServer {
@@ -357,7 +367,11 @@ pub(crate) struct SocketServer {
 
 impl SocketServer {
     /// Binds `path` (mode 0660, replacing a stale socket file) and starts accepting.
-    pub(crate) fn spawn(path: &Path, state: Arc<ControlState>) -> Result<Self, SocketError> {
+    pub(crate) fn spawn(
+        path: &Path,
+        state: Arc<ControlState>,
+        access: SocketAccess,
+    ) -> Result<Self, SocketError> {
         let io_err = |source| SocketError::Io {
             path: path.to_owned(),
             source,
@@ -370,12 +384,12 @@ impl SocketServer {
             }
         }
         let listener = UnixListener::bind(path).map_err(io_err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io_err)?;
+        crate::access::restrict_socket(path, access.group).map_err(io_err)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let accept = std::thread::Builder::new()
             .name("camp-ctl-sock".into())
-            .spawn(move || accept_loop(listener, state, stop2))
+            .spawn(move || accept_loop(listener, state, stop2, access))
             .map_err(io_err)?;
         Ok(SocketServer {
             path: path.to_owned(),
@@ -403,7 +417,12 @@ impl Drop for SocketServer {
     }
 }
 
-fn accept_loop(listener: UnixListener, state: Arc<ControlState>, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: UnixListener,
+    state: Arc<ControlState>,
+    stop: Arc<AtomicBool>,
+    access: SocketAccess,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     let conns: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
     for stream in listener.incoming() {
@@ -425,7 +444,7 @@ fn accept_loop(listener: UnixListener, state: Arc<ControlState>, stop: Arc<Atomi
         let spawned = std::thread::Builder::new()
             .name("camp-ctl-conn".into())
             .spawn(move || {
-                let _ = serve_connection(stream, &state, &stop);
+                let _ = serve_connection(stream, &state, &stop, access.requests_per_second);
                 active2.fetch_sub(1, Ordering::SeqCst);
             });
         match spawned {
@@ -446,7 +465,14 @@ fn write_reply(stream: &mut UnixStream, reply: &Reply) -> io::Result<()> {
     stream.write_all(&line)
 }
 
-fn serve_connection(stream: UnixStream, state: &ControlState, stop: &AtomicBool) -> io::Result<()> {
+fn serve_connection(
+    stream: UnixStream,
+    state: &ControlState,
+    stop: &AtomicBool,
+    requests_per_second: u32,
+) -> io::Result<()> {
+    let rate = f64::from(requests_per_second);
+    let mut allowance = camp_proto::limits::TokenBucket::new(rate, 2.0 * rate, Instant::now());
     stream.set_read_timeout(Some(STOP_POLL))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
@@ -491,7 +517,15 @@ fn serve_connection(stream: UnixStream, state: &ControlState, stop: &AtomicBool)
             return Ok(());
         }
         if !line.iter().all(u8::is_ascii_whitespace) {
-            write_reply(&mut writer, &handle_line(state, &line))?;
+            let reply = if allowance.try_take(Instant::now(), 1.0) {
+                handle_line(state, &line)
+            } else {
+                Reply::error(
+                    ErrorCode::RateLimited,
+                    format!("more than {requests_per_second} requests per second"),
+                )
+            };
+            write_reply(&mut writer, &reply)?;
         }
         line.clear();
     }
@@ -504,6 +538,7 @@ mod tests {
     use crate::snapshot::EngineSnapshot;
     use camp_proto::Modality;
     use proptest::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn path(session: u32, id: u32, bytes: u64) -> PathSnapshot {
         PathSnapshot {
@@ -686,11 +721,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("campd.sock");
         let (st, _e) = state_with(vec![path(0, 0, 1)]);
-        let mut server = SocketServer::spawn(&sock, st).unwrap();
+        let mut server = SocketServer::spawn(&sock, st, SocketAccess::default()).unwrap();
         let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
         assert!(matches!(
-            SocketServer::spawn(&sock, crate::test_state(Duration::from_secs(1)).0),
+            SocketServer::spawn(
+                &sock,
+                crate::test_state(Duration::from_secs(1)).0,
+                SocketAccess::default()
+            ),
             Err(SocketError::InUse(_))
         ));
 
@@ -731,11 +770,45 @@ mod tests {
     }
 
     #[test]
+    fn requests_beyond_the_rate_are_refused_per_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("ctl.sock");
+        let (st, _engine) = crate::test_state(Duration::from_secs(1));
+        let access = SocketAccess {
+            group: None,
+            requests_per_second: 5,
+        };
+        let mut server = SocketServer::spawn(&sock, st, access).unwrap();
+        let ask = |n: usize| {
+            let stream = UnixStream::connect(&sock).unwrap();
+            let mut w = stream.try_clone().unwrap();
+            let mut r = BufReader::new(stream);
+            // One write of n requests: they arrive faster than 5/s whatever the scheduler.
+            let batch = "{\"cmd\":\"paths\"}\n".repeat(n);
+            w.write_all(batch.as_bytes()).unwrap();
+            (0..n)
+                .map(|_| {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    line.contains("rate_limited")
+                })
+                .collect::<Vec<_>>()
+        };
+        let limited = ask(15);
+        // Burst 10: the first ten are served (here: no snapshot yet), the rest refused.
+        assert!(limited[..10].iter().all(|l| !l), "{limited:?}");
+        assert!(limited[10..].iter().all(|l| *l), "{limited:?}");
+        // The limit is per connection: a new one starts with a full budget.
+        assert!(!ask(1)[0]);
+        server.stop();
+    }
+
+    #[test]
     fn connections_beyond_the_limit_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("campd.sock");
         let (st, _e) = state_with(vec![]);
-        let mut server = SocketServer::spawn(&sock, st).unwrap();
+        let mut server = SocketServer::spawn(&sock, st, SocketAccess::default()).unwrap();
         // Each held connection has been answered, so its thread is running.
         let held: Vec<_> = (0..MAX_CONNECTIONS)
             .map(|_| {

@@ -101,6 +101,26 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// Coupled congestion control (LIA, RFC 6356) across a session's paths.
     pub coupled_cc: Option<bool>,
+    /// Group (name or number) of the control and ingest sockets.
+    pub socket_group: Option<String>,
+    /// Requests per second per control connection (0: no limit).
+    pub control_requests_per_second: Option<u32>,
+    /// HELLO/JOIN timeout after the handshake, ms.
+    pub hello_timeout_ms: Option<u64>,
+    /// New handshakes per source address per second (0: no limit).
+    pub handshakes_per_source: Option<u32>,
+    /// Handshake burst per source.
+    pub handshake_burst: Option<u32>,
+    /// Open sessions per source address (0: no limit).
+    pub sessions_per_source: Option<u32>,
+    /// JOIN attempts per session token (0: no limit).
+    pub join_attempts_per_token: Option<u32>,
+    /// QUIC Retry: off, always, above:N.
+    pub retry: Option<String>,
+    /// Ingested units per second per session (0: no limit).
+    pub ingest_units_per_second: Option<u32>,
+    /// Ingested payload bytes per second per session (0: no limit).
+    pub ingest_bytes_per_second: Option<u64>,
 }
 
 /// Command-line flags of campd; each overrides the file.
@@ -176,6 +196,36 @@ pub struct Cli {
     /// Coupled congestion control (LIA, RFC 6356) across a session's paths: on or off.
     #[arg(long, value_parser = parse_on_off)]
     pub coupled_cc: Option<bool>,
+    /// Group (name or gid) of the control and ingest sockets (mode 0660).
+    #[arg(long)]
+    pub socket_group: Option<String>,
+    /// Requests per second per control connection (0: no limit).
+    #[arg(long)]
+    pub control_requests_per_second: Option<u32>,
+    /// A connection must send HELLO or JOIN within this many ms of its handshake.
+    #[arg(long)]
+    pub hello_timeout_ms: Option<u64>,
+    /// New handshakes per source address per second (0: no limit).
+    #[arg(long)]
+    pub handshakes_per_source: Option<u32>,
+    /// Handshakes a source may start at once.
+    #[arg(long)]
+    pub handshake_burst: Option<u32>,
+    /// Open sessions per source address (0: no limit).
+    #[arg(long)]
+    pub sessions_per_source: Option<u32>,
+    /// JOIN attempts per session token (0: no limit).
+    #[arg(long)]
+    pub join_attempts_per_token: Option<u32>,
+    /// QUIC Retry (address validation): off, always or above:N attempts per second.
+    #[arg(long)]
+    pub retry: Option<String>,
+    /// Ingested units per second per session (0: no limit).
+    #[arg(long)]
+    pub ingest_units_per_second: Option<u32>,
+    /// Ingested payload bytes per second per session (0: no limit).
+    #[arg(long)]
+    pub ingest_bytes_per_second: Option<u64>,
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -244,6 +294,8 @@ pub struct Settings {
     pub log_level: LogLevel,
     /// Coupled congestion control at start.
     pub coupled_cc: bool,
+    /// Socket access and rate limits.
+    pub access: crate::access::AccessSettings,
 }
 
 impl Settings {
@@ -288,8 +340,85 @@ pub fn parse_str(text: &str) -> Result<FileConfig, ConfigError> {
     Ok(toml::from_str(text)?)
 }
 
+fn resolve_access(
+    file: &FileConfig,
+    cli: &Cli,
+) -> Result<crate::access::AccessSettings, ConfigError> {
+    let d = crate::access::AccessSettings::default();
+    let socket_group = match cli.socket_group.clone().or(file.socket_group.clone()) {
+        None => None,
+        Some(g) => Some(camp_control::access::resolve_system_group(&g).map_err(|e| {
+            ConfigError::Invalid {
+                field: "socket_group",
+                value: format!("{g}: {e}"),
+            }
+        })?),
+    };
+    let hello_ms = cli
+        .hello_timeout_ms
+        .or(file.hello_timeout_ms)
+        .unwrap_or(d.hello_timeout.as_millis() as u64);
+    if !(100..=600_000).contains(&hello_ms) {
+        return Err(ConfigError::Invalid {
+            field: "hello_timeout_ms",
+            value: hello_ms.to_string(),
+        });
+    }
+    let retry = match cli.retry.clone().or(file.retry.clone()) {
+        None => d.edge.retry,
+        Some(r) => crate::access::parse_retry(&r).map_err(|value| ConfigError::Invalid {
+            field: "retry",
+            value,
+        })?,
+    };
+    let pick = |c: Option<u32>, f: Option<u32>, dflt: u32| c.or(f).unwrap_or(dflt);
+    Ok(crate::access::AccessSettings {
+        socket_group,
+        control_requests_per_second: pick(
+            cli.control_requests_per_second,
+            file.control_requests_per_second,
+            d.control_requests_per_second,
+        ),
+        hello_timeout: Duration::from_millis(hello_ms),
+        edge: camp_proto::edge::EdgeLimits {
+            handshakes_per_source_per_s: pick(
+                cli.handshakes_per_source,
+                file.handshakes_per_source,
+                d.edge.handshakes_per_source_per_s,
+            ),
+            handshake_burst: pick(
+                cli.handshake_burst,
+                file.handshake_burst,
+                d.edge.handshake_burst,
+            ),
+            sessions_per_source: pick(
+                cli.sessions_per_source,
+                file.sessions_per_source,
+                d.edge.sessions_per_source,
+            ),
+            join_attempts_per_token: pick(
+                cli.join_attempts_per_token,
+                file.join_attempts_per_token,
+                d.edge.join_attempts_per_token,
+            ),
+            retry,
+            ..d.edge
+        },
+        ingest_units_per_second: pick(
+            cli.ingest_units_per_second,
+            file.ingest_units_per_second,
+            d.ingest_units_per_second,
+        ),
+        ingest_bytes_per_second: cli
+            .ingest_bytes_per_second
+            .or(file.ingest_bytes_per_second)
+            .unwrap_or(d.ingest_bytes_per_second),
+    })
+}
+
 /// Applies `cli` over `file` and checks the result.
 pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
+    let access = resolve_access(&file, cli)?;
     let addresses = if cli.addresses.is_empty() {
         file.addresses
     } else {
@@ -360,7 +489,7 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
         .clone()
         .or(file.prometheus)
         .unwrap_or_else(|| camp_control::DEFAULT_HTTP.into());
-    let prometheus = if prom == "off" || prom.is_empty() {
+    let prometheus: Option<SocketAddr> = if prom == "off" || prom.is_empty() {
         None
     } else {
         Some(prom.parse().map_err(|_| ConfigError::Invalid {
@@ -384,7 +513,14 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
             value: turn_ms.to_string(),
         });
     }
+    if let Some(a) = prometheus
+        && !a.ip().is_loopback()
+    {
+        // Allowed (an operator asked for it), but never by default.
+        tracing::warn!("campd: Prometheus metrics served on non-loopback {a}");
+    }
     Ok(Settings {
+        access,
         addresses,
         interfaces,
         port,
@@ -509,10 +645,44 @@ coupled_cc = true
         .unwrap();
         assert_eq!(s.port, 4433);
         assert_eq!(s.turns, 1);
+        // Metrics stay on loopback unless configured otherwise.
+        let prom = s.prometheus.expect("metrics on by default");
+        assert!(prom.ip().is_loopback(), "{prom}");
+        assert_eq!(s.access, crate::access::AccessSettings::default());
         assert_eq!(
             s.control_socket,
             Some(PathBuf::from(camp_control::DEFAULT_SOCKET))
         );
+    }
+
+    #[test]
+    fn access_knobs_resolve() {
+        let file = parse_str(
+            "addresses = [\"198.18.10.1\"]\nio = \"udp\"\nself_signed = true\n\
+             socket_group = \"4321\"\nhello_timeout_ms = 1500\nhandshakes_per_source = 7\n\
+             sessions_per_source = 0\nretry = \"above:100\"\ningest_units_per_second = 9\n",
+        )
+        .unwrap();
+        let s = resolve(file.clone(), &cli(&["--join-attempts-per-token", "3"])).unwrap();
+        let a = &s.access;
+        assert_eq!(a.socket_group, Some(4321));
+        assert_eq!(a.hello_timeout, Duration::from_millis(1500));
+        assert_eq!(a.edge.handshakes_per_source_per_s, 7);
+        assert_eq!(a.edge.sessions_per_source, 0);
+        assert_eq!(a.edge.join_attempts_per_token, 3);
+        assert_eq!(a.edge.retry, camp_proto::edge::RetryPolicy::AboveRate(100));
+        assert_eq!(a.ingest_units_per_second, 9);
+        let s = resolve(file.clone(), &cli(&["--retry", "always"])).unwrap();
+        assert_eq!(s.access.edge.retry, camp_proto::edge::RetryPolicy::Always);
+        for (flag, value, field) in [
+            ("--retry", "sometimes", "retry"),
+            ("--hello-timeout-ms", "5", "hello_timeout_ms"),
+        ] {
+            match resolve(file.clone(), &cli(&[flag, value])) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{flag} {value}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use camp_control::knobs::{Knob, SchedulerParam};
 use camp_control::snapshot::{
-    EngineSettings, EngineSnapshot, NicSnapshot, PacketsBytes, PathSnapshot, ServerTotals,
-    SessionSnapshot, XdpCounters,
+    EdgeTotals, EngineSettings, EngineSnapshot, NicSnapshot, PacketsBytes, PathSnapshot,
+    ServerTotals, SessionSnapshot, XdpCounters,
 };
 use camp_control::{ControlConfig, ControlThread};
 use camp_engine::{Engine, EngineConfig, EngineCounters, RunEnd, Tick};
@@ -84,6 +84,8 @@ pub struct DaemonReport {
     pub units_refused: u64,
     /// Ingested units dropped: unknown session, or too many waiting for a first session.
     pub ingest_unrouted: u64,
+    /// Ingested units dropped by the per-session unit or byte rate.
+    pub ingest_rate_limited: u64,
     /// Knobs applied.
     pub knobs_applied: u64,
     /// Knobs logged as not applicable.
@@ -215,9 +217,12 @@ pub fn run(
     };
     let choice = SchedulerChoice::new(settings.scheduler);
     let epoch = Instant::now();
-    let node = Server::new(
+    let mut node = Server::new(
         ServerConfig {
-            camp: CampConfig::default(),
+            camp: CampConfig {
+                join_timeout: settings.access.hello_timeout,
+                ..CampConfig::default()
+            },
             local_addrs: settings.local_addrs(),
             crypto,
             scheduler: choice.factory(),
@@ -225,17 +230,31 @@ pub fn run(
         },
         epoch,
     );
+
+    node.set_edge_limits(epoch, settings.access.edge);
+    let mut ingest_limiter = crate::access::IngestLimiter::new(&settings.access);
     let (mut ctl, ends) = camp_control::channels();
     let control = ControlThread::spawn(
         ControlConfig {
             socket_path: settings.control_socket.clone(),
             http_addr: settings.prometheus,
             interval: Duration::from_secs(1),
+            socket_group: settings.access.socket_group,
+            requests_per_second: settings.access.control_requests_per_second,
         },
         ends,
     )?;
     let ingest = match &settings.ingest {
-        Some(p) => Some(IngestServer::spawn(p)?),
+        Some(p) => {
+            let server = IngestServer::spawn(p)?;
+            camp_control::access::restrict_socket(p, settings.access.socket_group).map_err(
+                |source| crate::ingest::IngestSetupError::Bind {
+                    path: p.clone(),
+                    source,
+                },
+            )?;
+            Some(server)
+        }
         None => None,
     };
     tracing::info!(
@@ -307,6 +326,7 @@ pub fn run(
                     }
                     ServerEvent::SessionClosed(s) => {
                         feeds.remove(&s.0);
+                        ingest_limiter.forget(s.0);
                         last_skew.remove(&s.0);
                     }
                     ServerEvent::PathClosed(..) | ServerEvent::JoinRefused(_) => {}
@@ -357,7 +377,15 @@ pub fn run(
                     while !feeds.is_empty()
                         && let Some(u) = waiting.pop_front()
                     {
-                        feed_ingest(node, now, now_us, &mut feeds, &u, &mut report);
+                        feed_ingest(
+                            node,
+                            now,
+                            now_us,
+                            &mut feeds,
+                            &u,
+                            &mut report,
+                            &mut ingest_limiter,
+                        );
                     }
                     while let Ok(u) = i.units().try_recv() {
                         if u.session.is_none() && feeds.is_empty() {
@@ -368,7 +396,15 @@ pub fn run(
                             }
                             continue;
                         }
-                        feed_ingest(node, now, now_us, &mut feeds, &u, &mut report);
+                        feed_ingest(
+                            node,
+                            now,
+                            now_us,
+                            &mut feeds,
+                            &u,
+                            &mut report,
+                            &mut ingest_limiter,
+                        );
                     }
                 } else {
                     for (&sid, f) in feeds.iter_mut() {
@@ -401,7 +437,14 @@ pub fn run(
                 last_snapshot = Some(now);
                 report.snapshots += 1;
                 xdp.refresh(now);
-                publish(&mut ctl.snapshots, node, &in_force, &nic_of, &xdp);
+                publish(
+                    &mut ctl.snapshots,
+                    node,
+                    &in_force,
+                    &nic_of,
+                    &xdp,
+                    ingest_limiter.refused,
+                );
             }
 
             // Drain.
@@ -523,6 +566,7 @@ fn feed_ingest(
     feeds: &mut BTreeMap<u32, Feed>,
     u: &IngestUnit,
     report: &mut DaemonReport,
+    limiter: &mut crate::access::IngestLimiter,
 ) {
     let sid = match u.session {
         Some(s) => s,
@@ -538,6 +582,10 @@ fn feed_ingest(
         report.ingest_unrouted += 1;
         return;
     };
+    if !limiter.admit(now, sid, u.payload.len()) {
+        report.ingest_rate_limited += 1;
+        return;
+    }
     let base = *f.ingest_base_us.get_or_insert(now_us);
     let r = node.send_unit(
         now,
@@ -573,10 +621,13 @@ fn publish(
     in_force: &EngineSettings,
     nic_of: &impl Fn(SocketAddr) -> String,
     xdp: &XdpTelemetry,
+    ingest_rate_limited: u64,
 ) {
     publisher.publish(|snap: &mut EngineSnapshot| {
         snap.unix_time_us = unix_time_us();
         snap.server = ServerTotals::from(node.counters());
+        snap.server.edge = EdgeTotals::from_edge(node.edge_counters());
+        snap.server.edge.ingest_rate_limited = ingest_rate_limited;
         snap.settings.clone_from(in_force);
         snap.sessions.clear();
         snap.paths.clear();

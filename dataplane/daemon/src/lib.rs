@@ -5,6 +5,7 @@
 //! session and summarises it.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -106,17 +106,22 @@ pub enum JoinRefusal {
     /// The first frame on the connection was neither HELLO nor JOIN, or came twice.
     #[error("protocol violation during join")]
     Protocol,
+    /// An edge limit refused it: too many sessions from the source (HELLO) or too many JOIN
+    /// attempts on the token ([`crate::edge::EdgeLimits`]).
+    #[error("rate limited")]
+    RateLimited,
 }
 
 impl JoinRefusal {
     /// All reasons, for counter arrays.
-    pub const ALL: [JoinRefusal; 6] = [
+    pub const ALL: [JoinRefusal; 7] = [
         JoinRefusal::UnknownSession,
         JoinRefusal::Forged,
         JoinRefusal::Replayed,
         JoinRefusal::Late,
         JoinRefusal::TooManyPaths,
         JoinRefusal::Protocol,
+        JoinRefusal::RateLimited,
     ];
 
     /// Dense index for counter arrays.

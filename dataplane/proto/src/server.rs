@@ -24,6 +24,7 @@ use crate::cc::PathGauges;
 use crate::config::{CampConfig, SchedulerFactory};
 use crate::conn::{PathConn, RxBuffer, UnitCarrier, UnitWriteError, codes};
 use crate::control::ControlFrame;
+use crate::edge::{AcceptVerdict, Edge, EdgeCounters, EdgeLimits};
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey, JoinRefusal, NonceCache};
 use crate::lia::{CouplingTable, DEFAULT_COUPLING_GROUPS};
 use crate::sched::{
@@ -100,7 +101,7 @@ pub const LATENCY_SAMPLES: usize = 8192;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServerCounters {
     /// Refused joins by reason ([`JoinRefusal::index`]).
-    pub join_refused: [u64; 6],
+    pub join_refused: [u64; JoinRefusal::ALL.len()],
     /// Control frames that failed to decode (connection closed).
     pub malformed_control: u64,
     /// Unit streams reset because their deadline passed.
@@ -194,6 +195,8 @@ pub struct Server {
     deadlines: [Option<u32>; Modality::COUNT],
     /// Coupled congestion control of every session's paths (group = session index).
     coupling: Arc<CouplingTable>,
+    /// Admission limits and their state.
+    edge: Edge,
 }
 
 impl std::fmt::Debug for Server {
@@ -226,6 +229,8 @@ impl Server {
             config.camp.coupled_cc,
         ));
         Self {
+            // Default limits; the application changes them with `set_edge_limits`.
+            edge: Edge::new(EdgeLimits::default()),
             config,
             clock: SessionClock::new(epoch),
             endpoint,
@@ -305,6 +310,21 @@ impl Server {
     /// Counters.
     pub fn counters(&self) -> &ServerCounters {
         &self.counters
+    }
+
+    /// Counters of the edge policy (refusals by reason, retries, failed handshakes).
+    pub fn edge_counters(&self) -> &EdgeCounters {
+        self.edge.counters()
+    }
+
+    /// Changes the edge limits at run time.
+    pub fn set_edge_limits(&mut self, now: Instant, limits: EdgeLimits) {
+        self.edge.set_limits(now, limits);
+    }
+
+    /// Edge limits in force.
+    pub fn edge_limits(&self) -> EdgeLimits {
+        self.edge.limits()
     }
 
     /// Next event for the application.
@@ -490,8 +510,11 @@ impl Server {
                 }
             }
             Some(DatagramEvent::NewConnection(incoming)) => self.accept(now, incoming, local),
-            Some(DatagramEvent::Response(t)) => self.queue_response(t, buf),
-            None => {}
+            Some(DatagramEvent::Response(t)) => {
+                self.edge.on_answered_datagram();
+                self.queue_response(t, buf);
+            }
+            None => self.edge.on_unhandled_datagram(data),
         }
     }
 
@@ -517,6 +540,32 @@ impl Server {
     }
 
     fn accept(&mut self, now: Instant, incoming: quinn_proto::Incoming, local: SocketAddr) {
+        let validated = incoming.remote_address_validated();
+        let mut buf = Vec::new();
+        match self.edge.on_incoming(
+            now,
+            incoming.remote_address(),
+            validated,
+            incoming.may_retry(),
+        ) {
+            AcceptVerdict::Accept => {}
+            AcceptVerdict::Retry => {
+                // may_retry was checked, so retry() cannot fail; if quinn disagrees, refuse.
+                match self.endpoint.retry(incoming, &mut buf) {
+                    Ok(t) => self.queue_response(t, buf),
+                    Err(e) => {
+                        let t = self.endpoint.refuse(e.into_incoming(), &mut buf);
+                        self.queue_response(t, buf);
+                    }
+                }
+                return;
+            }
+            AcceptVerdict::Refuse(_) => {
+                let t = self.endpoint.refuse(incoming, &mut buf);
+                self.queue_response(t, buf);
+                return;
+            }
+        }
         let gauges = Arc::new(PathGauges::default());
         let transport = self.config.camp.transport_coupled(
             self.clock.epoch(),
@@ -527,7 +576,6 @@ impl Server {
         sc.transport_config(Arc::new(transport));
         sc.migration(false);
         let remote = incoming.remote_address();
-        let mut buf = Vec::new();
         match self
             .endpoint
             .accept(incoming, now, &mut buf, Some(Arc::new(sc)))
@@ -544,6 +592,8 @@ impl Server {
                 self.process_conn(now, h);
             }
             Err(e) => {
+                // The first flight already failed (a ClientHello we refuse: wrong ALPN).
+                self.edge.on_pending_lost(false);
                 if let Some(t) = e.response {
                     self.queue_response(t, buf);
                 }
@@ -567,8 +617,10 @@ impl Server {
                 }
                 Event::ConnectionLost { .. } => {
                     c.path.lost = true;
-                    if let Role::Member { session, slot } = c.role {
-                        self.path_failed(now, session, slot);
+                    match c.role {
+                        Role::Member { session, slot } => self.path_failed(now, session, slot),
+                        Role::Pending => self.edge.on_pending_lost(c.path.established_us.is_some()),
+                        Role::Closing => {}
                     }
                 }
                 Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => {
@@ -652,6 +704,8 @@ impl Server {
             }
         }
         if !stream_ok {
+            // A frame the reader refused, or the control stream ended or was reset.
+            self.counters.malformed_control += 1;
             self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
         }
     }
@@ -786,6 +840,23 @@ impl Server {
 
     fn open_session(&mut self, now: Instant, h: ConnectionHandle, units_ahead: u32) {
         let now_us = self.clock.micros(now);
+        let sid = self
+            .sessions
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.sessions.len());
+        let Some(source) = self
+            .conns
+            .get(h.0)
+            .and_then(Option::as_ref)
+            .map(|c| c.path.remote.ip())
+        else {
+            return;
+        };
+        if !self.edge.on_hello(source, sid as u32) {
+            self.refuse(now, h, JoinRefusal::RateLimited);
+            return;
+        }
         let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
             return;
         };
@@ -803,14 +874,10 @@ impl Server {
             .export_keying_material(&mut secret, JOIN_KEY_LABEL, &token)
             .is_err()
         {
+            self.edge.on_session_closed(sid as u32);
             self.refuse(now, h, JoinRefusal::Protocol);
             return;
         }
-        let sid = self
-            .sessions
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.sessions.len());
         if sid == self.sessions.len() {
             self.sessions.push(None);
         }
@@ -880,6 +947,9 @@ impl Server {
             .tokens
             .get(&join.token)
             .ok_or(JoinRefusal::UnknownSession)?;
+        if !self.edge.on_join_attempt(sid) {
+            return Err(JoinRefusal::RateLimited);
+        }
         let c = self
             .conns
             .get_mut(h.0)
@@ -955,9 +1025,11 @@ impl Server {
         };
         let role = c.role;
         c.role = Role::Closing;
-        c.path
-            .conn
-            .close(now, VarInt::from_u32(code), bytes::Bytes::new());
+        c.path.conn.close(
+            now,
+            VarInt::from_u32(code),
+            bytes::Bytes::from_static(crate::edge::close_reason(code)),
+        );
         if let Role::Member { session, slot } = role {
             self.path_failed(now, session, slot);
         }
@@ -994,6 +1066,7 @@ impl Server {
         if s.paths.iter().all(Option::is_none) {
             s.closed = true;
             self.tokens.remove(&s.token);
+            self.edge.on_session_closed(session);
             self.events
                 .push_back(ServerEvent::SessionClosed(SessionId(session)));
         } else {
@@ -1215,6 +1288,7 @@ impl Server {
             if role == Role::Pending {
                 let start = c.path.established_us.unwrap_or(c.path.created_us);
                 if now_us > start + join_timeout {
+                    self.edge.on_hello_timeout();
                     self.refuse(now, h, JoinRefusal::Late);
                 }
             }

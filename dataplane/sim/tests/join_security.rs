@@ -161,7 +161,7 @@ fn encode(frame: &Frame<'_>) -> Vec<u8> {
 fn attack(
     make_payload: impl FnOnce(&camp_proto::client::Client) -> Vec<u8>,
     delay: Duration,
-) -> (Option<u64>, [u64; 6], u64) {
+) -> (Option<u64>, [u64; JoinRefusal::ALL.len()], u64) {
     let epoch = Instant::now();
     let (mut sim, roots) = build_with_roots(&setup(), epoch);
     let mut joined = 0;

@@ -459,6 +459,19 @@ pub fn sessions_table(s: &SessionsReply) -> String {
         s.server.deadline_resets,
         s.server.suspected
     ));
+    let edge: Vec<String> = s
+        .server
+        .edge
+        .events()
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(e, n)| format!("{e} {n}"))
+        .collect();
+    if !edge.is_empty() {
+        // Before the blank line that ends the header block.
+        out.truncate(out.len() - 1);
+        out.push_str(&format!("edge {}\n\n", edge.join("  ")));
+    }
     let header = [
         "SESSION",
         "SCHED",

@@ -111,6 +111,7 @@ fn start(dir: &Path) -> (Engine, ControlThread, std::path::PathBuf) {
         socket_path: Some(sock.clone()),
         http_addr: None,
         interval: Duration::from_millis(30),
+        ..ControlConfig::default()
     };
     (engine, ControlThread::spawn(cfg, ends).unwrap(), sock)
 }
@@ -325,6 +326,7 @@ fn no_snapshot_yet_is_reported() {
         socket_path: Some(sock.clone()),
         http_addr: None,
         interval: Duration::from_secs(1),
+        ..ControlConfig::default()
     };
     let ctl = ControlThread::spawn(cfg, ends).unwrap();
     let o = campctl(&sock, &["paths"]);
