@@ -56,6 +56,21 @@ if ((${#missing_build[@]} + ${#missing_run[@]})) && [ "$(id -u)" = 0 ]; then
     missing_run=()
 fi
 
+# Python packages: aioquic is the independent QUIC stack of campd's stranger test
+# (dataplane/daemon/tests/edge.rs), which skips without it unless CI is set.
+if ! python3 -c 'import aioquic' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] || [ -n "${VIRTUAL_ENV:-}" ]; then
+        echo "test.sh: installing the Python package aioquic"
+        python3 -m pip --version >/dev/null 2>&1 ||
+            { apt-get install -y -qq --no-install-recommends python3-pip >/dev/null; }
+        python3 -m pip install --quiet aioquic ||
+            python3 -m pip install --quiet --break-system-packages aioquic
+    else
+        echo "test.sh: missing the Python package aioquic: campd's stranger test skips" \
+            "(python3 -m pip install aioquic)" >&2
+    fi
+fi
+
 if ((${#missing_run[@]})); then
     echo "test.sh: missing ${missing_run[*]}: the root-only netns tests need them" \
         "(sudo apt-get install ${missing_run[*]})" >&2
