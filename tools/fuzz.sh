@@ -18,6 +18,9 @@
 # target directory: a run never modifies the tracked files. A crash leaves its input in the
 # scratch directory's artifacts/ and the script exits non-zero.
 #
+# $FUZZ_ARGS adds libFuzzer flags to every run (a campaign: FUZZ_ARGS=-runs=10000000 stops each
+# target after ten million executions, SECONDS then being the cap).
+#
 # Output: one line per target with executions, rate, coverage (cov/ft as libFuzzer counts
 # them), corpus size before and after, and ok or CRASH.
 set -euo pipefail
@@ -29,7 +32,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -j) jobs="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) break ;;
     esac
 done
@@ -101,8 +104,8 @@ run_one() {
     if [ -f "$dir/dict/$name.dict" ]; then
         args+=(-dict="$dir/dict/$name.dict")
     fi
-    # shellcheck disable=SC2207
-    args+=($(extra_args "$name"))
+    # shellcheck disable=SC2207,SC2086
+    args+=($(extra_args "$name") ${FUZZ_ARGS:-})
     "$bin" "${args[@]}" "$scratch/corpus" >"$scratch/log" 2>&1 || status=$?
     local execs rate cov ft after crashes verdict
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$scratch/log" | tail -1)
