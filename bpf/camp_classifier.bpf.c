@@ -6,9 +6,9 @@
  * holding an unfragmented IPv4 or IPv6 packet whose transport is UDP and
  * whose destination port is in `camp_ports`, and whose headers and UDP
  * length all lie inside the IP packet (IPv4 total length, IPv6 payload
- * length), is redirected to the AF_XDP
- * socket registered in `xsks` for the receiving queue. When no socket is
- * registered for that queue the frame is passed to the kernel. Everything
+ * length), is redirected to the AF_XDP socket registered in `xsks` for the
+ * receiving queue. When no socket is registered for that queue the frame is
+ * passed to the kernel. Everything
  * else (ARP, NDP/ICMPv6, other ports, fragments, malformed frames) is
  * passed, so the kernel keeps resolving neighbours and serving other
  * sockets.
