@@ -4,9 +4,11 @@
  *
  * Rule: an Ethernet frame (optionally carrying one 802.1Q / 802.1ad tag)
  * holding an unfragmented IPv4 or IPv6 packet whose transport is UDP and
- * whose destination port is in `camp_ports` is redirected to the AF_XDP
- * socket registered in `xsks` for the receiving queue. When no socket is
- * registered for that queue the frame is passed to the kernel. Everything
+ * whose destination port is in `camp_ports`, and whose headers and UDP
+ * length all lie inside the IP packet (IPv4 total length, IPv6 payload
+ * length), is redirected to the AF_XDP socket registered in `xsks` for the
+ * receiving queue. When no socket is registered for that queue the frame is
+ * passed to the kernel. Everything
  * else (ARP, NDP/ICMPv6, other ports, fragments, malformed frames) is
  * passed, so the kernel keeps resolving neighbours and serving other
  * sockets.
@@ -145,10 +147,20 @@ struct udp_hdr_ {
 	__sum16 check;
 };
 
-/* Parsing cursor, xdp-tools style: every step is bounds-checked. */
+/*
+ * Parsing cursor, xdp-tools style: every step is bounds-checked against the
+ * frame (for the verifier) and, past the IP header, against the IP packet
+ * as its length field gives it: `ip_left` is what remains of the packet
+ * from `pos` on. Bytes after the IP packet (Ethernet padding, or anything
+ * a sender appends) are never parsed as headers: a header claiming them is
+ * malformed, so the frame goes to the kernel and is counted
+ * (CAMP_STAT_PARSE_FAIL) instead of reaching the AF_XDP socket, whose
+ * receive parser (`camp_xdp::frame::parse_udp`) would refuse it.
+ */
 struct cursor {
 	void *pos;
 	void *end;
+	__u32 ip_left;
 };
 
 static __always_inline void count_global(__u32 idx, __u64 bytes)
@@ -227,7 +239,7 @@ static __always_inline int parse_ipv4(struct cursor *c, struct camp_endpoint *lo
 				      struct camp_endpoint *remote)
 {
 	struct ipv4_hdr_ *ip = c->pos;
-	__u32 hlen;
+	__u32 hlen, tot_len;
 
 	if ((void *)(ip + 1) > c->end)
 		return -1;
@@ -243,6 +255,9 @@ static __always_inline int parse_ipv4(struct cursor *c, struct camp_endpoint *lo
 		return 0;
 	if (ip->protocol != IPPROTO_UDP_)
 		return 0;
+	tot_len = bpf_ntohs(ip->tot_len);
+	if (tot_len < hlen || c->pos + tot_len > c->end)
+		return -1;
 	__builtin_memset(local, 0, sizeof(*local));
 	__builtin_memset(remote, 0, sizeof(*remote));
 	local->addr[10] = 0xff;
@@ -252,6 +267,7 @@ static __always_inline int parse_ipv4(struct cursor *c, struct camp_endpoint *lo
 	__builtin_memcpy(&local->addr[12], &ip->daddr, 4);
 	__builtin_memcpy(&remote->addr[12], &ip->saddr, 4);
 	c->pos += hlen;
+	c->ip_left = tot_len - hlen;
 	return 1;
 }
 
@@ -259,6 +275,7 @@ static __always_inline int parse_ipv6(struct cursor *c, struct camp_endpoint *lo
 				      struct camp_endpoint *remote)
 {
 	struct ipv6_hdr_ *ip6 = c->pos;
+	__u32 payload_len, hlen;
 	__u8 next;
 	int i;
 
@@ -266,6 +283,10 @@ static __always_inline int parse_ipv6(struct cursor *c, struct camp_endpoint *lo
 		return -1;
 	if ((bpf_ntohl(ip6->ver_tc_flow) >> 28) != 6)
 		return -1;
+	payload_len = bpf_ntohs(ip6->payload_len);
+	if ((void *)(ip6 + 1) + payload_len > c->end)
+		return -1;
+	c->ip_left = payload_len;
 	__builtin_memset(local, 0, sizeof(*local));
 	__builtin_memset(remote, 0, sizeof(*remote));
 	__builtin_memcpy(local->addr, ip6->daddr, 16);
@@ -284,12 +305,14 @@ static __always_inline int parse_ipv6(struct cursor *c, struct camp_endpoint *lo
 		if (next != IPPROTO_HOPOPTS_ && next != IPPROTO_ROUTING_ &&
 		    next != IPPROTO_DSTOPTS_)
 			return 0;
-		if ((void *)(oh + 1) > c->end)
+		if ((void *)(oh + 1) > c->end || c->ip_left < sizeof(*oh))
 			return -1;
 		next = oh->nexthdr;
-		if (c->pos + (oh->hdrlen + 1) * 8 > c->end)
+		hlen = (oh->hdrlen + 1) * 8;
+		if (c->pos + hlen > c->end || c->ip_left < hlen)
 			return -1;
-		c->pos += (oh->hdrlen + 1) * 8;
+		c->pos += hlen;
+		c->ip_left -= hlen;
 	}
 	return next == IPPROTO_UDP_ ? 1 : 0;
 }
@@ -300,6 +323,7 @@ int camp_classify(struct xdp_md *ctx)
 	struct cursor c = {
 		.pos = (void *)(long)ctx->data,
 		.end = (void *)(long)ctx->data_end,
+		.ip_left = 0,
 	};
 	__u64 bytes = c.end - c.pos;
 	struct camp_endpoint local, remote;
@@ -330,7 +354,7 @@ int camp_classify(struct xdp_md *ctx)
 	}
 
 	udp = c.pos;
-	if ((void *)(udp + 1) > c.end) {
+	if ((void *)(udp + 1) > c.end || c.ip_left < sizeof(*udp)) {
 		count_global(CAMP_STAT_PARSE_FAIL, bytes);
 		return XDP_PASS;
 	}
@@ -342,9 +366,9 @@ int camp_classify(struct xdp_md *ctx)
 	local.port = dport;
 	remote.port = bpf_ntohs(udp->source);
 
-	/* The UDP length must cover the header and fit in the frame. */
+	/* The UDP length must cover the header and fit in the IP packet. */
 	ulen = bpf_ntohs(udp->len);
-	if (ulen < sizeof(*udp) || (void *)udp + ulen > c.end) {
+	if (ulen < sizeof(*udp) || ulen > c.ip_left) {
 		count_global(CAMP_STAT_PARSE_FAIL, bytes);
 		count_endpoint(&local_stats, &local, bytes, EP_PARSE_FAILED);
 		count_endpoint(&remote_stats, &remote, bytes, EP_PARSE_FAILED);

@@ -3,11 +3,12 @@
 //! when the reply says so.
 #![no_main]
 
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use camp_control::snapshot::{EngineSnapshot, PathSnapshot, PathState};
 use camp_control::socket::{ErrorCode, MAX_LINE, Reply, handle_line};
-use camp_control::{ControlState, channels};
+use camp_control::{ControlState, Engine, channels};
 use libfuzzer_sys::fuzz_target;
 
 fn path(session: u32, id: u32) -> PathSnapshot {
@@ -39,7 +40,15 @@ fn path(session: u32, id: u32) -> PathSnapshot {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// The engine end and the request handler's state, built once per process: building them
+/// (channels, a published snapshot) costs far more than handling one line, and nothing a line
+/// does outlives it once the knob queue is drained, so sharing them changes no verdict.
+struct Fixture {
+    engine: Engine,
+    state: ControlState,
+}
+
+static FIXTURE: LazyLock<Mutex<Fixture>> = LazyLock::new(|| {
     let (mut engine, ends) = channels();
     engine.snapshots.publish(|s| {
         *s = EngineSnapshot {
@@ -48,7 +57,14 @@ fuzz_target!(|data: &[u8]| {
         };
     });
     let state = ControlState::new(ends.snapshots, ends.knobs, Duration::from_secs(1));
-    let reply = handle_line(&state, data);
+    Mutex::new(Fixture { engine, state })
+});
+
+fuzz_target!(|data: &[u8]| {
+    // A panic in an earlier input poisons the lock; the process is about to report it anyway.
+    let mut fixture = FIXTURE.lock().unwrap_or_else(PoisonError::into_inner);
+    let Fixture { engine, state } = &mut *fixture;
+    let reply = handle_line(state, data);
     serde_json::to_string(&reply).expect("every reply serialises");
     if data.len() > MAX_LINE {
         assert!(matches!(

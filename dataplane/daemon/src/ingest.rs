@@ -360,40 +360,73 @@ fn accept_loop(
     }
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes into `buf`. Returns `Ok(None)` at end of
-/// stream, `Ok(Some(false))` when the line was too long (and has been skipped).
-fn read_bounded_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
-    buf.clear();
-    let mut too_long = false;
-    loop {
-        let chunk = match r.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok(if buf.is_empty() && !too_long {
-                None
-            } else {
-                Some(!too_long)
-            });
+/// One line read by [`LineReader::read`].
+#[derive(Debug, PartialEq, Eq)]
+enum ReadLine<'a> {
+    /// A complete line without its newline (or the unterminated tail of the stream).
+    Line(&'a [u8]),
+    /// A line longer than [`MAX_LINE`], skipped up to and including its newline.
+    TooLong,
+    /// End of stream with no pending bytes.
+    End,
+}
+
+/// Assembles newline-terminated lines of at most [`MAX_LINE`] bytes from a stream whose reads
+/// may time out. The bytes of the current line and whether it already ran past the limit
+/// live here rather than in one call, because the socket has a read timeout (so the thread
+/// can notice shutdown): a writer slower than the timeout must still get its line parsed
+/// whole, and a long line must stay refused however slowly its tail arrives.
+#[derive(Debug, Default)]
+struct LineReader {
+    line: Vec<u8>,
+    too_long: bool,
+    /// The previous call returned a line: the next one starts a new line.
+    returned: bool,
+}
+
+impl LineReader {
+    /// Reads up to the end of the current line. An error (a read timeout) leaves the bytes
+    /// read so far in place; the next call continues the same line.
+    fn read(&mut self, r: &mut impl BufRead) -> std::io::Result<ReadLine<'_>> {
+        if std::mem::take(&mut self.returned) {
+            self.line.clear();
+            self.too_long = false;
         }
-        let (take, end) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (i, true),
-            None => (chunk.len(), false),
-        };
-        if !too_long {
-            if buf.len() + take > MAX_LINE {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(&chunk[..take]);
+        loop {
+            let chunk = match r.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                if self.line.is_empty() && !self.too_long {
+                    return Ok(ReadLine::End);
+                }
+                break;
+            }
+            let (take, end) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            if !self.too_long {
+                if self.line.len() + take > MAX_LINE {
+                    self.too_long = true;
+                    self.line.clear();
+                } else {
+                    self.line.extend_from_slice(&chunk[..take]);
+                }
+            }
+            r.consume(take + usize::from(end));
+            if end {
+                break;
             }
         }
-        r.consume(take + usize::from(end));
-        if end {
-            return Ok(Some(!too_long));
-        }
+        self.returned = true;
+        Ok(if self.too_long {
+            ReadLine::TooLong
+        } else {
+            ReadLine::Line(&self.line)
+        })
     }
 }
 
@@ -409,13 +442,13 @@ fn serve(
         return;
     };
     let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
+    let mut lines = LineReader::default();
     while !stop.load(Ordering::Acquire) {
-        let reply = match read_bounded_line(&mut reader, &mut buf) {
-            Ok(None) => return,
-            Ok(Some(false)) => IngestError::TooLong.reply(),
-            Ok(Some(true)) if buf.iter().all(u8::is_ascii_whitespace) => continue,
-            Ok(Some(true)) => match parse_line(&buf) {
+        let reply = match lines.read(&mut reader) {
+            Ok(ReadLine::End) => return,
+            Ok(ReadLine::TooLong) => IngestError::TooLong.reply(),
+            Ok(ReadLine::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(ReadLine::Line(line)) => match parse_line(line) {
                 Err(e) => e.reply(),
                 Ok(_) if closed.load(Ordering::Acquire) => IngestError::ShuttingDown.reply(),
                 Ok(unit) => match tx.try_send(unit) {
@@ -427,6 +460,7 @@ fn serve(
                     Err(TrySendError::Disconnected(_)) => IngestError::ShuttingDown.reply(),
                 },
             },
+            // The read timeout: look at `stop`, then go on with the same line.
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => return,
         };
@@ -523,13 +557,80 @@ mod tests {
         let mut input = vec![b'x'; MAX_LINE + 10];
         input.extend_from_slice(b"\nshort\nlast");
         let mut r = BufReader::with_capacity(1024, &input[..]);
-        let mut buf = Vec::new();
-        assert_eq!(read_bounded_line(&mut r, &mut buf).unwrap(), Some(false));
-        assert_eq!(read_bounded_line(&mut r, &mut buf).unwrap(), Some(true));
-        assert_eq!(buf, b"short");
-        assert_eq!(read_bounded_line(&mut r, &mut buf).unwrap(), Some(true));
-        assert_eq!(buf, b"last");
-        assert_eq!(read_bounded_line(&mut r, &mut buf).unwrap(), None);
+        let mut lines = LineReader::default();
+        assert_eq!(lines.read(&mut r).unwrap(), ReadLine::TooLong);
+        assert_eq!(lines.read(&mut r).unwrap(), ReadLine::Line(b"short"));
+        assert_eq!(lines.read(&mut r).unwrap(), ReadLine::Line(b"last"));
+        assert_eq!(lines.read(&mut r).unwrap(), ReadLine::End);
+    }
+
+    /// A stream that hands out its pieces one read at a time and times out between them, as
+    /// the ingest socket does when the writer is slower than its read timeout.
+    struct SlowStream {
+        pieces: std::collections::VecDeque<Vec<u8>>,
+        timed_out: bool,
+    }
+
+    impl std::io::Read for SlowStream {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if !std::mem::replace(&mut self.timed_out, true) {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            self.timed_out = false;
+            let Some(mut piece) = self.pieces.pop_front() else {
+                return Ok(0);
+            };
+            let n = piece.len().min(out.len());
+            out[..n].copy_from_slice(&piece[..n]);
+            if n < piece.len() {
+                self.pieces.push_front(piece.split_off(n));
+            }
+            Ok(n)
+        }
+    }
+
+    /// Reads lines from `r` as `serve` does: timeouts are retried.
+    fn lines_of(r: impl std::io::Read) -> Vec<Result<Vec<u8>, ()>> {
+        let mut r = BufReader::new(r);
+        let mut lines = LineReader::default();
+        let mut got = Vec::new();
+        loop {
+            match lines.read(&mut r) {
+                Ok(ReadLine::End) => return got,
+                Ok(ReadLine::Line(l)) => got.push(Ok(l.to_vec())),
+                Ok(ReadLine::TooLong) => got.push(Err(())),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::WouldBlock),
+            }
+        }
+    }
+
+    #[test]
+    fn reader_keeps_a_partial_line_across_timeouts() {
+        let input = b"{\"x\":true}\nnext\n";
+        let bytewise = SlowStream {
+            pieces: input.iter().map(|b| vec![*b]).collect(),
+            timed_out: false,
+        };
+        assert_eq!(
+            lines_of(bytewise),
+            [Ok(b"{\"x\":true}".to_vec()), Ok(b"next".to_vec())]
+        );
+    }
+
+    #[test]
+    fn reader_keeps_a_long_line_refused_across_timeouts() {
+        // Past the limit in the first piece; the rest of that line, and a tail that alone
+        // would be a valid short line, arrive after timeouts.
+        let pieces = [
+            vec![b'x'; MAX_LINE + 1],
+            b"more".to_vec(),
+            b"x\nok\n".to_vec(),
+        ];
+        let slow = SlowStream {
+            pieces: pieces.into_iter().collect(),
+            timed_out: false,
+        };
+        assert_eq!(lines_of(slow), [Err(()), Ok(b"ok".to_vec())]);
     }
 
     #[test]
@@ -559,6 +660,41 @@ mod tests {
         drop(s);
         server.stop();
         assert!(!path.exists(), "socket file removed");
+    }
+
+    /// A writer slower than the socket's 200 ms read timeout: one byte every 300 ms. The line
+    /// must reach the parser whole (its reply names the unknown field), and the next line
+    /// must still be its own.
+    #[test]
+    fn socket_reads_a_line_written_one_byte_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest.sock");
+        let server = IngestServer::spawn(&path).unwrap();
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for b in b"{\"x\":true}\n" {
+            s.write_all(&[*b]).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        s.write_all(b"{\"modality\":\"text\",\"sync_index\":0,\"media_ms\":0,\"size\":4}\n")
+            .unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(reply["error"], "bad_json", "{line}");
+        assert!(
+            reply["detail"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field `x`"),
+            "{line}"
+        );
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), r#"{"ok":true,"queued":1}"#);
+        drop(s);
+        server.stop();
     }
 
     proptest! {

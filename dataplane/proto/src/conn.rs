@@ -14,7 +14,7 @@ use crate::cc::{GaugeSnapshot, PathGauges};
 use crate::sched::PathView;
 
 /// Largest control frame accepted on a control stream.
-pub(crate) const MAX_CONTROL_FRAME: usize = 4096;
+pub(crate) const MAX_CONTROL_FRAME: usize = camp_wire::MAX_CONTROL_FRAME;
 /// Largest unit frame accepted on a unit stream.
 pub(crate) const MAX_UNIT_FRAME: usize = camp_wire::FRAME_HEADER_LEN + camp_wire::MAX_BODY_LEN;
 

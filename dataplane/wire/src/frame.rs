@@ -17,6 +17,10 @@ pub const FRAME_HEADER_LEN: usize = 6;
 /// Largest body a frame may announce (1 MiB). Bounds what a receiver must buffer for one
 /// frame; media units larger than this are split by the application.
 pub const MAX_BODY_LEN: usize = 1 << 20;
+/// Largest control frame (header included) a receiver accepts on a control stream. Every
+/// control frame is far smaller (an ACK with 64 ranges is 1042 bytes), so the control
+/// stream's reassembly buffer stays at 4 KiB instead of the 1 MiB a unit stream may need.
+pub const MAX_CONTROL_FRAME: usize = 4096;
 
 /// Frame type codes (byte 1 of the frame header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -27,7 +27,9 @@ pub use control::{
     RttReport, SessionInfo,
 };
 pub use error::WireError;
-pub use frame::{FRAME_HEADER_LEN, Frame, FrameHeader, FrameType, MAX_BODY_LEN, WIRE_VERSION};
+pub use frame::{
+    FRAME_HEADER_LEN, Frame, FrameHeader, FrameType, MAX_BODY_LEN, MAX_CONTROL_FRAME, WIRE_VERSION,
+};
 pub use reader::FrameReader;
 pub use types::*;
 pub use unit::{DATA_PREFIX_LEN, UNIT_HEADER_LEN, UnitHeader};

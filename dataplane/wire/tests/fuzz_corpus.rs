@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 
 use camp_wire::{
-    Abandon, CaptureId, Feedback, Frame, FrameType, Hello, Join, JoinOk, Modality, PathId,
-    PathStatus, PathStatusFrame, Reliability, RttReport, SessionInfo, UnitFlags, UnitHeader,
-    ack_len, emit_ack,
+    Abandon, CaptureId, FRAME_HEADER_LEN, Feedback, Frame, FrameType, Hello, Join, JoinOk,
+    MAX_BODY_LEN, MAX_CONTROL_FRAME, Modality, PathId, PathStatus, PathStatusFrame, Reliability,
+    RttReport, SessionInfo, UNIT_HEADER_LEN, UnitFlags, UnitHeader, ack_len, emit_ack,
 };
 
 /// One valid frame of every type, encoded, named after its type.
@@ -117,12 +117,42 @@ fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
     seeds
 }
 
-/// `frame_reader` inputs: chunk-size byte, max-frame scale byte, then the stream.
+/// A DATA frame of exactly `frame_len` bytes, header included.
+fn data_frame(frame_len: usize) -> Vec<u8> {
+    let payload = vec![0x42; frame_len - FRAME_HEADER_LEN - UNIT_HEADER_LEN];
+    let frame = Frame::Data {
+        header: UnitHeader {
+            modality: Modality::Video,
+            reliability: Reliability::Droppable,
+            flags: UnitFlags::KEYFRAME,
+            sync_index: 1,
+            seq: 1,
+            gen_time_us: 1_000,
+            deadline_us: 150_000,
+            capture_id: CaptureId::COMPOSED,
+            payload_len: payload.len() as u32,
+        },
+        payload: &payload,
+    };
+    let mut buf = vec![0; frame.buffer_len()];
+    frame.emit(&mut buf).expect("valid seed frame");
+    assert_eq!(buf.len(), frame_len);
+    buf
+}
+
+/// `frame_reader` inputs: chunk-size byte, max-frame selector byte, then the stream. Selectors
+/// 250..=255 are the production limits and one byte either side (`max_frame` in
+/// `fuzz/fuzz_targets/frame_reader.rs`): 250 = MAX_CONTROL_FRAME - 1, 251 = MAX_CONTROL_FRAME,
+/// 253 = 1 MiB + 6 - 1, 254 = 1 MiB + 6, 255 = one more than the header's own cap allows.
 fn reader_seeds(frames: &[(&'static str, Vec<u8>)]) -> Vec<(&'static str, Vec<u8>)> {
     let all: Vec<u8> = frames.iter().flat_map(|(_, bytes)| bytes.clone()).collect();
     let with = |chunk: u8, scale: u8, stream: &[u8]| [&[chunk, scale][..], stream].concat();
     let mut bad_tail = all.clone();
     bad_tail.extend_from_slice(&[0x02, 0x10, 0x00, 0x00, 0x00, 0x04, 0, 0, 0, 0]);
+    // A control-sized DATA frame of exactly MAX_CONTROL_FRAME bytes, then a HELLO.
+    let control_limit = [data_frame(MAX_CONTROL_FRAME), frames[1].1.clone()].concat();
+    // The first bytes of a DATA frame of the largest size a unit stream accepts.
+    let unit_limit = data_frame(FRAME_HEADER_LEN + MAX_BODY_LEN)[..242].to_vec();
     vec![
         ("all_types_chunk1", with(0, 255, &all)),
         ("all_types_chunk7", with(6, 255, &all)),
@@ -130,6 +160,10 @@ fn reader_seeds(frames: &[(&'static str, Vec<u8>)]) -> Vec<(&'static str, Vec<u8
         ("truncated_tail", with(9, 255, &all[..all.len() - 5])),
         ("bad_version_tail", with(4, 255, &bad_tail)),
         ("max_frame_too_small", with(16, 2, &all)),
+        ("control_limit_exact", with(63, 251, &control_limit)),
+        ("control_limit_one_short", with(63, 250, &control_limit)),
+        ("unit_limit_exact_partial", with(255, 254, &unit_limit)),
+        ("unit_limit_one_short", with(255, 253, &unit_limit)),
     ]
 }
 

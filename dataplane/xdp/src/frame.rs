@@ -204,26 +204,30 @@ pub fn parse_eth(frame: &[u8]) -> Result<EthView, FrameError> {
 
 /// Network layer of a UDP-carrying packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct IpView {
+struct IpView<'a> {
     src: IpAddr,
     dst: IpAddr,
     ecn: Ecn,
-    /// Offset of the UDP header.
-    l4: usize,
-    /// End of the IP packet (excludes Ethernet padding) when `strict`.
-    end: usize,
+    /// The IP payload from the UDP header to the end of the IP packet as its
+    /// length field gives it (Ethernet padding excluded). Holding the slice
+    /// rather than two offsets means no caller subtracts wire-derived
+    /// offsets: a header that claims to run past its packet is an error here.
+    transport: &'a [u8],
 }
 
-/// Walks the IP header(s) up to UDP. `strict` additionally checks IP
-/// lengths and the IPv4 header checksum (receive path); without it the
-/// checks are exactly those of the XDP classifier.
-fn parse_ip(frame: &[u8], eth: &EthView, strict: bool) -> Result<IpView, FrameError> {
-    let l3 = eth.l3;
+/// Walks the IP header(s) up to UDP, bounding every step by the IP length
+/// field (IPv4 total length, IPv6 payload length), exactly as the XDP
+/// classifier does. `verify_checksum` adds the IPv4 header checksum, which
+/// only the receive path checks.
+fn parse_ip<'a>(
+    frame: &'a [u8],
+    eth: &EthView,
+    verify_checksum: bool,
+) -> Result<IpView<'a>, FrameError> {
+    let net = frame.get(eth.l3..).unwrap_or_default();
     match eth.ethertype {
         ETH_P_IP => {
-            let h = frame
-                .get(l3..l3 + IPV4_HLEN)
-                .ok_or(FrameError::Truncated("ipv4"))?;
+            let h = net.get(..IPV4_HLEN).ok_or(FrameError::Truncated("ipv4"))?;
             let version = h[0] >> 4;
             if version != 4 {
                 return Err(FrameError::BadIpVersion(version));
@@ -233,43 +237,34 @@ fn parse_ip(frame: &[u8], eth: &EthView, strict: bool) -> Result<IpView, FrameEr
                 return Err(FrameError::BadIhl(ihl));
             }
             let hlen = usize::from(ihl) * 4;
-            if frame.len() < l3 + hlen {
-                return Err(FrameError::Truncated("ipv4"));
-            }
+            let header = net.get(..hlen).ok_or(FrameError::Truncated("ipv4"))?;
             if be16(h, 6) & 0x3fff != 0 {
                 return Err(FrameError::Fragment);
             }
             if h[9] != PROTO_UDP {
                 return Err(FrameError::NotUdp(h[9]));
             }
-            let mut end = frame.len();
-            if strict {
-                let total = usize::from(be16(h, 2));
-                if total < hlen || l3 + total > frame.len() {
-                    return Err(FrameError::BadIpLength {
-                        ip: total,
-                        frame: frame.len() - l3,
-                    });
-                }
-                if checksum_fold(checksum_add(0, &frame[l3..l3 + hlen])) != 0xffff {
-                    return Err(FrameError::BadIpChecksum);
-                }
-                end = l3 + total;
+            let total = usize::from(be16(h, 2));
+            let bad_length = FrameError::BadIpLength {
+                ip: total,
+                frame: net.len(),
+            };
+            let transport = net
+                .get(..total)
+                .and_then(|packet| packet.get(hlen..))
+                .ok_or(bad_length)?;
+            if verify_checksum && checksum_fold(checksum_add(0, header)) != 0xffff {
+                return Err(FrameError::BadIpChecksum);
             }
-            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
             Ok(IpView {
-                src: IpAddr::V4(src),
-                dst: IpAddr::V4(dst),
+                src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+                dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
                 ecn: Ecn::from_bits(h[1]),
-                l4: l3 + hlen,
-                end,
+                transport,
             })
         }
         ETH_P_IPV6 => {
-            let h = frame
-                .get(l3..l3 + IPV6_HLEN)
-                .ok_or(FrameError::Truncated("ipv6"))?;
+            let h = net.get(..IPV6_HLEN).ok_or(FrameError::Truncated("ipv6"))?;
             let version = h[0] >> 4;
             if version != 6 {
                 return Err(FrameError::BadIpVersion(version));
@@ -279,19 +274,12 @@ fn parse_ip(frame: &[u8], eth: &EthView, strict: bool) -> Result<IpView, FrameEr
             let mut dst = [0u8; 16];
             src.copy_from_slice(&h[8..24]);
             dst.copy_from_slice(&h[24..40]);
-            let mut end = frame.len();
-            if strict {
-                let payload = usize::from(be16(h, 4));
-                if l3 + IPV6_HLEN + payload > frame.len() {
-                    return Err(FrameError::BadIpLength {
-                        ip: payload + IPV6_HLEN,
-                        frame: frame.len() - l3,
-                    });
-                }
-                end = l3 + IPV6_HLEN + payload;
-            }
+            let total = IPV6_HLEN + usize::from(be16(h, 4));
+            let mut rest = net.get(IPV6_HLEN..total).ok_or(FrameError::BadIpLength {
+                ip: total,
+                frame: net.len(),
+            })?;
             let mut next = h[6];
-            let mut pos = l3 + IPV6_HLEN;
             let mut walked = 0;
             loop {
                 match next {
@@ -303,23 +291,21 @@ fn parse_ip(frame: &[u8], eth: &EthView, strict: bool) -> Result<IpView, FrameEr
                 if walked == MAX_IPV6_EXT_HEADERS {
                     return Err(FrameError::TooManyExtHeaders);
                 }
-                let oh = frame
-                    .get(pos..pos + 2)
+                let oh = rest
+                    .get(..2)
                     .ok_or(FrameError::Truncated("ipv6 extension"))?;
                 next = oh[0];
                 let len = (usize::from(oh[1]) + 1) * 8;
-                if pos + len > frame.len() {
-                    return Err(FrameError::Truncated("ipv6 extension"));
-                }
-                pos += len;
+                rest = rest
+                    .get(len..)
+                    .ok_or(FrameError::Truncated("ipv6 extension"))?;
                 walked += 1;
             }
             Ok(IpView {
                 src: IpAddr::V6(Ipv6Addr::from(src)),
                 dst: IpAddr::V6(Ipv6Addr::from(dst)),
                 ecn: Ecn::from_bits(tc),
-                l4: pos,
-                end,
+                transport: rest,
             })
         }
         other => Err(FrameError::NotIp(other)),
@@ -363,7 +349,7 @@ pub fn classify(frame: &[u8], is_camp_port: impl Fn(u16) -> bool) -> Classificat
         }
         Err(e) => return Classification::Malformed(e),
     };
-    let Some(udp) = frame.get(ip.l4..ip.l4 + UDP_HLEN) else {
+    let Some(udp) = ip.transport.get(..UDP_HLEN) else {
         return Classification::Malformed(FrameError::Truncated("udp"));
     };
     let dport = be16(udp, 2);
@@ -371,10 +357,10 @@ pub fn classify(frame: &[u8], is_camp_port: impl Fn(u16) -> bool) -> Classificat
         return Classification::Other;
     }
     let ulen = usize::from(be16(udp, 4));
-    if ulen < UDP_HLEN || ip.l4 + ulen > frame.len() {
+    if ulen < UDP_HLEN || ulen > ip.transport.len() {
         return Classification::Malformed(FrameError::BadUdpLength {
             udp: ulen,
-            ip: frame.len() - ip.l4,
+            ip: ip.transport.len(),
         });
     }
     Classification::Camp {
@@ -404,19 +390,18 @@ pub struct UdpView<'a> {
 pub fn parse_udp(frame: &[u8]) -> Result<UdpView<'_>, FrameError> {
     let eth = parse_eth(frame)?;
     let ip = parse_ip(frame, &eth, true)?;
-    let udp = frame
-        .get(ip.l4..ip.l4 + UDP_HLEN)
+    let udp = ip
+        .transport
+        .get(..UDP_HLEN)
         .ok_or(FrameError::Truncated("udp"))?;
     let ulen = usize::from(be16(udp, 4));
-    let ip_payload = ip.end - ip.l4;
-    if ulen < UDP_HLEN || ulen > ip_payload {
-        return Err(FrameError::BadUdpLength {
-            udp: ulen,
-            ip: ip_payload,
-        });
-    }
+    let bad_length = FrameError::BadUdpLength {
+        udp: ulen,
+        ip: ip.transport.len(),
+    };
+    let segment = ip.transport.get(..ulen).ok_or(bad_length)?;
+    let payload = segment.get(UDP_HLEN..).ok_or(bad_length)?;
     let csum = be16(udp, 6);
-    let segment = &frame[ip.l4..ip.l4 + ulen];
     match (ip.src, csum) {
         (IpAddr::V4(_), 0) => {}
         (_, 0) => return Err(FrameError::BadUdpChecksum),
@@ -432,7 +417,7 @@ pub fn parse_udp(frame: &[u8]) -> Result<UdpView<'_>, FrameError> {
         src: SocketAddr::new(ip.src, be16(udp, 0)),
         dst: SocketAddr::new(ip.dst, be16(udp, 2)),
         ecn: ip.ecn,
-        payload: &segment[UDP_HLEN..],
+        payload,
     })
 }
 
@@ -771,6 +756,131 @@ pub(crate) mod tests {
                     assert_eq!(parse_udp(&again).unwrap().payload, v.payload);
                 }
             }
+        }
+    }
+
+    /// Issue 16, found by the `parse_udp` fuzz target: IPv6 with payload
+    /// length 0 whose hop-by-hop header (and the UDP datagram to port 4433
+    /// after it) lie in the bytes that follow the IP packet. The parser
+    /// subtracted the UDP offset from the end of the IP packet: a panic in
+    /// debug builds, and in release a wrapped length that let the trailing
+    /// bytes through as a datagram.
+    pub(crate) const EXT_PAST_PAYLOAD_81: [u8; 81] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x86, 0xdd, 0x60,
+        0x20, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x86, 0xdd,
+        0x60, 0x20, 0x00, 0x00, 0x00, 0x1b, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xb9, 0x0d, 0x00,
+        0x01, 0x3c, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x11, 0x00, 0x01, 0x04, 0x00, 0x00,
+        0x00, 0x00, 0x13, 0x88, 0x11, 0x51, 0x00, 0x0b, 0xa6, 0x11, 0x65, 0x78, 0x74, 0xa6, 0x11,
+        0x0b, 0xa6, 0x11, 0x65, 0x78, 0x74,
+    ];
+
+    /// The second reproducer of issue 16: the same shape, 73 bytes.
+    pub(crate) const EXT_PAST_PAYLOAD_73: [u8; 73] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x86, 0xdd, 0x60,
+        0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1b, 0x3c, 0x40, 0x20, 0x01, 0x0d, 0xb8,
+        0x00, 0x3c, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x11, 0x00, 0x01, 0x04, 0x00, 0x00,
+        0x00, 0x00, 0x13, 0x88, 0x11, 0x51, 0x00, 0x0b, 0xa6, 0x11, 0x65, 0x78, 0x74,
+    ];
+
+    #[test]
+    fn extension_headers_past_ipv6_payload_are_errors() {
+        for frame in [&EXT_PAST_PAYLOAD_81[..], &EXT_PAST_PAYLOAD_73[..]] {
+            assert_eq!(
+                parse_udp(frame),
+                Err(FrameError::Truncated("ipv6 extension"))
+            );
+            assert_eq!(
+                classify(frame, |p| p == 4433),
+                Classification::Malformed(FrameError::Truncated("ipv6 extension"))
+            );
+            // With the payload length covering the extension header and the
+            // 11-byte datagram, both get past every length check: the
+            // classifier takes the frame and the receive parser stops only at
+            // the (fuzzer-made) UDP checksum. So the length alone decided.
+            let mut fixed = frame.to_vec();
+            fixed[ETH_HLEN + 4..ETH_HLEN + 6].copy_from_slice(&(8u16 + 11).to_be_bytes());
+            assert!(matches!(
+                classify(&fixed, |p| p == 4433),
+                Classification::Camp { .. }
+            ));
+            assert_eq!(parse_udp(&fixed), Err(FrameError::BadUdpChecksum));
+        }
+    }
+
+    /// The committed corpus holds both reproducers byte for byte.
+    #[test]
+    fn issue_16_reproducers_are_in_the_corpus() {
+        let corpus = [
+            &include_bytes!("../fuzz/corpus/parse_udp/ipv6_ext_past_payload_81")[..],
+            &include_bytes!("../fuzz/corpus/parse_udp/ipv6_ext_past_payload_73")[..],
+        ];
+        assert_eq!(corpus, [&EXT_PAST_PAYLOAD_81[..], &EXT_PAST_PAYLOAD_73[..]]);
+    }
+
+    /// IPv6 with one extension header inside the payload length, then the
+    /// UDP header: the payload length is cut at every byte from the end
+    /// of the extension header to the end of the datagram.
+    #[test]
+    fn udp_beyond_ipv6_payload_is_an_error() {
+        let h = hdr("[2001:db8::1]:4433", "[2001:db8::2]:4433");
+        let plain = build(&h, b"payload");
+        let (head, udp) = plain.split_at(ETH_HLEN + IPV6_HLEN);
+        let mut f = head.to_vec();
+        f[ETH_HLEN + 6] = PROTO_DSTOPTS;
+        f.extend_from_slice(&[PROTO_UDP, 0, 1, 4, 0, 0, 0, 0]);
+        f.extend_from_slice(udp);
+        let full = 8 + udp.len();
+        for plen in 8..=full {
+            let mut g = f.clone();
+            g[ETH_HLEN + 4..ETH_HLEN + 6].copy_from_slice(&(plen as u16).to_be_bytes());
+            let want_udp = if plen < 8 + UDP_HLEN {
+                Err(FrameError::Truncated("udp"))
+            } else if plen < full {
+                Err(FrameError::BadUdpLength {
+                    udp: udp.len(),
+                    ip: plen - 8,
+                })
+            } else {
+                Ok(&b"payload"[..])
+            };
+            assert_eq!(parse_udp(&g).map(|v| v.payload), want_udp, "plen {plen}");
+            let class = classify(&g, |p| p == 4433);
+            match want_udp {
+                Ok(_) => assert!(matches!(class, Classification::Camp { .. })),
+                Err(e) => assert_eq!(class, Classification::Malformed(e), "plen {plen}"),
+            }
+        }
+    }
+
+    /// A UDP length that reaches into Ethernet padding (past the IPv4 total
+    /// length but inside the frame) is malformed for both parsers.
+    #[test]
+    fn udp_length_into_ethernet_padding_is_an_error() {
+        let h = hdr("198.18.0.1:4433", "198.18.0.2:4433");
+        let mut f = build(&h, b"x");
+        f.resize(60, 0);
+        let ulen = (UDP_HLEN + 2) as u16;
+        f[ETH_HLEN + IPV4_HLEN + 4..ETH_HLEN + IPV4_HLEN + 6].copy_from_slice(&ulen.to_be_bytes());
+        let want = FrameError::BadUdpLength { udp: 10, ip: 9 };
+        assert_eq!(parse_udp(&f), Err(want));
+        assert_eq!(classify(&f, |p| p == 4433), Classification::Malformed(want));
+    }
+
+    /// An IPv4 total length shorter than the header, or longer than the
+    /// frame, is malformed for the classifier too.
+    #[test]
+    fn bad_ipv4_total_length_is_malformed() {
+        let h = hdr("198.18.0.1:4433", "198.18.0.2:4433");
+        let f = build(&h, b"x");
+        for total in [0u16, 19, f.len() as u16 - 13] {
+            let mut g = f.clone();
+            g[ETH_HLEN + 2..ETH_HLEN + 4].copy_from_slice(&total.to_be_bytes());
+            let want = FrameError::BadIpLength {
+                ip: usize::from(total),
+                frame: f.len() - ETH_HLEN,
+            };
+            assert_eq!(classify(&g, |p| p == 4433), Classification::Malformed(want));
         }
     }
 

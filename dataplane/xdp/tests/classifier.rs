@@ -73,6 +73,25 @@ fn ipv6_with_ext(kind: u8, ext: usize, dport: u16) -> Vec<u8> {
     f
 }
 
+/// The two reproducers of issue 16 (IPv6 extension header and UDP datagram
+/// after the end of a zero-length IPv6 payload), from the committed corpus.
+const EXT_PAST_PAYLOAD_81: &[u8] =
+    include_bytes!("../fuzz/corpus/parse_udp/ipv6_ext_past_payload_81");
+const EXT_PAST_PAYLOAD_73: &[u8] =
+    include_bytes!("../fuzz/corpus/parse_udp/ipv6_ext_past_payload_73");
+
+/// `frame` with its IPv4 total length or IPv6 payload length set to `len`.
+fn with_ip_length(frame: &[u8], len: u16) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let at = if f[12..14] == [0x86, 0xdd] {
+        14 + 4
+    } else {
+        14 + 2
+    };
+    f[at..at + 2].copy_from_slice(&len.to_be_bytes());
+    f
+}
+
 fn delta(before: &GlobalCounters, after: &GlobalCounters) -> &'static str {
     let d = |a: u64, b: u64| b - a;
     match (
@@ -126,6 +145,13 @@ fn crafted_frames_agree_with_rust_mirror() {
     icmp[14 + 9] = 1;
     let mut bad_version = ours.clone();
     bad_version[14] = 0x55;
+    // UDP length 6 bytes past the IPv4 total length, into Ethernet padding.
+    let mut udp_into_padding = udp("198.18.0.3:5000", "198.18.0.1:4433", None, b"x");
+    let ulen = u16::from_be_bytes([udp_into_padding[38], udp_into_padding[39]]);
+    udp_into_padding[38..40].copy_from_slice(&(ulen + 6).to_be_bytes());
+    udp_into_padding.resize(60, 0);
+    let v6 = udp("[2001:db8::2]:5000", "[2001:db8::1]:4433", None, b"hello");
+    let v6_ext = ipv6_with_ext(0, 1, CAMP);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("ipv4 ours", ours.clone(), "camp"),
         (
@@ -166,6 +192,65 @@ fn crafted_frames_agree_with_rust_mirror() {
             "malformed",
         ),
         ("ipv6 fragment hdr", ipv6_with_ext(44, 1, CAMP), "other"),
+        (
+            "issue 16 reproducer, 81 bytes",
+            EXT_PAST_PAYLOAD_81.to_vec(),
+            "malformed",
+        ),
+        (
+            "issue 16 reproducer, 73 bytes",
+            EXT_PAST_PAYLOAD_73.to_vec(),
+            "malformed",
+        ),
+        (
+            "ipv6 ext past payload length",
+            with_ip_length(&v6_ext, 4),
+            "malformed",
+        ),
+        (
+            "ipv6 udp header past payload length",
+            with_ip_length(&v6_ext, 8 + 4),
+            "malformed",
+        ),
+        (
+            "ipv6 udp length past payload length",
+            with_ip_length(&v6_ext, 8 + 12),
+            "malformed",
+        ),
+        (
+            "ipv6 payload length past frame",
+            with_ip_length(&v6, 14),
+            "malformed",
+        ),
+        (
+            "ipv6 payload length within padding",
+            {
+                let mut f = v6.clone();
+                f.extend_from_slice(&[0; 8]);
+                f
+            },
+            "camp",
+        ),
+        (
+            "ipv4 udp length into padding",
+            udp_into_padding,
+            "malformed",
+        ),
+        (
+            "ipv4 total length past frame",
+            with_ip_length(&ours, 20 + 8 + 6),
+            "malformed",
+        ),
+        (
+            "ipv4 total length below header",
+            with_ip_length(&ours, 19),
+            "malformed",
+        ),
+        (
+            "ipv4 udp past total length",
+            with_ip_length(&ours, 20 + 4),
+            "malformed",
+        ),
     ];
     for (name, frame, want) in &cases {
         assert_eq!(expected(frame), *want, "rust mirror, case {name}");
@@ -179,11 +264,15 @@ fn crafted_frames_agree_with_rust_mirror() {
         .unwrap();
     assert_eq!(remote.passed, 2, "{remote:?}"); // ipv4 + vlan (no socket registered)
     assert_eq!(remote.parse_failed, 1, "{remote:?}");
+    // 198.18.0.1:4433 also saw the UDP length into padding from 198.18.0.3
+    // (counted: it got as far as the port); the frames whose IP length was
+    // wrong were refused before the port was known.
     let local = c.local_stats().unwrap();
     assert!(
         local
             .iter()
-            .any(|(ep, s)| ep.to_string() == "198.18.0.1:4433" && s.packets == 3),
+            .any(|(ep, s)| ep.to_string() == "198.18.0.1:4433"
+                && (s.packets, s.passed, s.parse_failed) == (4, 2, 2)),
         "{local:?}"
     );
 }
@@ -221,6 +310,8 @@ fn mutated_frame() -> impl Strategy<Value = Vec<u8>> {
             b"hello camp"
         )),
         Just(ipv6_with_ext(60, 2, CAMP)),
+        Just(EXT_PAST_PAYLOAD_81.to_vec()),
+        Just(EXT_PAST_PAYLOAD_73.to_vec()),
         Just(arp()),
         Just(ndp()),
     ];

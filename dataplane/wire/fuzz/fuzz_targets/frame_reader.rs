@@ -2,11 +2,11 @@
 //! never buffer more than `max_frame` + one chunk, and yield exactly the frames (or the
 //! first error) that `Frame::parse` finds when walking the same bytes in one piece.
 //!
-//! Input layout: byte 0 picks the chunk size (1..=256), byte 1 scales `max_frame`, the rest
-//! is the stream.
+//! Input layout: byte 0 picks the chunk size (1..=256), byte 1 picks `max_frame` (see
+//! [`max_frame`]), the rest is the stream.
 #![no_main]
 
-use camp_wire::{Frame, FrameReader, WireError};
+use camp_wire::{FRAME_HEADER_LEN, Frame, FrameReader, MAX_BODY_LEN, MAX_CONTROL_FRAME, WireError};
 use libfuzzer_sys::fuzz_target;
 
 /// What the reader produced: an encoded frame or the error it reported.
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let chunk = usize::from(*chunk) + 1;
-    let max_frame = 6 + usize::from(*scale) * 8;
+    let max_frame = max_frame(*scale);
 
     let mut reader = FrameReader::new(max_frame);
     let mut got: Vec<Item> = Vec::new();
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
             got.push(Err(err));
             break;
         }
-        assert!(reader.buffered() <= max_frame + piece.len());
+        assert!(reader.buffered() <= max_frame.saturating_add(piece.len()));
         while let Some(item) = reader.next_frame() {
             match item {
                 Ok(frame) => got.push(Ok(encode(&frame))),
@@ -68,6 +68,24 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(got, want);
 });
+
+/// The reader's limit for selector byte `scale`: 0..=249 step through 6..=4239 bytes (small
+/// limits that short inputs can hit, and the whole range around the control-stream limit);
+/// 250..=255 are the production limits exactly and one byte either side: the control stream's
+/// `MAX_CONTROL_FRAME` and a unit stream's `FRAME_HEADER_LEN + MAX_BODY_LEN` (above which the
+/// frame header's own cap decides).
+fn max_frame(scale: u8) -> usize {
+    const UNIT: usize = FRAME_HEADER_LEN + MAX_BODY_LEN;
+    match scale {
+        0..=249 => 6 + usize::from(scale) * 17,
+        250 => MAX_CONTROL_FRAME - 1,
+        251 => MAX_CONTROL_FRAME,
+        252 => MAX_CONTROL_FRAME + 1,
+        253 => UNIT - 1,
+        254 => UNIT,
+        255 => UNIT + 1,
+    }
+}
 
 fn encode(frame: &Frame<'_>) -> Vec<u8> {
     let mut buf = vec![0u8; frame.buffer_len()];

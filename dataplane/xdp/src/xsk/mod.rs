@@ -604,7 +604,10 @@ impl XskSocket {
     /// lie within one UMEM frame.
     fn rx_frame(&self, addr: u64, len: usize) -> Option<&[u8]> {
         let start = usize::try_from(addr).ok()?;
-        let frame_end = (start & !(self.frame_size as usize - 1)) + self.frame_size as usize;
+        // Checked: the address comes from the ring, and one near usize::MAX
+        // must be refused rather than wrap to a small frame end.
+        let frame_end =
+            (start & !(self.frame_size as usize - 1)).checked_add(self.frame_size as usize)?;
         if start.checked_add(len)? > frame_end || frame_end > self.umem.len {
             return None;
         }
