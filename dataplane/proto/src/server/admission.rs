@@ -16,7 +16,7 @@ use crate::sched::{ClientFeedback, MAX_PATHS, SchedParam};
 use crate::store::UnitStore;
 
 use super::session::{PathSlot, Role, ServerConn, ServerSession};
-use super::{Server, ServerEvent, SessionId};
+use super::{Server, ServerEvent};
 
 impl Server {
     pub(super) fn accept(
@@ -81,14 +81,6 @@ impl Server {
             self.refuse(now, h, JoinRefusal::Protocol);
             return;
         }
-        let sid = self
-            .sessions
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.sessions.len());
-        if sid == self.sessions.len() {
-            self.sessions.push(None);
-        }
         let mut paths = [None; MAX_PATHS];
         paths[0] = Some(PathSlot {
             id: PathId(0),
@@ -100,7 +92,7 @@ impl Server {
             units_sent: 0,
             bytes_sent: 0,
         });
-        self.sessions[sid] = Some(ServerSession {
+        let sid = self.sessions.insert(ServerSession {
             token,
             join_key: JoinKey::from_exporter(&secret),
             nonces: NonceCache::default(),
@@ -124,12 +116,12 @@ impl Server {
             },
             feedback: ClientFeedback::default(),
             hold_until: None,
-            closed: false,
         });
-        self.tokens.insert(token, sid as u32);
-        self.coupling.attach(&c.path.gauges, sid, 0);
+        self.tokens.insert(token, sid);
+        self.coupling
+            .attach(&c.path.gauges, sid.index() as usize, 0);
         c.role = Role::Member {
-            session: sid as u32,
+            session: sid,
             slot: 0,
         };
         c.path.send_control(&Frame::Session(SessionInfo {
@@ -138,10 +130,9 @@ impl Server {
             server_time_us: now_us,
         }));
         self.counters.sessions_opened += 1;
+        self.events.push_back(ServerEvent::SessionOpened(sid));
         self.events
-            .push_back(ServerEvent::SessionOpened(SessionId(sid as u32)));
-        self.events
-            .push_back(ServerEvent::PathJoined(SessionId(sid as u32), PathId(0)));
+            .push_back(ServerEvent::PathJoined(sid, PathId(0)));
     }
 
     pub(super) fn admit(
@@ -162,12 +153,8 @@ impl Server {
             .ok_or(JoinRefusal::Protocol)?;
         let sess = self
             .sessions
-            .get_mut(sid as usize)
-            .and_then(Option::as_mut)
+            .get_mut(sid)
             .ok_or(JoinRefusal::UnknownSession)?;
-        if sess.closed {
-            return Err(JoinRefusal::Late);
-        }
         let established = c.path.established_us.unwrap_or(c.path.created_us);
         if now_us.saturating_sub(established) > self.config.camp.join_timeout.as_micros() as u64 {
             return Err(JoinRefusal::Late);
@@ -208,13 +195,13 @@ impl Server {
             bytes_sent: 0,
         });
         c.role = Role::Member { session: sid, slot };
-        self.coupling.attach(&c.path.gauges, sid as usize, slot);
+        self.coupling
+            .attach(&c.path.gauges, sid.index() as usize, slot);
         c.path.send_control(&Frame::JoinOk(JoinOk {
             path_id: id,
             server_time_us: now_us,
         }));
-        self.events
-            .push_back(ServerEvent::PathJoined(SessionId(sid), id));
+        self.events.push_back(ServerEvent::PathJoined(sid, id));
         Ok(())
     }
 

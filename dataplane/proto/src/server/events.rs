@@ -13,7 +13,7 @@ use crate::sched::ClientFeedback;
 use crate::store::AckedUnit;
 
 use super::session::Role;
-use super::{LATENCY_SAMPLES, LatencySample, Server, SessionId};
+use super::{LATENCY_SAMPLES, LatencySample, Server};
 
 impl Server {
     /// Drains a connection's endpoint events and application events.
@@ -160,11 +160,7 @@ impl Server {
                 let arrival_us = now_us.saturating_sub(back_us);
                 let latency = &mut self.latency;
                 let dropped = &mut self.counters.latency_samples_dropped;
-                if let Some(s) = self
-                    .sessions
-                    .get_mut(session as usize)
-                    .and_then(Option::as_mut)
-                {
+                if let Some(s) = self.sessions.get_mut(session) {
                     s.store.on_ack_observed(
                         ack.modality,
                         ack.cumulative,
@@ -175,7 +171,7 @@ impl Server {
                                 *dropped += 1;
                             }
                             latency.push_back(LatencySample {
-                                session: SessionId(session),
+                                session,
                                 modality: u.modality,
                                 lateness_us: arrival_us.saturating_sub(u.gen_time_us),
                                 delivery_us: arrival_us.saturating_sub(u.first_sent_us),
@@ -187,11 +183,7 @@ impl Server {
                 true
             }
             (Role::Member { session, .. }, ControlFrame::Feedback(fb)) => {
-                if let Some(s) = self
-                    .sessions
-                    .get_mut(session as usize)
-                    .and_then(Option::as_mut)
-                {
+                if let Some(s) = self.sessions.get_mut(session) {
                     s.feedback = ClientFeedback {
                         playout_delay_us: fb.playout_delay_us,
                         buffer_occupancy_us: fb.buffer_occupancy_us,
@@ -204,11 +196,7 @@ impl Server {
                 true
             }
             (Role::Member { session, .. }, ControlFrame::PathStatus(ps)) => {
-                if let Some(s) = self
-                    .sessions
-                    .get_mut(session as usize)
-                    .and_then(Option::as_mut)
-                {
+                if let Some(s) = self.sessions.get_mut(session) {
                     if let Some(p) = s.paths.iter_mut().flatten().find(|p| p.id == ps.path_id) {
                         if ps.status_seq > p.status_seq {
                             p.status_seq = ps.status_seq;
@@ -225,15 +213,11 @@ impl Server {
                 true
             }
             (Role::Member { session, .. }, ControlFrame::Abandon(a)) => {
-                let slot = self
-                    .sessions
-                    .get(session as usize)
-                    .and_then(Option::as_ref)
-                    .and_then(|s| {
-                        s.paths
-                            .iter()
-                            .position(|p| p.is_some_and(|p| p.id == a.path_id))
-                    });
+                let slot = self.sessions.get(session).and_then(|s| {
+                    s.paths
+                        .iter()
+                        .position(|p| p.is_some_and(|p| p.id == a.path_id))
+                });
                 if let Some(slot) = slot {
                     self.close_path(now, session, slot, codes::ABANDONED);
                 }

@@ -28,11 +28,56 @@ use crate::sched::{ClientFeedback, ConsistencyAware, ParamError, PathView, Sched
 use crate::store::{SubmitError, UnitSubmit};
 use crate::{SessionClock, Transmit};
 
-use session::{ServerConn, ServerSession};
+use session::{ServerConn, ServerSession, SessionTable};
 
-/// Handle of a session on a server.
+/// Handle of a session on a server: the index of its slot and the generation of that slot.
+///
+/// A slot is reused once its session has closed, with the next generation, so an id kept
+/// from a closed session never reaches the session that took its slot: every accessor
+/// answers `None` / `false` / [`SendError::NoSession`] for it. The first session of each
+/// slot has generation 0, so while no slot has been reused the ids read 0, 1, 2, ...
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u32);
+pub struct SessionId {
+    index: u32,
+    generation: u32,
+}
+
+impl SessionId {
+    /// The id of slot `index` in its `generation`.
+    pub const fn new(index: u32, generation: u32) -> Self {
+        Self { index, generation }
+    }
+
+    /// Index of the session's slot (dense: at most the number of sessions ever open at once).
+    pub const fn index(self) -> u32 {
+        self.index
+    }
+
+    /// How many sessions used the slot before this one.
+    pub const fn generation(self) -> u32 {
+        self.generation
+    }
+
+    /// One number for telemetry, logs and the control plane: generation in the high 32
+    /// bits, index in the low 32 (so generation-0 ids are just their index).
+    pub const fn to_bits(self) -> u64 {
+        ((self.generation as u64) << 32) | self.index as u64
+    }
+
+    /// The inverse of [`to_bits`](Self::to_bits).
+    pub const fn from_bits(bits: u64) -> Self {
+        Self {
+            index: bits as u32,
+            generation: (bits >> 32) as u32,
+        }
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.to_bits())
+    }
+}
 
 /// Server configuration.
 #[derive(Clone)]
@@ -135,8 +180,8 @@ pub struct Server {
     clock: SessionClock,
     endpoint: quinn_proto::Endpoint,
     conns: Vec<Option<ServerConn>>,
-    sessions: Vec<Option<ServerSession>>,
-    tokens: HashMap<[u8; 16], u32>,
+    sessions: SessionTable,
+    tokens: HashMap<[u8; 16], SessionId>,
     rng: StdRng,
     responses: VecDeque<(Transmit, Vec<u8>)>,
     events: VecDeque<ServerEvent>,
@@ -148,7 +193,7 @@ pub struct Server {
     sched_params: [Option<f64>; SchedParam::ALL.len()],
     /// Per-modality deadline overriding the submitted one (`Some(0)`: no deadline).
     deadlines: [Option<u32>; Modality::COUNT],
-    /// Coupled congestion control of every session's paths (group = session index).
+    /// Coupled congestion control of every session's paths (group = session slot index).
     coupling: Arc<CouplingTable>,
 }
 
@@ -186,7 +231,7 @@ impl Server {
             clock: SessionClock::new(epoch),
             endpoint,
             conns: Vec::new(),
-            sessions: Vec::new(),
+            sessions: SessionTable::default(),
             tokens: HashMap::new(),
             rng,
             responses: VecDeque::new(),
@@ -218,7 +263,7 @@ impl Server {
         ConsistencyAware::default().set_param(param, value)?;
         self.sched_params[param.index()] = Some(value);
         let mut took = 0;
-        for s in self.sessions.iter_mut().flatten().filter(|s| !s.closed) {
+        for (_, s) in self.sessions.iter_mut() {
             if s.scheduler.set_param(param, value).is_ok() {
                 took += 1;
             }
@@ -271,11 +316,26 @@ impl Server {
 
     /// Sessions currently open.
     pub fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
-        self.sessions
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.as_ref().is_some_and(|s| !s.closed))
-            .map(|(i, _)| SessionId(i as u32))
+        self.sessions.ids()
+    }
+
+    /// How many sessions are open.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Session slots allocated: the most sessions ever open at once (closed sessions'
+    /// slots are reused).
+    pub fn session_slots(&self) -> usize {
+        self.sessions.capacity()
+    }
+
+    /// The coupling-table group of an open session's paths (see [`coupling`](Self::coupling)),
+    /// `None` for an id that is not open now or a session beyond the table's groups.
+    pub fn coupling_group(&self, s: SessionId) -> Option<usize> {
+        self.session(s)?;
+        let group = s.index() as usize;
+        (group < self.coupling.groups()).then_some(group)
     }
 
     /// Counters of a session's unit store.
@@ -329,7 +389,7 @@ impl Server {
     }
 
     fn session(&self, s: SessionId) -> Option<&ServerSession> {
-        self.sessions.get(s.0 as usize)?.as_ref()
+        self.sessions.get(s)
     }
 
     /// Queues a unit for a session. The unit is owned by the session from here on: a
@@ -340,12 +400,7 @@ impl Server {
         s: SessionId,
         unit: &UnitSubmit<'_>,
     ) -> Result<u64, SendError> {
-        let sess = self
-            .sessions
-            .get_mut(s.0 as usize)
-            .and_then(Option::as_mut)
-            .filter(|s| !s.closed)
-            .ok_or(SendError::NoSession)?;
+        let sess = self.sessions.get_mut(s).ok_or(SendError::NoSession)?;
         let seq = match self.deadlines[unit.modality.index()] {
             Some(d) => sess.store.submit(&UnitSubmit {
                 deadline_us: d,
@@ -353,7 +408,7 @@ impl Server {
             })?,
             None => sess.store.submit(unit)?,
         };
-        self.schedule(now, s.0);
+        self.schedule(now, s);
         Ok(seq)
     }
 
@@ -366,7 +421,7 @@ impl Server {
         status: PathStatus,
         precedence: u8,
     ) -> bool {
-        let Some(sess) = self.sessions.get_mut(s.0 as usize).and_then(Option::as_mut) else {
+        let Some(sess) = self.sessions.get_mut(s) else {
             return false;
         };
         let Some(slot) = sess.paths.iter_mut().flatten().find(|p| p.id == path) else {
@@ -387,14 +442,14 @@ impl Server {
             self.coupling
                 .set_active(&c.path.gauges, status == PathStatus::Available);
         }
-        self.schedule(now, s.0);
+        self.schedule(now, s);
         true
     }
 
     /// Abandons a path: ABANDON to the client on another path, then the path's connection
     /// is closed and its unacknowledged reliable units move to the remaining paths.
     pub fn abandon_path(&mut self, now: Instant, s: SessionId, path: PathId) -> bool {
-        let Some(sess) = self.sessions.get_mut(s.0 as usize).and_then(Option::as_mut) else {
+        let Some(sess) = self.sessions.get_mut(s) else {
             return false;
         };
         let Some(slot) = sess
@@ -420,7 +475,7 @@ impl Server {
                 c.path.send_control(&frame);
             }
         }
-        self.close_path(now, s.0, slot, codes::ABANDONED);
+        self.close_path(now, s, slot, codes::ABANDONED);
         true
     }
 

@@ -36,7 +36,122 @@ pub(super) struct ServerSession {
     pub(super) scheduler: Box<dyn Scheduler>,
     pub(super) feedback: ClientFeedback,
     pub(super) hold_until: Option<Micros>,
-    pub(super) closed: bool,
+}
+
+/// The server's sessions: a slab of slots, each with a generation, and a free list.
+///
+/// A closed session's slot is emptied at once (its store, scheduler and nonce cache are
+/// dropped) and goes on the free list with its generation raised, so the memory a server
+/// holds follows the sessions open now, not every session it ever had. A slot whose
+/// generation would wrap is retired instead of reused, so no two sessions ever share an id.
+pub(super) struct SessionTable<S = ServerSession> {
+    slots: Vec<SessionSlot<S>>,
+    /// Empty slots, the most recently freed last (reused first: its memory is warm).
+    free: Vec<u32>,
+    live: usize,
+}
+
+struct SessionSlot<S> {
+    generation: u32,
+    session: Option<S>,
+}
+
+impl<S> Default for SessionTable<S> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<S> SessionTable<S> {
+    pub(super) fn get(&self, id: SessionId) -> Option<&S> {
+        let slot = self.slots.get(id.index() as usize)?;
+        if slot.generation != id.generation() {
+            return None;
+        }
+        slot.session.as_ref()
+    }
+
+    pub(super) fn get_mut(&mut self, id: SessionId) -> Option<&mut S> {
+        let slot = self.slots.get_mut(id.index() as usize)?;
+        if slot.generation != id.generation() {
+            return None;
+        }
+        slot.session.as_mut()
+    }
+
+    /// The id the next [`insert`](Self::insert) will use.
+    pub(super) fn vacant_id(&self) -> SessionId {
+        match self.free.last() {
+            Some(&i) => SessionId::new(i, self.slots[i as usize].generation),
+            None => SessionId::new(self.slots.len() as u32, 0),
+        }
+    }
+
+    /// Stores `session` under [`vacant_id`](Self::vacant_id), which it returns.
+    pub(super) fn insert(&mut self, session: S) -> SessionId {
+        let id = self.vacant_id();
+        if self.free.pop().is_none() {
+            self.slots.push(SessionSlot {
+                generation: 0,
+                session: None,
+            });
+        }
+        self.slots[id.index() as usize].session = Some(session);
+        self.live += 1;
+        id
+    }
+
+    /// Empties the slot of `id` (if `id` is current) and returns what it held.
+    pub(super) fn remove(&mut self, id: SessionId) -> Option<S> {
+        let slot = self.slots.get_mut(id.index() as usize)?;
+        if slot.generation != id.generation() {
+            return None;
+        }
+        let session = slot.session.take()?;
+        self.live -= 1;
+        if let Some(next) = slot.generation.checked_add(1) {
+            slot.generation = next;
+            self.free.push(id.index());
+        }
+        Some(session)
+    }
+
+    /// Sessions open now.
+    pub(super) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Slots ever used (open sessions plus free slots).
+    pub(super) fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The id of the session in slot `index`, if the slot is in use.
+    pub(super) fn id_at(&self, index: usize) -> Option<SessionId> {
+        let s = self.slots.get(index)?;
+        s.session
+            .as_ref()
+            .map(|_| SessionId::new(index as u32, s.generation))
+    }
+
+    pub(super) fn ids(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.session
+                .as_ref()
+                .map(|_| SessionId::new(i as u32, s.generation))
+        })
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (SessionId, &mut S)> {
+        self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
+            let id = SessionId::new(i as u32, s.generation);
+            s.session.as_mut().map(|sess| (id, sess))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +159,7 @@ pub(super) enum Role {
     /// Waiting for HELLO or JOIN.
     Pending,
     /// Carries path `slot` of `session`.
-    Member { session: u32, slot: usize },
+    Member { session: SessionId, slot: usize },
     /// Refused or abandoned; closing.
     Closing,
 }
@@ -69,8 +184,8 @@ impl Server {
         }
     }
 
-    pub(super) fn close_path(&mut self, now: Instant, session: u32, slot: usize, code: u32) {
-        let Some(s) = self.sessions.get(session as usize).and_then(Option::as_ref) else {
+    pub(super) fn close_path(&mut self, now: Instant, session: SessionId, slot: usize, code: u32) {
+        let Some(s) = self.sessions.get(session) else {
             return;
         };
         let Some(p) = s.paths[slot] else { return };
@@ -79,12 +194,8 @@ impl Server {
 
     /// A path is gone: free its slot, reinject what only it carried, close the session
     /// when it was the last.
-    pub(super) fn path_failed(&mut self, now: Instant, session: u32, slot: usize) {
-        let Some(s) = self
-            .sessions
-            .get_mut(session as usize)
-            .and_then(Option::as_mut)
-        else {
+    pub(super) fn path_failed(&mut self, now: Instant, session: SessionId, slot: usize) {
+        let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
         let Some(p) = s.paths[slot].take() else {
@@ -92,34 +203,29 @@ impl Server {
         };
         s.store.reinject_from(PathSet::single(slot));
         self.events
-            .push_back(ServerEvent::PathClosed(SessionId(session), p.id));
+            .push_back(ServerEvent::PathClosed(session, p.id));
         if let Some(c) = self.conns.get_mut(p.conn.0).and_then(Option::as_mut) {
             c.role = Role::Closing;
             self.coupling.detach(&c.path.gauges);
         }
         if s.paths.iter().all(Option::is_none) {
-            s.closed = true;
             self.tokens.remove(&s.token);
-            self.events
-                .push_back(ServerEvent::SessionClosed(SessionId(session)));
+            self.sessions.remove(session);
+            // Every path detached on its way out; clearing the group again guarantees the
+            // session that takes this slot next starts from an empty group.
+            self.coupling.clear_group(session.index() as usize);
+            self.events.push_back(ServerEvent::SessionClosed(session));
         } else {
             self.schedule(now, session);
         }
     }
 
     /// Places queued units on paths until no path has room or no unit is left.
-    pub(super) fn schedule(&mut self, now: Instant, session: u32) {
+    pub(super) fn schedule(&mut self, now: Instant, session: SessionId) {
         let now_us = self.clock.micros(now);
-        let Some(s) = self
-            .sessions
-            .get_mut(session as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
-        if s.closed {
-            return;
-        }
         s.store.expire(now_us);
         s.hold_until = None;
         let mut skip = [false; Modality::COUNT];
@@ -242,5 +348,62 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_freed_slot_is_reused_under_a_new_generation_and_the_old_id_is_dead() {
+        let mut t: SessionTable<&str> = SessionTable::default();
+        let a = t.insert("a");
+        let b = t.insert("b");
+        assert_eq!((a, b), (SessionId::new(0, 0), SessionId::new(1, 0)));
+        assert_eq!(t.remove(a), Some("a"));
+        assert_eq!(t.remove(a), None, "removed twice");
+        let c = t.insert("c");
+        assert_eq!(c, SessionId::new(0, 1), "slot 0 reused, next generation");
+        assert_eq!(t.get(a), None, "stale id reaches nothing");
+        assert_eq!(t.get_mut(a), None);
+        assert_eq!(t.remove(a), None, "a stale id cannot free the new session");
+        assert_eq!(t.get(c), Some(&"c"));
+        assert_eq!((t.len(), t.capacity()), (2, 2));
+        assert_eq!(t.ids().collect::<Vec<_>>(), [c, b]);
+        assert_eq!(t.id_at(1), Some(b));
+        assert_eq!(SessionId::from_bits(c.to_bits()), c);
+        assert_eq!(c.to_bits(), 1 << 32);
+    }
+
+    #[test]
+    fn many_sequential_sessions_use_one_slot() {
+        let mut t: SessionTable<u32> = SessionTable::default();
+        let mut last = None;
+        for i in 0..10_000 {
+            let id = t.insert(i);
+            assert_eq!(id.index(), 0);
+            if let Some(prev) = last {
+                assert_ne!(prev, id);
+                assert_eq!(t.get(prev), None);
+            }
+            assert_eq!(t.remove(id), Some(i));
+            last = Some(id);
+        }
+        assert_eq!((t.len(), t.capacity()), (0, 1));
+        assert_eq!(last.map(SessionId::generation), Some(9_999));
+    }
+
+    #[test]
+    fn a_slot_whose_generation_would_wrap_is_retired() {
+        let mut t: SessionTable<u8> = SessionTable::default();
+        let id = t.insert(1);
+        t.slots[0].generation = u32::MAX;
+        let old = SessionId::new(0, u32::MAX);
+        assert_eq!(t.get(id), None);
+        assert_eq!(t.remove(old), Some(1));
+        let next = t.insert(2);
+        assert_eq!(next, SessionId::new(1, 0), "slot 0 is not reused");
+        assert_eq!(t.get(old), None);
     }
 }

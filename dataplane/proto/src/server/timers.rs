@@ -38,7 +38,7 @@ impl Server {
                 consider(Some(self.clock.instant(start + join_timeout + 1)));
             }
         }
-        for s in self.sessions.iter().flatten().filter(|s| !s.closed) {
+        for s in self.sessions.ids().filter_map(|id| self.sessions.get(id)) {
             consider(s.hold_until.map(|t| self.clock.instant(t)));
             consider(
                 s.store
@@ -77,11 +77,7 @@ impl Server {
             if is && !was {
                 self.counters.suspected += 1;
                 if let Role::Member { session, slot } = role {
-                    if let Some(s) = self
-                        .sessions
-                        .get_mut(session as usize)
-                        .and_then(Option::as_mut)
-                    {
+                    if let Some(s) = self.sessions.get_mut(session) {
                         s.store.reinject_from(PathSet::single(slot));
                     }
                 }
@@ -96,18 +92,20 @@ impl Server {
         }
         self.send_rtt_reports(now_us);
         let safety = self.config.camp.reliable_safety_timeout.as_micros() as u64;
-        for s in self.sessions.iter_mut().flatten() {
+        for (_, s) in self.sessions.iter_mut() {
             s.store.fire_reinjection_timers(now_us);
             s.store.fire_safety_timeouts(now_us, safety);
         }
-        for sid in 0..self.sessions.len() {
-            self.schedule(now, sid as u32);
+        for i in 0..self.sessions.capacity() {
+            if let Some(sid) = self.sessions.id_at(i) {
+                self.schedule(now, sid);
+            }
         }
     }
 
     pub(super) fn send_rtt_reports(&mut self, now_us: Micros) {
         let interval = self.config.camp.rtt_report_interval.as_micros() as u64;
-        for s in self.sessions.iter_mut().flatten().filter(|s| !s.closed) {
+        for (_, s) in self.sessions.iter_mut() {
             for p in s.paths.iter_mut().flatten() {
                 if now_us < p.last_rtt_report_us + interval {
                     continue;
