@@ -48,6 +48,9 @@ impl Server {
                 self.conns[h.0] = Some(ServerConn {
                     path,
                     role: Role::Pending,
+                    timer: None,
+                    timer_dirty: false,
+                    ready: false,
                 });
                 self.process_conn(now, h);
             }
@@ -116,6 +119,8 @@ impl Server {
             },
             feedback: ClientFeedback::default(),
             hold_until: None,
+            timer: None,
+            timer_dirty: false,
         });
         self.tokens.insert(token, sid);
         self.coupling

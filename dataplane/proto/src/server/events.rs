@@ -19,6 +19,7 @@ impl Server {
     /// Drains a connection's endpoint events and application events.
     pub(super) fn process_conn(&mut self, now: Instant, h: ConnectionHandle) {
         let now_us = self.clock.micros(now);
+        self.touch_conn(h);
         loop {
             let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
                 return;
@@ -78,9 +79,21 @@ impl Server {
         };
         if c.path.conn.is_drained() {
             c.path.drained = true;
-            self.coupling.detach(&c.path.gauges);
-            self.conns[h.0] = None;
+            if let Role::Member { session, slot } = c.role {
+                // Never expected (a member is lost or closed before it drains), but a
+                // member must leave its session before the connection goes.
+                self.path_failed(now, session, slot);
+            }
+            if let Some(c) = self.conns[h.0].take() {
+                self.coupling.detach(&c.path.gauges);
+            }
             return;
+        }
+        if c.path.suspect {
+            // Suspicion ends as soon as ACKs resume (this is where they arrive); it only
+            // starts at the connection's stall deadline, in `conn_timeout`.
+            let min_suspect = self.config.camp.min_suspect_after.as_micros() as u64;
+            c.path.update_suspect(now_us, min_suspect);
         }
         if let Role::Member { session, .. } = c.role {
             self.schedule(now, session);

@@ -29,6 +29,8 @@ use crate::store::{SubmitError, UnitSubmit};
 use crate::{SessionClock, Transmit};
 
 use session::{ServerConn, ServerSession, SessionTable};
+pub use timers::LoopWork;
+use timers::TimerQueue;
 
 /// Handle of a session on a server: the index of its slot and the generation of that slot.
 ///
@@ -186,7 +188,11 @@ pub struct Server {
     responses: VecDeque<(Transmit, Vec<u8>)>,
     events: VecDeque<ServerEvent>,
     counters: ServerCounters,
-    rr: usize,
+    /// Deadlines of every connection and session (see `timers`).
+    timers: TimerQueue,
+    /// Connections that may have something to send, in the order they were touched.
+    ready: VecDeque<ConnectionHandle>,
+    work: LoopWork,
     rx: RxBuffer,
     latency: VecDeque<LatencySample>,
     /// Scheduler parameters set at run time, applied to sessions opened later too.
@@ -237,7 +243,9 @@ impl Server {
             responses: VecDeque::new(),
             events: VecDeque::new(),
             counters: ServerCounters::default(),
-            rr: 0,
+            timers: TimerQueue::default(),
+            ready: VecDeque::new(),
+            work: LoopWork::default(),
             rx: RxBuffer::default(),
             latency: VecDeque::with_capacity(LATENCY_SAMPLES),
             sched_params: [None; SchedParam::ALL.len()],
@@ -442,6 +450,7 @@ impl Server {
             self.coupling
                 .set_active(&c.path.gauges, status == PathStatus::Available);
         }
+        self.touch_conn(conn);
         self.schedule(now, s);
         true
     }
@@ -474,6 +483,9 @@ impl Server {
             if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
                 c.path.send_control(&frame);
             }
+        }
+        for &h in &others {
+            self.touch_conn(h);
         }
         self.close_path(now, s, slot, codes::ABANDONED);
         true
@@ -535,15 +547,22 @@ impl Server {
             buf.extend_from_slice(&data[..t.size]);
             return Some(t);
         }
-        let n = self.conns.len();
-        for k in 0..n {
-            let i = (self.rr + k) % n;
-            let Some(c) = self.conns[i].as_mut() else {
+        // Only connections touched since they last had nothing to send: quinn's state
+        // changes only through calls that touch (see `timers`), so the others have none.
+        while let Some(&h) = self.ready.front() {
+            let Some(c) = self.conns[h.0].as_mut().filter(|c| c.ready) else {
+                // Gone, or a duplicate entry left by a reused handle.
+                self.ready.pop_front();
                 continue;
             };
+            self.work.transmit_visits += 1;
             buf.clear();
             if let Some(t) = c.path.conn.poll_transmit(now, 1, buf) {
-                self.rr = i;
+                // Stays at the front until drained; its timers moved.
+                if !c.timer_dirty {
+                    c.timer_dirty = true;
+                    self.timers.dirty_conns.push(h);
+                }
                 let source = c.path.local;
                 return Some(Transmit {
                     source,
@@ -559,7 +578,13 @@ impl Server {
             if g.unsent > 0 && g.in_flight + g.mtu.max(1200) <= g.cwnd {
                 c.path.gauges.clear_unsent();
             }
-            self.rr = (i + 1) % n.max(1);
+            c.ready = false;
+            self.ready.pop_front();
+            // Asked at `now`, quinn may have armed a timer (pacing) instead of sending.
+            if !c.timer_dirty {
+                c.timer_dirty = true;
+                self.timers.dirty_conns.push(h);
+            }
         }
         None
     }

@@ -36,6 +36,10 @@ pub(super) struct ServerSession {
     pub(super) scheduler: Box<dyn Scheduler>,
     pub(super) feedback: ClientFeedback,
     pub(super) hold_until: Option<Micros>,
+    /// The deadline this session has in the timer heap.
+    pub(super) timer: Option<Instant>,
+    /// Touched since its deadline was last computed (it is on the dirty list).
+    pub(super) timer_dirty: bool,
 }
 
 /// The server's sessions: a slab of slots, each with a generation, and a free list.
@@ -130,14 +134,6 @@ impl<S> SessionTable<S> {
         self.slots.len()
     }
 
-    /// The id of the session in slot `index`, if the slot is in use.
-    pub(super) fn id_at(&self, index: usize) -> Option<SessionId> {
-        let s = self.slots.get(index)?;
-        s.session
-            .as_ref()
-            .map(|_| SessionId::new(index as u32, s.generation))
-    }
-
     pub(super) fn ids(&self) -> impl Iterator<Item = SessionId> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
             s.session
@@ -167,6 +163,12 @@ pub(super) enum Role {
 pub(super) struct ServerConn {
     pub(super) path: PathConn,
     pub(super) role: Role,
+    /// The deadline this connection has in the timer heap.
+    pub(super) timer: Option<Instant>,
+    /// Touched since its deadline was last computed (it is on the dirty list).
+    pub(super) timer_dirty: bool,
+    /// On the ready list: may have something to send.
+    pub(super) ready: bool,
 }
 
 impl Server {
@@ -179,6 +181,7 @@ impl Server {
         c.path
             .conn
             .close(now, VarInt::from_u32(code), bytes::Bytes::new());
+        self.touch_conn(h);
         if let Role::Member { session, slot } = role {
             self.path_failed(now, session, slot);
         }
@@ -228,6 +231,12 @@ impl Server {
         };
         s.store.expire(now_us);
         s.hold_until = None;
+        // Everything below may change the session's timers and its paths' quinn state.
+        if !s.timer_dirty {
+            s.timer_dirty = true;
+            self.timers.dirty_sessions.push(session);
+        }
+        let mut written = PathSet::EMPTY;
         let mut skip = [false; Modality::COUNT];
         let mut views: [PathView; MAX_PATHS] = [PathView::placeholder(); MAX_PATHS];
         loop {
@@ -315,6 +324,7 @@ impl Server {
                         }
                         match c.path.write_unit(frame, droppable, priority, now_us) {
                             Ok(carrier) => {
+                                written = written.with(slot);
                                 if let (UnitCarrier::Stream(id), true, Some(d)) =
                                     (carrier, droppable, deadline)
                                 {
@@ -348,6 +358,13 @@ impl Server {
                 }
             }
         }
+        let mut conns = [None; MAX_PATHS];
+        for slot in written.iter() {
+            conns[slot] = s.paths[slot].map(|p| p.conn);
+        }
+        for h in conns.into_iter().flatten() {
+            self.touch_conn(h);
+        }
     }
 }
 
@@ -371,7 +388,6 @@ mod tests {
         assert_eq!(t.get(c), Some(&"c"));
         assert_eq!((t.len(), t.capacity()), (2, 2));
         assert_eq!(t.ids().collect::<Vec<_>>(), [c, b]);
-        assert_eq!(t.id_at(1), Some(b));
         assert_eq!(SessionId::from_bits(c.to_bits()), c);
         assert_eq!(c.to_bits(), 1 << 32);
     }
