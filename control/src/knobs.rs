@@ -185,8 +185,8 @@ pub enum Knob {
     },
     /// A path's administrative status and precedence (sent to the client as PATH_STATUS).
     SetPathStatus {
-        /// Session id.
-        session: u32,
+        /// Session id (`camp_proto::server::SessionId::to_bits`).
+        session: u64,
         /// Path id inside the session.
         path: u32,
         /// New status.
@@ -254,8 +254,8 @@ pub enum KnobError {
     /// No such path in the latest snapshot.
     #[error("no path {path} in session {session}")]
     UnknownPath {
-        /// Session id.
-        session: u32,
+        /// Session id (`camp_proto::server::SessionId::to_bits`).
+        session: u64,
         /// Path id.
         path: u32,
     },

@@ -153,7 +153,7 @@ mod tests {
         s.sessions.clear();
         for i in 0..(n % 5 + 1) {
             s.sessions.push(SessionSnapshot {
-                session: i as u32,
+                session: i,
                 safety_reinjections: n,
                 ..Default::default()
             });

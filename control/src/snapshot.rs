@@ -118,8 +118,8 @@ pub struct NicSnapshot {
 /// One path of one session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PathSnapshot {
-    /// Session the path belongs to.
-    pub session: u32,
+    /// Session the path belongs to ([`SessionId::to_bits`]).
+    pub session: u64,
     /// Path id inside the session.
     pub path: u32,
     /// Local address.
@@ -178,7 +178,7 @@ impl PathSnapshot {
     ) -> Self {
         let v = &info.view;
         PathSnapshot {
-            session: session.0,
+            session: session.to_bits(),
             path: v.id.0,
             local: info.local,
             remote: info.remote,
@@ -224,8 +224,8 @@ pub struct ModalityCounters {
 /// One session.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionSnapshot {
-    /// Session id.
-    pub session: u32,
+    /// Session id ([`SessionId::to_bits`]).
+    pub session: u64,
     /// Scheduler name.
     pub scheduler: String,
     /// Paths currently in the session.
@@ -265,7 +265,7 @@ impl SessionSnapshot {
         }
         let fb = feedback.copied().unwrap_or_default();
         SessionSnapshot {
-            session: session.0,
+            session: session.to_bits(),
             scheduler: scheduler.to_owned(),
             paths: u32::try_from(paths).unwrap_or(u32::MAX),
             modalities,
@@ -483,7 +483,8 @@ mod tests {
             redirected: 5,
             ..Default::default()
         };
-        let p = PathSnapshot::from_path_info(SessionId(4), &info(2, 100), "eth1", Some(xdp));
+        let p =
+            PathSnapshot::from_path_info(SessionId::new(4, 0), &info(2, 100), "eth1", Some(xdp));
         assert_eq!((p.session, p.path, p.nic.as_str()), (4, 2, "eth1"));
         assert_eq!(p.status, PathState::Drain);
         assert_eq!(
@@ -501,9 +502,9 @@ mod tests {
     fn traffic_share_is_per_session() {
         let snap = EngineSnapshot {
             paths: vec![
-                PathSnapshot::from_path_info(SessionId(0), &info(0, 300), "a", None),
-                PathSnapshot::from_path_info(SessionId(0), &info(1, 100), "b", None),
-                PathSnapshot::from_path_info(SessionId(1), &info(0, 0), "a", None),
+                PathSnapshot::from_path_info(SessionId::new(0, 0), &info(0, 300), "a", None),
+                PathSnapshot::from_path_info(SessionId::new(0, 0), &info(1, 100), "b", None),
+                PathSnapshot::from_path_info(SessionId::new(1, 0), &info(0, 0), "a", None),
             ],
             ..Default::default()
         };
@@ -521,7 +522,7 @@ mod tests {
             skew_p95_us: 1_234,
             ..Default::default()
         };
-        let s = SessionSnapshot::new(SessionId(3), "camp", 2, &store, Some(&fb));
+        let s = SessionSnapshot::new(SessionId::new(3, 0), "camp", 2, &store, Some(&fb));
         assert_eq!(s.modalities[2].submitted, 9);
         assert_eq!(s.modalities[2].dropped, 2);
         assert_eq!(s.skew_p95_us, 1_234);

@@ -57,7 +57,7 @@ pub enum Request {
     Path {
         /// Session id; may be left out when the path id is unique across sessions.
         #[serde(default)]
-        session: Option<u32>,
+        session: Option<u64>,
         /// Path id.
         id: u32,
         /// `available`, `standby` or `drain`.
@@ -296,7 +296,7 @@ pub fn knob_from_set(name: &str, value: &serde_json::Value) -> Result<Knob, Knob
 
 fn path_request(
     state: &ControlState,
-    session: Option<u32>,
+    session: Option<u64>,
     id: u32,
     status: &str,
     precedence: Option<u8>,
@@ -540,7 +540,7 @@ mod tests {
     use proptest::prelude::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn path(session: u32, id: u32, bytes: u64) -> PathSnapshot {
+    fn path(session: u64, id: u32, bytes: u64) -> PathSnapshot {
         PathSnapshot {
             session,
             path: id,

@@ -20,7 +20,7 @@ fn fill(s: &mut EngineSnapshot, n: u64) {
     s.server.sessions_opened = n;
     s.sessions.resize_with(2, SessionSnapshot::default);
     for (i, sess) in s.sessions.iter_mut().enumerate() {
-        sess.session = i as u32;
+        sess.session = i as u64;
         sess.paths = 2;
         sess.modalities[Modality::Video as usize].sent = n;
         sess.scheduler.clear();

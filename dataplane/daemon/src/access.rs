@@ -62,8 +62,8 @@ const INGEST_SESSIONS_TRACKED: usize = 4096;
 /// Per-session unit and byte rate of the ingest socket.
 #[derive(Debug)]
 pub struct IngestLimiter {
-    units: KeyedBuckets<u32>,
-    bytes: KeyedBuckets<u32>,
+    units: KeyedBuckets<u64>,
+    bytes: KeyedBuckets<u64>,
     /// Units refused.
     pub refused: u64,
 }
@@ -80,9 +80,9 @@ impl IngestLimiter {
         }
     }
 
-    /// Whether session `session` may take one more unit of `bytes` payload bytes now;
+    /// Whether session `session` (its `SessionId::to_bits`) may take one more unit of `bytes` payload bytes now;
     /// refusals are counted.
-    pub fn admit(&mut self, now: Instant, session: u32, bytes: usize) -> bool {
+    pub fn admit(&mut self, now: Instant, session: u64, bytes: usize) -> bool {
         // Charge bytes first: a unit too large for the byte budget must not spend a unit token.
         let ok = self.bytes.try_take(session, now, bytes as f64).is_ok()
             && self.units.try_take(session, now, 1.0).is_ok();
@@ -93,7 +93,7 @@ impl IngestLimiter {
     }
 
     /// The session closed.
-    pub fn forget(&mut self, session: u32) {
+    pub fn forget(&mut self, session: u64) {
         self.units.forget(&session);
         self.bytes.forget(&session);
     }

@@ -288,11 +288,11 @@ pub fn run(
     engine.node_mut().set_coupled_cc(settings.coupled_cc);
     let payload = vec![0x5A_u8; MAX_SYNTHETIC_UNIT];
     let want_paths = settings.addresses.len().clamp(1, 2);
-    let mut feeds: BTreeMap<u32, Feed> = BTreeMap::new();
+    let mut feeds: BTreeMap<SessionId, Feed> = BTreeMap::new();
     let mut last_snapshot: Option<Instant> = None;
     let mut last_stop_check = epoch;
     let mut drain_until: Option<Instant> = None;
-    let mut last_skew: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut last_skew: BTreeMap<SessionId, u32> = BTreeMap::new();
     let mut waiting: std::collections::VecDeque<IngestUnit> = std::collections::VecDeque::new();
     let nic_of = |a: SocketAddr| settings.nic_of(a);
 
@@ -305,7 +305,7 @@ pub fn run(
                     ServerEvent::SessionOpened(s) => {
                         report.sessions += 1;
                         feeds.insert(
-                            s.0,
+                            s,
                             Feed {
                                 opened: now,
                                 joined: 0,
@@ -319,15 +319,15 @@ pub fn run(
                     }
                     ServerEvent::PathJoined(s, p) => {
                         report.paths_joined += 1;
-                        tracing::info!("campd: session {} path {} joined", s.0, p.0);
-                        if let Some(f) = feeds.get_mut(&s.0) {
+                        tracing::info!("campd: session {s} path {} joined", p.0);
+                        if let Some(f) = feeds.get_mut(&s) {
                             f.joined += 1;
                         }
                     }
                     ServerEvent::SessionClosed(s) => {
-                        feeds.remove(&s.0);
-                        ingest_limiter.forget(s.0);
-                        last_skew.remove(&s.0);
+                        feeds.remove(&s);
+                        ingest_limiter.forget(s.to_bits());
+                        last_skew.remove(&s);
                     }
                     ServerEvent::PathClosed(..) | ServerEvent::JoinRefused(_) => {}
                 }
@@ -427,9 +427,9 @@ pub fn run(
             // Telemetry.
             for s in node.sessions() {
                 if let Some(fb) = node.feedback(s)
-                    && last_skew.get(&s.0) != Some(&fb.skew_p95_us)
+                    && last_skew.get(&s) != Some(&fb.skew_p95_us)
                 {
-                    last_skew.insert(s.0, fb.skew_p95_us);
+                    last_skew.insert(s, fb.skew_p95_us);
                     ctl.histos.record_skew(u64::from(fb.skew_p95_us));
                 }
             }
@@ -500,7 +500,7 @@ fn feed_synthetic(
     node: &mut Server,
     now: Instant,
     now_us: u64,
-    sid: u32,
+    sid: SessionId,
     f: &mut Feed,
     settings: &Settings,
     want_paths: usize,
@@ -527,7 +527,7 @@ fn feed_synthetic(
             start_us,
             settings
                 .seed
-                .wrapping_add(u64::from(sid) * 1000 + u64::from(f.turns_done)),
+                .wrapping_add(sid.to_bits().wrapping_mul(1000) + u64::from(f.turns_done)),
         );
         f.next = 0;
         f.turns_done += 1;
@@ -535,7 +535,7 @@ fn feed_synthetic(
     while let Some(u) = f.plan.get(f.next).filter(|u| u.release_us <= now_us) {
         let r = node.send_unit(
             now,
-            SessionId(sid),
+            sid,
             &UnitSubmit {
                 modality: u.modality,
                 reliability: u.modality.default_reliability(),
@@ -563,13 +563,13 @@ fn feed_ingest(
     node: &mut Server,
     now: Instant,
     now_us: u64,
-    feeds: &mut BTreeMap<u32, Feed>,
+    feeds: &mut BTreeMap<SessionId, Feed>,
     u: &IngestUnit,
     report: &mut DaemonReport,
     limiter: &mut crate::access::IngestLimiter,
 ) {
     let sid = match u.session {
-        Some(s) => s,
+        Some(s) => SessionId::from_bits(s),
         None => match feeds.keys().next() {
             Some(s) => *s,
             None => {
@@ -582,14 +582,14 @@ fn feed_ingest(
         report.ingest_unrouted += 1;
         return;
     };
-    if !limiter.admit(now, sid, u.payload.len()) {
+    if !limiter.admit(now, sid.to_bits(), u.payload.len()) {
         report.ingest_rate_limited += 1;
         return;
     }
     let base = *f.ingest_base_us.get_or_insert(now_us);
     let r = node.send_unit(
         now,
-        SessionId(sid),
+        sid,
         &UnitSubmit {
             modality: u.modality,
             reliability: u.modality.default_reliability(),
@@ -720,7 +720,13 @@ fn apply_knob(
             precedence,
         } => {
             let st: PathStatus = status.into();
-            let ok = node.set_path_status(now, SessionId(session), PathId(path), st, precedence);
+            let ok = node.set_path_status(
+                now,
+                SessionId::from_bits(session),
+                PathId(path),
+                st,
+                precedence,
+            );
             if !ok {
                 tracing::warn!("campd: set_path_status: no path {path} in session {session}");
             }

@@ -43,7 +43,7 @@ pub const VIDEO_DEADLINE_US: u32 = 150_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestUnit {
     /// Target session (None: the lowest open one).
-    pub session: Option<u32>,
+    pub session: Option<u64>,
     /// Stream.
     pub modality: Modality,
     /// Sync index.
@@ -126,7 +126,7 @@ impl IngestError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Line {
-    session: Option<u32>,
+    session: Option<u64>,
     modality: String,
     sync_index: u32,
     media_ms: f64,

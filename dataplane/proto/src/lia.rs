@@ -265,6 +265,19 @@ impl CouplingTable {
         }
     }
 
+    /// Empties every slot of `group` (its session has closed and the group will serve the
+    /// next session given the same index). Paths still pointing at the group through
+    /// their gauges must have been [`detach`](Self::detach)ed first.
+    pub fn clear_group(&self, group: usize) {
+        if let Some(g) = self.groups.get(group) {
+            for p in &g.paths {
+                p.active.store(false, Relaxed);
+                p.cwnd.store(0, Relaxed);
+                p.srtt_us.store(0, Relaxed);
+            }
+        }
+    }
+
     /// Marks the attached path measured by `gauges` as in use (`true`, the default on
     /// attach) or not (a standby path carries no data: its window would only distort the
     /// others' alpha, so it is left out of their computation). No-op when not attached.
@@ -482,5 +495,20 @@ mod tests {
         );
         table.detach(&b);
         assert_eq!(table.path(1, 0), Some((10 * MSS, 100_000)));
+    }
+
+    #[test]
+    fn clearing_a_group_empties_only_that_group() {
+        let table = CouplingTable::new(2, true);
+        let (a, b) = (PathGauges::default(), PathGauges::default());
+        assert!(table.attach(&a, 0, 0));
+        assert!(table.attach(&b, 1, 2));
+        table.publish(0, 0, 10 * MSS, 50_000);
+        table.publish(1, 2, 12 * MSS, 60_000);
+        table.clear_group(0);
+        assert_eq!(table.path(0, 0), None);
+        assert_eq!(table.group_cwnd(0), 0);
+        assert_eq!(table.path(1, 2), Some((12 * MSS, 60_000)));
+        table.clear_group(7);
     }
 }

@@ -118,7 +118,11 @@ fn bulk(paths: Vec<PathConfig>, coupled: bool, seed: u64) -> Outcome {
         }
     }
     let goodput = (delivered_bytes(&sim, n_paths) - delivered_at_start) as f64 / MEASURE_S as f64;
-    let table_total = sim.server.coupling().group_cwnd(session.0 as usize);
+    let table_total = sim.server.coupling().group_cwnd(
+        sim.server
+            .coupling_group(session)
+            .expect("open session is coupled"),
+    );
 
     // Drain: every reliable unit must arrive, exactly once and in order.
     let drain_end = sim.now() + Duration::from_secs(10);
@@ -226,7 +230,10 @@ fn paths_attach_on_join_leave_on_standby_and_detach_on_close() {
     assert!(!sim.server.coupled_cc(), "off by default");
     assert!(!sim.client.client.coupled_cc());
     let session = connect(&mut sim, 2);
-    let group = session.0 as usize;
+    let group = sim
+        .server
+        .coupling_group(session)
+        .expect("open session is coupled");
     sim.server.set_coupled_cc(true);
     sim.client.client.set_coupled_cc(true);
     assert!(sim.server.coupled_cc() && sim.client.client.coupled_cc());

@@ -12,6 +12,10 @@
 //!
 //! Only the thread inside [`counted`] is counted, so tests running in parallel threads do
 //! not disturb each other; reallocations count, frees do not.
+//!
+//! Each thread's live bytes (allocated minus freed by that thread) are kept too, always:
+//! [`live_bytes`] lets a single-threaded soak test check that memory returns to a
+//! baseline.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -25,6 +29,19 @@ thread_local! {
     // allocator may read them re-entrantly.
     static ARMED: Cell<bool> = const { Cell::new(false) };
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+}
+
+fn live(delta: i64) {
+    let _ = LIVE.try_with(|l| l.set(l.get() + delta));
+}
+
+/// Bytes this thread has allocated and not freed since it started, as counted by
+/// [`CountingAlloc`] (0 when it is not the global allocator). Memory freed by another
+/// thread than the one that allocated it skews both threads' figures, so use it in
+/// single-threaded code.
+pub fn live_bytes() -> i64 {
+    LIVE.try_with(Cell::get).unwrap_or(0)
 }
 
 fn note() {
@@ -57,17 +74,20 @@ pub struct CountingAlloc;
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note();
+        live(layout.size() as i64);
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note();
+        live(layout.size() as i64);
         // SAFETY: as for `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        live(-(layout.size() as i64));
         // SAFETY: `ptr` came from `System` through this allocator.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -75,7 +95,11 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note();
         // SAFETY: as for `dealloc`, and the caller upholds `realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            live(new_size as i64 - layout.size() as i64);
+        }
+        p
     }
 }
 

@@ -156,7 +156,7 @@ impl Client {
 }
 
 /// Parses `SESSION.PATH` or `PATH`.
-pub fn parse_path_id(s: &str) -> Result<(Option<u32>, u32), CtlError> {
+pub fn parse_path_id(s: &str) -> Result<(Option<u64>, u32), CtlError> {
     let bad = || CtlError::Usage(format!("bad path id {s:?}: expected SESSION.PATH or PATH"));
     match s.split_once('.') {
         Some((sess, path)) => Ok((

@@ -31,7 +31,7 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-fn path(session: u32, id: u32, nic: &str, bytes: u64, status: PathState) -> PathSnapshot {
+fn path(session: u64, id: u32, nic: &str, bytes: u64, status: PathState) -> PathSnapshot {
     PathSnapshot {
         session,
         path: id,
