@@ -335,7 +335,8 @@ impl Server {
     /// The reliable units of a session not yet acknowledged, oldest first per modality, with
     /// where and when they were sent (diagnostics: a unit the turn ended without).
     pub fn unacked_units(&self, s: SessionId) -> Vec<crate::store::UnitTrace> {
-        self.session(s).map_or_else(Vec::new, |s| s.store.unacked_traces())
+        self.session(s)
+            .map_or_else(Vec::new, |s| s.store.unacked_traces())
     }
 
     /// Units still held by a session (queued, in flight or unacknowledged).
