@@ -425,7 +425,12 @@ impl Client {
         self.coupling.detach(&c.path.gauges);
         c.state = PathState::Closed;
         let slot = c.slot;
-        for (_, buf) in c.unit_bufs.drain() {
+        // Half-received units of this path go back to the pool emptied: a buffer is reused
+        // for the next unit stream, which appends to it, so a stale prefix here would turn the
+        // next unit (on any path) into a malformed frame and lose it (issue 14: a reliable
+        // audio unit lost this way was recovered only by the safety timeout, if at all).
+        for (_, mut buf) in c.unit_bufs.drain() {
+            buf.clear();
             self.pool.push(buf);
         }
         self.events.push_back(ClientEvent::PathClosed { slot });
@@ -497,7 +502,10 @@ impl Client {
                         let Some(id) = c.path.conn.streams().accept(Dir::Uni) else {
                             break;
                         };
-                        let buf = self.pool.pop().unwrap_or_default();
+                        let mut buf = self.pool.pop().unwrap_or_default();
+                        // Pooled buffers are returned empty; clearing again keeps a unit's
+                        // frame its own even if a future return path forgets to.
+                        buf.clear();
                         c.unit_bufs.insert(id, buf);
                         self.read_unit_stream(now, h, id);
                     }

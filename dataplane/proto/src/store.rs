@@ -43,6 +43,30 @@ pub struct StoredUnit {
     pub first_sent_us: Micros,
     /// Session-clock time of the latest transmission (0 = never).
     pub last_sent_us: Micros,
+    /// Times the unit was written to a path (first transmission and every copy).
+    pub transmissions: u32,
+}
+
+/// Where a unit stands at the sender: what a test prints about a reliable unit that was
+/// never delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitTrace {
+    /// Modality stream.
+    pub modality: Modality,
+    /// Sequence number.
+    pub seq: Seq,
+    /// Generation (media) time, session clock.
+    pub gen_time_us: Micros,
+    /// Lifecycle state.
+    pub state: UnitState,
+    /// Paths it was written to.
+    pub sent_on: PathSet,
+    /// Times it was written to a path.
+    pub transmissions: u32,
+    /// First transmission, session clock (0 = never).
+    pub first_sent_us: Micros,
+    /// Latest transmission, session clock (0 = never).
+    pub last_sent_us: Micros,
 }
 
 impl StoredUnit {
@@ -223,6 +247,27 @@ impl UnitStore {
             .count()
     }
 
+    /// Traces of the reliable units not yet acknowledged, per modality in sequence order.
+    pub fn unacked_traces(&self) -> Vec<UnitTrace> {
+        self.queues
+            .iter()
+            .flat_map(|q| q.iter())
+            .filter(|u| {
+                u.header.reliability == Reliability::Reliable && u.state != UnitState::Acked
+            })
+            .map(|u| UnitTrace {
+                modality: u.header.modality,
+                seq: u.header.seq,
+                gen_time_us: u.header.gen_time_us,
+                state: u.state,
+                sent_on: u.sent_on,
+                transmissions: u.transmissions,
+                first_sent_us: u.first_sent_us,
+                last_sent_us: u.last_sent_us,
+            })
+            .collect()
+    }
+
     /// Accepts a unit, assigns its sequence number and encodes its frame.
     pub fn submit(&mut self, unit: &UnitSubmit<'_>) -> Result<Seq, SubmitError> {
         if unit.payload.len() > MAX_UNIT_PAYLOAD {
@@ -266,6 +311,7 @@ impl UnitStore {
             sent_on: PathSet::EMPTY,
             first_sent_us: 0,
             last_sent_us: 0,
+            transmissions: 0,
         });
         self.counters.submitted[m] += 1;
         Ok(seq)
@@ -338,6 +384,7 @@ impl UnitStore {
         let first = u.state == UnitState::Queued;
         u.sent_on = u.sent_on.with(slot);
         u.last_sent_us = now_us;
+        u.transmissions += 1;
         if first {
             u.first_sent_us = now_us;
             self.counters.sent[mi] += 1;

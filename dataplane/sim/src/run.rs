@@ -52,6 +52,8 @@ pub struct TurnReport {
     pub deadline_resets: u64,
     /// Reliable units still unacknowledged at the end.
     pub unacked_reliable: usize,
+    /// Where each of those stands at the sender (state, paths, transmissions).
+    pub unacked_units: Vec<camp_proto::store::UnitTrace>,
     /// Paths that joined.
     pub paths_joined: usize,
     /// Per-path link statistics.
@@ -188,6 +190,7 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
         store: sim.server.store_counters(session).unwrap_or_default(),
         deadline_resets: sim.server.counters().deadline_resets,
         unacked_reliable: sim.server.unacked_reliable(session),
+        unacked_units: sim.server.unacked_units(session),
         paths_joined: joined,
         links: (0..n_paths).map(|i| sim.path_stats(i)).collect(),
         bytes_per_path,

@@ -379,6 +379,41 @@ pub fn eligible(unit: &UnitInfo, paths: &[PathView]) -> PathSet {
         .fold(PathSet::EMPTY, |s, p| s.with(p.slot as usize))
 }
 
+/// The paths a reinjection of a unit already sent on `sent_on` should avoid. A copy goes to
+/// a path it has not used yet when one is healthy; when every such path is suspected failed
+/// (or gone) and a path it was sent on is healthy, it may go back there instead: the copy
+/// there was lost above QUIC (the safety timeout fired although the path delivers), and a
+/// path that stopped answering would hold it for as long as it stays dark (issue 14).
+pub fn reinjection_avoid(sent_on: PathSet, unit: &UnitInfo, paths: &[PathView]) -> PathSet {
+    let healthy = |set: PathSet| {
+        paths
+            .iter()
+            .any(|p| set.contains(p.slot as usize) && !p.suspect)
+    };
+    let avoiding = eligible(
+        &UnitInfo {
+            avoid: sent_on,
+            ..*unit
+        },
+        paths,
+    );
+    if healthy(avoiding) {
+        return sent_on;
+    }
+    let anywhere = eligible(
+        &UnitInfo {
+            avoid: PathSet::EMPTY,
+            ..*unit
+        },
+        paths,
+    );
+    if healthy(anywhere) || (avoiding.is_empty() && !anywhere.is_empty()) {
+        PathSet::EMPTY
+    } else {
+        sent_on
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -443,6 +478,27 @@ pub(crate) mod tests {
             PathSet::single(1),
             "healthy standby beats suspect"
         );
+    }
+
+    #[test]
+    fn a_reinjection_returns_to_its_healthy_path_rather_than_wait_for_a_suspect_one() {
+        let mut p = [path(0, 10, 40), path(1, 50, 10)];
+        let u = unit(Modality::Audio, 1, 120, 0);
+        let sent = PathSet::single(1);
+        // Another healthy path: the copy goes there.
+        assert_eq!(reinjection_avoid(sent, &u, &p), sent);
+        // The other path is suspected failed: back to the path that delivers.
+        p[0].suspect = true;
+        assert_eq!(reinjection_avoid(sent, &u, &p), PathSet::EMPTY);
+        // Both suspected: prefer the one not tried yet.
+        p[1].suspect = true;
+        assert_eq!(reinjection_avoid(sent, &u, &p), sent);
+        // The other path is gone: the only path left, suspect or not.
+        p[0].usable = false;
+        assert_eq!(reinjection_avoid(sent, &u, &p), PathSet::EMPTY);
+        // Nothing usable at all: nothing to gain from dropping the avoid set.
+        p[1].usable = false;
+        assert_eq!(reinjection_avoid(sent, &u, &p), sent);
     }
 
     #[test]

@@ -376,6 +376,13 @@ impl Server {
         self.session(s).map_or(0, |s| s.store.unacked_reliable())
     }
 
+    /// The reliable units of a session not yet acknowledged, oldest first per modality, with
+    /// where and when they were sent (diagnostics: a unit the turn ended without).
+    pub fn unacked_units(&self, s: SessionId) -> Vec<crate::store::UnitTrace> {
+        self.session(s)
+            .map_or_else(Vec::new, |s| s.store.unacked_traces())
+    }
+
     /// Units still held by a session (queued, in flight or unacknowledged).
     pub fn pending_units(&self, s: SessionId) -> usize {
         self.session(s)

@@ -261,11 +261,6 @@ impl Server {
                 break;
             };
             let Some(u) = s.store.get(m, seq) else { break };
-            let avoid = if reinjection {
-                u.sent_on
-            } else {
-                PathSet::EMPTY
-            };
             let info = UnitInfo {
                 modality: m,
                 reliability: u.header.reliability,
@@ -275,21 +270,19 @@ impl Server {
                 deadline_us: u.deadline_us(),
                 now_us,
                 reinjection,
-                avoid,
+                avoid: PathSet::EMPTY,
             };
-            // A reinjected unit whose every other path is gone may go back where it was.
-            let mut decision = s.scheduler.pick(&info, views);
-            if reinjection && decision == (Decision::Hold { retry_at_us: None }) {
-                let again = UnitInfo {
-                    avoid: PathSet::EMPTY,
+            // A reinjection avoids the paths it was sent on unless only suspect (or no) other
+            // paths are left while one of its own still delivers.
+            let info = if reinjection {
+                UnitInfo {
+                    avoid: crate::sched::reinjection_avoid(u.sent_on, &info, views),
                     ..info
-                };
-                if !crate::sched::eligible(&again, views).is_empty()
-                    && crate::sched::eligible(&info, views).is_empty()
-                {
-                    decision = s.scheduler.pick(&again, views);
                 }
-            }
+            } else {
+                info
+            };
+            let decision = s.scheduler.pick(&info, views);
             match decision {
                 Decision::Drop if info.reliability == Reliability::Droppable => {
                     s.store.drop_unit(m, seq);

@@ -66,15 +66,21 @@ fn print(name: &str, r: &TurnReport) {
     );
 }
 
+/// One simulated LLM turn over two emulated paths (WiFi-like and LTE-like), CAMP and
+/// minRTT side by side, with per-modality detail.
+#[derive(Debug, clap::Parser)]
+#[command(name = "camp-demo", version, about)]
+struct Args {
+    /// Speech length of the turn, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Cut the faster path for good halfway through the turn.
+    #[arg(long)]
+    cut: bool,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let seconds: u64 = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let cut = args.iter().any(|a| a == "--cut");
+    let Args { seconds, cut } = <Args as clap::Parser>::parse();
     let paths = vec![
         // WiFi-like and LTE-like paths (one-way delays), as in the picoquic evaluation.
         PathConfig::symmetric(LinkConfig::new(20.0, 10)),
