@@ -322,6 +322,15 @@ impl Server {
             .map(|(i, _)| SessionId(i as u32))
     }
 
+    /// The token of an open session (what its client got in SESSION).
+    pub fn session_token(&self, session: SessionId) -> Option<[u8; 16]> {
+        self.sessions
+            .get(session.0 as usize)?
+            .as_ref()
+            .filter(|s| !s.closed)
+            .map(|s| s.token)
+    }
+
     /// Counters of a session's unit store.
     pub fn store_counters(&self, s: SessionId) -> Option<crate::store::StoreCounters> {
         self.session(s).map(|s| *s.store.counters())
