@@ -921,7 +921,7 @@ mod tests {
         let exp = |scheduler, seed| Experiment {
             scenario: scenario.clone(),
             scheduler,
-            policy: PlayoutPolicy::default(),
+            policy: PlayoutPolicy::camp_default(),
             seed,
             turn: TurnConfig::default(),
         };
