@@ -281,9 +281,19 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(profile::default_dir);
     let names: Vec<String> = if args.all {
-        ["P1", "P2", "P3", "P4", "P5", "P6"]
-            .map(String::from)
-            .to_vec()
+        [
+            "P1",
+            "P2",
+            "P3",
+            "P4",
+            "P5",
+            "P6",
+            "lossyfirst2",
+            "deadfirst2",
+            "slowdown2",
+        ]
+        .map(String::from)
+        .to_vec()
     } else {
         args.profile.clone()
     };
