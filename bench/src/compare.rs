@@ -125,8 +125,20 @@ fn stat(xs: impl Iterator<Item = f64>) -> Stat {
     }
 }
 
+/// A run that produced no figures (its session did not start, ...): counted and reported,
+/// never a panic.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FailedRun {
+    /// Profile variant (sweeps).
+    pub variant: String,
+    /// Seed.
+    pub seed: u64,
+    /// What went wrong.
+    pub error: String,
+}
+
 /// One row of the comparison: a scheduler (and policy) on a profile.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Row {
     /// Scheduler name.
     pub scheduler: String,
@@ -134,8 +146,10 @@ pub struct Row {
     pub policy: String,
     /// Profile.
     pub profile: String,
-    /// Runs aggregated.
+    /// Runs aggregated (the failed ones not included).
     pub runs: usize,
+    /// Runs that failed, with why; their figures are missing from the row.
+    pub failed: Vec<FailedRun>,
     /// Speech length of the turn, ms.
     #[serde(skip)]
     pub turn_ms: u64,
@@ -191,6 +205,28 @@ pub struct Row {
     pub recovery_ms: Option<f64>,
 }
 
+/// The row of one (profile, scheduler, policy): figures over the runs that completed, plus
+/// the failed ones. A key whose every run failed gets a row of zero figures and its
+/// failures.
+fn row(
+    (profile, scheduler, policy): (&str, &str, &str),
+    runs: &[&RunMetrics],
+    failed: Vec<FailedRun>,
+) -> Row {
+    let mut r = if runs.is_empty() {
+        Row {
+            scheduler: scheduler.to_string(),
+            policy: policy.to_string(),
+            profile: profile.to_string(),
+            ..Row::default()
+        }
+    } else {
+        aggregate(runs)
+    };
+    r.failed = failed;
+    r
+}
+
 fn aggregate(runs: &[&RunMetrics]) -> Row {
     let f = |g: &dyn Fn(&RunMetrics) -> f64| stat(runs.iter().map(|r| g(r)));
     let l = f(&|r| r.l_ms);
@@ -203,6 +239,7 @@ fn aggregate(runs: &[&RunMetrics]) -> Row {
         policy: first.policy.clone(),
         profile: first.profile.clone(),
         runs: runs.len(),
+        failed: Vec::new(),
         turn_ms: first.turn_ms,
         l_ms: l.mean,
         l_ci: l.ci95,
@@ -244,9 +281,19 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(profile::default_dir);
     let names: Vec<String> = if args.all {
-        ["P1", "P2", "P3", "P4", "P5", "P6"]
-            .map(String::from)
-            .to_vec()
+        [
+            "P1",
+            "P2",
+            "P3",
+            "P4",
+            "P5",
+            "P6",
+            "lossyfirst2",
+            "deadfirst2",
+            "slowdown2",
+        ]
+        .map(String::from)
+        .to_vec()
     } else {
         args.profile.clone()
     };
@@ -310,14 +357,15 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<RunMetrics>>> = Mutex::new(vec![None; experiments.len()]);
+    type Outcome = Result<RunMetrics, String>;
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; experiments.len()]);
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(e) = experiments.get(i) else { break };
-                    let m = run(e);
+                    let m = run(e).map_err(|err| err.to_string());
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(m);
                     }
@@ -327,34 +375,18 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
         }
     });
     bar.finish_and_clear();
-    let results: Vec<RunMetrics> = results
+    let outcomes: Vec<Outcome> = results
         .into_inner()
         .map_err(|_| "a worker panicked".to_string())?
         .into_iter()
         .flatten()
         .collect();
-    if results.len() != experiments.len() {
+    if outcomes.len() != experiments.len() {
         return Err("some runs did not complete".into());
     }
-
-    // Aggregate per (profile, scheduler, policy), keeping the order of first appearance.
-    let mut keys: Vec<(String, String, String)> = Vec::new();
-    for r in &results {
-        let k = (r.profile.clone(), r.scheduler.clone(), r.policy.clone());
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
-    let mut rows: Vec<Row> = keys
-        .iter()
-        .map(|(p, s, pol)| {
-            let runs: Vec<&RunMetrics> = results
-                .iter()
-                .filter(|r| &r.profile == p && &r.scheduler == s && &r.policy == pol)
-                .collect();
-            aggregate(&runs)
-        })
-        .collect();
+    let mut rows = group_rows(&experiments, &outcomes);
+    let results: Vec<RunMetrics> = outcomes.into_iter().filter_map(Result::ok).collect();
+    let n_failed: usize = rows.iter().map(|r| r.failed.len()).sum();
 
     mark_dominations(&mut rows);
     match args.format.as_str() {
@@ -368,13 +400,89 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
             print_table(&rows, &turn, args.runs);
             print_viewer_table(&rows);
             print_video_reasons(&rows);
+            print_failures(&rows);
         }
     }
     if let Some(out) = &args.out {
         write_outputs(out, &rows, &results)?;
         eprintln!("wrote CSV and SVG files to {}", out.display());
     }
+    // Failed runs are results, reported above; only a comparison with nothing at all to
+    // compare is an error (exit code 1).
+    if results.is_empty() && n_failed > 0 {
+        return Err(format!("all {n_failed} runs failed"));
+    }
     Ok(())
+}
+
+/// Groups outcomes per (profile, scheduler, policy), in the order of first appearance.
+fn group_rows(experiments: &[Experiment], outcomes: &[Result<RunMetrics, String>]) -> Vec<Row> {
+    let key = |e: &Experiment| {
+        (
+            e.scenario.profile.clone(),
+            format!("{:?}", e.scheduler).to_lowercase(),
+            e.policy.name().to_string(),
+        )
+    };
+    let mut keys: Vec<(String, String, String)> = Vec::new();
+    for e in experiments {
+        let k = key(e);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.iter()
+        .map(|k| {
+            let mut runs = Vec::new();
+            let mut failed = Vec::new();
+            for (e, o) in experiments.iter().zip(outcomes) {
+                if &key(e) != k {
+                    continue;
+                }
+                match o {
+                    Ok(m) => runs.push(m),
+                    Err(error) => failed.push(FailedRun {
+                        variant: e.scenario.variant.clone(),
+                        seed: e.seed,
+                        error: error.clone(),
+                    }),
+                }
+            }
+            row((&k.0, &k.1, &k.2), &runs, failed)
+        })
+        .collect()
+}
+
+/// One line per row with failed runs, and the total.
+fn print_failures(rows: &[Row]) {
+    let total: usize = rows.iter().map(|r| r.failed.len()).sum();
+    println!(
+        "
+failed runs: {total}"
+    );
+    for r in rows.iter().filter(|r| !r.failed.is_empty()) {
+        let seeds: Vec<String> = r
+            .failed
+            .iter()
+            .map(|f| {
+                let v = if f.variant.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", f.variant)
+                };
+                format!("{v}seed {}: {}", f.seed, f.error)
+            })
+            .collect();
+        println!(
+            "  {} {} {}: {} of {} failed ({})",
+            r.profile,
+            r.scheduler,
+            r.policy,
+            r.failed.len(),
+            r.failed.len() + r.runs,
+            seeds.join("; ")
+        );
+    }
 }
 
 /// What a viewer sees of a row.
@@ -393,11 +501,12 @@ fn viewer(r: &Row) -> Viewer {
 fn mark_dominations(rows: &mut [Row]) {
     let camp: Vec<(String, String, Viewer)> = rows
         .iter()
-        .filter(|r| r.scheduler == "camp")
+        .filter(|r| r.scheduler == "camp" && r.runs > 0)
         .map(|r| (r.profile.clone(), r.policy.clone(), viewer(r)))
         .collect();
     for r in rows.iter_mut() {
-        if r.scheduler == "camp" || r.scheduler == "redundant" {
+        // A row without a completed run has no figures to compare.
+        if r.scheduler == "camp" || r.scheduler == "redundant" || r.runs == 0 {
             continue;
         }
         r.dominates_camp = camp
@@ -815,6 +924,55 @@ fn cdf_svg<'a>(profile: &str, runs: impl Iterator<Item = &'a RunMetrics>) -> Str
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn failed_runs_are_reported_per_row_and_all_failed_keys_keep_a_row() {
+        let scenario = profile::load("lossy2", &profile::default_dir()).unwrap()[0].clone();
+        let exp = |scheduler, seed| Experiment {
+            scenario: scenario.clone(),
+            scheduler,
+            policy: PlayoutPolicy::camp_default(),
+            seed,
+            turn: TurnConfig::default(),
+        };
+        let experiments = vec![
+            exp(SchedulerKind::MinRtt, 1),
+            exp(SchedulerKind::MinRtt, 2),
+            exp(SchedulerKind::Camp, 1),
+        ];
+        let outcomes = vec![
+            Err("session not established within 3s".to_string()),
+            Err("no path".to_string()),
+            Err("no path".to_string()),
+        ];
+        let rows = group_rows(&experiments, &outcomes);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].scheduler, "minrtt");
+        assert_eq!(rows[0].runs, 0);
+        assert_eq!(
+            rows[0].failed,
+            vec![
+                FailedRun {
+                    variant: String::new(),
+                    seed: 1,
+                    error: "session not established within 3s".into()
+                },
+                FailedRun {
+                    variant: String::new(),
+                    seed: 2,
+                    error: "no path".into()
+                },
+            ]
+        );
+        assert_eq!(rows[1].failed.len(), 1);
+        let json = serde_json::to_value(&rows).unwrap();
+        assert_eq!(json[0]["failed"][1]["seed"], 2);
+        // A row without figures never dominates CAMP.
+        let mut rows = rows;
+        mark_dominations(&mut rows);
+        assert!(rows.iter().all(|r| r.dominates_camp.is_none()));
+    }
+
     use super::*;
 
     #[test]

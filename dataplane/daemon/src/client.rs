@@ -86,6 +86,9 @@ pub enum ClientRunError {
     /// The engine loop failed.
     #[error("engine: {0}")]
     Engine(#[from] camp_engine::EngineError),
+    /// No path brought the session up (timeout, or every path closed first).
+    #[error("session did not start: {0}")]
+    SessionFailed(camp_proto::client::StartError),
     /// The presentation sink failed.
     #[error("--present: {0}")]
     Present(#[from] camp_present::SinkError),
@@ -305,12 +308,16 @@ pub fn run_client_with(
         None => None,
     };
     let mut qlog_error = None;
+    let mut start_error = None;
     let mut playout_delay_us = None;
     engine.run_for(Duration::from_secs_f64(args.seconds), |node, now| {
         let now_us = node.clock().micros(now);
         while let Some(ev) = node.poll_event() {
             if let ClientEvent::PathJoined { .. } = ev {
                 joined += 1;
+            }
+            if let ClientEvent::SessionFailed(why) = &ev {
+                start_error = Some(*why);
             }
             if let Some(q) = &mut qlog {
                 let (name, data) = match ev {
@@ -325,12 +332,19 @@ pub fn run_client_with(
                         ("camp:path_closed", serde_json::json!({"slot": slot}))
                     }
                     ClientEvent::SessionClosed => ("camp:session_closed", serde_json::json!({})),
+                    ClientEvent::SessionFailed(why) => (
+                        "camp:session_failed",
+                        serde_json::json!({"reason": why.to_string()}),
+                    ),
                 };
                 if let Err(e) = q.event(now_us, name, data) {
                     qlog_error = Some(e);
                     return Tick::Stop;
                 }
             }
+        }
+        if start_error.is_some() {
+            return Tick::Stop;
         }
         if let Some(q) = &mut qlog {
             let d = node.receiver_mut().playout_delay_us();
@@ -392,6 +406,9 @@ pub fn run_client_with(
         Tick::Continue
     })?;
     let duration = start.elapsed();
+    if let Some(e) = start_error {
+        return Err(ClientRunError::SessionFailed(e));
+    }
     if let Some(e) = present_error {
         return Err(e.into());
     }

@@ -1,7 +1,13 @@
-//! The CAMP client: opens one QUIC connection per configured path, starts the session on
-//! the first (HELLO), joins the others with an authenticated JOIN, and receives units from
-//! all of them into one [`camp_recv::Receiver`] that reorders across paths, aligns the
-//! modalities and produces the CAMP ACKs and alignment FEEDBACK sent back to the server.
+//! The CAMP client: opens one QUIC connection per configured path, all at once; the first
+//! path whose handshake completes starts the session (HELLO), the others join it with an
+//! authenticated JOIN once the SESSION token is known. It receives units from all of them
+//! into one [`camp_recv::Receiver`] that reorders across paths, aligns the modalities and
+//! produces the CAMP ACKs and alignment FEEDBACK sent back to the server.
+//!
+//! Session start on any path: a lossy or dead first path costs nothing while another path
+//! is healthy. If the path that carried HELLO is lost before SESSION arrives, the next path
+//! with a completed handshake sends HELLO again; if no path brings the session up within
+//! [`CampConfig::session_start_timeout`], the client reports [`ClientEvent::SessionFailed`].
 //!
 //! Sans-IO: [`Client::handle_datagram`], [`Client::handle_timeout`],
 //! [`Client::poll_transmit`], [`Client::poll_timeout`].
@@ -44,7 +50,8 @@ pub struct PathSpec {
 pub struct ClientConfig {
     /// Shared CAMP settings.
     pub camp: CampConfig,
-    /// Paths; the first one starts the session. At most [`MAX_PATHS`].
+    /// Paths, connected all at once; whichever completes its handshake first starts the
+    /// session. At most [`MAX_PATHS`].
     pub paths: Vec<PathSpec>,
     /// TLS.
     pub crypto: Arc<quinn_proto::crypto::rustls::QuicClientConfig>,
@@ -79,11 +86,25 @@ pub enum ClientError {
     Connect(#[from] quinn_proto::ConnectError),
 }
 
+/// Why the session could not be started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// No path brought the session up within [`CampConfig::session_start_timeout`].
+    #[error("no path started the session within {0:?}")]
+    Timeout(std::time::Duration),
+    /// Every path closed before the server answered HELLO.
+    #[error("every path closed before the session started")]
+    AllPathsClosed,
+}
+
 /// Something the application may want to know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientEvent {
-    /// The server accepted the session on the first path.
+    /// The server accepted the session (on the path reported by the `PathJoined` that
+    /// follows).
     SessionEstablished,
+    /// The session could not be started; every path is closed (a `SessionClosed` follows).
+    SessionFailed(StartError),
     /// A path is part of the session (`slot` indexes [`ClientConfig::paths`]).
     PathJoined {
         /// Configured path index.
@@ -121,8 +142,11 @@ pub struct ClientCounters {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PathState {
-    /// Connection started, waiting for the handshake (and, for path 0, SESSION).
+    /// Connection started: waiting for the handshake, or (handshake done) for the SESSION
+    /// token before it can JOIN.
     Connecting,
+    /// HELLO sent on this path, waiting for SESSION.
+    Hello,
     /// JOIN sent, waiting for JOIN_OK.
     Joining,
     /// Member of the session.
@@ -165,6 +189,9 @@ pub struct Client {
     slots: [Option<ConnectionHandle>; MAX_PATHS],
     token: Option<[u8; 16]>,
     join_key: Option<JoinKey>,
+    /// When the session must have started ([`CampConfig::session_start_timeout`]); `None`
+    /// once it started or failed.
+    start_deadline: Option<Instant>,
     receiver: Receiver,
     rng: StdRng,
     events: VecDeque<ClientEvent>,
@@ -187,7 +214,10 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Starts the first path. `epoch` is the client's session-clock zero.
+    /// Starts connecting every configured path. `epoch` is the client's session-clock zero.
+    ///
+    /// A path quinn refuses to start is reported [`ClientEvent::PathClosed`]; only when it
+    /// refuses every path is the error returned.
     pub fn new(config: ClientConfig, now: Instant, epoch: Instant) -> Result<Self, ClientError> {
         if config.paths.is_empty() || config.paths.len() > MAX_PATHS {
             return Err(ClientError::PathCount(config.paths.len()));
@@ -211,6 +241,7 @@ impl Client {
             slots: [None; MAX_PATHS],
             token: None,
             join_key: None,
+            start_deadline: None,
             receiver,
             rng,
             events: VecDeque::new(),
@@ -221,15 +252,82 @@ impl Client {
             ack_buf: vec![0; camp_wire::ack_len(camp_wire::MAX_ACK_RANGES)],
             coupling: Arc::new(CouplingTable::new(1, config_coupled)),
         };
-        let h = client.connect(now, 0)?;
+        let mut first_error = None;
+        let mut started = 0;
+        for slot in 0..client.config.paths.len() {
+            match client.connect(now, slot) {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    client.events.push_back(ClientEvent::PathClosed { slot });
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let (0, Some(e)) = (started, first_error) {
+            return Err(e);
+        }
+        client.start_deadline = Some(now + client.config.camp.session_start_timeout);
+        Ok(client)
+    }
+
+    /// Sends HELLO on `h`, a connection whose handshake is complete: it starts the session.
+    fn send_hello(&mut self, h: ConnectionHandle) {
         // The receiver clamps its window into the range HELLO allows.
-        let units_ahead = client.receiver.config().max_units_ahead;
-        let c = client.conns[h.0].as_mut().expect("just inserted");
+        let units_ahead = self.receiver.config().max_units_ahead;
+        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            return;
+        };
+        c.state = PathState::Hello;
+        c.path.open_control();
         c.path.send_control(&Frame::Hello(Hello {
             flags: 0,
             units_ahead,
         }));
-        Ok(client)
+        c.path.flush_control();
+    }
+
+    /// Whether some path carries HELLO now (sent, SESSION not yet received).
+    fn hello_pending(&self) -> bool {
+        self.conns
+            .iter()
+            .flatten()
+            .any(|c| c.state == PathState::Hello)
+    }
+
+    /// A path whose handshake is complete and that waits for something to do: HELLO if no
+    /// session and no HELLO in flight, JOIN if the token is known, otherwise it waits.
+    fn handshake_done(&mut self, h: ConnectionHandle) {
+        if self.token.is_some() {
+            self.send_join(h);
+        } else if !self.hello_pending() && self.start_deadline.is_some() {
+            self.send_hello(h);
+        }
+    }
+
+    /// Connections whose handshake is complete and that are neither members nor started,
+    /// in slot order.
+    fn waiting_conns(&self) -> Vec<ConnectionHandle> {
+        let mut v: Vec<(usize, ConnectionHandle)> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let c = c.as_ref()?;
+                (c.state == PathState::Connecting && c.path.established_us.is_some())
+                    .then_some((c.slot, ConnectionHandle(i)))
+            })
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, h)| h).collect()
+    }
+
+    /// Gives up starting the session: every path is closed and the failure reported.
+    fn fail_start(&mut self, now: Instant, why: StartError) {
+        if self.start_deadline.take().is_none() {
+            return;
+        }
+        self.events.push_back(ClientEvent::SessionFailed(why));
+        self.close(now);
     }
 
     fn connect(&mut self, now: Instant, slot: usize) -> Result<ConnectionHandle, ClientError> {
@@ -423,6 +521,7 @@ impl Client {
             self.receiver.remove_path(id);
         }
         self.coupling.detach(&c.path.gauges);
+        let was_hello = c.state == PathState::Hello;
         c.state = PathState::Closed;
         let slot = c.slot;
         // Half-received units of this path go back to the pool emptied: a buffer is reused
@@ -434,13 +533,22 @@ impl Client {
             self.pool.push(buf);
         }
         self.events.push_back(ClientEvent::PathClosed { slot });
-        if self
+        let all_closed = self
             .conns
             .iter()
             .flatten()
-            .all(|c| c.state == PathState::Closed)
-        {
+            .all(|c| c.state == PathState::Closed);
+        if all_closed {
+            if self.start_deadline.take().is_some() {
+                self.events
+                    .push_back(ClientEvent::SessionFailed(StartError::AllPathsClosed));
+            }
             self.events.push_back(ClientEvent::SessionClosed);
+        } else if was_hello && self.token.is_none() {
+            // The HELLO path died before SESSION: the next ready path starts the session.
+            if let Some(next) = self.waiting_conns().first().copied() {
+                self.send_hello(next);
+            }
         }
     }
 
@@ -483,15 +591,10 @@ impl Client {
             };
             match ev {
                 Event::Connected => {
+                    // Streams can only be opened once the server's transport parameters are
+                    // known, so HELLO or JOIN goes out from here.
                     c.path.established_us = Some(now_us);
-                    if c.slot == 0 {
-                        // Streams can only be opened once the server's transport parameters
-                        // are known; HELLO waits in the control buffer until then.
-                        c.path.open_control();
-                        c.path.flush_control();
-                    } else {
-                        self.send_join(h);
-                    }
+                    self.handshake_done(h);
                 }
                 Event::ConnectionLost { .. } => {
                     c.path.lost = true;
@@ -601,7 +704,9 @@ impl Client {
             return;
         };
         match (c.state, frame) {
-            (PathState::Connecting, ControlFrame::Session(s)) if c.slot == 0 => {
+            (PathState::Hello, ControlFrame::Session(s)) => {
+                // The join key comes from the connection that carried HELLO, whichever slot
+                // it is: the server derives it from the same connection.
                 let mut secret = [0u8; 32];
                 if c.path
                     .conn
@@ -613,7 +718,8 @@ impl Client {
                     return;
                 }
                 c.state = PathState::Member(s.path_id);
-                self.coupling.attach(&c.path.gauges, 0, c.slot);
+                let slot = c.slot;
+                self.coupling.attach(&c.path.gauges, 0, slot);
                 if !self.config.shared_clock {
                     // local = sender + offset; the SESSION frame took about half an RTT.
                     let owd = c.path.conn.rtt().as_micros() as i64 / 2;
@@ -624,16 +730,16 @@ impl Client {
                     .set_path_rtt(s.path_id, c.path.conn.rtt().as_micros() as u32);
                 self.token = Some(s.token);
                 self.join_key = Some(JoinKey::from_exporter(&secret));
+                self.start_deadline = None;
                 self.events.push_back(ClientEvent::SessionEstablished);
                 self.events.push_back(ClientEvent::PathJoined {
-                    slot: 0,
+                    slot,
                     id: s.path_id,
                 });
-                for slot in 1..self.config.paths.len() {
-                    // A path that cannot even start is reported closed; the others go on.
-                    if self.connect(now, slot).is_err() {
-                        self.events.push_back(ClientEvent::PathClosed { slot });
-                    }
+                // Paths whose handshake finished while HELLO was outstanding join now; the
+                // others join when theirs completes.
+                for w in self.waiting_conns() {
+                    self.send_join(w);
                 }
             }
             (PathState::Joining, ControlFrame::JoinOk(ok)) => {
@@ -829,6 +935,9 @@ impl Client {
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let mut next = self.receiver.poll_timeout().map(|t| self.clock.instant(t));
+        if let Some(t) = self.start_deadline {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
         for c in self.conns.iter_mut().flatten() {
             if let Some(t) = c.path.conn.poll_timeout() {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -848,6 +957,10 @@ impl Client {
                 c.path.conn.handle_timeout(now);
             }
             self.process_conn(now, ConnectionHandle(i));
+        }
+        if self.start_deadline.is_some_and(|t| t <= now) {
+            let limit = self.config.camp.session_start_timeout;
+            self.fail_start(now, StartError::Timeout(limit));
         }
         self.receiver.handle_timeout(now_us);
         self.after_input(now);

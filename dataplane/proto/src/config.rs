@@ -125,6 +125,9 @@ pub struct CampConfig {
     pub initial_rtt: Duration,
     /// A connection must send HELLO or JOIN within this time of its handshake.
     pub join_timeout: Duration,
+    /// A client gives up (`ClientEvent::SessionFailed`) when no path has brought the session
+    /// up (SESSION received) this long after it started connecting.
+    pub session_start_timeout: Duration,
     /// Paths one session may have at once (at most [`MAX_PATHS`]).
     pub max_paths: usize,
     /// Bytes of units one session may hold (queued or unacknowledged).
@@ -162,6 +165,7 @@ impl Default for CampConfig {
             keep_alive: Duration::from_millis(500),
             initial_rtt: Duration::from_millis(100),
             join_timeout: Duration::from_secs(10),
+            session_start_timeout: Duration::from_secs(10),
             max_paths: MAX_PATHS,
             max_queued_bytes: 32 << 20,
             rtt_report_interval: Duration::from_millis(200),

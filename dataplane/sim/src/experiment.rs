@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::Setup;
 use crate::profile::Scenario;
-use crate::run::{NetEvent, TurnReport, run_turn};
+use crate::run::{NetEvent, RunError, TurnReport, run_turn};
 use crate::workload::TurnConfig;
 
 /// What to run.
@@ -174,8 +174,8 @@ impl VideoNotShown {
     }
 }
 
-/// Runs one experiment.
-pub fn run(e: &Experiment) -> RunMetrics {
+/// Runs one experiment; a run whose session does not start is an error, not a panic.
+pub fn run(e: &Experiment) -> Result<RunMetrics, RunError> {
     let turn = TurnConfig {
         duration_ms: e.scenario.turn_ms.unwrap_or(e.turn.duration_ms),
         ..e.turn.clone()
@@ -191,7 +191,7 @@ pub fn run(e: &Experiment) -> RunMetrics {
         camp: CampConfig::default(),
         seed: e.seed,
     };
-    let events: Vec<NetEvent> = e
+    let mut events: Vec<NetEvent> = e
         .scenario
         .outages
         .iter()
@@ -201,8 +201,14 @@ pub fn run(e: &Experiment) -> RunMetrics {
             until_ms,
         })
         .collect();
-    let report = run_turn(&setup, &turn, &events);
-    metrics(e, &report)
+    events.extend(
+        e.scenario
+            .steps
+            .iter()
+            .map(|&(path, step)| NetEvent::Step { path, step }),
+    );
+    let report = run_turn(&setup, &turn, &events)?;
+    Ok(metrics(e, &report))
 }
 
 fn ms(us: f64) -> f64 {

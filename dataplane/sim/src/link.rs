@@ -1,5 +1,7 @@
 //! One direction of one emulated path: loss, a drop-tail bottleneck queue drained at the
-//! link capacity, then propagation delay with jitter. Deterministic given its RNG.
+//! link capacity, then propagation delay with jitter. Delay and constant rate may change at
+//! given times ([`LinkStep`]), so that a path can turn slow while the endpoints' estimates of
+//! it are stale. Deterministic given its RNG.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -147,6 +149,17 @@ pub enum Loss {
     },
 }
 
+/// A change of a link's propagation delay and/or constant rate from a given time on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkStep {
+    /// When the change takes effect, measured from the simulation start.
+    pub at: Duration,
+    /// New one-way propagation delay (jitter stays).
+    pub delay: Option<Duration>,
+    /// New constant rate, bits per second (only for [`Capacity::Constant`] links).
+    pub rate_bps: Option<u64>,
+}
+
 /// Configuration of one link direction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkConfig {
@@ -163,6 +176,33 @@ pub struct LinkConfig {
     /// Blackout windows `[start, end)` measured from the simulation start: every packet
     /// entering the link inside one is lost.
     pub outages: Vec<(Duration, Duration)>,
+    /// Delay and rate changes, in any order; at a given time the latest step at or before
+    /// it that sets a field wins. A packet's delay is the one in force when it leaves the
+    /// queue, its serialisation uses the rate in force when its transmission starts. Order
+    /// is preserved when the delay drops (packets behind a slower one wait for it).
+    pub steps: Vec<LinkStep>,
+}
+
+impl LinkConfig {
+    /// Propagation delay in force at `t_us` (µs since the simulation start).
+    pub fn delay_at(&self, t_us: u64) -> Duration {
+        self.latest_step(t_us, |s| s.delay).unwrap_or(self.delay)
+    }
+
+    /// Capacity in force at `t_us`: a constant rate may be stepped, other capacities not.
+    fn constant_rate_at(&self, t_us: u64, base: u64) -> u64 {
+        self.latest_step(t_us, |s| s.rate_bps).unwrap_or(base)
+    }
+
+    fn latest_step<T>(&self, t_us: u64, field: impl Fn(&LinkStep) -> Option<T>) -> Option<T> {
+        let t = Duration::from_micros(t_us);
+        self.steps
+            .iter()
+            .filter(|s| s.at <= t)
+            .filter_map(|s| field(s).map(|v| (s.at, v)))
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, v)| v)
+    }
 }
 
 impl LinkConfig {
@@ -178,6 +218,7 @@ impl LinkConfig {
             queue_bytes: (bdp as usize).max(64 * 1024),
             loss: Loss::None,
             outages: Vec::new(),
+            steps: Vec::new(),
         }
     }
 }
@@ -246,6 +287,16 @@ impl Link {
         self.config.outages.push((from, until));
     }
 
+    /// Removes the blackout windows `keep` returns false for, leaving the queue alone.
+    pub fn retain_outages(&mut self, keep: impl Fn(Duration, Duration) -> bool) {
+        self.config.outages.retain(|&(a, b)| keep(a, b));
+    }
+
+    /// Adds a delay/rate step without disturbing the link's queue.
+    pub fn add_step(&mut self, step: LinkStep) {
+        self.config.steps.push(step);
+    }
+
     /// Offers a packet of `size` bytes at `now_us`; returns its arrival time at the far end,
     /// or `None` if it is lost.
     pub fn send(&mut self, now_us: u64, size: usize, rng: &mut StdRng) -> Option<u64> {
@@ -272,8 +323,10 @@ impl Link {
         let departure = match &self.config.capacity {
             Capacity::Unlimited => now_us,
             Capacity::Constant(bps) => {
-                let tx_us = (size as u64 * 8 * 1_000_000).div_ceil((*bps).max(1));
-                now_us.max(self.last_departure_us) + tx_us
+                let start = now_us.max(self.last_departure_us);
+                let bps = self.config.constant_rate_at(start, *bps);
+                let tx_us = (size as u64 * 8 * 1_000_000).div_ceil(bps.max(1));
+                start + tx_us
             }
             Capacity::Trace(trace) => {
                 // Service starts when the link is free; opportunities that passed unused
@@ -314,8 +367,8 @@ impl Link {
         } else {
             0
         };
-        let arrival =
-            (departure + self.config.delay.as_micros() as u64 + extra).max(self.last_arrival_us);
+        let delay = self.config.delay_at(departure).as_micros() as u64;
+        let arrival = (departure + delay + extra).max(self.last_arrival_us);
         self.last_arrival_us = arrival;
         self.stats.delivered += 1;
         self.stats.delivered_bytes += size as u64;
@@ -386,6 +439,83 @@ mod tests {
         assert!(l.send(19_999, 100, &mut rng).is_none());
         assert!(l.send(20_000, 100, &mut rng).is_some());
         assert_eq!(l.stats().lost_outage, 2);
+    }
+
+    #[test]
+    fn delay_and_rate_steps_take_effect_at_their_time() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut cfg = LinkConfig::new(8.0, 10); // 1 byte per µs, 10 ms
+        cfg.queue_bytes = 1 << 20;
+        cfg.steps = vec![
+            LinkStep {
+                at: Duration::from_millis(200),
+                delay: None,
+                rate_bps: Some(800_000), // 10 µs per byte
+            },
+            LinkStep {
+                at: Duration::from_millis(100),
+                delay: Some(Duration::from_millis(120)),
+                rate_bps: None,
+            },
+        ];
+        let mut l = Link::new(cfg);
+        // Before any step: 1 ms serialisation + 10 ms.
+        assert_eq!(l.send(0, 1000, &mut rng), Some(11_000));
+        // Leaves the queue just before the delay step: old delay.
+        assert_eq!(l.send(98_000, 1000, &mut rng), Some(99_000 + 10_000));
+        // Leaves after it: 120 ms.
+        assert_eq!(l.send(150_000, 1000, &mut rng), Some(151_000 + 120_000));
+        // Rate step at 200 ms: 1000 bytes take 10 ms; the delay step still holds.
+        assert_eq!(l.send(300_000, 1000, &mut rng), Some(310_000 + 120_000));
+        // A later step of one field leaves the other field's latest step in force.
+        assert_eq!(l.config().delay_at(250_000), Duration::from_millis(120));
+        assert_eq!(l.config().delay_at(99_999), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn rate_step_is_reproduced_in_delivered_throughput() {
+        // Saturate a 10 Mbit/s link that drops to 2 Mbit/s at 5 s; the delivered rate in each
+        // phase is the configured one within 2%.
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut cfg = LinkConfig::new(10.0, 20);
+        cfg.queue_bytes = 30_000;
+        cfg.steps = vec![LinkStep {
+            at: Duration::from_secs(5),
+            delay: Some(Duration::from_millis(80)),
+            rate_bps: Some(2_000_000),
+        }];
+        let mut l = Link::new(cfg);
+        let mut bytes = [0u64; 2];
+        let mut max_delay_before = 0;
+        let mut min_delay_after = u64::MAX;
+        for t in (0..10_000_000u64).step_by(500) {
+            if let Some(a) = l.send(t, 1200, &mut rng) {
+                let phase = usize::from(a >= 5_100_000);
+                // Count what arrives in the steady part of each phase.
+                if (1_000_000..4_900_000).contains(&a) || (6_000_000..9_900_000).contains(&a) {
+                    bytes[phase] += 1200;
+                }
+                if t < 4_000_000 {
+                    max_delay_before = max_delay_before.max(a - t);
+                } else if t > 6_000_000 {
+                    min_delay_after = min_delay_after.min(a - t);
+                }
+            }
+        }
+        let rate = |b: u64| b as f64 * 8.0 / 3.9;
+        assert!(
+            (rate(bytes[0]) / 10e6 - 1.0).abs() < 0.02,
+            "{}",
+            rate(bytes[0])
+        );
+        assert!(
+            (rate(bytes[1]) / 2e6 - 1.0).abs() < 0.02,
+            "{}",
+            rate(bytes[1])
+        );
+        // Queue delay at most 30 kB / rate on top of the propagation delay.
+        assert!(max_delay_before <= 20_000 + 25_000, "{max_delay_before}");
+        assert!(min_delay_after >= 80_000, "{min_delay_after}");
     }
 
     #[test]

@@ -300,6 +300,27 @@ impl<S: Node, C: Node> Sim<S, C> {
         }
     }
 
+    /// Removes path `i`'s blackout windows (both directions) that `keep` returns false for.
+    pub fn retain_outages(&mut self, i: usize, keep: impl Fn(Duration, Duration) -> bool) {
+        let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
+        for key in [(c, s), (s, c)] {
+            if let Some(l) = self.links.get_mut(&key) {
+                l.retain_outages(&keep);
+            }
+        }
+    }
+
+    /// Adds a delay/rate step to path `i` in both directions (`step.at` since the epoch),
+    /// keeping the links' queues.
+    pub fn add_step(&mut self, i: usize, step: crate::link::LinkStep) {
+        let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
+        for key in [(c, s), (s, c)] {
+            if let Some(l) = self.links.get_mut(&key) {
+                l.add_step(step);
+            }
+        }
+    }
+
     /// Replaces a link's configuration mid-run (e.g. to cut a path): `up` selects the
     /// client → server direction.
     pub fn set_link(&mut self, i: usize, up: bool, config: LinkConfig) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Deserialize;
 
-use crate::link::{Capacity, LinkConfig, Loss, Trace, TraceError};
+use crate::link::{Capacity, LinkConfig, LinkStep, Loss, Trace, TraceError};
 use crate::net::PathConfig;
 
 /// One concrete scenario: the paths to emulate.
@@ -25,8 +25,12 @@ pub struct Scenario {
     pub paths: Vec<PathConfig>,
     /// Turn length to use, ms (None: the benchmark's default).
     pub turn_ms: Option<u64>,
-    /// Blackouts `(path, from, until)` in ms after the turn starts.
+    /// Blackouts `(path, from, until)` in ms after the turn starts. An outage from 0 starts
+    /// with the simulation, so the path is also down while the session starts.
     pub outages: Vec<(usize, u64, u64)>,
+    /// Delay and rate changes `(path, step)`, both directions; `step.at` is measured from
+    /// the turn start.
+    pub steps: Vec<(usize, LinkStep)>,
 }
 
 /// Errors loading a profile.
@@ -87,6 +91,17 @@ struct PathSpec {
     queue_ms: Option<u64>,
     #[serde(default)]
     outages_ms: Vec<[u64; 2]>,
+    #[serde(default)]
+    steps: Vec<StepSpec>,
+}
+
+/// `{ at_ms = 20000, delay_ms = 120 }`, `{ at_ms = 20000, rate_mbit = 2.0 }` or both.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct StepSpec {
+    at_ms: u64,
+    delay_ms: Option<u64>,
+    rate_mbit: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -160,11 +175,48 @@ fn build(file: File, path: &Path, base: &Path) -> Result<Vec<Scenario>, ProfileE
     }
     let mut paths = Vec::new();
     let mut outages = Vec::new();
+    let mut steps = Vec::new();
+    let invalid = |reason: String| ProfileError::Invalid {
+        path: path.into(),
+        reason,
+    };
     for (i, p) in file.path.iter().enumerate() {
         let (up, down) = links(p, path, base)?;
         paths.push(PathConfig { up, down });
         for o in &p.outages_ms {
+            if o[0] >= o[1] {
+                return Err(invalid(format!("path {i}: outage {o:?} is empty")));
+            }
             outages.push((i, o[0], o[1]));
+        }
+        for st in &p.steps {
+            if st.delay_ms.is_none() && st.rate_mbit.is_none() {
+                return Err(invalid(format!(
+                    "path {i}: a step needs delay_ms or rate_mbit"
+                )));
+            }
+            let rate_bps = match st.rate_mbit {
+                Some(_) if p.trace.is_some() => {
+                    return Err(invalid(format!(
+                        "path {i}: a trace path's rate cannot be stepped"
+                    )));
+                }
+                Some(r) if r.is_nan() || r <= 0.0 => {
+                    return Err(invalid(format!(
+                        "path {i}: step rate_mbit must be positive"
+                    )));
+                }
+                Some(r) => Some((r * 1e6) as u64),
+                None => None,
+            };
+            steps.push((
+                i,
+                LinkStep {
+                    at: Duration::from_millis(st.at_ms),
+                    delay: st.delay_ms.map(Duration::from_millis),
+                    rate_bps,
+                },
+            ));
         }
     }
     Ok(vec![Scenario {
@@ -173,6 +225,7 @@ fn build(file: File, path: &Path, base: &Path) -> Result<Vec<Scenario>, ProfileE
         paths,
         turn_ms: file.turn_ms,
         outages,
+        steps,
     }])
 }
 
@@ -203,6 +256,7 @@ fn links(p: &PathSpec, file: &Path, base: &Path) -> Result<(LinkConfig, LinkConf
             queue_bytes: queue_bytes(rate_bps, queue_ms),
             loss,
             outages: Vec::new(),
+            steps: Vec::new(),
         }
     };
     match (&p.rate_mbit, &p.trace) {
@@ -248,6 +302,7 @@ fn draw(rng: &mut StdRng, r: &Ranges) -> PathConfig {
             Loss::None
         },
         outages: Vec::new(),
+        steps: Vec::new(),
     };
     PathConfig::symmetric(link)
 }
@@ -270,6 +325,7 @@ fn sweep_scenarios(name: &str, s: &Sweep) -> Vec<Scenario> {
                     paths,
                     turn_ms: None,
                     outages: Vec::new(),
+                    steps: Vec::new(),
                 });
             }
         }
@@ -316,5 +372,59 @@ mod tests {
         assert!(parse("name = 'x'\n").unwrap_err().contains("[[path]]"));
         assert!(parse("name = 'x'\n[[path]]\nrate_mbit = -1.0\ndelay_ms = 1\n").is_err());
         assert!(load("P99", &default_dir()).is_err());
+        let step = |st: &str| {
+            parse(&format!(
+                "name = 'x'\n[[path]]\nrate_mbit = 1.0\ndelay_ms = 1\nsteps = [{st}]\n"
+            ))
+        };
+        assert!(
+            step("{ at_ms = 5 }")
+                .unwrap_err()
+                .contains("delay_ms or rate_mbit")
+        );
+        assert!(
+            step("{ at_ms = 5, rate_mbit = 0.0 }")
+                .unwrap_err()
+                .contains("positive")
+        );
+        assert!(step("{ at_ms = 5, delay_ms = 9, bogus = 1 }").is_err());
+        assert!(step("{ at_ms = 5, delay_ms = 9 }").is_ok());
+        assert!(
+            parse("name = 'x'\n[[path]]\nrate_mbit = 1.0\ndelay_ms = 1\noutages_ms = [[5, 5]]\n")
+                .unwrap_err()
+                .contains("empty")
+        );
+    }
+
+    #[test]
+    fn steps_are_read_per_path_in_both_directions() {
+        let f: File = toml::from_str(
+            "name = 'x'\n[[path]]\nrate_mbit = 4.0\ndelay_ms = 10\n\
+             steps = [{ at_ms = 20000, delay_ms = 120 }, { at_ms = 30000, rate_mbit = 0.5 }]\n\
+             [[path]]\nrate_mbit = 1.0\ndelay_ms = 30\n",
+        )
+        .unwrap();
+        let s = build(f, Path::new("x.toml"), Path::new("/nonexistent")).unwrap();
+        assert_eq!(
+            s[0].steps,
+            vec![
+                (
+                    0,
+                    LinkStep {
+                        at: Duration::from_secs(20),
+                        delay: Some(Duration::from_millis(120)),
+                        rate_bps: None,
+                    }
+                ),
+                (
+                    0,
+                    LinkStep {
+                        at: Duration::from_secs(30),
+                        delay: None,
+                        rate_bps: Some(500_000),
+                    }
+                ),
+            ]
+        );
     }
 }

@@ -2,13 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use camp_proto::client::ClientEvent;
+use camp_proto::client::{ClientEvent, StartError};
 use camp_proto::server::{Server, ServerEvent, SessionId};
 use camp_proto::store::{StoreCounters, UnitSubmit};
 use camp_recv::RecvSummary;
 use camp_wire::{CaptureId, Modality, Seq};
 
-use crate::link::LinkConfig;
+use crate::link::{LinkConfig, LinkStep};
 use crate::net::PathStats;
 use crate::workload::{TurnConfig, plan_turn};
 use crate::{Setup, build};
@@ -24,7 +24,8 @@ pub enum NetEvent {
         at_ms: u64,
     },
     /// Path `path` is dark in both directions from `from_ms` until `until_ms` after the
-    /// turn starts, then recovers.
+    /// turn starts, then recovers. `from_ms == 0` means dark from the simulation start: the
+    /// path is also down while the session starts.
     Outage {
         /// Path index.
         path: usize,
@@ -33,7 +34,30 @@ pub enum NetEvent {
         /// End, ms after the turn start.
         until_ms: u64,
     },
+    /// Path `path` changes delay and/or rate in both directions; `step.at` is measured from
+    /// the turn start.
+    Step {
+        /// Path index.
+        path: usize,
+        /// The change.
+        step: LinkStep,
+    },
 }
+
+/// Why a simulated turn could not be run. A scenario outcome, not a bug: reported and
+/// counted by the benchmark, never a panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    /// The client gave up starting the session.
+    #[error("session not established: {0}")]
+    StartFailed(StartError),
+    /// No session within the simulator's establishment limit.
+    #[error("session not established within {0:?}")]
+    NoSession(Duration),
+}
+
+/// Virtual time the simulator waits for the session and its paths before the turn starts.
+pub const ESTABLISH_LIMIT: Duration = Duration::from_secs(3);
 
 /// Outcome of one simulated turn.
 #[derive(Debug, Clone)]
@@ -86,16 +110,31 @@ impl TurnReport {
 }
 
 /// Runs a turn: connects every path, plays the workload into the server at generation
-/// times, lets the network drain, and collects the client's metrics.
-pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnReport {
+/// times, lets the network drain, and collects the client's metrics. Fails when the session
+/// does not start within [`ESTABLISH_LIMIT`].
+pub fn run_turn(
+    setup: &Setup,
+    turn: &TurnConfig,
+    events: &[NetEvent],
+) -> Result<TurnReport, RunError> {
     let wall = Instant::now();
     let epoch = Instant::now();
     let mut sim = build(setup, epoch);
     let n_paths = setup.paths.len();
 
+    // Paths dark from the start are dark while the session starts; the end of the outage
+    // is known once the turn start is.
+    for e in events {
+        if let NetEvent::Outage {
+            path, from_ms: 0, ..
+        } = *e
+        {
+            sim.add_outage(path, 0, u64::MAX);
+        }
+    }
+
     // Establish the session and let every path join (bounded).
-    let (session, joined) = establish(&mut sim, n_paths, Duration::from_secs(3))
-        .expect("session established within 3 s");
+    let (session, joined) = establish(&mut sim, n_paths, ESTABLISH_LIMIT)?;
 
     let start_us = sim.now_us() + 20_000;
     let plan = plan_turn(turn, start_us, setup.seed);
@@ -109,9 +148,24 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
             NetEvent::Cut { path, at_ms } => cuts.push((start_us + at_ms * 1000, path)),
             NetEvent::Outage {
                 path,
+                from_ms: 0,
+                until_ms,
+            } => {
+                sim.retain_outages(path, |a, b| !(a.is_zero() && b == Duration::MAX));
+                sim.add_outage(path, 0, start_us + until_ms * 1000);
+            }
+            NetEvent::Outage {
+                path,
                 from_ms,
                 until_ms,
             } => sim.add_outage(path, start_us + from_ms * 1000, start_us + until_ms * 1000),
+            NetEvent::Step { path, step } => sim.add_step(
+                path,
+                LinkStep {
+                    at: step.at + Duration::from_micros(start_us),
+                    ..step
+                },
+            ),
         }
     }
     cuts.sort_unstable();
@@ -178,7 +232,7 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
     }
     let arrivals = sim.client.client.receiver_mut().take_arrival_log();
     drain_latency(&mut sim.server);
-    TurnReport {
+    Ok(TurnReport {
         server_latency,
         unique_bytes,
         arrivals,
@@ -196,36 +250,52 @@ pub fn run_turn(setup: &Setup, turn: &TurnConfig, events: &[NetEvent]) -> TurnRe
         bytes_per_path,
         simulated: sim.now().duration_since(epoch),
         wall: wall.elapsed(),
-    }
+    })
 }
 
 /// Advances `sim` in 5 ms steps until the client's session is open and `n_paths` paths
 /// joined, or `limit` of virtual time passed. Returns the session and the paths that joined
-/// (possibly fewer than asked), or `None` if no session opened. Server and client events
-/// seen meanwhile are consumed.
+/// (possibly fewer than asked), or why no session started. Server and client events seen
+/// meanwhile are consumed.
+///
+/// The session is the one the client established: a server session opened by a HELLO
+/// whose SESSION never reached the client (its path died, HELLO went out again on another
+/// path) is not it.
 pub fn establish(
     sim: &mut crate::Sim<Server, crate::ClientNode>,
     n_paths: usize,
     limit: Duration,
-) -> Option<(SessionId, usize)> {
+) -> Result<(SessionId, usize), RunError> {
     let deadline = sim.now() + limit;
-    let mut session = None;
+    let mut opened = Vec::new();
+    let mut established = false;
     let mut joined = 0;
-    while sim.now() < deadline && (session.is_none() || joined < n_paths) {
+    while sim.now() < deadline && !(established && joined >= n_paths) {
         let next = sim.now() + Duration::from_millis(5);
         sim.advance(next);
         while let Some(ev) = sim.server.poll_event() {
             if let ServerEvent::SessionOpened(s) = ev {
-                session = Some(s);
+                opened.push(s);
             }
         }
         while let Some(ev) = sim.client.client.poll_event() {
-            if let ClientEvent::PathJoined { .. } = ev {
-                joined += 1;
+            match ev {
+                ClientEvent::PathJoined { .. } => joined += 1,
+                ClientEvent::SessionEstablished => established = true,
+                ClientEvent::SessionFailed(why) => return Err(RunError::StartFailed(why)),
+                _ => {}
             }
         }
     }
-    session.map(|s| (s, joined))
+    let token = sim.client.client.session_token();
+    let session = opened
+        .into_iter()
+        .rev()
+        .find(|&s| token.is_some() && sim.server.session_token(s) == token);
+    match session {
+        Some(s) if established => Ok((s, joined)),
+        _ => Err(RunError::NoSession(limit)),
+    }
 }
 
 /// Cuts path `i` in both directions from `now_us` on.

@@ -163,19 +163,12 @@ fn run_matrix(realtime: bool) {
                     },
                     seed,
                 };
-                // Until run.rs reports a session that never opened instead of panicking (worked
-                // on separately), such a seed is counted apart: it says nothing about units.
-                let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_turn(&setup, &turn, &net.events)
-                })) {
+                // A session that never opened is a reported failure, not a panic; it says
+                // nothing about units, so it is counted apart.
+                let r = match run_turn(&setup, &turn, &net.events) {
                     Ok(r) => r,
                     Err(e) => {
-                        let msg = e
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| e.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        assert!(msg.contains("session established"), "{msg}");
+                        eprintln!("{} {kind:?} seed {seed}: {e}", net.name);
                         not_established += 1;
                         continue;
                     }

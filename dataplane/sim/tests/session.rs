@@ -35,7 +35,8 @@ fn assert_exactly_once_in_order(report: &camp_sim::run::TurnReport) {
 #[test]
 fn llm_turn_over_two_paths_delivers_text_and_audio_exactly_once_in_order() {
     for kind in [SchedulerKind::Camp, SchedulerKind::MinRtt] {
-        let report = run_turn(&two_paths(kind, 1), &TurnConfig::default(), &[]);
+        let report =
+            run_turn(&two_paths(kind, 1), &TurnConfig::default(), &[]).expect("session starts");
         assert_eq!(report.paths_joined, 2);
         assert_exactly_once_in_order(&report);
         let s = &report.summary;
@@ -64,7 +65,8 @@ fn killing_a_path_mid_turn_loses_no_text_or_audio() {
             &two_paths(kind, 2),
             &TurnConfig::default(),
             &[NetEvent::Cut { path, at_ms: 2_000 }],
-        );
+        )
+        .expect("session starts");
         assert_exactly_once_in_order(&report);
         let after_cut = report.links[1 - path].down.delivered;
         assert!(
@@ -80,12 +82,14 @@ fn same_seed_gives_identical_metrics() {
         &two_paths(SchedulerKind::Camp, 9),
         &TurnConfig::default(),
         &[],
-    );
+    )
+    .expect("session starts");
     let b = run_turn(
         &two_paths(SchedulerKind::Camp, 9),
         &TurnConfig::default(),
         &[],
-    );
+    )
+    .expect("session starts");
     assert_eq!(a.presented, b.presented);
     assert_eq!(a.summary.skew_c_us, b.summary.skew_c_us);
     assert_eq!(a.summary.latency.mean_us, b.summary.latency.mean_us);
@@ -96,7 +100,7 @@ fn same_seed_gives_identical_metrics() {
 fn a_peer_with_a_single_path_still_works() {
     let mut setup = two_paths(SchedulerKind::Camp, 3);
     setup.paths.truncate(1);
-    let report = run_turn(&setup, &TurnConfig::default(), &[]);
+    let report = run_turn(&setup, &TurnConfig::default(), &[]).expect("session starts");
     assert_eq!(report.paths_joined, 1);
     assert_exactly_once_in_order(&report);
 }
@@ -107,7 +111,7 @@ fn three_paths_with_different_delays_and_rates_all_join_and_deliver() {
     setup
         .paths
         .push(PathConfig::symmetric(LinkConfig::new(5.0, 50)));
-    let report = run_turn(&setup, &TurnConfig::default(), &[]);
+    let report = run_turn(&setup, &TurnConfig::default(), &[]).expect("session starts");
     assert_eq!(report.paths_joined, 3);
     assert_exactly_once_in_order(&report);
 }
@@ -131,7 +135,8 @@ fn cutting_every_path_but_the_slowest_of_three_loses_nothing_reliable() {
                 at_ms: 2_500,
             },
         ],
-    );
+    )
+    .expect("session starts");
     assert_exactly_once_in_order(&report);
     assert!(report.store.reinjected.iter().sum::<u64>() > 0 || report.links[2].down.delivered > 0);
 }
@@ -150,6 +155,7 @@ fn units_arriving_before_join_ok_are_not_lost() {
         queue_bytes: queue,
         loss: Loss::Bernoulli(loss),
         outages: Vec::new(),
+        steps: Vec::new(),
     };
     let setup = Setup {
         paths: vec![
@@ -166,7 +172,7 @@ fn units_arriving_before_join_ok_are_not_lost() {
         ..TurnConfig::default()
     }
     .realtime();
-    let report = run_turn(&setup, &turn, &[]);
+    let report = run_turn(&setup, &turn, &[]).expect("session starts");
     assert_exactly_once_in_order(&report);
 }
 
@@ -176,7 +182,8 @@ fn the_servers_ack_based_latency_estimate_tracks_what_the_client_measured() {
         &two_paths(SchedulerKind::Camp, 3),
         &TurnConfig::default(),
         &[],
-    );
+    )
+    .expect("session starts");
     assert_exactly_once_in_order(&report);
     assert_eq!(report.unacked_reliable, 0);
     for m in Modality::ALL {

@@ -366,6 +366,11 @@ impl Server {
         (group < self.coupling.groups()).then_some(group)
     }
 
+    /// The token of an open session (what its client got in SESSION).
+    pub fn session_token(&self, session: SessionId) -> Option<[u8; 16]> {
+        self.session(session).map(|s| s.token)
+    }
+
     /// Counters of a session's unit store.
     pub fn store_counters(&self, s: SessionId) -> Option<crate::store::StoreCounters> {
         self.session(s).map(|s| *s.store.counters())

@@ -113,7 +113,9 @@ fn main() {
             camp: CampConfig::default(),
             seed: 1,
         };
-        let report = run_turn(&setup, &turn, &events);
-        print(name, &report);
+        match run_turn(&setup, &turn, &events) {
+            Ok(report) => print(name, &report),
+            Err(e) => println!("{name}: run failed: {e}"),
+        }
     }
 }
