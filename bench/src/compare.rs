@@ -925,6 +925,100 @@ fn cdf_svg<'a>(profile: &str, runs: impl Iterator<Item = &'a RunMetrics>) -> Str
 #[cfg(test)]
 mod tests {
 
+    /// Every figure of a row lies in its possible range: shares in [0, 1], times and
+    /// counts finite and non-negative, path shares summing to 1, the video reasons adding
+    /// up to what was not shown. Run for every scheduler on a profile with an outage, loss
+    /// and an LTE trace (P5, shortened), where the impossible 101% miss rate was found.
+    #[test]
+    fn every_figure_of_every_row_is_in_its_possible_range() {
+        let mut scenario = profile::load("P5", &profile::default_dir()).unwrap()[0].clone();
+        scenario.turn_ms = Some(4_000);
+        scenario.outages = scenario
+            .outages
+            .iter()
+            .map(|&(p, _, _)| (p, 1_500, 2_500))
+            .collect();
+        for realtime in [false, true] {
+            let experiments: Vec<Experiment> = SchedulerKind::ALL
+                .iter()
+                .map(|&scheduler| Experiment {
+                    scenario: scenario.clone(),
+                    scheduler,
+                    policy: PlayoutPolicy::camp_default(),
+                    seed: 3,
+                    turn: TurnConfig {
+                        realtime,
+                        ..TurnConfig::default()
+                    },
+                })
+                .collect();
+            let outcomes: Vec<Result<RunMetrics, String>> = experiments
+                .iter()
+                .map(|e| run(e).map_err(|err| err.to_string()))
+                .collect();
+            let mut rows = group_rows(&experiments, &outcomes);
+            mark_dominations(&mut rows);
+            assert_eq!(rows.len(), SchedulerKind::ALL.len());
+            for r in &rows {
+                let who = format!("{} realtime={realtime}", r.scheduler);
+                assert_eq!(r.runs, 1, "{who}: {:?}", r.failed);
+                let v = &r.video_not_shown;
+                let shares = [
+                    ("outside_bt1359", r.outside_bt1359),
+                    ("outside_is191", r.outside_is191),
+                    ("text_miss", r.deadline_miss[0]),
+                    ("audio_miss", r.deadline_miss[1]),
+                    ("video_miss", r.deadline_miss[2]),
+                    ("audio_deadline_miss", r.audio_deadline_miss),
+                    ("video_shown", r.video_shown),
+                    ("no_path_in_time", v.no_path_in_time),
+                    ("expired_at_sender", v.expired_at_sender),
+                    ("reset_in_flight", v.reset_in_flight),
+                    ("arrived_too_late", v.arrived_too_late),
+                    ("lost_in_network", v.lost_in_network),
+                ];
+                for (name, x) in shares {
+                    assert!((0.0..=1.0).contains(&x), "{who}: {name} = {x}");
+                }
+                let times = [
+                    ("L", r.l_ms),
+                    ("L p99", r.l_p99_ms),
+                    ("C", r.c_ms),
+                    ("skew p95", r.skew_p95_ms),
+                    ("skew p99", r.skew_p99_ms),
+                    ("added delay", r.added_delay_ms),
+                    ("total delay", r.total_delay_ms),
+                    ("total delay p95", r.total_delay_p95_ms),
+                    ("stalls", r.stalls),
+                    ("redundant %", r.redundant_bytes_pct),
+                ];
+                for (name, x) in times {
+                    assert!(x.is_finite() && x >= 0.0, "{who}: {name} = {x}");
+                }
+                // One run per row: its percentiles are ordered.
+                assert!(r.skew_p99_ms + 1e-9 >= r.skew_p95_ms, "{who}");
+                let sum: f64 = r.path_share.iter().sum();
+                assert!(
+                    r.path_share.iter().all(|s| (0.0..=1.0).contains(s))
+                        && (sum - 1.0).abs() < 1e-6,
+                    "{who}: path shares {:?}",
+                    r.path_share
+                );
+                assert!(
+                    (r.video_shown + v.total() - 1.0).abs() < 1e-9,
+                    "{who}: shown {} + not shown {} != 1",
+                    r.video_shown,
+                    v.total()
+                );
+                assert!(
+                    r.recovery_ms.is_none_or(|x| x.is_finite() && x >= 0.0),
+                    "{who}"
+                );
+                assert_eq!(r.reliable_lost, 0, "{who}");
+            }
+        }
+    }
+
     #[test]
     fn failed_runs_are_reported_per_row_and_all_failed_keys_keep_a_row() {
         let scenario = profile::load("lossy2", &profile::default_dir()).unwrap()[0].clone();

@@ -35,9 +35,7 @@ impl Server {
                     c.path.lost = true;
                     match c.role {
                         Role::Member { session, slot } => self.path_failed(now, session, slot),
-                        Role::Pending => {
-                            self.edge.on_pending_lost(c.path.established_us.is_some())
-                        }
+                        Role::Pending => self.edge.on_pending_lost(c.path.established_us.is_some()),
                         Role::Closing => {}
                     }
                 }
