@@ -11,7 +11,7 @@ use camp_control::socket::{ErrorCode, MAX_LINE, Reply, handle_line};
 use camp_control::{ControlState, Engine, channels};
 use libfuzzer_sys::fuzz_target;
 
-fn path(session: u32, id: u32) -> PathSnapshot {
+fn path(session: u64, id: u32) -> PathSnapshot {
     PathSnapshot {
         session,
         path: id,
