@@ -201,8 +201,12 @@ pub struct Row {
     pub redundant_bytes_pct: f64,
     /// Byte share per path.
     pub path_share: Vec<f64>,
-    /// Outage recovery, ms (P5).
+    /// Outage recovery, mean over the outages that settled, mean over runs, ms.
     pub recovery_ms: Option<f64>,
+    /// Longest recovery of an outage that settled, over all runs, ms.
+    pub recovery_max_ms: Option<f64>,
+    /// Outages (over all runs) after which the skew or audio lateness never settled.
+    pub recovery_unsettled: u32,
 }
 
 /// The row of one (profile, scheduler, policy): figures over the runs that completed, plus
@@ -271,6 +275,11 @@ fn aggregate(runs: &[&RunMetrics]) -> Row {
             .map(|i| f(&|r| r.path_share.get(i).copied().unwrap_or(0.0)).mean)
             .collect(),
         recovery_ms: (!rec.is_empty()).then(|| stat(rec.into_iter()).mean),
+        recovery_max_ms: runs
+            .iter()
+            .filter_map(|r| r.recovery_max_ms)
+            .reduce(f64::max),
+        recovery_unsettled: runs.iter().map(|r| r.recovery_unsettled).sum(),
     }
 }
 
