@@ -138,6 +138,9 @@ pub struct ClientCounters {
     pub acks_sent: u64,
     /// FEEDBACK frames sent.
     pub feedback_sent: u64,
+    /// ACK and FEEDBACK frames that fell due while no path could carry them, dropped as if
+    /// lost (ACKs are cumulative: the next one covers what a dropped one said).
+    pub signals_dropped: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -898,7 +901,17 @@ impl Client {
             })
             .min()
             .map(|(_, _, i)| i);
-        let Some(best) = best else { return };
+        let Some(best) = best else {
+            // No path to carry them: a due ACK or FEEDBACK left pending would keep
+            // `poll_timeout` in the past, and the caller would spin on it.
+            while self.receiver.poll_ack(now_us).is_some() {
+                self.counters.signals_dropped += 1;
+            }
+            if self.receiver.poll_feedback(now_us).is_some() {
+                self.counters.signals_dropped += 1;
+            }
+            return;
+        };
         while let Some(ack) = self.receiver.poll_ack(now_us) {
             let n = match camp_wire::emit_ack(
                 ack.modality,

@@ -7,6 +7,7 @@
 
 pub mod experiment;
 pub mod link;
+pub mod matrix;
 pub mod net;
 pub mod profile;
 pub mod run;

@@ -42,6 +42,21 @@ pub enum NetEvent {
         /// The change.
         step: LinkStep,
     },
+    /// The client abandons path `path` (ABANDON, then the connection closes) at `at_ms`
+    /// after the turn starts; the link itself stays up.
+    Close {
+        /// Path index (the client's slot).
+        path: usize,
+        /// Time after the turn start, ms.
+        at_ms: u64,
+    },
+}
+
+/// What happens to a path at a point of the turn (applied between unit releases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum PathAction {
+    Cut,
+    Close,
 }
 
 /// Why a simulated turn could not be run. A scenario outcome, not a bug: reported and
@@ -68,6 +83,9 @@ pub struct TurnReport {
     pub presented: [Vec<Seq>; Modality::COUNT],
     /// Units planned per modality.
     pub planned: [u64; Modality::COUNT],
+    /// Units the server accepted per modality (planned minus refused at submission); they
+    /// hold sequence numbers `0..accepted`.
+    pub accepted: [u64; Modality::COUNT],
     /// Units the server refused at submission (queue full).
     pub refused_at_submit: u64,
     /// Sender store counters.
@@ -80,6 +98,11 @@ pub struct TurnReport {
     pub unacked_units: Vec<camp_proto::store::UnitTrace>,
     /// Paths that joined.
     pub paths_joined: usize,
+    /// Paths of the session that both ends still held at the end, matched by path id (0:
+    /// every path died, the one case where the reliability promise does not apply).
+    pub paths_alive: usize,
+    /// Paths the server still held at the end.
+    pub server_paths_alive: usize,
     /// Per-path link statistics.
     pub links: Vec<PathStats>,
     /// Unit bytes the server wrote per path slot.
@@ -100,11 +123,64 @@ pub struct TurnReport {
 }
 
 impl TurnReport {
-    /// Reliable units planned but never presented.
+    /// Breaks of the reliability promise: every accepted reliable unit presented exactly
+    /// once, in order per modality. One message per missing or repeated unit, naming where
+    /// it stands at the sender and every arrival the receiver logged for it (the arrival log
+    /// is empty unless [`camp_recv::ReceiverConfig::arrival_log`] is on); empty when the
+    /// promise held.
+    pub fn reliable_faults(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        for m in [Modality::Text, Modality::Audio] {
+            let got = &self.presented[m.index()];
+            let want = self.accepted[m.index()];
+            if got.len() as u64 == want && got.iter().zip(0..).all(|(&s, i)| s == i) {
+                continue;
+            }
+            let before = bad.len();
+            let mut count = vec![0u32; want as usize];
+            let mut stray = 0usize;
+            for &s in got {
+                match count.get_mut(s as usize) {
+                    Some(c) => *c += 1,
+                    None => stray += 1,
+                }
+            }
+            for (seq, &c) in count.iter().enumerate() {
+                if c == 1 {
+                    continue;
+                }
+                let sender = self
+                    .unacked_units
+                    .iter()
+                    .find(|u| u.modality == m && u.seq == seq as u64)
+                    .map_or("acknowledged".to_string(), |u| format!("{u:?}"));
+                let arrivals: Vec<_> = self
+                    .arrivals
+                    .iter()
+                    .filter(|a| a.modality == m && a.seq == seq as u64)
+                    .collect();
+                bad.push(format!(
+                    "{m} seq {seq}: presented {c} times; sender: {sender}; arrivals: {arrivals:?}"
+                ));
+            }
+            if stray > 0 {
+                bad.push(format!("{m}: {stray} presented units were never accepted"));
+            }
+            if bad.len() == before {
+                bad.push(format!("{m}: presented out of order: {got:?}"));
+            }
+        }
+        bad
+    }
+
+    /// Reliable units accepted but never presented (units refused at submission are
+    /// counted in `refused_at_submit`, not here).
     pub fn reliable_lost(&self) -> u64 {
         [Modality::Text, Modality::Audio]
             .iter()
-            .map(|m| self.planned[m.index()] - self.presented[m.index()].len() as u64)
+            .map(|m| {
+                self.accepted[m.index()].saturating_sub(self.presented[m.index()].len() as u64)
+            })
             .sum()
     }
 }
@@ -142,10 +218,15 @@ pub fn run_turn(
     for u in &plan {
         planned[u.modality.index()] += 1;
     }
-    let mut cuts: Vec<(u64, usize)> = Vec::new();
+    let mut cuts: Vec<(u64, usize, PathAction)> = Vec::new();
     for e in events {
         match *e {
-            NetEvent::Cut { path, at_ms } => cuts.push((start_us + at_ms * 1000, path)),
+            NetEvent::Cut { path, at_ms } => {
+                cuts.push((start_us + at_ms * 1000, path, PathAction::Cut))
+            }
+            NetEvent::Close { path, at_ms } => {
+                cuts.push((start_us + at_ms * 1000, path, PathAction::Close))
+            }
             NetEvent::Outage {
                 path,
                 from_ms: 0,
@@ -178,12 +259,21 @@ pub fn run_turn(
         }
     };
     let mut refused = 0;
+    let mut accepted = [0u64; Modality::COUNT];
     let mut unique_bytes = 0u64;
     for u in &plan {
-        while let Some(&(at, path)) = cuts.first().filter(|c| c.0 <= u.release_us) {
+        while let Some(&(at, path, action)) = cuts.first().filter(|c| c.0 <= u.release_us) {
             sim.advance(epoch + Duration::from_micros(at));
-            let t = sim.now_us();
-            cut_path(&mut sim, path, t);
+            match action {
+                PathAction::Cut => {
+                    let t = sim.now_us();
+                    cut_path(&mut sim, path, t);
+                }
+                PathAction::Close => {
+                    let now = sim.now();
+                    sim.client.client.abandon_path(now, path);
+                }
+            }
             cuts.remove(0);
         }
         sim.advance(epoch + Duration::from_micros(u.release_us));
@@ -204,12 +294,15 @@ pub fn run_turn(
             },
         );
         match r {
-            Ok(_) => unique_bytes += (u.size + camp_wire::DATA_PREFIX_LEN) as u64,
+            Ok(_) => {
+                accepted[u.modality.index()] += 1;
+                unique_bytes += (u.size + camp_wire::DATA_PREFIX_LEN) as u64
+            }
             Err(_) => refused += 1,
         }
     }
-    // Let everything in flight arrive (bounded: 5 s after the last unit).
-    let end = sim.now() + Duration::from_secs(5);
+    // Let everything in flight arrive (bounded: `drain_ms` after the last unit).
+    let end = sim.now() + Duration::from_millis(turn.drain_ms);
     while sim.now() < end {
         let next = sim.now() + Duration::from_millis(10);
         sim.advance(next);
@@ -224,6 +317,12 @@ pub fn run_turn(
     sim.client.drain_playout(now);
 
     let paths = sim.server.paths(session);
+    let server_paths_alive = paths.len();
+    let client_paths: Vec<_> = sim.client.client.path_views();
+    let paths_alive = paths
+        .iter()
+        .filter(|p| client_paths.iter().any(|c| c.id == p.view.id))
+        .count();
     let mut bytes_per_path = vec![0; n_paths];
     for p in &paths {
         if let Some(b) = bytes_per_path.get_mut(p.slot) {
@@ -240,12 +339,15 @@ pub fn run_turn(
         summary: sim.client.client.receiver().summary(),
         presented: std::mem::take(&mut sim.client.presented),
         planned,
+        accepted,
         refused_at_submit: refused,
         store: sim.server.store_counters(session).unwrap_or_default(),
         deadline_resets: sim.server.counters().deadline_resets,
         unacked_reliable: sim.server.unacked_reliable(session),
         unacked_units: sim.server.unacked_units(session),
         paths_joined: joined,
+        paths_alive,
+        server_paths_alive,
         links: (0..n_paths).map(|i| sim.path_stats(i)).collect(),
         bytes_per_path,
         simulated: sim.now().duration_since(epoch),

@@ -62,6 +62,9 @@ pub struct TurnConfig {
     pub realtime: bool,
     /// Replay these units (times relative to the turn start) instead of generating a turn.
     pub replay: Option<std::sync::Arc<Vec<PlannedUnit>>>,
+    /// How long a simulated run waits after the last unit for what is still in flight, ms
+    /// (virtual time: an idle wait costs nothing).
+    pub drain_ms: u64,
 }
 
 impl Default for TurnConfig {
@@ -84,6 +87,7 @@ impl Default for TurnConfig {
             tts_lead_ms: (100, 400),
             realtime: false,
             replay: None,
+            drain_ms: 5_000,
         }
     }
 }
