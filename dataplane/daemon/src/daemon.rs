@@ -227,6 +227,7 @@ pub fn run(
             crypto,
             scheduler: choice.factory(),
             rng_seed: seed_bytes(),
+            lb: None,
         },
         epoch,
     );
