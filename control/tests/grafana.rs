@@ -13,7 +13,10 @@ fn families() -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in EXPOSITION.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let name = rest.split_whitespace().next().expect("TYPE line names a family");
+            let name = rest
+                .split_whitespace()
+                .next()
+                .expect("TYPE line names a family");
             out.entry(name.to_owned()).or_default();
             continue;
         }
@@ -21,7 +24,10 @@ fn families() -> BTreeMap<String, BTreeSet<String>> {
             continue;
         }
         let (name, labels) = match line.find('{') {
-            Some(i) => (&line[..i], &line[i + 1..line.rfind('}').expect("closing brace")]),
+            Some(i) => (
+                &line[..i],
+                &line[i + 1..line.rfind('}').expect("closing brace")],
+            ),
             None => (line.split_whitespace().next().expect("sample name"), ""),
         };
         let set = out.entry(name.to_owned()).or_default();
@@ -74,7 +80,10 @@ fn labels_used(expr: &str, legend: &str) -> BTreeSet<String> {
             while i < b.len() && matches!(b[i], b'=' | b'!' | b'~' | b' ') {
                 i += 1;
             }
-            assert!(i < b.len() && b[i] == b'"', "quoted value expected in {expr}");
+            assert!(
+                i < b.len() && b[i] == b'"',
+                "quoted value expected in {expr}"
+            );
             i += 1;
             while i < b.len() && !(b[i] == b'"' && b[i - 1] != b'\\') {
                 i += 1;
@@ -90,7 +99,10 @@ fn labels_used(expr: &str, legend: &str) -> BTreeSet<String> {
     }
     let mut rest = legend;
     while let Some(open) = rest.find("{{") {
-        let close = rest[open..].find("}}").map(|c| open + c).expect("template closes");
+        let close = rest[open..]
+            .find("}}")
+            .map(|c| open + c)
+            .expect("template closes");
         out.insert(rest[open + 2..close].trim().to_owned());
         rest = &rest[close + 2..];
     }
@@ -100,7 +112,11 @@ fn labels_used(expr: &str, legend: &str) -> BTreeSet<String> {
 #[test]
 fn every_query_names_exported_metrics_and_labels() {
     let fams = families();
-    assert!(fams.len() > 40, "golden exposition parsed: {} families", fams.len());
+    assert!(
+        fams.len() > 40,
+        "golden exposition parsed: {} families",
+        fams.len()
+    );
     let dash: serde_json::Value = serde_json::from_str(DASHBOARD).expect("dashboard is JSON");
     let panels = dash["panels"].as_array().expect("panels");
     let mut queries = 0;
