@@ -401,6 +401,22 @@ pub fn dcid_of_packet(datagram: &[u8], short_cid_len: usize) -> Option<&[u8]> {
     }
 }
 
+/// The source CID of a long-header packet (RFC 8999 §5.1), `None` for a short header or
+/// a datagram too short for what its header announces. A client uses it to learn the
+/// server's CID (see `CampConfig::routed_joins`).
+pub fn scid_of_long_header(datagram: &[u8]) -> Option<&[u8]> {
+    if datagram.first()? & 0x80 == 0 {
+        return None;
+    }
+    let dcid_len = usize::from(*datagram.get(5)?);
+    let at = 6 + dcid_len;
+    let scid_len = usize::from(*datagram.get(at)?);
+    if scid_len > MAX_CID_LEN {
+        return None;
+    }
+    datagram.get(at + 1..at + 1 + scid_len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,6 +574,16 @@ mod tests {
         assert_eq!(dcid_of_packet(&[], 4), None);
     }
 
+    #[test]
+    fn finds_the_source_cid_of_long_headers() {
+        // Initial: DCID of 2, SCID of 3.
+        let initial = [0xc0, 0, 0, 0, 1, 2, 9, 9, 3, 0xa, 0xb, 0xc, 0x00];
+        assert_eq!(scid_of_long_header(&initial), Some(&[0xa, 0xb, 0xc][..]));
+        assert_eq!(scid_of_long_header(&initial[..11]), None, "cut short");
+        assert_eq!(scid_of_long_header(&[0x40, 1, 2, 3, 4, 5, 6, 7, 8]), None);
+        assert_eq!(scid_of_long_header(&[]), None);
+    }
+
     proptest! {
         #[test]
         fn every_generated_cid_routes_to_its_server(
@@ -607,6 +633,9 @@ mod tests {
             }
             if let Some(dcid) = dcid_of_packet(&bytes, short_len) {
                 prop_assert!(dcid.len() <= MAX_CID_LEN);
+            }
+            if let Some(scid) = scid_of_long_header(&bytes) {
+                prop_assert!(scid.len() <= MAX_CID_LEN);
             }
             let _ = ServerId::from_hex(&String::from_utf8_lossy(&bytes));
         }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use camp_proto::cid::{CidLayout, LbConfig, ServerId, dcid_of_packet};
 use camp_proto::client::{Client, ClientConfig, ClientEvent, PathSpec};
 use camp_proto::config::{CampConfig, SchedulerKind};
+use camp_proto::join::JoinRefusal;
 use camp_proto::server::{Server, ServerConfig, ServerEvent, SessionId};
 use camp_proto::store::UnitSubmit;
 use camp_wire::{CaptureId, Modality, UnitFlags};
@@ -26,6 +27,15 @@ const NONCE_LEN: usize = 8;
 /// CIDs are retired after this, so the servers issue fresh ones (NEW_CONNECTION_ID) that
 /// the client must switch to during the test.
 const CID_LIFETIME: Duration = Duration::from_millis(300);
+
+/// Where the balancer sends a datagram whose CID it cannot route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fallback {
+    /// Always this server.
+    Server(usize),
+    /// A hash of the client's address (the usual layer-4 choice).
+    SourceHash,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum To {
@@ -61,7 +71,7 @@ struct Site {
     ids: [ServerId; 2],
     layout: CidLayout,
     /// Where undecodable datagrams go.
-    fallback: usize,
+    fallback: Fallback,
     client: Client,
     now: Instant,
     wire: VecDeque<InFlight>,
@@ -81,7 +91,7 @@ fn server_id(engine: u8) -> ServerId {
 }
 
 impl Site {
-    fn new(fallback: usize) -> Self {
+    fn new(fallback: Fallback, routed_joins: bool) -> Self {
         let identity = camp_proto::tls::self_signed(&["camp.test"]).expect("certificate");
         let roots = identity.chain.clone();
         let client_crypto = camp_proto::tls::client_crypto(&roots, false).expect("client tls");
@@ -110,7 +120,10 @@ impl Site {
         let layout = CidLayout::new(CONFIG_ID, 2, NONCE_LEN, true).expect("layout");
         let client = Client::new(
             ClientConfig {
-                camp: CampConfig::default(),
+                camp: CampConfig {
+                    routed_joins,
+                    ..CampConfig::default()
+                },
                 paths: vec![
                     PathSpec {
                         local: "10.1.0.1:5000".parse().expect("address"),
@@ -152,7 +165,7 @@ impl Site {
     /// The balancer: the server whose id the destination CID carries, else the fallback.
     /// It keeps no state and never looks at addresses for a routable CID, so a path whose
     /// client address changes still reaches its server.
-    fn balance(&mut self, data: &[u8]) -> usize {
+    fn balance(&mut self, src: SocketAddr, data: &[u8]) -> usize {
         let routed = dcid_of_packet(data, self.layout.cid_len())
             .and_then(|cid| self.layout.route(cid))
             .and_then(|id| self.ids.iter().position(|&s| s == id));
@@ -171,7 +184,16 @@ impl Site {
                 if data[0] & 0xf0 != 0xc0 {
                     self.routing.fallback_not_initial += 1;
                 }
-                self.fallback
+                match self.fallback {
+                    Fallback::Server(k) => k,
+                    Fallback::SourceHash => {
+                        let SocketAddr::V4(v4) = src else {
+                            return 0;
+                        };
+                        let sum: u32 = v4.ip().octets().iter().map(|&o| u32::from(o)).sum();
+                        ((sum + u32::from(v4.port())) % 2) as usize
+                    }
+                }
             }
         }
     }
@@ -200,7 +222,7 @@ impl Site {
         }
         while let Some(t) = self.client.poll_transmit(self.now, &mut self.buf) {
             let data = self.buf[..t.size].to_vec();
-            let k = self.balance(&data);
+            let k = self.balance(t.source, &data);
             self.wire.push_back(InFlight {
                 at: self.now + DELAY,
                 to: To::Server(k),
@@ -304,7 +326,7 @@ fn unit(m: Modality, sync_index: u32, gen_time_us: u64, payload: &[u8]) -> UnitS
 /// Opens the two-path session with undecodable datagrams sent to `fallback`, streams
 /// units for two seconds, and checks everything stayed on that one server.
 fn two_path_session_stays_on_one_server(fallback: usize) {
-    let mut site = Site::new(fallback);
+    let mut site = Site::new(Fallback::Server(fallback), false);
     let other = 1 - fallback;
     let joined = site.run_until(Duration::from_secs(3), |s| {
         s.client_events
@@ -401,4 +423,77 @@ fn two_path_session_lands_on_server_zero() {
 #[test]
 fn two_path_session_lands_on_server_one() {
     two_path_session_stays_on_one_server(1);
+}
+
+/// The gap docs/scale-out.md describes: a joining path starts its own connection with a
+/// random CID, so a 4-tuple hash may send it to a server that does not hold the session,
+/// which refuses the JOIN. The client addresses here hash to different servers.
+#[test]
+fn a_joining_path_hashed_to_another_server_is_refused() {
+    let mut site = Site::new(Fallback::SourceHash, false);
+    let refused = site.run_until(Duration::from_secs(3), |s| {
+        s.server_events
+            .iter()
+            .flatten()
+            .any(|e| matches!(e, ServerEvent::JoinRefused(_)))
+    });
+    assert!(refused, "{:?}", site.server_events);
+    let holder = (0..2)
+        .find(|&k| site.servers[k].session_count() == 1)
+        .expect("one server holds the session");
+    let other = 1 - holder;
+    assert_eq!(site.servers[other].session_count(), 0);
+    assert!(
+        site.server_events[other].contains(&ServerEvent::JoinRefused(JoinRefusal::UnknownSession)),
+        "{:?}",
+        site.server_events[other]
+    );
+    let session = site.servers[holder].sessions().next().expect("session");
+    assert_eq!(
+        site.servers[holder].paths(session).len(),
+        1,
+        "one path only"
+    );
+}
+
+/// The same client addresses with `CampConfig::routed_joins`: the joining path's Initial
+/// carries a CID made from the server's, so the balancer sends it to the session's server
+/// although its address hashes to the other one.
+#[test]
+fn routed_joins_reach_the_session_server_despite_the_hash() {
+    let mut site = Site::new(Fallback::SourceHash, true);
+    let joined = site.run_until(Duration::from_secs(3), |s| {
+        s.client_events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::PathJoined { .. }))
+            .count()
+            == 2
+    });
+    assert!(joined, "{:?} {:?}", site.client_events, site.server_events);
+    let holder = (0..2)
+        .find(|&k| site.servers[k].session_count() == 1)
+        .expect("one server holds the session");
+    let other = 1 - holder;
+    let session = site.servers[holder].sessions().next().expect("session");
+    assert_eq!(site.servers[holder].paths(session).len(), 2);
+    assert_eq!(
+        site.routing.received[other], 0,
+        "nothing reached the other server"
+    );
+    // Only the first path's first Initial went by the hash; the joining path's was routed.
+    assert_eq!(site.routing.fallback_not_initial, 0);
+    assert!(site.routing.fallback <= 3, "{:?}", site.routing);
+    // Units flow over the joined session.
+    let payload = [7u8; 160];
+    let now = site.now;
+    for k in 0..20u32 {
+        site.servers[holder]
+            .send_unit(now, session, &unit(Modality::Audio, k, 0, &payload))
+            .expect("unit accepted");
+    }
+    let acked = site.run_until(Duration::from_secs(2), |s| {
+        s.servers[holder].pending_units(session) == 0
+    });
+    assert!(acked);
+    assert_eq!(site.client.receiver().counters().units_received, 20);
 }
