@@ -51,7 +51,8 @@ pub struct ClientConfig {
     /// Shared CAMP settings.
     pub camp: CampConfig,
     /// Paths, connected all at once; whichever completes its handshake first starts the
-    /// session. At most [`MAX_PATHS`].
+    /// session (with [`CampConfig::routed_joins`], the first one alone starts it and the
+    /// others connect after). At most [`MAX_PATHS`].
     pub paths: Vec<PathSpec>,
     /// TLS.
     pub crypto: Arc<quinn_proto::crypto::rustls::QuicClientConfig>,
