@@ -484,6 +484,7 @@ fn run_camp(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
                     crypto: server_crypto,
                     scheduler: SchedulerKind::Camp.factory(),
                     rng_seed: [1; 32],
+                    lb: None,
                 },
                 epoch,
             );

@@ -66,6 +66,11 @@ pub struct ClientArgs {
     /// to this file as qlog JSON-SEQ.
     #[arg(long, value_name = "FILE")]
     pub qlog: Option<PathBuf>,
+    /// Behind a QUIC-LB balancer: connect the first path alone and the others once the
+    /// session is up, with an Initial CID made from the server's so the balancer sends them
+    /// to the same server (docs/scale-out.md).
+    #[arg(long)]
+    pub routed_joins: bool,
 }
 
 /// Why camp-client failed.
@@ -271,7 +276,10 @@ pub fn run_client_with(
     let start = Instant::now();
     let node = Client::new(
         ClientConfig {
-            camp: CampConfig::default(),
+            camp: CampConfig {
+                routed_joins: args.routed_joins,
+                ..CampConfig::default()
+            },
             paths: locals
                 .iter()
                 .zip(&args.servers)
@@ -548,5 +556,24 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(run_client(&args), Err(ClientRunError::Args(_))));
+    }
+
+    #[test]
+    fn routed_joins_is_a_flag_off_by_default() {
+        let base = [
+            "camp-client",
+            "--local",
+            "198.18.10.2",
+            "--server",
+            "198.18.10.1:4433",
+        ];
+        let parse = |extra: &[&str]| {
+            let mut v: Vec<&str> = base.to_vec();
+            v.extend_from_slice(&["--ca", "/nonexistent"]);
+            v.extend_from_slice(extra);
+            ClientArgs::try_parse_from(v).unwrap()
+        };
+        assert!(!parse(&[]).routed_joins);
+        assert!(parse(&["--routed-joins"]).routed_joins);
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use camp_control::knobs::LogLevel;
+use camp_proto::cid::{LbConfig, ServerId};
 use camp_proto::config::SchedulerKind;
 use camp_xdp::IoMode;
 use clap::Parser;
@@ -121,6 +122,13 @@ pub struct FileConfig {
     pub ingest_units_per_second: Option<u32>,
     /// Ingested payload bytes per second per session (0: no limit).
     pub ingest_bytes_per_second: Option<u64>,
+    /// Server id (hexadecimal, 1..=15 octets) written into every connection id, for a
+    /// QUIC-LB style balancer in front of several campd (docs/scale-out.md).
+    pub lb_server_id: Option<String>,
+    /// Config rotation codepoint of the connection ids (0..=6, default 0).
+    pub lb_config_id: Option<u8>,
+    /// Random octets after the server id (4..=18, default 8).
+    pub lb_nonce_len: Option<usize>,
 }
 
 /// Command-line flags of campd; each overrides the file.
@@ -226,6 +234,16 @@ pub struct Cli {
     /// Ingested payload bytes per second per session (0: no limit).
     #[arg(long)]
     pub ingest_bytes_per_second: Option<u64>,
+    /// Behind a QUIC-LB balancer: this server's id (hex, 1..=15 octets; the engine index
+    /// as its last octet by convention), carried in every connection id it issues.
+    #[arg(long, value_name = "HEX")]
+    pub lb_server_id: Option<String>,
+    /// Config rotation codepoint of the connection ids (0..=6; needs --lb-server-id).
+    #[arg(long)]
+    pub lb_config_id: Option<u8>,
+    /// Nonce octets of the connection ids (4..=18; needs --lb-server-id).
+    #[arg(long)]
+    pub lb_nonce_len: Option<usize>,
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -296,6 +314,8 @@ pub struct Settings {
     pub coupled_cc: bool,
     /// Socket access and rate limits.
     pub access: crate::access::AccessSettings,
+    /// Routable connection ids for a balancer (`None`: quinn's random ones).
+    pub lb: Option<LbConfig>,
 }
 
 impl Settings {
@@ -416,9 +436,43 @@ fn resolve_access(
     })
 }
 
+/// Default nonce length of routable connection ids: 8 random octets (64 bits), a
+/// CID of 10 octets with a one-octet server id.
+pub const DEFAULT_LB_NONCE_LEN: usize = 8;
+
+fn resolve_lb(file: &FileConfig, cli: &Cli) -> Result<Option<LbConfig>, ConfigError> {
+    let config_id = cli.lb_config_id.or(file.lb_config_id);
+    let nonce_len = cli.lb_nonce_len.or(file.lb_nonce_len);
+    let Some(hex) = cli.lb_server_id.clone().or(file.lb_server_id.clone()) else {
+        if config_id.is_some() || nonce_len.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "lb_server_id",
+                value: "none, but lb_config_id or lb_nonce_len is set".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let invalid = |field: &'static str, e: camp_proto::cid::LbConfigError| ConfigError::Invalid {
+        field,
+        value: e.to_string(),
+    };
+    let server_id = ServerId::from_hex(&hex).map_err(|e| invalid("lb_server_id", e))?;
+    let config = LbConfig::new(
+        config_id.unwrap_or(0),
+        server_id,
+        nonce_len.unwrap_or(DEFAULT_LB_NONCE_LEN),
+    )
+    .map_err(|e| match e {
+        camp_proto::cid::LbConfigError::ConfigId(_) => invalid("lb_config_id", e),
+        _ => invalid("lb_nonce_len", e),
+    })?;
+    Ok(Some(config))
+}
+
 /// Applies `cli` over `file` and checks the result.
 pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
     let access = resolve_access(&file, cli)?;
+    let lb = resolve_lb(&file, cli)?;
     let addresses = if cli.addresses.is_empty() {
         file.addresses
     } else {
@@ -521,6 +575,7 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
     }
     Ok(Settings {
         access,
+        lb,
         addresses,
         interfaces,
         port,
@@ -713,6 +768,51 @@ coupled_cc = true
             assert!(
                 matches!(parse_str(text), Err(ConfigError::Toml(_))),
                 "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn lb_server_id_from_flags_or_file() {
+        let base = "addresses = [\"198.18.10.1\"]\nio = \"udp\"\nself_signed = true\n";
+        let none = resolve(parse_str(base).unwrap(), &cli(&[])).unwrap();
+        assert_eq!(none.lb, None, "no balancer by default");
+        let file = resolve(
+            parse_str(&format!(
+                "{base}lb_server_id = \"0a03\"\nlb_config_id = 2\n"
+            ))
+            .unwrap(),
+            &cli(&[]),
+        )
+        .unwrap();
+        let lb = file.lb.expect("configured");
+        assert_eq!(lb.server_id().as_bytes(), &[0x0a, 0x03]);
+        assert_eq!(lb.config_id(), 2);
+        assert_eq!(lb.nonce_len(), DEFAULT_LB_NONCE_LEN);
+        let flags = resolve(
+            parse_str(&format!("{base}lb_server_id = \"0a03\"\n")).unwrap(),
+            &cli(&["--lb-server-id", "ff", "--lb-nonce-len", "12"]),
+        )
+        .unwrap();
+        let lb = flags.lb.expect("configured");
+        assert_eq!(
+            lb.server_id().as_bytes(),
+            &[0xff],
+            "the flag overrides the file"
+        );
+        assert_eq!(lb.cid_len(), 14);
+        let r = |extra: &str| resolve(parse_str(&format!("{base}{extra}")).unwrap(), &cli(&[]));
+        for (extra, field) in [
+            ("lb_server_id = \"0g\"", "lb_server_id"),
+            ("lb_server_id = \"\"", "lb_server_id"),
+            ("lb_server_id = \"01\"\nlb_config_id = 7", "lb_config_id"),
+            ("lb_server_id = \"01\"\nlb_nonce_len = 2", "lb_nonce_len"),
+            ("lb_nonce_len = 8", "lb_server_id"),
+        ] {
+            assert!(
+                matches!(r(extra), Err(ConfigError::Invalid { field: f, .. }) if f == field),
+                "{extra}: {:?}",
+                r(extra)
             );
         }
     }

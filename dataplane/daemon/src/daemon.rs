@@ -227,6 +227,7 @@ pub fn run(
             crypto,
             scheduler: choice.factory(),
             rng_seed: seed_bytes(),
+            lb: settings.lb,
         },
         epoch,
     );
@@ -265,6 +266,14 @@ pub fn run(
         settings.control_socket,
         settings.ingest,
     );
+    if let Some(lb) = settings.lb {
+        tracing::info!(
+            "campd: connection ids carry server id {} (config {}, {}-octet CIDs)",
+            lb.server_id(),
+            lb.config_id(),
+            lb.cid_len()
+        );
+    }
 
     let xdp_stats = match &io {
         AnyIo::Xdp(x) => x.stats_handles().unwrap_or_else(|e| {

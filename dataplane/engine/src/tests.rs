@@ -369,6 +369,7 @@ fn turn_over_memory(cut: Option<(usize, u64)>) -> TurnOutcome {
             crypto: server_crypto,
             scheduler: SchedulerKind::Camp.factory(),
             rng_seed: [1; 32],
+            lb: None,
         },
         epoch,
     );

@@ -150,6 +150,7 @@ fn run_turn(lab: &Lab, io: ServerIo, cut: Option<Duration>) -> (ServerReport, Cl
                 crypto: server_crypto,
                 scheduler: SchedulerKind::Camp.factory(),
                 rng_seed: [1; 32],
+                lb: None,
             },
             epoch,
         );

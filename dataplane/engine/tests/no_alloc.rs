@@ -28,6 +28,7 @@ fn idle_server(config: EngineConfig) -> Engine<Server, UdpIo> {
             crypto: camp_proto::tls::server_crypto(identity).expect("server tls"),
             scheduler: SchedulerKind::Camp.factory(),
             rng_seed: [3; 32],
+            lb: None,
         },
         std::time::Instant::now(),
     );

@@ -22,8 +22,8 @@ use camp_wire::{
     Abandon, Feedback, Frame, Hello, Join, Micros, PathId, PathStatus, PathStatusFrame,
 };
 use quinn_proto::{
-    ClientConfig as QuinnClientConfig, ConnectionHandle, DatagramEvent, Dir, EcnCodepoint,
-    EndpointConfig, Event, StreamEvent, StreamId, VarInt,
+    ClientConfig as QuinnClientConfig, ConnectionHandle, ConnectionId, DatagramEvent, Dir,
+    EcnCodepoint, EndpointConfig, Event, StreamEvent, StreamId, VarInt,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -51,7 +51,8 @@ pub struct ClientConfig {
     /// Shared CAMP settings.
     pub camp: CampConfig,
     /// Paths, connected all at once; whichever completes its handshake first starts the
-    /// session. At most [`MAX_PATHS`].
+    /// session (with [`CampConfig::routed_joins`], the first one alone starts it and the
+    /// others connect after). At most [`MAX_PATHS`].
     pub paths: Vec<PathSpec>,
     /// TLS.
     pub crypto: Arc<quinn_proto::crypto::rustls::QuicClientConfig>,
@@ -205,6 +206,9 @@ pub struct Client {
     ack_buf: Vec<u8>,
     /// Coupled congestion control of this client's paths (one group, slot = path slot).
     coupling: Arc<CouplingTable>,
+    /// With [`CampConfig::routed_joins`]: the server's CID on the first path (the source
+    /// CID of its first long-header packet), from which joining paths' Initial CIDs are made.
+    routing_cid: Option<ConnectionId>,
 }
 
 impl std::fmt::Debug for Client {
@@ -254,10 +258,17 @@ impl Client {
             rr: 0,
             ack_buf: vec![0; camp_wire::ack_len(camp_wire::MAX_ACK_RANGES)],
             coupling: Arc::new(CouplingTable::new(1, config_coupled)),
+            routing_cid: None,
         };
         let mut first_error = None;
         let mut started = 0;
-        for slot in 0..client.config.paths.len() {
+        // Routed joins: the other paths connect once the session is up (`connect_joiners`).
+        let now_paths = if client.config.camp.routed_joins {
+            1
+        } else {
+            client.config.paths.len()
+        };
+        for slot in 0..now_paths {
             match client.connect(now, slot) {
                 Ok(_) => started += 1,
                 Err(e) => {
@@ -343,6 +354,9 @@ impl Client {
         );
         let mut qc = QuinnClientConfig::new(self.config.crypto.clone());
         qc.transport_config(Arc::new(transport));
+        if let Some(cid) = self.joining_initial_cid() {
+            qc.initial_dst_cid_provider(Arc::new(move || cid));
+        }
         let (h, conn) = self
             .endpoint
             .connect(now, qc, spec.remote, &self.config.server_name)?;
@@ -367,6 +381,40 @@ impl Client {
         });
         self.slots[slot] = Some(h);
         Ok(h)
+    }
+
+    /// The Initial destination CID of a joining path under [`CampConfig::routed_joins`]:
+    /// the first path's server CID with its last `MIN_NONCE_LEN` octets replaced by random
+    /// ones. Whatever the site's layout, the server id ends before those octets (a nonce
+    /// has at least that many), so the balancer reads the same server id. `None` (quinn
+    /// draws a random CID) without the option, before the server's CID is known, or when
+    /// that CID is shorter than the 8 octets a client's Initial CID must have (RFC 9000
+    /// §7.2).
+    fn joining_initial_cid(&mut self) -> Option<ConnectionId> {
+        if !self.config.camp.routed_joins {
+            return None;
+        }
+        let base = self.routing_cid?;
+        if base.len() < 8 {
+            return None;
+        }
+        let mut bytes = [0u8; crate::cid::MAX_CID_LEN];
+        bytes[..base.len()].copy_from_slice(&base);
+        self.rng
+            .fill(&mut bytes[base.len() - crate::cid::MIN_NONCE_LEN..base.len()]);
+        Some(ConnectionId::new(&bytes[..base.len()]))
+    }
+
+    /// Routed joins: connects every configured path not started yet (the session is up).
+    fn connect_joiners(&mut self, now: Instant) {
+        for slot in 0..self.config.paths.len() {
+            if self.slots[slot].is_some() {
+                continue;
+            }
+            if self.connect(now, slot).is_err() {
+                self.events.push_back(ClientEvent::PathClosed { slot });
+            }
+        }
     }
 
     /// Switches coupled congestion control (RFC 6356 LIA across this client's paths) on or
@@ -564,6 +612,11 @@ impl Client {
         ecn: Option<EcnCodepoint>,
         data: &[u8],
     ) {
+        if self.config.camp.routed_joins && self.routing_cid.is_none() {
+            // Only the first path is connected until the session is up, so a long header
+            // now comes from its server.
+            self.routing_cid = crate::cid::scid_of_long_header(data).map(ConnectionId::new);
+        }
         let packet = self.rx.packet(data);
         let mut buf = Vec::new();
         match self
@@ -743,6 +796,9 @@ impl Client {
                 // others join when theirs completes.
                 for w in self.waiting_conns() {
                     self.send_join(w);
+                }
+                if self.config.camp.routed_joins {
+                    self.connect_joiners(now);
                 }
             }
             (PathState::Joining, ControlFrame::JoinOk(ok)) => {

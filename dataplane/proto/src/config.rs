@@ -154,6 +154,15 @@ pub struct CampConfig {
     /// `camp_recv::ReceiverConfig::max_units_ahead`), within which the server keeps reliable
     /// units. `None` (the default) uses the announced value; set it only for experiments.
     pub peer_units_ahead: Option<u32>,
+    /// Client behind a QUIC-LB style balancer (docs/scale-out.md): connect the first path
+    /// alone, and the others once the session is up, each with an Initial destination CID
+    /// made from the server's CID on the first path (all but its last
+    /// [`MIN_NONCE_LEN`](crate::cid::MIN_NONCE_LEN) octets kept, those drawn at random), so
+    /// that a balancer routing by CID sends the joining paths to the server that holds the
+    /// session. It costs the joining paths one handshake of delay, the session depends on
+    /// the first path coming up, and an on-path observer can link the paths by the shared
+    /// prefix. Off by default (every path connects at once with a random CID).
+    pub routed_joins: bool,
 }
 
 impl Default for CampConfig {
@@ -174,6 +183,7 @@ impl Default for CampConfig {
             send_window: 64 << 20,
             max_unit_streams: 4096,
             peer_units_ahead: None,
+            routed_joins: false,
         }
     }
 }

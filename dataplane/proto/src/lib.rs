@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub mod cc;
+pub mod cid;
 pub mod client;
 pub mod config;
 mod conn;

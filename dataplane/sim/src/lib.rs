@@ -81,6 +81,7 @@ pub fn build_with_roots(
             crypto: server_crypto,
             scheduler: setup.scheduler.clone(),
             rng_seed: seed32(setup.seed, 1),
+            lb: None,
         },
         epoch,
     );

@@ -20,6 +20,7 @@ use camp_wire::{Abandon, Frame, Modality, PathId, PathStatus, PathStatusFrame};
 use quinn_proto::{ConnectionHandle, DatagramEvent, EcnCodepoint, EndpointConfig};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+use crate::cid::LbConfig;
 use crate::config::{CampConfig, SchedulerFactory};
 use crate::conn::{RxBuffer, codes};
 use crate::edge::{Edge, EdgeCounters, EdgeLimits};
@@ -95,6 +96,10 @@ pub struct ServerConfig {
     pub scheduler: SchedulerFactory,
     /// Seed for session tokens and quinn's randomness (tests and the simulator fix it).
     pub rng_seed: [u8; 32],
+    /// Routable connection ids for a server behind a QUIC-LB style balancer: every CID
+    /// the server issues (handshake and NEW_CONNECTION_ID) carries this server id. `None`
+    /// keeps quinn's default, unstructured CIDs.
+    pub lb: Option<LbConfig>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -102,6 +107,7 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("camp", &self.camp)
             .field("local_addrs", &self.local_addrs)
+            .field("lb", &self.lb)
             .finish_non_exhaustive()
     }
 }
@@ -225,8 +231,17 @@ impl Server {
         // accepted connection then gets its own, carrying its path's measuring controller.
         let mut base = quinn_proto::ServerConfig::with_crypto(config.crypto.clone());
         base.migration(false);
+        let mut endpoint_config = EndpointConfig::default();
+        if let Some(lb) = config.lb {
+            // Drawn only with a balancer configured, so that without one the session
+            // tokens of a seeded server stay what they were.
+            let mut cid_seed = [0u8; 32];
+            rng.fill(&mut cid_seed);
+            // quinn calls the factory once per endpoint: one generator, one nonce stream.
+            endpoint_config.cid_generator(move || Box::new(lb.generator(cid_seed)));
+        }
         let endpoint = quinn_proto::Endpoint::new(
-            Arc::new(EndpointConfig::default()),
+            Arc::new(endpoint_config),
             Some(Arc::new(base)),
             true,
             Some(quinn_seed),

@@ -80,6 +80,7 @@ impl Net {
                 crypto,
                 scheduler: SchedulerKind::Camp.factory(),
                 rng_seed: seed(1, 0),
+                lb: None,
             },
             epoch,
         );
