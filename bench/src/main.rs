@@ -12,6 +12,7 @@ mod io;
 mod lab;
 #[cfg(feature = "xdp")]
 mod line;
+mod matrix;
 #[cfg(feature = "xdp")]
 mod sweep;
 
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// CAMP against the baseline schedulers on the deterministic simulator (no root).
     Compare(compare::CompareArgs),
+    /// The reliability matrix at full size: every scheduler over seeded lossy, bursty,
+    /// flapping, dying, closing and asymmetric networks; fails on any lost reliable unit.
+    Matrix(matrix::MatrixArgs),
     /// Packet I/O (build with `--features xdp`): AF_XDP (native and generic XDP) against kernel UDP with
     /// quinn-udp on one veth pair between two network namespaces (root).
     #[cfg(feature = "xdp")]
@@ -43,6 +47,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compare(args) => compare::run_compare(&args),
+        Command::Matrix(args) => matrix::run(&args),
         #[cfg(feature = "xdp")]
         Command::Io(args) => io::run(&args),
         #[cfg(feature = "xdp")]
