@@ -71,6 +71,11 @@ pub struct ClientArgs {
     /// to the same server (docs/scale-out.md).
     #[arg(long)]
     pub routed_joins: bool,
+    /// Leave a path lost to the network lost. By default it is connected and JOINed again
+    /// (back-off from twice its RTT, doubling, 50 ms to 5 s) while another path holds the
+    /// session.
+    #[arg(long)]
+    pub no_reconnect: bool,
 }
 
 /// Why camp-client failed.
@@ -278,6 +283,11 @@ pub fn run_client_with(
         ClientConfig {
             camp: CampConfig {
                 routed_joins: args.routed_joins,
+                reconnect: if args.no_reconnect {
+                    None
+                } else {
+                    CampConfig::default().reconnect
+                },
                 ..CampConfig::default()
             },
             paths: locals
@@ -575,5 +585,7 @@ mod tests {
         };
         assert!(!parse(&[]).routed_joins);
         assert!(parse(&["--routed-joins"]).routed_joins);
+        assert!(!parse(&[]).no_reconnect);
+        assert!(parse(&["--no-reconnect"]).no_reconnect);
     }
 }

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use camp_recv::{Receiver, ReceiverConfig, UnitMeta};
 use camp_wire::{
@@ -139,6 +139,8 @@ pub struct ClientCounters {
     pub acks_sent: u64,
     /// FEEDBACK frames sent.
     pub feedback_sent: u64,
+    /// Lost paths connected again ([`CampConfig::reconnect`]).
+    pub reconnects: u64,
     /// ACK and FEEDBACK frames that fell due while no path could carry them, dropped as if
     /// lost (ACKs are cumulative: the next one covers what a dropped one said).
     pub signals_dropped: u64,
@@ -209,6 +211,10 @@ pub struct Client {
     /// With [`CampConfig::routed_joins`]: the server's CID on the first path (the source
     /// CID of its first long-header packet), from which joining paths' Initial CIDs are made.
     routing_cid: Option<ConnectionId>,
+    /// Per slot: when a lost path is connected again, and the failed attempts since it was
+    /// last a member ([`CampConfig::reconnect`]).
+    reconnect_at: [Option<Instant>; MAX_PATHS],
+    reconnect_attempts: [u32; MAX_PATHS],
 }
 
 impl std::fmt::Debug for Client {
@@ -259,6 +265,8 @@ impl Client {
             ack_buf: vec![0; camp_wire::ack_len(camp_wire::MAX_ACK_RANGES)],
             coupling: Arc::new(CouplingTable::new(1, config_coupled)),
             routing_cid: None,
+            reconnect_at: [None; MAX_PATHS],
+            reconnect_attempts: [0; MAX_PATHS],
         };
         let mut first_error = None;
         let mut started = 0;
@@ -414,6 +422,46 @@ impl Client {
             if self.connect(now, slot).is_err() {
                 self.events.push_back(ClientEvent::PathClosed { slot });
             }
+        }
+    }
+
+    /// Whether some path is a member of the session (the server still holds it).
+    fn has_member(&self) -> bool {
+        self.conns
+            .iter()
+            .flatten()
+            .any(|c| matches!(c.state, PathState::Member(_)))
+    }
+
+    /// Arms the reconnect of `slot`, whose connection (last smoothed RTT `srtt`) was lost.
+    fn schedule_reconnect(&mut self, now: Instant, slot: usize, srtt: Duration) {
+        let Some(backoff) = self.config.camp.reconnect else {
+            return;
+        };
+        if self.token.is_none() || !self.has_member() {
+            return;
+        }
+        let attempt = self.reconnect_attempts[slot];
+        self.reconnect_attempts[slot] = attempt.saturating_add(1);
+        self.reconnect_at[slot] = Some(now + backoff.delay(srtt, attempt));
+    }
+
+    /// Connects `slot` again; its handshake ends in a JOIN (the token is known). Given up
+    /// when no path is a member any more: the server has dropped the session.
+    fn reconnect(&mut self, now: Instant, slot: usize) {
+        if !self.has_member() {
+            return;
+        }
+        let idle = self.slots[slot]
+            .and_then(|h| self.conns.get(h.0))
+            .and_then(Option::as_ref)
+            .is_none_or(|c| c.state == PathState::Closed);
+        if !idle {
+            return;
+        }
+        match self.connect(now, slot) {
+            Ok(_) => self.counters.reconnects += 1,
+            Err(_) => self.events.push_back(ClientEvent::PathClosed { slot }),
         }
     }
 
@@ -652,9 +700,21 @@ impl Client {
                     c.path.established_us = Some(now_us);
                     self.handshake_done(h);
                 }
-                Event::ConnectionLost { .. } => {
+                Event::ConnectionLost { reason } => {
                     c.path.lost = true;
+                    let slot = c.slot;
+                    let srtt = c.path.conn.rtt();
                     self.path_gone(h);
+                    // Lost to the network (not closed by either end on purpose): try again
+                    // while another path keeps the session.
+                    let by_network = matches!(
+                        reason,
+                        quinn_proto::ConnectionError::TimedOut
+                            | quinn_proto::ConnectionError::Reset
+                    );
+                    if by_network && self.slots[slot] == Some(h) {
+                        self.schedule_reconnect(now, slot, srtt);
+                    }
                 }
                 Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
                     while let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
@@ -804,6 +864,7 @@ impl Client {
             (PathState::Joining, ControlFrame::JoinOk(ok)) => {
                 c.state = PathState::Member(ok.path_id);
                 let slot = c.slot;
+                self.reconnect_attempts[slot] = 0;
                 self.coupling.attach(&c.path.gauges, 0, slot);
                 self.receiver
                     .set_path_rtt(ok.path_id, c.path.conn.rtt().as_micros() as u32);
@@ -1007,6 +1068,9 @@ impl Client {
         if let Some(t) = self.start_deadline {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
+        for t in self.reconnect_at.iter().flatten() {
+            next = Some(next.map_or(*t, |n| n.min(*t)));
+        }
         for c in self.conns.iter_mut().flatten() {
             if let Some(t) = c.path.conn.poll_timeout() {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -1030,6 +1094,12 @@ impl Client {
         if self.start_deadline.is_some_and(|t| t <= now) {
             let limit = self.config.camp.session_start_timeout;
             self.fail_start(now, StartError::Timeout(limit));
+        }
+        for slot in 0..MAX_PATHS {
+            if self.reconnect_at[slot].is_some_and(|t| t <= now) {
+                self.reconnect_at[slot] = None;
+                self.reconnect(now, slot);
+            }
         }
         self.receiver.handle_timeout(now_us);
         self.after_input(now);

@@ -163,6 +163,41 @@ pub struct CampConfig {
     /// the first path coming up, and an on-path observer can link the paths by the shared
     /// prefix. Off by default (every path connects at once with a random CID).
     pub routed_joins: bool,
+    /// A client path whose connection was lost (idle timeout or stateless reset, not closed
+    /// by either end on purpose) while another path keeps the session alive is connected
+    /// and JOINed again, after a back-off of twice the lost path's smoothed RTT doubling
+    /// per failed attempt, within `[reconnect_min, reconnect_max]`. The attempt count of a
+    /// slot resets when it joins. `None`: a lost path stays lost (the pre-reconnect
+    /// behaviour).
+    pub reconnect: Option<ReconnectBackoff>,
+}
+
+/// Bounds of the client's reconnect back-off ([`CampConfig::reconnect`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReconnectBackoff {
+    /// Shortest wait before an attempt.
+    pub min: Duration,
+    /// Longest wait before an attempt.
+    pub max: Duration,
+}
+
+impl Default for ReconnectBackoff {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_millis(50),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ReconnectBackoff {
+    /// Wait before attempt `attempt` (0 = the first after the loss) of a path whose last
+    /// smoothed RTT was `srtt`.
+    pub fn delay(&self, srtt: Duration, attempt: u32) -> Duration {
+        let base = srtt.saturating_mul(2);
+        base.saturating_mul(1u32 << attempt.min(16))
+            .clamp(self.min, self.max.max(self.min))
+    }
 }
 
 impl Default for CampConfig {
@@ -183,6 +218,7 @@ impl Default for CampConfig {
             send_window: 64 << 20,
             max_unit_streams: 4096,
             peer_units_ahead: None,
+            reconnect: Some(ReconnectBackoff::default()),
             routed_joins: false,
         }
     }

@@ -289,10 +289,14 @@ impl<S: Node, C: Node> Sim<S, C> {
     /// epoch), keeping the links' queues.
     pub fn add_outage(&mut self, i: usize, from_us: u64, until_us: u64) {
         let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
-        let (from, until) = (
-            Duration::from_micros(from_us),
-            Duration::from_micros(until_us),
-        );
+        // `u64::MAX` is "for good": the same `Duration::MAX` a cut uses, which is what
+        // `retain_outages` callers match to lift a from-the-start outage. (Converted, it was
+        // a different Duration, and a path dark from the start never came back.)
+        let micros = |us: u64| match us {
+            u64::MAX => Duration::MAX,
+            us => Duration::from_micros(us),
+        };
+        let (from, until) = (micros(from_us), micros(until_us));
         for key in [(c, s), (s, c)] {
             if let Some(l) = self.links.get_mut(&key) {
                 l.add_outage(from, until);
