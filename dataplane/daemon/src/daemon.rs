@@ -20,8 +20,8 @@ use camp_proto::server::{Server, ServerConfig, ServerEvent, SessionId};
 use camp_proto::store::UnitSubmit;
 use camp_proto::tls::Identity;
 use camp_proto::{PathId, PathStatus};
-use camp_sim::workload::{PlannedUnit, TurnConfig, plan_turn};
 use camp_wire::{CaptureId, Modality};
+use camp_workload::{PlannedUnit, TurnConfig, plan_turn};
 use camp_xdp::{
     AnyIo, ClassifierStats, EndpointStats, IoMode, PacketIo, UdpIo, XdpConfig, open_io,
 };
