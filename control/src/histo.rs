@@ -13,7 +13,8 @@ use std::sync::Arc;
 use camp_proto::Modality;
 use crossbeam::queue::ArrayQueue;
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
+
+pub use camp_control_types::summary::{IntervalSummary, Quantiles};
 
 /// Largest recordable value, µs (one minute); larger values are clamped.
 pub const MAX_RECORDABLE_US: u64 = 60_000_000;
@@ -51,8 +52,8 @@ impl IntervalHistograms {
     /// Quantile summary of the interval.
     pub fn summary(&self) -> IntervalSummary {
         IntervalSummary {
-            latency: std::array::from_fn(|m| Quantiles::of(&self.latency[m])),
-            skew: Quantiles::of(&self.skew),
+            latency: std::array::from_fn(|m| quantiles_of(&self.latency[m])),
+            skew: quantiles_of(&self.skew),
         }
     }
 }
@@ -63,44 +64,18 @@ impl Default for IntervalHistograms {
     }
 }
 
-/// Count and quantiles of one histogram, µs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quantiles {
-    /// Values recorded.
-    pub count: u64,
-    /// Median.
-    pub p50_us: u64,
-    /// 99th percentile.
-    pub p99_us: u64,
-    /// 99.9th percentile.
-    pub p999_us: u64,
-    /// Largest value.
-    pub max_us: u64,
-}
-
-impl Quantiles {
-    /// Reads a histogram (all zero when it is empty).
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Quantiles::default();
-        }
-        Quantiles {
-            count: h.len(),
-            p50_us: h.value_at_quantile(0.5),
-            p99_us: h.value_at_quantile(0.99),
-            p999_us: h.value_at_quantile(0.999),
-            max_us: h.max(),
-        }
+/// Count and quantiles of a histogram (all zero when it is empty).
+pub fn quantiles_of(h: &Histogram<u64>) -> Quantiles {
+    if h.is_empty() {
+        return Quantiles::default();
     }
-}
-
-/// Quantile summaries of one interval.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IntervalSummary {
-    /// Latency per modality (text, audio, video).
-    pub latency: [Quantiles; Modality::COUNT],
-    /// Inter-modal skew.
-    pub skew: Quantiles,
+    Quantiles {
+        count: h.len(),
+        p50_us: h.value_at_quantile(0.5),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+    }
 }
 
 #[derive(Debug)]

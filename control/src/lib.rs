@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod convert;
 pub mod histo;
 pub mod http;
 pub mod knobs;
@@ -15,6 +16,8 @@ pub mod prometheus;
 pub mod publish;
 pub mod snapshot;
 pub mod socket;
+
+pub use camp_control_types::{modality, scheduler, summary};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,10 +29,7 @@ use crossbeam::channel::{RecvTimeoutError, Sender};
 
 use crate::socket::StatsReply;
 
-/// Default control socket path.
-pub const DEFAULT_SOCKET: &str = "/run/camp/campd.sock";
-/// Default metrics address (loopback only).
-pub const DEFAULT_HTTP: &str = "127.0.0.1:9464";
+pub use camp_control_types::{DEFAULT_HTTP, DEFAULT_SOCKET};
 
 /// The engine's ends of the control channels; every method on them is lock-free.
 #[derive(Debug)]

@@ -1,4 +1,5 @@
-//! The Unix control socket: JSON lines, one request and one reply per line.
+//! The Unix control socket: JSON lines, one request and one reply per line (the request and
+//! reply types are `camp-control-types`' and re-exported here).
 //!
 //! Requests (`{"cmd":"paths"}`, `{"cmd":"sessions"}`, `{"cmd":"stats"}`,
 //! `{"cmd":"set","name":…,"value":…}`, `{"cmd":"path","id":…,"status":…}`) are answered from
@@ -16,17 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::ControlState;
-use crate::histo::IntervalSummary;
 use crate::knobs::{Knob, KnobError};
-use crate::snapshot::{
-    EngineSettings, NicSnapshot, PathSnapshot, PathState, ServerTotals, SessionSnapshot,
-};
-
-/// Longest accepted request line in bytes (without the newline).
-pub const MAX_LINE: usize = 4096;
+use crate::snapshot::PathState;
 /// Connections served at once; more are refused with an error line.
 pub const MAX_CONNECTIONS: usize = 16;
 /// A connection idle this long is closed.
@@ -36,146 +29,7 @@ const DRAIN_LIMIT: u64 = 1 << 20;
 /// How often a blocked connection thread looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
-/// A request from campctl.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
-    /// Every path of every session.
-    Paths,
-    /// Sessions, server counters and settings in force.
-    Sessions,
-    /// Latency and skew quantiles of the last finished interval.
-    Stats,
-    /// Changes a knob: `scheduler`, `coupled_cc`, `log_level` or a scheduler parameter.
-    Set {
-        /// Knob name.
-        name: String,
-        /// New value (string, number or boolean).
-        value: serde_json::Value,
-    },
-    /// Changes a path's status.
-    Path {
-        /// Session id; may be left out when the path id is unique across sessions.
-        #[serde(default)]
-        session: Option<u64>,
-        /// Path id.
-        id: u32,
-        /// `available`, `standby` or `drain`.
-        status: String,
-        /// New precedence; unchanged when left out.
-        #[serde(default)]
-        precedence: Option<u8>,
-    },
-}
-
-/// One row of the `paths` reply.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PathRow {
-    /// The path.
-    #[serde(flatten)]
-    pub path: PathSnapshot,
-    /// Share of its session's unit bytes that went over this path, 0..=1.
-    pub share: f64,
-}
-
-/// Reply to `paths`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PathsReply {
-    /// Snapshot sequence number.
-    pub seq: u64,
-    /// Snapshot time, µs since the Unix epoch.
-    pub unix_time_us: u64,
-    /// Paths ascending by (session, path).
-    pub paths: Vec<PathRow>,
-    /// XDP classifier counters per NIC (empty on kernel UDP).
-    #[serde(default)]
-    pub nics: Vec<NicSnapshot>,
-}
-
-/// Reply to `sessions`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SessionsReply {
-    /// Snapshot sequence number.
-    pub seq: u64,
-    /// Snapshot time, µs since the Unix epoch.
-    pub unix_time_us: u64,
-    /// Settings in force.
-    pub settings: EngineSettings,
-    /// Server-wide counters.
-    pub server: ServerTotals,
-    /// Open sessions.
-    pub sessions: Vec<SessionSnapshot>,
-}
-
-/// Reply to `stats`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StatsReply {
-    /// Number of the interval (1 for the first finished one).
-    pub interval: u64,
-    /// Length of an interval, ms.
-    pub interval_ms: u64,
-    /// Quantiles of the interval.
-    pub summary: IntervalSummary,
-}
-
-/// Kind of an error reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The line exceeded [`MAX_LINE`].
-    TooLong,
-    /// Not UTF-8 JSON or not a known request.
-    Malformed,
-    /// The knob or its value was refused.
-    InvalidKnob,
-    /// The engine has not published anything yet.
-    NoSnapshot,
-    /// No interval has finished yet.
-    NoStats,
-    /// Too many connections.
-    Busy,
-    /// The connection sent requests faster than its limit; the request was not served.
-    RateLimited,
-}
-
-/// A reply line.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reply {
-    /// To `paths`.
-    Paths(PathsReply),
-    /// To `sessions`.
-    Sessions(SessionsReply),
-    /// To `stats`.
-    Stats(StatsReply),
-    /// To `set` and `path`: the knob was queued for the engine.
-    Queued {
-        /// What was queued.
-        knob: Knob,
-    },
-    /// The request failed.
-    Error {
-        /// Machine-readable kind.
-        kind: ErrorCode,
-        /// What went wrong, for people.
-        message: String,
-    },
-}
-
-impl Reply {
-    fn error(kind: ErrorCode, message: impl Into<String>) -> Reply {
-        Reply::Error {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<KnobError> for Reply {
-    fn from(e: KnobError) -> Self {
-        Reply::error(ErrorCode::InvalidKnob, e.to_string())
-    }
-}
+pub use camp_control_types::socket::*;
 
 /// Answers one request line (without its newline).
 pub fn handle_line(state: &ControlState, line: &[u8]) -> Reply {
@@ -534,9 +388,8 @@ fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::knobs::SchedulerParam;
-    use crate::snapshot::EngineSnapshot;
-    use camp_proto::Modality;
+    use crate::knobs::{Modality, SchedulerParam};
+    use crate::snapshot::{EngineSnapshot, PathSnapshot};
     use proptest::prelude::*;
     use std::os::unix::fs::PermissionsExt;
 

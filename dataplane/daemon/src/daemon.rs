@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use camp_control::convert::ToProto;
 use camp_control::knobs::{Knob, SchedulerParam};
 use camp_control::snapshot::{
-    EdgeTotals, EngineSettings, EngineSnapshot, NicSnapshot, PacketsBytes, PathSnapshot,
-    ServerTotals, SessionSnapshot, XdpCounters,
+    EngineSettings, EngineSnapshot, NicSnapshot, PacketsBytes, XdpCounters, edge_totals,
+    path_snapshot, server_totals, session_snapshot,
 };
 use camp_control::{ControlConfig, ControlThread};
 use camp_engine::{Engine, EngineConfig, EngineCounters, RunEnd, Tick};
@@ -20,8 +21,8 @@ use camp_proto::server::{Server, ServerConfig, ServerEvent, SessionId};
 use camp_proto::store::UnitSubmit;
 use camp_proto::tls::Identity;
 use camp_proto::{PathId, PathStatus};
-use camp_sim::workload::{PlannedUnit, TurnConfig, plan_turn};
 use camp_wire::{CaptureId, Modality};
+use camp_workload::{PlannedUnit, TurnConfig, plan_turn};
 use camp_xdp::{
     AnyIo, ClassifierStats, EndpointStats, IoMode, PacketIo, UdpIo, XdpConfig, open_io,
 };
@@ -634,8 +635,8 @@ fn publish(
 ) {
     publisher.publish(|snap: &mut EngineSnapshot| {
         snap.unix_time_us = unix_time_us();
-        snap.server = ServerTotals::from(node.counters());
-        snap.server.edge = EdgeTotals::from_edge(node.edge_counters());
+        snap.server = server_totals(node.counters());
+        snap.server.edge = edge_totals(node.edge_counters());
         snap.server.edge.ingest_rate_limited = ingest_rate_limited;
         snap.settings.clone_from(in_force);
         snap.sessions.clear();
@@ -644,7 +645,7 @@ fn publish(
             let paths = node.paths(s);
             let store = node.store_counters(s).unwrap_or_default();
             let fb = node.feedback(s);
-            snap.sessions.push(SessionSnapshot::new(
+            snap.sessions.push(session_snapshot(
                 s,
                 node.scheduler_name(s).unwrap_or("unknown"),
                 paths.len(),
@@ -654,8 +655,7 @@ fn publish(
             for p in &paths {
                 let nic = nic_of(p.local);
                 let counters = xdp.path(&nic, p.remote);
-                snap.paths
-                    .push(PathSnapshot::from_path_info(s, p, &nic, counters));
+                snap.paths.push(path_snapshot(s, p, &nic, counters));
             }
         }
         snap.paths.sort_by_key(|p| (p.session, p.path));
@@ -728,7 +728,7 @@ fn apply_knob(
             status,
             precedence,
         } => {
-            let st: PathStatus = status.into();
+            let st: PathStatus = status.to_proto();
             let ok = node.set_path_status(
                 now,
                 SessionId::from_bits(session),
@@ -742,7 +742,7 @@ fn apply_knob(
             ok
         }
         Knob::SetScheduler { kind } => {
-            choice.set(kind);
+            choice.set(kind.to_proto());
             in_force.scheduler = kind.name().to_owned();
             tracing::info!("campd: scheduler of new sessions: {}", kind.name());
             true
@@ -753,7 +753,7 @@ fn apply_knob(
         } => {
             // Validated by the control thread: whole µs within 0..=10 s.
             let us = value as u32;
-            node.set_modality_deadline(m, Some(us));
+            node.set_modality_deadline(m.to_proto(), Some(us));
             in_force.deadline_us[m.index()] = u64::from(us);
             tracing::info!("campd: {m} deadline of new units: {us} µs (0 = none)");
             true

@@ -11,7 +11,6 @@ pub mod matrix;
 pub mod net;
 pub mod profile;
 pub mod run;
-pub mod workload;
 
 use std::time::Instant;
 
@@ -19,6 +18,10 @@ use camp_proto::client::{Client, ClientConfig, PathSpec};
 use camp_proto::config::{CampConfig, SchedulerFactory};
 use camp_proto::server::{Server, ServerConfig};
 use camp_recv::ReceiverConfig;
+
+/// The turn workload, now its own crate (`camp-workload`); re-exported so
+/// `camp_sim::workload::...` paths keep working.
+pub use camp_workload as workload;
 
 pub use link::{Capacity, Link, LinkConfig, Loss};
 pub use net::{ClientNode, Node, PathConfig, Sim, client_addr, server_addr};

@@ -1,6 +1,6 @@
 //! campctl: the operator's view of campd through its Unix control socket.
 //!
-//! Every command is one JSON-lines request (see `camp_control::socket`) and a table, or with
+//! Every command is one JSON-lines request (see `camp_control_types::socket`) and a table, or with
 //! `--json` the reply itself. The library holds the client and the table formatting so tests
 //! can drive them against an in-process control thread.
 #![forbid(unsafe_code)]
@@ -10,8 +10,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use camp_control::snapshot::MODALITY_NAMES;
-use camp_control::socket::{PathsReply, Reply, Request, SessionsReply, StatsReply};
+use camp_control_types::snapshot::MODALITY_NAMES;
+use camp_control_types::socket::{PathsReply, Reply, Request, SessionsReply, StatsReply};
 use clap::{Parser, Subcommand};
 
 /// Command line.
@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "campctl", version, about = "Inspect and tune a running campd")]
 pub struct Cli {
     /// campd's control socket.
-    #[arg(long, global = true, default_value = camp_control::DEFAULT_SOCKET)]
+    #[arg(long, global = true, default_value = camp_control_types::DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Print replies as JSON (one object per line) instead of tables.
     #[arg(long, global = true)]
@@ -253,7 +253,7 @@ fn watch(
             }
             // Nothing finished yet: ask again shortly.
             Reply::Error {
-                kind: camp_control::socket::ErrorCode::NoStats,
+                kind: camp_control_types::socket::ErrorCode::NoStats,
                 ..
             } => (Duration::from_millis(100), None),
             Reply::Error { message, .. } => return Err(CtlError::Refused(message)),
@@ -401,8 +401,9 @@ pub fn paths_table(p: &PathsReply) -> String {
             "REDIRECT_FAILED",
             "PARSE_FAILED",
         ];
-        let pb =
-            |c: camp_control::snapshot::PacketsBytes| format!("{}/{}", c.packets, bytes(c.bytes));
+        let pb = |c: camp_control_types::snapshot::PacketsBytes| {
+            format!("{}/{}", c.packets, bytes(c.bytes))
+        };
         let rows: Vec<Vec<String>> = p
             .nics
             .iter()
@@ -484,8 +485,8 @@ pub fn sessions_table(s: &SessionsReply) -> String {
         "PLAYOUT",
         "LATE",
     ];
-    let tav = |f: fn(&camp_control::snapshot::ModalityCounters) -> u64,
-               x: &camp_control::snapshot::SessionSnapshot| {
+    let tav = |f: fn(&camp_control_types::snapshot::ModalityCounters) -> u64,
+               x: &camp_control_types::snapshot::SessionSnapshot| {
         x.modalities
             .iter()
             .map(|m| f(m).to_string())

@@ -22,6 +22,8 @@
 //! [`TurnConfig::realtime`] releases every unit at its media time instead (an application
 //! that paces its own output), which isolates what path choice alone does.
 
+#![forbid(unsafe_code)]
+
 use camp_wire::{Modality, SyncIndex, UnitFlags};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
