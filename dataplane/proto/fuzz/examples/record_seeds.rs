@@ -125,7 +125,7 @@ fn main() {
         units_ahead: 64,
     }));
     let mut ack = [0u8; 512];
-    let n = camp_wire::emit_ack(Modality::Text, 1, &[3..5], &mut ack).expect("ack encodes");
+    let n = camp_wire::emit_ack(Modality::Text, 1, &[3..5, 7..8], &mut ack).expect("ack encodes");
     let ack = ack[..n].to_vec();
     let control = [
         ("ack_to_server", vec![(0u8, ack.clone())]),
