@@ -12,12 +12,12 @@
 //! Sans-IO: [`Client::handle_datagram`], [`Client::handle_timeout`],
 //! [`Client::poll_transmit`], [`Client::poll_timeout`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use camp_recv::{Receiver, ReceiverConfig, UnitMeta};
+use camp_recv::{Receiver, ReceiverConfig};
 use camp_wire::{
     Abandon, Feedback, Frame, Hello, Join, Micros, PathId, PathStatus, PathStatusFrame,
 };
@@ -34,6 +34,7 @@ use crate::control::ControlFrame;
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey};
 use crate::lia::CouplingTable;
 use crate::sched::{MAX_PATHS, PathView};
+use crate::unit_rx::{ChunkError, UnitStreams, decode_unit};
 use crate::{SessionClock, Transmit};
 
 /// One network path of the client: where to send from and to.
@@ -169,7 +170,7 @@ struct ClientConn {
     precedence: u8,
     status_seq: u32,
     join: Option<Join>,
-    unit_bufs: HashMap<StreamId, Vec<u8>>,
+    units: UnitStreams<StreamId>,
 }
 
 impl ClientConn {
@@ -202,7 +203,6 @@ pub struct Client {
     rng: StdRng,
     events: VecDeque<ClientEvent>,
     counters: ClientCounters,
-    pool: Vec<Vec<u8>>,
     rx: RxBuffer,
     rr: usize,
     ack_buf: Vec<u8>,
@@ -259,7 +259,6 @@ impl Client {
             rng,
             events: VecDeque::new(),
             counters: ClientCounters::default(),
-            pool: Vec::new(),
             rx: RxBuffer::default(),
             rr: 0,
             ack_buf: vec![0; camp_wire::ack_len(camp_wire::MAX_ACK_RANGES)],
@@ -385,7 +384,7 @@ impl Client {
             precedence: 1,
             status_seq: 0,
             join: None,
-            unit_bufs: HashMap::new(),
+            units: UnitStreams::new(MAX_UNIT_FRAME),
         });
         self.slots[slot] = Some(h);
         Ok(h)
@@ -623,14 +622,11 @@ impl Client {
         let was_hello = c.state == PathState::Hello;
         c.state = PathState::Closed;
         let slot = c.slot;
-        // Half-received units of this path go back to the pool emptied: a buffer is reused
-        // for the next unit stream, which appends to it, so a stale prefix here would turn the
-        // next unit (on any path) into a malformed frame and lose it (issue 14: a reliable
-        // audio unit lost this way was recovered only by the safety timeout, if at all).
-        for (_, mut buf) in c.unit_bufs.drain() {
-            buf.clear();
-            self.pool.push(buf);
-        }
+        // Half-received units of this path are forgotten, their buffers emptied: a stale
+        // prefix in a reused buffer would turn the next unit into a malformed frame and lose
+        // it (issue 14: a reliable audio unit lost this way was recovered only by the safety
+        // timeout, if at all). `UnitStreams` empties every buffer it takes back.
+        c.units.clear();
         self.events.push_back(ClientEvent::PathClosed { slot });
         let all_closed = self
             .conns
@@ -649,6 +645,25 @@ impl Client {
                 self.send_hello(next);
             }
         }
+    }
+
+    /// Queues raw bytes on the control stream of path `slot`, as if they were frames this
+    /// client encoded (fuzzing hook: lets a fuzz target put arbitrary plaintext on a real,
+    /// encrypted control stream). False if the path has no connection or control stream.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn fuzz_send_control(&mut self, slot: usize, bytes: &[u8]) -> bool {
+        let Some(h) = self.slots.get(slot).copied().flatten() else {
+            return false;
+        };
+        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            return false;
+        };
+        if c.path.control.is_none() {
+            return false;
+        }
+        c.path.send_control_bytes(bytes);
+        true
     }
 
     /// Feeds one received UDP datagram.
@@ -721,11 +736,7 @@ impl Client {
                         let Some(id) = c.path.conn.streams().accept(Dir::Uni) else {
                             break;
                         };
-                        let mut buf = self.pool.pop().unwrap_or_default();
-                        // Pooled buffers are returned empty; clearing again keeps a unit's
-                        // frame its own even if a future return path forgets to.
-                        buf.clear();
-                        c.unit_bufs.insert(id, buf);
+                        c.units.open(id);
                         self.read_unit_stream(now, h, id);
                     }
                 }
@@ -810,6 +821,10 @@ impl Client {
             self.on_control(now, h, frame);
         }
         if !stream_ok {
+            // A frame the reader refused (a bad header, or one announcing more than a
+            // control frame may be), or the control stream ended or was reset: counted like
+            // the server counts it, so a peer's framing errors show in the counters.
+            self.counters.malformed_control += 1;
             self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
         }
     }
@@ -907,23 +922,22 @@ impl Client {
         let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
             return;
         };
-        let Some(buf) = c.unit_bufs.get_mut(&id) else {
+        if !c.units.is_open(id) {
             return;
-        };
+        }
         let mut finished = false;
         let mut reset = false;
-        let mut oversized = false;
+        let mut refused = None;
         let mut stream = c.path.conn.recv_stream(id);
         match stream.read(true) {
             Ok(mut chunks) => {
                 loop {
                     match chunks.next(MAX_UNIT_FRAME) {
                         Ok(Some(chunk)) => {
-                            if buf.len() + chunk.bytes.len() > MAX_UNIT_FRAME {
-                                oversized = true;
+                            if let Err(e) = c.units.push(id, chunk.offset, &chunk.bytes) {
+                                refused = Some(e);
                                 break;
                             }
-                            buf.extend_from_slice(&chunk.bytes);
                         }
                         Ok(None) => {
                             finished = true;
@@ -940,27 +954,37 @@ impl Client {
             }
             Err(_) => reset = true,
         }
-        if !(finished || reset || oversized) {
-            return;
-        }
-        if oversized {
+        if let Some(e) = refused {
+            // `push` dropped the stream already.
             let _ = c
                 .path
                 .conn
                 .recv_stream(id)
                 .stop(VarInt::from_u32(codes::UNIT_REFUSED));
-            self.counters.oversized_units += 1;
+            match e {
+                ChunkError::Oversized { .. } => self.counters.oversized_units += 1,
+                // quinn reads in order, so neither happens; counted rather than assumed.
+                ChunkError::OutOfOrder { .. } | ChunkError::NotOpen => {
+                    self.counters.malformed_units += 1;
+                }
+            }
+            return;
         }
         if reset {
+            c.units.drop_stream(id);
             self.counters.reset_units += 1;
+            return;
         }
-        let mut buf = c.unit_bufs.remove(&id).unwrap_or_default();
+        if !finished {
+            return;
+        }
         let path = c.unit_path_id();
-        if finished {
+        if let Some(buf) = c.units.finish(id) {
             self.deliver(now, path, &buf);
+            if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
+                c.units.recycle(buf);
+            }
         }
-        buf.clear();
-        self.pool.push(buf);
     }
 
     fn read_datagrams(&mut self, now: Instant, h: ConnectionHandle) {
@@ -979,23 +1003,13 @@ impl Client {
     /// Decodes one unit frame and hands it to the receiver.
     fn deliver(&mut self, now: Instant, path: PathId, bytes: &[u8]) {
         let now_us = self.clock.micros(now);
-        match Frame::parse(bytes) {
-            Ok((Frame::Data { header, payload }, used)) if used == bytes.len() => {
-                let meta = UnitMeta {
-                    modality: header.modality,
-                    reliability: header.reliability,
-                    flags: header.flags,
-                    sync_index: header.sync_index,
-                    seq: header.seq,
-                    gen_time_us: header.gen_time_us,
-                    deadline_us: header.deadline_us,
-                    capture_id: header.capture_id,
-                };
+        match decode_unit(bytes) {
+            Ok((meta, payload)) => {
                 if self.receiver.on_unit(now_us, path, meta, payload).is_err() {
                     self.counters.refused_units += 1;
                 }
             }
-            _ => self.counters.malformed_units += 1,
+            Err(_) => self.counters.malformed_units += 1,
         }
     }
 
@@ -1128,5 +1142,110 @@ impl Client {
             self.rr = (i + 1) % n.max(1);
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SchedulerKind;
+    use crate::server::{Server, ServerConfig};
+    use std::time::Duration;
+
+    /// A server and a one-path client on a lossless in-memory wire, run until the session
+    /// is up.
+    fn session() -> (Server, Client, Instant) {
+        let identity = crate::tls::self_signed(&["camp.test"]).expect("certificate");
+        let roots = identity.chain.clone();
+        let epoch = Instant::now();
+        let server_addr: SocketAddr = "198.18.0.1:4433".parse().expect("address");
+        let client_addr: SocketAddr = "198.19.0.1:5000".parse().expect("address");
+        let mut server = Server::new(
+            ServerConfig {
+                camp: CampConfig::default(),
+                local_addrs: vec![server_addr],
+                crypto: crate::tls::server_crypto(identity).expect("server tls"),
+                scheduler: SchedulerKind::Camp.factory(),
+                rng_seed: [1; 32],
+            },
+            epoch,
+        );
+        let client = Client::new(
+            ClientConfig {
+                camp: CampConfig::default(),
+                paths: vec![PathSpec {
+                    local: client_addr,
+                    remote: server_addr,
+                }],
+                crypto: crate::tls::client_crypto(&roots, false).expect("client tls"),
+                server_name: "camp.test".into(),
+                receiver: ReceiverConfig::default(),
+                rng_seed: [2; 32],
+                shared_clock: true,
+            },
+            epoch,
+            epoch,
+        )
+        .expect("client");
+        let mut client = client;
+        let mut now = epoch;
+        for _ in 0..200 {
+            if client.session_token().is_some() {
+                return (server, client, now);
+            }
+            shuttle(&mut server, &mut client, &mut now);
+        }
+        panic!("no session");
+    }
+
+    /// Moves every pending datagram across (1 ms later) and runs due timers.
+    fn shuttle(server: &mut Server, client: &mut Client, now: &mut Instant) {
+        let mut buf = Vec::new();
+        let mut to_server = Vec::new();
+        while let Some(t) = client.poll_transmit(*now, &mut buf) {
+            to_server.push((t, buf[..t.size].to_vec()));
+        }
+        let mut to_client = Vec::new();
+        while let Some(t) = server.poll_transmit(*now, &mut buf) {
+            to_client.push((t, buf[..t.size].to_vec()));
+        }
+        *now += Duration::from_millis(1);
+        for (t, d) in to_server {
+            server.handle_datagram(*now, t.destination, t.source, None, &d);
+        }
+        for (t, d) in to_client {
+            client.handle_datagram(*now, t.destination, t.source, None, &d);
+        }
+        if server.poll_timeout().is_some_and(|t| t <= *now) {
+            server.handle_timeout(*now);
+        }
+        if client.poll_timeout().is_some_and(|t| t <= *now) {
+            client.handle_timeout(*now);
+        }
+    }
+
+    /// Regression (fuzz target `control_after_join`): a control frame whose header the
+    /// frame reader refuses closed the path without counting it as malformed.
+    #[test]
+    fn a_control_frame_header_the_reader_refuses_is_counted_and_closes_the_path() {
+        for header in [
+            // PATH_STATUS announcing a 130-byte body (its body is 10 bytes).
+            [0x01, 0x21, 0x00, 0x00, 0x00, 0x82],
+            // DATA announcing more than a control frame may hold.
+            [0x01, 0x01, 0x00, 0x1e, 0x01, 0x23],
+        ] {
+            let (mut server, mut client, mut now) = session();
+            let sid = server.sessions().next().expect("a session");
+            assert!(server.fuzz_send_control(sid, PathId(0), &header));
+            for _ in 0..20 {
+                shuttle(&mut server, &mut client, &mut now);
+            }
+            assert_eq!(client.counters().malformed_control, 1, "{header:?}");
+            let mut closed = false;
+            while let Some(ev) = client.poll_event() {
+                closed |= ev == ClientEvent::PathClosed { slot: 0 };
+            }
+            assert!(closed, "{header:?}: path not closed");
+        }
     }
 }

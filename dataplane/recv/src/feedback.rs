@@ -51,7 +51,8 @@ impl FeedbackClock {
 
     /// `n` droppable units were declared lost.
     pub(crate) fn note_lost(&mut self, n: u64) {
-        self.lost += n;
+        // Saturating: `n` follows the peer's seqs (see `Receiver::count_lost`).
+        self.lost = self.lost.saturating_add(n);
     }
 
     /// Whether a report is due at `now`.

@@ -459,7 +459,9 @@ impl Receiver {
             if r.stored() == 0 {
                 let n = r.jump_empty(target);
                 self.count_lost(n);
-                self.metrics.counters.window_pushed += n;
+                // A peer's seq can jump by nearly 2^64 (see `count_lost`).
+                let c = &mut self.metrics.counters;
+                c.window_pushed = c.window_pushed.saturating_add(n);
                 break;
             }
             match r.pop_in_order() {
@@ -475,8 +477,12 @@ impl Receiver {
         self.streams[i].reorder.refresh_gap();
     }
 
+    /// Counts `n` droppable units declared lost. Saturating: the seqs come from the peer, so
+    /// a single unit near `u64::MAX` declares almost 2^64 seqs lost, and a second such jump
+    /// on another stream overflowed the sum (found by the `unit_reassembly` fuzz target).
     fn count_lost(&mut self, n: u64) {
-        self.metrics.counters.video_lost_inferred += n;
+        let c = &mut self.metrics.counters;
+        c.video_lost_inferred = c.video_lost_inferred.saturating_add(n);
         self.feedback.note_lost(n);
     }
 
@@ -811,6 +817,30 @@ mod tests {
 
     fn seqs(v: &[Played]) -> Vec<Seq> {
         v.iter().map(|u| u.1).collect()
+    }
+
+    /// Regression (fuzz target `unit_reassembly`): two droppable streams whose first unit
+    /// has a seq near `u64::MAX` each declare almost 2^64 seqs lost; the sum overflowed the
+    /// loss counters (a panic with overflow checks, a wrap without).
+    #[test]
+    fn loss_counters_saturate_when_peer_seqs_jump_near_u64_max() {
+        let mut r = rx(PlayoutPolicy::OnArrival);
+        for m in [Modality::Video, Modality::Audio] {
+            let unit = UnitMeta {
+                reliability: Reliability::Droppable,
+                ..meta(m, u64::MAX - 1, 0, 0)
+            };
+            assert_eq!(
+                r.on_unit(MS, PathId(0), unit, b"x"),
+                Ok(Accepted::Stored),
+                "{m:?}"
+            );
+        }
+        let c = r.counters();
+        assert_eq!(c.video_lost_inferred, u64::MAX);
+        assert_eq!(c.window_pushed, u64::MAX);
+        let report = r.poll_feedback(10_000 * MS).expect("feedback due");
+        assert_eq!(report.lost_units, u32::MAX);
     }
 
     #[test]

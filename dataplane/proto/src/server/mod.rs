@@ -538,6 +538,29 @@ impl Server {
         true
     }
 
+    /// Queues raw bytes on the control stream of a session's path, as if they were frames
+    /// this server encoded (fuzzing hook: lets a fuzz target put arbitrary plaintext on a
+    /// real, encrypted control stream; the crate's own tests use it too). False if there is
+    /// no such path.
+    #[cfg(any(test, feature = "fuzzing"))]
+    #[doc(hidden)]
+    pub fn fuzz_send_control(&mut self, s: SessionId, path: PathId, bytes: &[u8]) -> bool {
+        let Some(conn) = self
+            .sessions
+            .get(s)
+            .and_then(|sess| sess.paths.iter().flatten().find(|p| p.id == path))
+            .map(|p| p.conn)
+        else {
+            return false;
+        };
+        let Some(c) = self.conns.get_mut(conn.0).and_then(Option::as_mut) else {
+            return false;
+        };
+        c.path.send_control_bytes(bytes);
+        self.touch_conn(conn);
+        true
+    }
+
     /// Feeds one received UDP datagram.
     pub fn handle_datagram(
         &mut self,
