@@ -43,7 +43,7 @@ if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then
 fi
 only=("$@")
 
-fuzz_dirs=(dataplane/wire/fuzz dataplane/xdp/fuzz dataplane/daemon/fuzz dataplane/proto/fuzz control/fuzz)
+fuzz_dirs=(dataplane/wire/fuzz dataplane/xdp/fuzz dataplane/daemon/fuzz dataplane/present/fuzz dataplane/proto/fuzz control/fuzz)
 target_dir="${FUZZ_TARGET_DIR:-$PWD/target/fuzz}"
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 export RUSTC_BOOTSTRAP=1

@@ -1167,6 +1167,7 @@ mod tests {
                 crypto: crate::tls::server_crypto(identity).expect("server tls"),
                 scheduler: SchedulerKind::Camp.factory(),
                 rng_seed: [1; 32],
+                lb: None,
             },
             epoch,
         );

@@ -116,6 +116,7 @@ pub fn server(epoch: Instant) -> Server {
             crypto: crypto().0.clone(),
             scheduler: SchedulerKind::Camp.factory(),
             rng_seed: [1; 32],
+            lb: None,
         },
         epoch,
     )
