@@ -66,6 +66,10 @@ pub struct ClientArgs {
     /// to this file as qlog JSON-SEQ.
     #[arg(long, value_name = "FILE")]
     pub qlog: Option<PathBuf>,
+    /// Write quinn's QUIC qlog of every path connection (JSON-SEQ, for qvis) into this
+    /// directory, one file per connection: `client-<n>-<server>.sqlog`.
+    #[arg(long, value_name = "DIR")]
+    pub qlog_dir: Option<PathBuf>,
     /// Behind a QUIC-LB balancer: connect the first path alone and the others once the
     /// session is up, with an Initial CID made from the server's so the balancer sends them
     /// to the same server (docs/scale-out.md).
@@ -287,6 +291,15 @@ pub fn run_client_with(
                     None
                 } else {
                     CampConfig::default().reconnect
+                },
+                qlog: match &args.qlog_dir {
+                    Some(dir) => Some(crate::qlog::path_sinks(dir).map_err(|source| {
+                        ClientRunError::Qlog {
+                            path: dir.clone(),
+                            source,
+                        }
+                    })?),
+                    None => None,
                 },
                 ..CampConfig::default()
             },

@@ -80,6 +80,8 @@ pub struct FileConfig {
     pub server_name: Option<String>,
     /// Log TLS secrets to `$SSLKEYLOGFILE`.
     pub keylog: Option<bool>,
+    /// Directory for one QUIC qlog file per path connection.
+    pub qlog_dir: Option<PathBuf>,
     /// Scheduler of new sessions.
     pub scheduler: Option<String>,
     /// Control socket path (`"none"` or `""` for none).
@@ -171,6 +173,10 @@ pub struct Cli {
     /// Log TLS secrets to the file named by SSLKEYLOGFILE.
     #[arg(long)]
     pub keylog: bool,
+    /// Write one QUIC qlog file (JSON-SEQ, for qvis) per path connection into this
+    /// directory: `server-<n>-<peer>.sqlog`.
+    #[arg(long, value_name = "DIR")]
+    pub qlog_dir: Option<PathBuf>,
     /// Scheduler of new sessions (camp, minrtt, ...).
     #[arg(long)]
     pub scheduler: Option<String>,
@@ -290,6 +296,8 @@ pub struct Settings {
     pub server_name: String,
     /// TLS key log.
     pub keylog: bool,
+    /// Per-path QUIC qlog directory.
+    pub qlog_dir: Option<PathBuf>,
     /// Scheduler of new sessions.
     pub scheduler: SchedulerKind,
     /// Control socket.
@@ -588,6 +596,7 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
             .or(file.server_name)
             .unwrap_or_else(|| "camp.test".into()),
         keylog: cli.keylog || file.keylog.unwrap_or(false),
+        qlog_dir: cli.qlog_dir.clone().or(file.qlog_dir.clone()),
         scheduler,
         control_socket,
         prometheus,

@@ -51,6 +51,9 @@ pub enum DaemonError {
     /// TLS setup.
     #[error(transparent)]
     Tls(#[from] tls::TlsSetupError),
+    /// The `--qlog-dir` directory could not be created.
+    #[error("--qlog-dir: {0}")]
+    Qlog(std::io::Error),
     /// Packet I/O could not be opened.
     #[error("opening packet I/O ({mode}): {detail}")]
     Io {
@@ -222,6 +225,12 @@ pub fn run(
         ServerConfig {
             camp: CampConfig {
                 join_timeout: settings.access.hello_timeout,
+                qlog: settings
+                    .qlog_dir
+                    .as_deref()
+                    .map(crate::qlog::path_sinks)
+                    .transpose()
+                    .map_err(DaemonError::Qlog)?,
                 ..CampConfig::default()
             },
             local_addrs: settings.local_addrs(),

@@ -10,9 +10,35 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use camp_proto::config::{QlogSinks, QlogTarget};
 
 use serde_json::{Value, json};
+
+/// quinn's own QUIC qlog of every path connection (`--qlog-dir`), one file per connection
+/// in `dir`: `<role>-<n>-<peer address>.sqlog`, n counting the endpoint's connections. The
+/// directory is created if missing; a file that cannot be created is reported on stderr and
+/// that connection goes without qlog (the path itself is not refused for it).
+///
+/// # Errors
+/// Creating the directory.
+pub fn path_sinks(dir: &Path) -> std::io::Result<QlogSinks> {
+    std::fs::create_dir_all(dir)?;
+    let dir: PathBuf = dir.to_path_buf();
+    Ok(QlogSinks(Arc::new(move |t: &QlogTarget| {
+        let peer = t.remote.to_string().replace([':', '[', ']'], "_");
+        let path = dir.join(format!("{}-{}-{peer}.sqlog", t.role, t.seq));
+        match File::create(&path) {
+            Ok(f) => Some(Box::new(BufWriter::new(f)) as Box<dyn Write + Send + Sync>),
+            Err(e) => {
+                eprintln!("qlog: {}: {e}", path.display());
+                None
+            }
+        }
+    })))
+}
 
 /// RFC 7464 record separator that starts every JSON-SEQ record.
 const RS: u8 = 0x1E;

@@ -346,3 +346,48 @@ fn camp_client_binary_writes_records_to_stdout_and_the_summary_to_stderr() {
         .collect();
     assert!(audio.windows(2).all(|w| w[0] <= w[1]));
 }
+
+#[test]
+fn qlog_dir_holds_quic_qlog_of_each_path_at_both_ends() {
+    let campd = Running::start(
+        &["--turn-ms", "500", "--qlog-dir", "{dir}/server-qlog"],
+        &[],
+    );
+    let dir = campd.dir.path().to_owned();
+    let client_dir = dir.join("client-qlog");
+    let args = campd.client_args(&["--qlog-dir", client_dir.to_str().unwrap()]);
+    let summary = run_client(&args).expect("client run");
+    let (_report, _dir) = campd.stop();
+    assert_eq!(summary.reliable_lost, 0);
+    for (sub, role) in [("server-qlog", "server"), ("client-qlog", "client")] {
+        let files: Vec<_> = std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{role}: one path, one file: {files:?}");
+        let name = files[0].file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            name.starts_with(&format!("{role}-0-")) && name.ends_with(".sqlog"),
+            "{name}"
+        );
+        let bytes = std::fs::read(&files[0]).unwrap();
+        let records: Vec<serde_json::Value> = bytes
+            .split(|b| *b == 0x1E)
+            .filter(|r| !r.iter().all(u8::is_ascii_whitespace))
+            .map(|r| serde_json::from_slice(r).expect("qlog record is JSON"))
+            .collect();
+        let sent = records
+            .iter()
+            .filter(|r| {
+                r["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("packet_sent"))
+            })
+            .count();
+        assert!(
+            sent > 3,
+            "{role}: {sent} packet_sent events in {} records",
+            records.len()
+        );
+    }
+}

@@ -215,6 +215,9 @@ pub struct Client {
     /// last a member ([`CampConfig::reconnect`]).
     reconnect_at: [Option<Instant>; MAX_PATHS],
     reconnect_attempts: [u32; MAX_PATHS],
+    /// Connections started, for [`crate::config::QlogTarget::seq`].
+    #[cfg(feature = "qlog")]
+    qlog_seq: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -266,6 +269,8 @@ impl Client {
             routing_cid: None,
             reconnect_at: [None; MAX_PATHS],
             reconnect_attempts: [0; MAX_PATHS],
+            #[cfg(feature = "qlog")]
+            qlog_seq: 0,
         };
         let mut first_error = None;
         let mut started = 0;
@@ -354,11 +359,23 @@ impl Client {
     fn connect(&mut self, now: Instant, slot: usize) -> Result<ConnectionHandle, ClientError> {
         let spec = self.config.paths[slot];
         let gauges = Arc::new(PathGauges::default());
-        let transport = self.config.camp.transport_coupled(
+        #[allow(unused_mut)]
+        let mut transport = self.config.camp.transport_coupled(
             self.clock.epoch(),
             gauges.clone(),
             Some(self.coupling.clone()),
         );
+        #[cfg(feature = "qlog")]
+        {
+            let target = crate::config::QlogTarget {
+                role: "client",
+                local: spec.local,
+                remote: spec.remote,
+                seq: self.qlog_seq,
+            };
+            self.qlog_seq += 1;
+            self.config.camp.attach_qlog(&mut transport, &target, now);
+        }
         let mut qc = QuinnClientConfig::new(self.config.crypto.clone());
         qc.transport_config(Arc::new(transport));
         if let Some(cid) = self.joining_initial_cid() {

@@ -170,6 +170,45 @@ pub struct CampConfig {
     /// slot resets when it joins. `None`: a lost path stays lost (the pre-reconnect
     /// behaviour).
     pub reconnect: Option<ReconnectBackoff>,
+    /// Per-path qlog (feature `qlog`): each path connection, client or server, asks this
+    /// for a writer and quinn streams its qlog (JSON-SEQ, for qvis) there. `None`: no qlog.
+    #[cfg(feature = "qlog")]
+    pub qlog: Option<QlogSinks>,
+}
+
+/// The connection a qlog writer is asked for.
+#[cfg(feature = "qlog")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QlogTarget {
+    /// `"client"` or `"server"`.
+    pub role: &'static str,
+    /// Local address of the path.
+    pub local: std::net::SocketAddr,
+    /// Peer address of the path.
+    pub remote: std::net::SocketAddr,
+    /// Connections this endpoint started or accepted before this one (unique per endpoint).
+    pub seq: u64,
+}
+
+/// Opens a qlog writer per path connection; `None` skips that connection. The writer does
+/// the I/O (a file, a pipe, a buffer in a test): camp-proto itself only hands it to quinn.
+#[cfg(feature = "qlog")]
+#[derive(Clone)]
+pub struct QlogSinks(pub Arc<QlogOpen>);
+
+/// A qlog writer for one connection.
+#[cfg(feature = "qlog")]
+pub type QlogWriter = Box<dyn std::io::Write + Send + Sync>;
+
+/// What [`QlogSinks`] calls per connection.
+#[cfg(feature = "qlog")]
+pub type QlogOpen = dyn Fn(&QlogTarget) -> Option<QlogWriter> + Send + Sync;
+
+#[cfg(feature = "qlog")]
+impl std::fmt::Debug for QlogSinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QlogSinks(..)")
+    }
 }
 
 /// Bounds of the client's reconnect back-off ([`CampConfig::reconnect`]).
@@ -219,12 +258,31 @@ impl Default for CampConfig {
             max_unit_streams: 4096,
             peer_units_ahead: None,
             reconnect: Some(ReconnectBackoff::default()),
+            #[cfg(feature = "qlog")]
+            qlog: None,
             routed_joins: false,
         }
     }
 }
 
 impl CampConfig {
+    /// Streams the qlog of the connection `target` into the writer [`CampConfig::qlog`]
+    /// gives for it, if any; its times count from `now`.
+    #[cfg(feature = "qlog")]
+    pub(crate) fn attach_qlog(&self, t: &mut TransportConfig, target: &QlogTarget, now: Instant) {
+        let Some(writer) = self.qlog.as_ref().and_then(|q| (q.0)(target)) else {
+            return;
+        };
+        let mut q = quinn_proto::QlogConfig::default();
+        q.writer(writer)
+            .title(Some(format!(
+                "camp {} {} -> {}",
+                target.role, target.local, target.remote
+            )))
+            .start_time(now);
+        t.qlog_stream(q.into_stream());
+    }
+
     /// quinn transport settings for one path connection, measuring into `gauges`.
     pub fn transport(&self, epoch: Instant, gauges: Arc<PathGauges>) -> TransportConfig {
         self.transport_coupled(epoch, gauges, None)

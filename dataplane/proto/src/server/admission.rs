@@ -53,11 +53,23 @@ impl Server {
             }
         }
         let gauges = Arc::new(PathGauges::default());
-        let transport = self.config.camp.transport_coupled(
+        #[allow(unused_mut)]
+        let mut transport = self.config.camp.transport_coupled(
             self.clock.epoch(),
             gauges.clone(),
             Some(self.coupling.clone()),
         );
+        #[cfg(feature = "qlog")]
+        {
+            let target = crate::config::QlogTarget {
+                role: "server",
+                local,
+                remote: incoming.remote_address(),
+                seq: self.qlog_seq,
+            };
+            self.qlog_seq += 1;
+            self.config.camp.attach_qlog(&mut transport, &target, now);
+        }
         let mut sc = quinn_proto::ServerConfig::with_crypto(self.config.crypto.clone());
         sc.transport_config(Arc::new(transport));
         sc.migration(false);

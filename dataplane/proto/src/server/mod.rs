@@ -200,6 +200,9 @@ pub struct Server {
     /// Connections that may have something to send, in the order they were touched.
     ready: VecDeque<ConnectionHandle>,
     work: LoopWork,
+    /// Connections accepted, for [`crate::config::QlogTarget::seq`].
+    #[cfg(feature = "qlog")]
+    qlog_seq: u64,
     rx: RxBuffer,
     latency: VecDeque<LatencySample>,
     /// Scheduler parameters set at run time, applied to sessions opened later too.
@@ -266,6 +269,8 @@ impl Server {
             timers: TimerQueue::default(),
             ready: VecDeque::new(),
             work: LoopWork::default(),
+            #[cfg(feature = "qlog")]
+            qlog_seq: 0,
             rx: RxBuffer::default(),
             latency: VecDeque::with_capacity(LATENCY_SAMPLES),
             sched_params: [None; SchedParam::ALL.len()],
