@@ -72,6 +72,9 @@ fn judge(w: &Written, to_server: bool) -> Verdict {
                     Frame::Abandon(_) => return Verdict::Unknown,
                     Frame::Rtt(_) | Frame::PathStatus(_) => true,
                     Frame::Ack(_) | Frame::Feedback(_) => to_server,
+                    // Address advertisements: a client applies (or ignores) them, a
+                    // server never expects one.
+                    Frame::AddAddress(_) | Frame::RemoveAddress(_) => !to_server,
                     _ => false,
                 };
                 if !accepted {
