@@ -12,8 +12,9 @@
 //!
 //! Checks besides "no panic", from what the bytes of each stream are (walked with
 //! `Frame::parse`): if every stream carries only whole frames its receiver accepts from a
-//! member path (server: ACK, FEEDBACK, PATH_STATUS, RTT; client: RTT, PATH_STATUS), no
-//! control frame is counted malformed, no path closes and both paths stay in the session;
+//! member path (server: ACK, FEEDBACK, PATH_STATUS, RTT; client: RTT, PATH_STATUS,
+//! ADD_ADDRESS, REMOVE_ADDRESS), no control frame is counted malformed, no path closes and
+//! both paths stay in the session;
 //! if some stream holds a malformed or forbidden frame (or one beyond the 4 KiB control
 //! limit) and none an ABANDON before it, a malformed control frame is counted and a path
 //! closes. Streams ending in a partial frame, or with ABANDON, are not judged.
