@@ -367,6 +367,14 @@ pub fn run_client_with(
                         "camp:session_failed",
                         serde_json::json!({"reason": why.to_string()}),
                     ),
+                    ClientEvent::AddressAdded { id, addr } => (
+                        "camp:address_added",
+                        serde_json::json!({"address_id": id, "addr": addr.to_string()}),
+                    ),
+                    ClientEvent::AddressRemoved { id } => (
+                        "camp:address_removed",
+                        serde_json::json!({"address_id": id}),
+                    ),
                 };
                 if let Err(e) = q.event(now_us, name, data) {
                     qlog_error = Some(e);

@@ -27,6 +27,7 @@ use quinn_proto::{
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+use crate::addr_book::{AddrUpdate, AddressBook};
 use crate::cc::PathGauges;
 use crate::config::CampConfig;
 use crate::conn::{MAX_UNIT_FRAME, PathConn, RxBuffer, codes};
@@ -121,6 +122,19 @@ pub enum ClientEvent {
     },
     /// Every path is closed.
     SessionClosed,
+    /// The server advertised an address (ADD_ADDRESS: new id, or a changed address). The
+    /// client does not open a path to it by itself.
+    AddressAdded {
+        /// The server's address id.
+        id: u8,
+        /// Where the server is reachable.
+        addr: SocketAddr,
+    },
+    /// The server withdrew the address it advertised under `id` (REMOVE_ADDRESS).
+    AddressRemoved {
+        /// The server's address id.
+        id: u8,
+    },
 }
 
 /// Client counters.
@@ -145,6 +159,9 @@ pub struct ClientCounters {
     /// ACK and FEEDBACK frames that fell due while no path could carry them, dropped as if
     /// lost (ACKs are cumulative: the next one covers what a dropped one said).
     pub signals_dropped: u64,
+    /// ADD_ADDRESS / REMOVE_ADDRESS frames ignored because their seq was not above the
+    /// newest applied for their address id (replayed or overtaken updates).
+    pub stale_address_updates: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +232,8 @@ pub struct Client {
     /// last a member ([`CampConfig::reconnect`]).
     reconnect_at: [Option<Instant>; MAX_PATHS],
     reconnect_attempts: [u32; MAX_PATHS],
+    /// Addresses the server advertised (ADD_ADDRESS / REMOVE_ADDRESS).
+    addr_book: AddressBook,
     /// Connections started, for [`crate::config::QlogTarget::seq`].
     #[cfg(feature = "qlog")]
     qlog_seq: u64,
@@ -262,6 +281,7 @@ impl Client {
             rng,
             events: VecDeque::new(),
             counters: ClientCounters::default(),
+            addr_book: AddressBook::default(),
             rx: RxBuffer::default(),
             rr: 0,
             ack_buf: vec![0; camp_wire::ack_len(camp_wire::MAX_ACK_RANGES)],
@@ -516,6 +536,12 @@ impl Client {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
+    }
+
+    /// The addresses the server currently advertises (ADD_ADDRESS minus REMOVE_ADDRESS), by
+    /// increasing address id. Opening paths to them is up to the application.
+    pub fn advertised_addresses(&self) -> Vec<(u8, SocketAddr)> {
+        self.addr_book.addresses()
     }
 
     /// The session token once the server answered HELLO.
@@ -851,6 +877,27 @@ impl Client {
         let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
             return;
         };
+        // Address advertisements are accepted on any path in any state (they come from
+        // the server over TLS); what they say is applied only if newer, never a violation.
+        let update = match frame {
+            ControlFrame::AddAddress(a) => Some(self.addr_book.add(&a)),
+            ControlFrame::RemoveAddress(r) => Some(self.addr_book.remove(&r)),
+            _ => None,
+        };
+        if let Some(update) = update {
+            match update {
+                AddrUpdate::Added(id, addr) => {
+                    self.events
+                        .push_back(ClientEvent::AddressAdded { id, addr });
+                }
+                AddrUpdate::Removed(id) => {
+                    self.events.push_back(ClientEvent::AddressRemoved { id });
+                }
+                AddrUpdate::Unchanged => {}
+                AddrUpdate::Stale => self.counters.stale_address_updates += 1,
+            }
+            return;
+        }
         match (c.state, frame) {
             (PathState::Hello, ControlFrame::Session(s)) => {
                 // The join key comes from the connection that carried HELLO, whichever slot
@@ -1265,5 +1312,58 @@ mod tests {
             }
             assert!(closed, "{header:?}: path not closed");
         }
+    }
+    /// A replayed (or overtaken) ADD_ADDRESS / REMOVE_ADDRESS is counted and ignored, and
+    /// neither frame is ever a protocol violation for the client.
+    #[test]
+    fn stale_address_updates_are_ignored_and_never_close_the_path() {
+        let (mut server, mut client, mut now) = session();
+        for _ in 0..20 {
+            shuttle(&mut server, &mut client, &mut now);
+        }
+        let server_addr: SocketAddr = "198.18.0.1:4433".parse().expect("address");
+        assert_eq!(client.advertised_addresses(), vec![(0, server_addr)]);
+        let sid = server.sessions().next().expect("a session");
+        let frame_bytes = |f: Frame<'_>| {
+            let mut b = vec![0; f.buffer_len()];
+            f.emit(&mut b).expect("encodes");
+            b
+        };
+        let other: SocketAddr = "198.18.0.9:4433".parse().expect("address");
+        // A replay of the server's own seq-1 ADD for id 0 with another address, a lower-seq
+        // REMOVE of id 0, then a genuinely newer ADD of id 1.
+        let stale_add = frame_bytes(Frame::AddAddress(camp_wire::AddAddress {
+            address_id: 0,
+            seq: 1,
+            addr: other,
+        }));
+        let stale_remove = frame_bytes(Frame::RemoveAddress(camp_wire::RemoveAddress {
+            address_id: 0,
+            seq: 0,
+        }));
+        let fresh = frame_bytes(Frame::AddAddress(camp_wire::AddAddress {
+            address_id: 1,
+            seq: 7,
+            addr: other,
+        }));
+        let bytes = [stale_add, stale_remove, fresh].concat();
+        assert!(server.fuzz_send_control(sid, PathId(0), &bytes));
+        for _ in 0..20 {
+            shuttle(&mut server, &mut client, &mut now);
+        }
+        assert_eq!(client.counters().stale_address_updates, 2);
+        assert_eq!(client.counters().malformed_control, 0);
+        assert_eq!(
+            client.advertised_addresses(),
+            vec![(0, server_addr), (1, other)]
+        );
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| client.poll_event()).collect();
+        assert!(events.contains(&ClientEvent::AddressAdded { id: 1, addr: other }));
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::PathClosed { .. }))
+        );
+        assert!(!events.contains(&ClientEvent::AddressRemoved { id: 0 }));
     }
 }

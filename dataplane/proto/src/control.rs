@@ -4,8 +4,8 @@
 use std::ops::Range;
 
 use camp_wire::{
-    Abandon, Feedback, Frame, Hello, Join, JoinOk, MAX_ACK_RANGES, Modality, PathStatusFrame,
-    RttReport, Seq, SessionInfo,
+    Abandon, AddAddress, Feedback, Frame, Hello, Join, JoinOk, MAX_ACK_RANGES, Modality,
+    PathStatusFrame, RemoveAddress, RttReport, Seq, SessionInfo,
 };
 
 /// A CAMP ACK with its ranges copied into a fixed array.
@@ -49,6 +49,10 @@ pub enum ControlFrame {
     Rtt(RttReport),
     /// Alignment-buffer feedback.
     Feedback(Feedback),
+    /// The server advertises an address.
+    AddAddress(AddAddress),
+    /// The server withdraws an advertised address.
+    RemoveAddress(RemoveAddress),
 }
 
 impl ControlFrame {
@@ -63,6 +67,8 @@ impl ControlFrame {
             Frame::Abandon(a) => ControlFrame::Abandon(a),
             Frame::Rtt(r) => ControlFrame::Rtt(r),
             Frame::Feedback(f) => ControlFrame::Feedback(f),
+            Frame::AddAddress(a) => ControlFrame::AddAddress(a),
+            Frame::RemoveAddress(r) => ControlFrame::RemoveAddress(r),
             Frame::Ack(a) => {
                 let mut ranges = [(0, 0); MAX_ACK_RANGES];
                 let mut len = 0;

@@ -16,6 +16,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub mod addr_book;
 pub mod cc;
 pub mod cid;
 pub mod client;

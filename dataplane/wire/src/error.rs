@@ -71,4 +71,7 @@ pub enum WireError {
     /// [`crate::MAX_UNITS_AHEAD`].
     #[error("reorder window of {0} units is out of range")]
     InvalidWindow(u32),
+    /// An ADD_ADDRESS carries a family octet other than 4 (IPv4) or 6 (IPv6).
+    #[error("bad address family {0}")]
+    BadAddressFamily(u8),
 }

@@ -6,6 +6,7 @@
 //! whole-frame `parse` / `emit` / `buffer_len` entry points; bodies live in [`crate::unit`]
 //! and [`crate::control`].
 
+use crate::address::{AddAddress, RemoveAddress};
 use crate::control::{Abandon, Feedback, Hello, JoinOk, PathStatusFrame, RttReport, SessionInfo};
 use crate::cursor::{Reader, Writer};
 use crate::{Ack, Join, UnitHeader, WireError, ack};
@@ -46,11 +47,15 @@ pub enum FrameType {
     Rtt = 0x23,
     /// Client alignment-buffer feedback (draft §4.4).
     Feedback = 0x24,
+    /// The sender is reachable at one more address (MP-DCCP MP_ADDADDR).
+    AddAddress = 0x25,
+    /// An advertised address is withdrawn (MP-DCCP MP_REMOVEADDR).
+    RemoveAddress = 0x26,
 }
 
 impl FrameType {
     /// Every frame type, in code order.
-    pub const ALL: [FrameType; 10] = [
+    pub const ALL: [FrameType; 12] = [
         FrameType::Data,
         FrameType::Hello,
         FrameType::Session,
@@ -61,6 +66,8 @@ impl FrameType {
         FrameType::Abandon,
         FrameType::Rtt,
         FrameType::Feedback,
+        FrameType::AddAddress,
+        FrameType::RemoveAddress,
     ];
 
     /// Decodes a type code; `None` for unassigned codes.
@@ -76,6 +83,8 @@ impl FrameType {
             0x22 => FrameType::Abandon,
             0x23 => FrameType::Rtt,
             0x24 => FrameType::Feedback,
+            0x25 => FrameType::AddAddress,
+            0x26 => FrameType::RemoveAddress,
             _ => return None,
         })
     }
@@ -85,10 +94,11 @@ impl FrameType {
         self as u8
     }
 
-    /// Body length of a fixed-size frame type; `None` for DATA and ACK, whose length varies.
+    /// Body length of a fixed-size frame type; `None` for DATA, ACK and ADD_ADDRESS, whose
+    /// length varies.
     pub const fn fixed_body_len(self) -> Option<usize> {
         match self {
-            FrameType::Data | FrameType::Ack => None,
+            FrameType::Data | FrameType::Ack | FrameType::AddAddress => None,
             FrameType::Hello => Some(Hello::BODY_LEN),
             FrameType::Session => Some(SessionInfo::BODY_LEN),
             FrameType::Join => Some(Join::BODY_LEN),
@@ -97,6 +107,7 @@ impl FrameType {
             FrameType::Abandon => Some(Abandon::BODY_LEN),
             FrameType::Rtt => Some(RttReport::BODY_LEN),
             FrameType::Feedback => Some(Feedback::BODY_LEN),
+            FrameType::RemoveAddress => Some(RemoveAddress::BODY_LEN),
         }
     }
 
@@ -112,6 +123,7 @@ impl FrameType {
             }
             FrameType::Data => Ok(()),
             FrameType::Ack => ack::check_body_len(body_len),
+            FrameType::AddAddress => AddAddress::check_body_len(body_len),
             _ => match self.fixed_body_len() {
                 Some(expected) if expected != body_len => Err(WireError::LengthMismatch {
                     expected,
@@ -221,6 +233,10 @@ pub enum Frame<'a> {
     Rtt(RttReport),
     /// `0x24`.
     Feedback(Feedback),
+    /// `0x25`.
+    AddAddress(AddAddress),
+    /// `0x26`.
+    RemoveAddress(RemoveAddress),
 }
 
 impl<'a> Frame<'a> {
@@ -260,6 +276,8 @@ impl<'a> Frame<'a> {
             FrameType::Abandon => Frame::Abandon(Abandon::decode(&mut r)?),
             FrameType::Rtt => Frame::Rtt(RttReport::decode(&mut r)?),
             FrameType::Feedback => Frame::Feedback(Feedback::decode(&mut r)?),
+            FrameType::AddAddress => Frame::AddAddress(AddAddress::decode(&mut r, body.len())?),
+            FrameType::RemoveAddress => Frame::RemoveAddress(RemoveAddress::decode(&mut r)?),
         };
         Ok((frame, frame_len))
     }
@@ -277,6 +295,8 @@ impl<'a> Frame<'a> {
             Frame::Abandon(_) => FrameType::Abandon,
             Frame::Rtt(_) => FrameType::Rtt,
             Frame::Feedback(_) => FrameType::Feedback,
+            Frame::AddAddress(_) => FrameType::AddAddress,
+            Frame::RemoveAddress(_) => FrameType::RemoveAddress,
         }
     }
 
@@ -284,6 +304,7 @@ impl<'a> Frame<'a> {
         match self {
             Frame::Data { payload, .. } => crate::UNIT_HEADER_LEN + payload.len(),
             Frame::Ack(ack) => ack::body_len(ack.ranges.len()),
+            Frame::AddAddress(a) => a.body_len(),
             other => other.frame_type().fixed_body_len().unwrap_or(0),
         }
     }
@@ -334,6 +355,8 @@ impl<'a> Frame<'a> {
             Frame::Abandon(f) => f.encode(&mut w)?,
             Frame::Rtt(f) => f.encode(&mut w)?,
             Frame::Feedback(f) => f.encode(&mut w)?,
+            Frame::AddAddress(f) => f.encode(&mut w)?,
+            Frame::RemoveAddress(f) => f.encode(&mut w)?,
         }
         Ok(w.written())
     }
@@ -448,6 +471,20 @@ mod tests {
         0x00, 0x00, 0x00, 0x01, // lost
     ];
 
+    const ADD_ADDRESS: [u8; 18] = [
+        0x01, 0x25, 0x00, 0x00, 0x00, 0x0C, // v1, ADD_ADDRESS, body 12
+        0x01, // address id 1
+        0x00, 0x00, 0x00, 0x02, // seq 2
+        0x04, 0xC6, 0x12, 0x01, 0x01, // IPv4 198.18.1.1
+        0x12, 0x34, // port 0x1234
+    ];
+
+    const REMOVE_ADDRESS: [u8; 11] = [
+        0x01, 0x26, 0x00, 0x00, 0x00, 0x05, // v1, REMOVE_ADDRESS, body 5
+        0x01, // address id 1
+        0x00, 0x00, 0x00, 0x03, // seq 3
+    ];
+
     /// Every frame type once, with its exact encoding.
     fn vectors() -> Vec<(Frame<'static>, &'static [u8])> {
         let ack_ranges = AckRanges::new(ACK.get(18..).unwrap(), 10).unwrap();
@@ -535,6 +572,21 @@ mod tests {
                     lost_units: 1,
                 }),
                 &FEEDBACK,
+            ),
+            (
+                Frame::AddAddress(AddAddress {
+                    address_id: 1,
+                    seq: 2,
+                    addr: std::net::SocketAddr::from(([198, 18, 1, 1], 0x1234)),
+                }),
+                &ADD_ADDRESS,
+            ),
+            (
+                Frame::RemoveAddress(RemoveAddress {
+                    address_id: 1,
+                    seq: 3,
+                }),
+                &REMOVE_ADDRESS,
             ),
         ]
     }
@@ -652,7 +704,7 @@ mod tests {
 
     #[test]
     fn unknown_frame_type_is_rejected() {
-        for code in [0x00, 0x02, 0x14, 0x25, 0xFF] {
+        for code in [0x00, 0x02, 0x14, 0x27, 0xFF] {
             let mut bytes = HELLO;
             bytes[1] = code;
             assert_eq!(Frame::parse(&bytes), Err(WireError::UnknownFrameType(code)));

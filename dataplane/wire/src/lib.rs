@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod ack;
+mod address;
 mod control;
 mod cursor;
 mod error;
@@ -22,6 +23,7 @@ mod types;
 mod unit;
 
 pub use ack::{Ack, AckRangeIter, AckRanges, MAX_ACK_RANGES, ack_len, emit_ack};
+pub use address::{AddAddress, FAMILY_IPV4, FAMILY_IPV6, RemoveAddress};
 pub use control::{
     Abandon, Feedback, Hello, Join, JoinOk, MAX_UNITS_AHEAD, MIN_UNITS_AHEAD, PathStatusFrame,
     RttReport, SessionInfo,

@@ -5,12 +5,14 @@
 //! Run with `CAMP_WIRE_WRITE_CORPUS=1` to (re)write the seeds after a format change;
 //! otherwise the test fails if a seed is missing or stale.
 
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use camp_wire::{
-    Abandon, CaptureId, FRAME_HEADER_LEN, Feedback, Frame, FrameType, Hello, Join, JoinOk,
-    MAX_BODY_LEN, MAX_CONTROL_FRAME, Modality, PathId, PathStatus, PathStatusFrame, Reliability,
-    RttReport, SessionInfo, UNIT_HEADER_LEN, UnitFlags, UnitHeader, ack_len, emit_ack,
+    Abandon, AddAddress, CaptureId, FRAME_HEADER_LEN, Feedback, Frame, FrameType, Hello, Join,
+    JoinOk, MAX_BODY_LEN, MAX_CONTROL_FRAME, Modality, PathId, PathStatus, PathStatusFrame,
+    Reliability, RemoveAddress, RttReport, SessionInfo, UNIT_HEADER_LEN, UnitFlags, UnitHeader,
+    ack_len, emit_ack,
 };
 
 /// One valid frame of every type, encoded, named after its type.
@@ -99,6 +101,29 @@ fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
                 skew_p95_us: 12_000,
                 late_units: 1,
                 lost_units: 0,
+            }),
+        ),
+        (
+            "add_address",
+            Frame::AddAddress(AddAddress {
+                address_id: 1,
+                seq: 1,
+                addr: SocketAddr::from(([198, 18, 0, 2], 4433)),
+            }),
+        ),
+        (
+            "add_address_v6",
+            Frame::AddAddress(AddAddress {
+                address_id: 2,
+                seq: 5,
+                addr: SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).into(), 4433),
+            }),
+        ),
+        (
+            "remove_address",
+            Frame::RemoveAddress(RemoveAddress {
+                address_id: 1,
+                seq: 2,
             }),
         ),
     ];
@@ -196,7 +221,7 @@ fn sync(target: &str, seeds: &[(&'static str, Vec<u8>)]) {
 #[test]
 fn seed_frames_cover_every_type_and_parse() {
     let seeds = seed_frames();
-    let types: Vec<FrameType> = seeds
+    let mut types: Vec<FrameType> = seeds
         .iter()
         .map(|(_, bytes)| {
             let (frame, n) = Frame::parse(bytes).unwrap();
@@ -204,6 +229,8 @@ fn seed_frames_cover_every_type_and_parse() {
             frame.frame_type()
         })
         .collect();
+    // ADD_ADDRESS has a seed per address family.
+    types.dedup();
     assert_eq!(types, FrameType::ALL);
 }
 

@@ -4,10 +4,12 @@
 
 use core::ops::Range;
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use camp_wire::{
-    Abandon, Ack, AckRanges, CaptureId, Feedback, Frame, FrameReader, FrameType, Hello, Join,
-    JoinOk, MAX_ACK_RANGES, Modality, PathId, PathStatus, PathStatusFrame, Reliability, RttReport,
-    SessionInfo, UnitFlags, UnitHeader, ack_len, emit_ack,
+    Abandon, Ack, AckRanges, AddAddress, CaptureId, Feedback, Frame, FrameReader, FrameType, Hello,
+    Join, JoinOk, MAX_ACK_RANGES, Modality, PathId, PathStatus, PathStatusFrame, Reliability,
+    RemoveAddress, RttReport, SessionInfo, UnitFlags, UnitHeader, ack_len, emit_ack,
 };
 use proptest::prelude::*;
 
@@ -128,6 +130,31 @@ fn path_status() -> impl Strategy<Value = PathStatus> {
     ])
 }
 
+/// IPv4 and IPv6 socket addresses (no flow label or scope id: those are not encoded).
+fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(|o| IpAddr::V4(Ipv4Addr::from(o))),
+        any::<[u8; 16]>().prop_map(|o| IpAddr::V6(Ipv6Addr::from(o))),
+    ]
+    .prop_flat_map(|ip| any::<u16>().prop_map(move |port| SocketAddr::new(ip, port)))
+}
+
+/// ADD_ADDRESS and REMOVE_ADDRESS.
+fn address() -> impl Strategy<Value = FrameSpec> {
+    prop_oneof![
+        (any::<u8>(), any::<u32>(), socket_addr()).prop_map(|(address_id, seq, addr)| {
+            Frame::AddAddress(AddAddress {
+                address_id,
+                seq,
+                addr,
+            })
+        }),
+        (any::<u8>(), any::<u32>())
+            .prop_map(|(address_id, seq)| Frame::RemoveAddress(RemoveAddress { address_id, seq })),
+    ]
+    .prop_map(FrameSpec::Fixed)
+}
+
 fn fixed() -> impl Strategy<Value = FrameSpec> {
     let path = any::<u32>().prop_map(PathId);
     prop_oneof![
@@ -190,7 +217,7 @@ fn fixed() -> impl Strategy<Value = FrameSpec> {
 }
 
 fn any_frame() -> impl Strategy<Value = FrameSpec> {
-    prop_oneof![data(), ack(), fixed()]
+    prop_oneof![data(), ack(), fixed(), address()]
 }
 
 /// Bytes that start like a frame header of a real type (with a plausible length) more often

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use camp_proto::{Modality, PathId, PathStatus, Reliability};
 use camp_proto_fuzz::{CLIENT_ADDRS, Datagram, Net, SERVER_ADDRS, datagram_selector, push_record};
 use camp_wire::{
-    CaptureId, Feedback, Frame, Hello, PathStatusFrame, RttReport, UnitFlags, UnitHeader,
+    AddAddress, CaptureId, Feedback, Frame, Hello, PathStatusFrame, RemoveAddress, RttReport,
+    UnitFlags, UnitHeader,
 };
 
 fn main() {
@@ -124,6 +125,15 @@ fn main() {
         flags: 0,
         units_ahead: 64,
     }));
+    let add = frame_bytes(Frame::AddAddress(AddAddress {
+        address_id: 1,
+        seq: 2,
+        addr: SERVER_ADDRS[1],
+    }));
+    let remove = frame_bytes(Frame::RemoveAddress(RemoveAddress {
+        address_id: 1,
+        seq: 3,
+    }));
     let mut ack = [0u8; 512];
     let n = camp_wire::emit_ack(Modality::Text, 1, &[3..5, 7..8], &mut ack).expect("ack encodes");
     let ack = ack[..n].to_vec();
@@ -140,6 +150,11 @@ fn main() {
         ("rtt_to_client", vec![(1, rtt.clone()), (3, rtt.clone())]),
         ("hello_after_join", vec![(0, hello.clone())]),
         ("ack_to_client", vec![(1, ack.clone())]),
+        (
+            "addresses_to_client",
+            vec![(1, add.clone()), (3, remove.clone()), (1, add.clone())],
+        ),
+        ("address_to_server", vec![(0, add.clone())]),
         (
             "split_frame",
             vec![(0, ack[..3].to_vec()), (0, ack[3..].to_vec())],

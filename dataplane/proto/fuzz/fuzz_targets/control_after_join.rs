@@ -12,8 +12,9 @@
 //!
 //! Checks besides "no panic", from what the bytes of each stream are (walked with
 //! `Frame::parse`): if every stream carries only whole frames its receiver accepts from a
-//! member path (server: ACK, FEEDBACK, PATH_STATUS, RTT; client: RTT, PATH_STATUS), no
-//! control frame is counted malformed, no path closes and both paths stay in the session;
+//! member path (server: ACK, FEEDBACK, PATH_STATUS, RTT; client: RTT, PATH_STATUS,
+//! ADD_ADDRESS, REMOVE_ADDRESS), no control frame is counted malformed, no path closes and
+//! both paths stay in the session;
 //! if some stream holds a malformed or forbidden frame (or one beyond the 4 KiB control
 //! limit) and none an ABANDON before it, a malformed control frame is counted and a path
 //! closes. Streams ending in a partial frame, or with ABANDON, are not judged.
@@ -72,6 +73,9 @@ fn judge(w: &Written, to_server: bool) -> Verdict {
                     Frame::Abandon(_) => return Verdict::Unknown,
                     Frame::Rtt(_) | Frame::PathStatus(_) => true,
                     Frame::Ack(_) | Frame::Feedback(_) => to_server,
+                    // Address advertisements: a client applies (or ignores) them, a
+                    // server never expects one.
+                    Frame::AddAddress(_) | Frame::RemoveAddress(_) => !to_server,
                     _ => false,
                 };
                 if !accepted {

@@ -189,6 +189,10 @@ impl Server {
             path_id: PathId(0),
             server_time_us: now_us,
         }));
+        // The server's addresses, right behind SESSION on the same stream.
+        for f in self.adverts.current() {
+            c.path.send_control(&f);
+        }
         self.counters.sessions_opened += 1;
         self.events.push_back(ServerEvent::SessionOpened(sid));
         self.events

@@ -7,6 +7,7 @@
 //! [`Server::poll_transmit`]. No system calls, no clock reads.
 
 mod admission;
+mod adverts;
 mod events;
 mod session;
 mod timers;
@@ -88,7 +89,10 @@ impl std::fmt::Display for SessionId {
 pub struct ServerConfig {
     /// Shared CAMP settings.
     pub camp: CampConfig,
-    /// Local addresses the server is reachable at (one per NIC / path).
+    /// Local addresses the server is reachable at (one per NIC / path). Each session is
+    /// told them (ADD_ADDRESS, address id = index) when it opens; change them with
+    /// [`Server::set_local_addrs`]. Unspecified addresses (`0.0.0.0`, port 0) and entries
+    /// past 256 are not advertised.
     pub local_addrs: Vec<SocketAddr>,
     /// TLS.
     pub crypto: Arc<quinn_proto::crypto::rustls::QuicServerConfig>,
@@ -218,6 +222,8 @@ pub struct Server {
     coupling: Arc<CouplingTable>,
     /// Admission limits and their state.
     edge: Edge,
+    /// The addresses advertised to clients (ADD_ADDRESS), by address id.
+    adverts: adverts::Adverts,
 }
 
 impl std::fmt::Debug for Server {
@@ -261,6 +267,7 @@ impl Server {
         Self {
             // Default limits; the application changes them with `set_edge_limits`.
             edge: Edge::new(EdgeLimits::default()),
+            adverts: adverts::Adverts::new(&config.local_addrs),
             config,
             clock: SessionClock::new(epoch),
             endpoint,
