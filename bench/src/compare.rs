@@ -283,6 +283,17 @@ fn aggregate(runs: &[&RunMetrics]) -> Row {
     }
 }
 
+/// Scheduler names from the command line; every scheduler when none is given.
+pub fn parse_schedulers(names: &[String]) -> Result<Vec<SchedulerKind>, String> {
+    if names.is_empty() {
+        return Ok(SchedulerKind::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|s| s.parse::<SchedulerKind>().map_err(|e| e.to_string()))
+        .collect()
+}
+
 /// Runs the comparison.
 pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
     let dir = args
@@ -310,14 +321,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
     for n in &names {
         scenarios.extend(profile::load(n, &dir).map_err(|e| e.to_string())?);
     }
-    let schedulers: Vec<SchedulerKind> = if args.schedulers.is_empty() {
-        SchedulerKind::ALL.to_vec()
-    } else {
-        args.schedulers
-            .iter()
-            .map(|s| s.parse::<SchedulerKind>().map_err(|e| e.to_string()))
-            .collect::<Result<_, _>>()?
-    };
+    let schedulers = parse_schedulers(&args.schedulers)?;
     let policies = policies(&args.policy)?;
     let replay = match &args.trace {
         Some(path) => Some(std::sync::Arc::new(

@@ -69,14 +69,7 @@ impl From<Cell> for Row {
 
 /// Runs the matrix; fails (non-zero exit) when any run broke the promise.
 pub fn run(args: &MatrixArgs) -> Result<(), String> {
-    let kinds: Vec<SchedulerKind> = if args.schedulers.is_empty() {
-        SchedulerKind::ALL.to_vec()
-    } else {
-        args.schedulers
-            .iter()
-            .map(|s| s.parse::<SchedulerKind>().map_err(|e| e.to_string()))
-            .collect::<Result<_, _>>()?
-    };
+    let kinds = crate::compare::parse_schedulers(&args.schedulers)?;
     let modes: &[bool] = match args.release.as_str() {
         "ahead" => &[false],
         "realtime" => &[true],
