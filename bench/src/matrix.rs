@@ -41,6 +41,7 @@ struct Row {
     release: &'static str,
     runs: u32,
     not_opened: u32,
+    not_opened_why: Vec<String>,
     reliable_accepted: u64,
     reliable_lost: u64,
     faults: Vec<String>,
@@ -48,21 +49,16 @@ struct Row {
 
 impl From<Cell> for Row {
     fn from(c: Cell) -> Self {
-        let faults = c
-            .faults
-            .iter()
-            .filter(|f| !f.contains(": not opened ("))
-            .cloned()
-            .collect();
         Row {
             network: c.network,
             scheduler: c.scheduler,
             release: if c.realtime { "realtime" } else { "ahead" },
             runs: c.runs,
             not_opened: c.not_opened,
+            not_opened_why: c.not_opened_why,
             reliable_accepted: c.reliable_accepted,
             reliable_lost: c.reliable_lost,
-            faults,
+            faults: c.faults,
         }
     }
 }

@@ -138,7 +138,9 @@ impl PathConn {
             lost: false,
             drained: false,
             deadline_streams: VecDeque::with_capacity(64),
-            reliable_streams: HashMap::with_capacity(256),
+            // Grows to the path's reliable units in flight and keeps that capacity; a path
+            // that carries none (every client path) never allocates.
+            reliable_streams: HashMap::new(),
             scratch: [0; MAX_CONTROL_FRAME],
         }
     }

@@ -137,13 +137,16 @@ pub struct Cell {
     pub realtime: bool,
     /// Runs whose session opened (the promise was checked).
     pub runs: u32,
-    /// Seeds whose session never opened (reported, not checked).
+    /// Seeds whose session never opened (reported, not checked), with why.
     pub not_opened: u32,
+    /// Why each of those did not open, prefixed with its seed.
+    pub not_opened_why: Vec<String>,
     /// Reliable units accepted over the checked runs.
     pub reliable_accepted: u64,
     /// Reliable units never presented over the checked runs.
     pub reliable_lost: u64,
-    /// Every fault, prefixed with its seed.
+    /// Every fault of a checked run (a reliable unit not presented exactly once, in order),
+    /// prefixed with its seed.
     pub faults: Vec<String>,
 }
 
@@ -171,7 +174,7 @@ pub fn run_cell(
             Ok(r) => r,
             Err(e) => {
                 cell.not_opened += 1;
-                cell.faults.push(format!("seed {seed}: not opened ({e})"));
+                cell.not_opened_why.push(format!("seed {seed}: {e}"));
                 continue;
             }
         };
@@ -184,11 +187,4 @@ pub fn run_cell(
         }
     }
     cell
-}
-
-impl Cell {
-    /// Whether the promise held on every checked run.
-    pub fn held(&self) -> bool {
-        self.faults.iter().all(|f| f.contains(": not opened ("))
-    }
 }

@@ -101,8 +101,6 @@ pub struct TurnReport {
     /// Paths of the session that both ends still held at the end, matched by path id (0:
     /// every path died, the one case where the reliability promise does not apply).
     pub paths_alive: usize,
-    /// Paths the server still held at the end.
-    pub server_paths_alive: usize,
     /// Per-path link statistics.
     pub links: Vec<PathStats>,
     /// Unit bytes the server wrote per path slot.
@@ -317,7 +315,6 @@ pub fn run_turn(
     sim.client.drain_playout(now);
 
     let paths = sim.server.paths(session);
-    let server_paths_alive = paths.len();
     let client_paths: Vec<_> = sim.client.client.path_views();
     let paths_alive = paths
         .iter()
@@ -347,7 +344,6 @@ pub fn run_turn(
         unacked_units: sim.server.unacked_units(session),
         paths_joined: joined,
         paths_alive,
-        server_paths_alive,
         links: (0..n_paths).map(|i| sim.path_stats(i)).collect(),
         bytes_per_path,
         simulated: sim.now().duration_since(epoch),
