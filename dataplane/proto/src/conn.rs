@@ -2,12 +2,12 @@
 //! control stream (outgoing frame buffer, incoming [`FrameReader`]), unit transmission on
 //! per-unit streams or DATAGRAM frames, and the read-only [`PathView`] for the scheduler.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use camp_wire::{Frame, FrameReader, Micros, Modality, PathId, PathStatus, Seq};
+use camp_wire::{Frame, FrameReader, Micros, PathId, PathStatus};
 use quinn_proto::{Connection, Dir, StreamId, VarInt};
 
 use crate::cc::{GaugeSnapshot, PathGauges};
@@ -30,9 +30,6 @@ pub mod codes {
     pub const DEADLINE_EXPIRED: u32 = 0x3;
     /// A unit stream was refused by the receiver (malformed or oversized unit).
     pub const UNIT_REFUSED: u32 = 0x4;
-    /// A copy of a reliable unit was reset because the receiver acknowledged the unit
-    /// (another copy, on another path, arrived first).
-    pub const DELIVERED_ELSEWHERE: u32 = 0x5;
 }
 
 /// The receive buffer datagrams are copied into before quinn takes them as `BytesMut`.
@@ -95,10 +92,6 @@ pub(crate) struct PathConn {
     pub drained: bool,
     /// Droppable units on streams, with their absolute deadlines, oldest first.
     pub deadline_streams: VecDeque<(StreamId, Micros)>,
-    /// Reliable units on streams of this path, until the receiver acknowledges them: a
-    /// copy the receiver got elsewhere is reset instead of retransmitted
-    /// ([`reset_delivered`](Self::reset_delivered)).
-    reliable_streams: HashMap<(Modality, Seq), StreamId>,
     scratch: [u8; MAX_CONTROL_FRAME],
 }
 
@@ -138,9 +131,6 @@ impl PathConn {
             lost: false,
             drained: false,
             deadline_streams: VecDeque::with_capacity(64),
-            // Grows to the path's reliable units in flight and keeps that capacity; a path
-            // that carries none (every client path) never allocates.
-            reliable_streams: HashMap::new(),
             scratch: [0; MAX_CONTROL_FRAME],
         }
     }
@@ -317,27 +307,6 @@ impl PathConn {
             }
         }
         n
-    }
-
-    /// Records that reliable unit `(m, seq)` went out on stream `id` of this path.
-    pub fn track_reliable(&mut self, m: Modality, seq: Seq, id: StreamId) {
-        self.reliable_streams.insert((m, seq), id);
-    }
-
-    /// The receiver acknowledged `(m, seq)`. With `elsewhere` (the unit was also sent on
-    /// another path), this path's copy is reset, so that quinn stops retransmitting bytes
-    /// the receiver has (they would queue ahead of fresh units when a path that was dark
-    /// comes back). Returns whether a stream was reset.
-    pub fn reset_delivered(&mut self, m: Modality, seq: Seq, elsewhere: bool) -> bool {
-        let Some(id) = self.reliable_streams.remove(&(m, seq)) else {
-            return false;
-        };
-        elsewhere
-            && self
-                .conn
-                .send_stream(id)
-                .reset(VarInt::from_u32(codes::DELIVERED_ELSEWHERE))
-                .is_ok()
     }
 
     /// Earliest unit-stream deadline.

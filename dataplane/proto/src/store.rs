@@ -128,8 +128,6 @@ pub struct AckedUnit {
     pub gen_time_us: Micros,
     /// First transmission, session clock.
     pub first_sent_us: Micros,
-    /// Paths the unit was written to (empty for droppable units, which are not retained).
-    pub sent_on: PathSet,
 }
 
 /// Droppable units remembered after sending, per modality, so that their ACKs still yield
@@ -523,7 +521,6 @@ impl UnitStore {
                         seq,
                         gen_time_us: u.header.gen_time_us,
                         first_sent_us: u.first_sent_us,
-                        sent_on: u.sent_on,
                     });
                 }
             }
@@ -566,7 +563,6 @@ impl UnitStore {
                         seq,
                         gen_time_us: e.1,
                         first_sent_us: e.2,
-                        sent_on: PathSet::EMPTY,
                     });
                     e.0 = Seq::MAX;
                 }

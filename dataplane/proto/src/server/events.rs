@@ -177,17 +177,12 @@ impl Server {
                 let arrival_us = now_us.saturating_sub(back_us);
                 let latency = &mut self.latency;
                 let dropped = &mut self.counters.latency_samples_dropped;
-                let mut acked = std::mem::take(&mut self.acked_scratch);
-                acked.clear();
                 if let Some(s) = self.sessions.get_mut(session) {
                     s.store.on_ack_observed(
                         ack.modality,
                         ack.cumulative,
                         ack.ranges(),
                         |u: AckedUnit| {
-                            if !u.sent_on.is_empty() {
-                                acked.push((u.modality, u.seq, u.sent_on));
-                            }
                             if latency.len() == LATENCY_SAMPLES {
                                 latency.pop_front();
                                 *dropped += 1;
@@ -200,22 +195,7 @@ impl Server {
                             });
                         },
                     );
-                    // Copies of those units still on other paths are stale: reset them.
-                    for &(m, seq, sent_on) in &acked {
-                        let elsewhere = sent_on.len() > 1;
-                        for slot in sent_on.iter() {
-                            let Some(p) = s.paths.get(slot).copied().flatten() else {
-                                continue;
-                            };
-                            if let Some(c) = self.conns.get_mut(p.conn.0).and_then(Option::as_mut) {
-                                if c.path.reset_delivered(m, seq, elsewhere) {
-                                    self.counters.stale_copies_reset += 1;
-                                }
-                            }
-                        }
-                    }
                 }
-                self.acked_scratch = acked;
                 self.schedule(now, session);
                 true
             }

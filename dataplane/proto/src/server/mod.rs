@@ -160,9 +160,6 @@ pub struct ServerCounters {
     pub malformed_control: u64,
     /// Unit streams reset because their deadline passed.
     pub deadline_resets: u64,
-    /// Streams of reliable-unit copies reset because the receiver acknowledged the unit
-    /// (it arrived on another path first), so quinn stops retransmitting them.
-    pub stale_copies_reset: u64,
     /// Paths suspected failed (stall detection).
     pub suspected: u64,
     /// Sessions created.
@@ -207,8 +204,6 @@ pub struct Server {
     /// Connections that may have something to send, in the order they were touched.
     ready: VecDeque<ConnectionHandle>,
     work: LoopWork,
-    /// Units an ACK acknowledged, with their paths (kept to reuse its allocation).
-    acked_scratch: Vec<(Modality, u64, crate::sched::PathSet)>,
     /// Connections accepted, for [`crate::config::QlogTarget::seq`].
     #[cfg(feature = "qlog")]
     qlog_seq: u64,
@@ -281,7 +276,6 @@ impl Server {
             timers: TimerQueue::default(),
             ready: VecDeque::new(),
             work: LoopWork::default(),
-            acked_scratch: Vec::with_capacity(64),
             #[cfg(feature = "qlog")]
             qlog_seq: 0,
             rx: RxBuffer::default(),

@@ -321,9 +321,6 @@ impl Server {
                         match c.path.write_unit(frame, droppable, priority, now_us) {
                             Ok(carrier) => {
                                 written = written.with(slot);
-                                if let (UnitCarrier::Stream(id), false) = (carrier, droppable) {
-                                    c.path.track_reliable(m, seq, id);
-                                }
                                 if let (UnitCarrier::Stream(id), true, Some(d)) =
                                     (carrier, droppable, deadline)
                                 {
