@@ -1,5 +1,5 @@
 //! The CAMP data-plane engine: one thread that drives a sans-IO CAMP endpoint
-//! ([`Server`] or [`Client`]) over a [`PacketIo`] (kernel UDP or AF_XDP).
+//! ([`Server`](camp_proto::server::Server) or [`Client`](camp_proto::client::Client)) over a [`PacketIo`] (kernel UDP or AF_XDP).
 //!
 //! The engine owns the loop and nothing else: datagrams in
 //! ([`PacketIo::recv_batch`] → `handle_datagram`), timers
@@ -16,74 +16,15 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use camp_proto::Transmit;
-use camp_proto::client::Client;
-use camp_proto::server::Server;
 use camp_xdp::{Ecn, IoError, PacketIo, TxDatagram};
-use quinn_proto::EcnCodepoint;
 
 /// Largest transmit quinn-proto writes into one buffer (a GSO batch included);
 /// the buffers are sized for it once so `poll_transmit` never grows them.
 const TX_BUF_CAPACITY: usize = 64 * 1024;
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for camp_proto::server::Server {}
-    impl Sealed for camp_proto::client::Client {}
-    #[cfg(test)]
-    impl Sealed for crate::tests::Counter {}
-}
-
-/// A sans-IO CAMP endpoint the engine can drive: [`Server`] or [`Client`].
-///
-/// Sealed: the engine's guarantees (no datagram dropped by the loop, timers
-/// honoured) are stated for these two only.
-pub trait Driven: sealed::Sealed {
-    /// Feeds one received datagram.
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        ecn: Option<EcnCodepoint>,
-        data: &[u8],
-    );
-    /// Next datagram to send, written into `buf`.
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit>;
-    /// When [`Driven::handle_timeout`] must run next.
-    fn poll_timeout(&mut self) -> Option<Instant>;
-    /// Runs the timers due at `now`.
-    fn handle_timeout(&mut self, now: Instant);
-}
-
-macro_rules! driven {
-    ($t:ty) => {
-        impl Driven for $t {
-            fn handle_datagram(
-                &mut self,
-                now: Instant,
-                local: SocketAddr,
-                remote: SocketAddr,
-                ecn: Option<EcnCodepoint>,
-                data: &[u8],
-            ) {
-                <$t>::handle_datagram(self, now, local, remote, ecn, data);
-            }
-            fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-                <$t>::poll_transmit(self, now, buf)
-            }
-            fn poll_timeout(&mut self) -> Option<Instant> {
-                <$t>::poll_timeout(self)
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$t>::handle_timeout(self, now);
-            }
-        }
-    };
-}
-
-driven!(Server);
-driven!(Client);
+/// A sans-IO CAMP endpoint the engine can drive: a CAMP server or client (the
+/// simulator drives the same trait, so both run the endpoint through the same calls).
+pub use camp_proto::Driven;
 
 /// Engine settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,7 +243,7 @@ impl<N: Driven, I: PacketIo> Engine<N, I> {
                 Offer::Full => return Ok(()),
             }
         }
-        while let Some(t) = self.node.poll_transmit(now, &mut self.buf) {
+        while let Some(t) = self.node.poll_transmit(now, 1, &mut self.buf) {
             let ecn = Ecn::from_quinn(t.ecn);
             let tx = TxDatagram {
                 local: t.source,

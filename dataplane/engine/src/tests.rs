@@ -8,10 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 
-use camp_proto::client::{ClientConfig, ClientEvent, PathSpec};
+use camp_proto::client::{Client, ClientConfig, ClientEvent, PathSpec};
 use camp_proto::config::{CampConfig, SchedulerKind};
-use camp_proto::server::{ServerConfig, ServerEvent, SessionId};
+use camp_proto::server::{Server, ServerConfig, ServerEvent, SessionId};
 use camp_proto::store::UnitSubmit;
+use camp_proto::{EcnCodepoint, Transmit};
 use camp_recv::ReceiverConfig;
 use camp_sim::workload::{TurnConfig, plan_turn};
 use camp_wire::{CaptureId, Modality};
@@ -192,7 +193,12 @@ impl Driven for Counter {
         self.received.push(u32::from_be_bytes(n));
     }
 
-    fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+    fn poll_transmit(
+        &mut self,
+        _now: Instant,
+        _max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Transmit> {
         if self.next == self.total {
             return None;
         }

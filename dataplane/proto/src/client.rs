@@ -1183,9 +1183,15 @@ impl Client {
         self.after_input(now);
     }
 
-    /// Next datagram to send, written into `buf`.
+    /// Next datagrams to send, written into `buf`: up to `max_datagrams` segments of one
+    /// path (a GSO batch, see [`Transmit::segment_size`]); 0 is taken as 1.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Transmit> {
         let n = self.conns.len();
         for k in 0..n {
             let i = (self.rr + k) % n;
@@ -1193,7 +1199,7 @@ impl Client {
                 continue;
             };
             buf.clear();
-            if let Some(t) = c.path.conn.poll_transmit(now, 1, buf) {
+            if let Some(t) = c.path.conn.poll_transmit(now, max_datagrams.max(1), buf) {
                 self.rr = i;
                 return Some(Transmit {
                     source: c.path.local,
@@ -1267,11 +1273,11 @@ mod tests {
     fn shuttle(server: &mut Server, client: &mut Client, now: &mut Instant) {
         let mut buf = Vec::new();
         let mut to_server = Vec::new();
-        while let Some(t) = client.poll_transmit(*now, &mut buf) {
+        while let Some(t) = client.poll_transmit(*now, 1, &mut buf) {
             to_server.push((t, buf[..t.size].to_vec()));
         }
         let mut to_client = Vec::new();
-        while let Some(t) = server.poll_transmit(*now, &mut buf) {
+        while let Some(t) = server.poll_transmit(*now, 1, &mut buf) {
             to_client.push((t, buf[..t.size].to_vec()));
         }
         *now += Duration::from_millis(1);

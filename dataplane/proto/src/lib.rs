@@ -23,6 +23,7 @@ pub mod client;
 pub mod config;
 mod conn;
 pub mod control;
+mod driven;
 pub mod edge;
 pub mod join;
 pub mod lia;
@@ -35,6 +36,7 @@ pub mod unit_rx;
 
 pub use camp_wire::{Micros, Modality, PathId, PathStatus, Reliability};
 pub use conn::codes;
+pub use driven::Driven;
 pub use quinn_proto::EcnCodepoint;
 
 /// Maps `Instant`s to the session clock: microseconds since an epoch chosen by the driver.

@@ -200,7 +200,7 @@ impl Site {
 
     fn collect(&mut self) {
         for k in 0..2 {
-            while let Some(t) = self.servers[k].poll_transmit(self.now, &mut self.buf) {
+            while let Some(t) = self.servers[k].poll_transmit(self.now, 1, &mut self.buf) {
                 let data = self.buf[..t.size].to_vec();
                 if data[0] & 0x80 != 0 {
                     // Long header: DCID length at 5, SCID length right after the DCID.
@@ -220,7 +220,7 @@ impl Site {
                 self.server_events[k].push(ev);
             }
         }
-        while let Some(t) = self.client.poll_transmit(self.now, &mut self.buf) {
+        while let Some(t) = self.client.poll_transmit(self.now, 1, &mut self.buf) {
             let data = self.buf[..t.size].to_vec();
             let k = self.balance(t.source, &data);
             self.wire.push_back(InFlight {

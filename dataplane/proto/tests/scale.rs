@@ -174,12 +174,12 @@ fn loop_work(n: usize) -> (u64, u64, usize) {
     let now = net.now;
     // Settle what the set-up left at this instant.
     let _ = net.server.poll_timeout();
-    while net.server.poll_transmit(now, &mut buf).is_some() {}
+    while net.server.poll_transmit(now, 1, &mut buf).is_some() {}
     let before = net.server.loop_work().total();
     let next = net.server.poll_timeout().expect("keep-alives are armed");
     assert!(next > now, "nothing is due at the measuring instant");
     net.server.handle_timeout(now);
-    assert!(net.server.poll_transmit(now, &mut buf).is_none());
+    assert!(net.server.poll_transmit(now, 1, &mut buf).is_none());
     let _ = net.server.poll_timeout();
     let idle = net.server.loop_work().total() - before;
     let before = net.server.loop_work().total();
@@ -194,7 +194,7 @@ fn loop_work(n: usize) -> (u64, u64, usize) {
         .expect("unit accepted");
     let _ = net.server.poll_timeout();
     let mut sent = 0;
-    while net.server.poll_transmit(now, &mut buf).is_some() {
+    while net.server.poll_transmit(now, 1, &mut buf).is_some() {
         sent += 1;
     }
     assert!(sent > 0, "the unit leaves");

@@ -23,8 +23,9 @@ use camp_recv::ReceiverConfig;
 /// `camp_sim::workload::...` paths keep working.
 pub use camp_workload as workload;
 
+pub use camp_proto::Driven;
 pub use link::{Capacity, Link, LinkConfig, Loss};
-pub use net::{ClientNode, Node, PathConfig, Sim, client_addr, server_addr};
+pub use net::{ClientNode, PathConfig, Sim, client_addr, server_addr};
 
 /// Everything needed to build a simulated CAMP server and client.
 #[derive(Clone)]

@@ -6,52 +6,11 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use camp_proto::{EcnCodepoint, Transmit};
+use camp_proto::{Driven, EcnCodepoint, Transmit};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::link::{Link, LinkConfig, LinkStats};
-
-/// Anything that sends and receives datagrams under the virtual clock.
-pub trait Node {
-    /// Delivers a datagram that arrived at `local` from `remote`.
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        ecn: Option<EcnCodepoint>,
-        data: &[u8],
-    );
-    /// Next datagram to send.
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit>;
-    /// Next timer.
-    fn poll_timeout(&mut self) -> Option<Instant>;
-    /// Fires due timers.
-    fn handle_timeout(&mut self, now: Instant);
-}
-
-impl Node for camp_proto::server::Server {
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        ecn: Option<EcnCodepoint>,
-        data: &[u8],
-    ) {
-        camp_proto::server::Server::handle_datagram(self, now, local, remote, ecn, data)
-    }
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        camp_proto::server::Server::poll_transmit(self, now, buf)
-    }
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        camp_proto::server::Server::poll_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        camp_proto::server::Server::handle_timeout(self, now)
-    }
-}
 
 /// The client plus the application that consumes its playout: whenever the client wakes
 /// up, every unit the alignment buffer releases is "presented" (its sequence number is
@@ -85,7 +44,7 @@ impl ClientNode {
     }
 }
 
-impl Node for ClientNode {
+impl Driven for ClientNode {
     fn handle_datagram(
         &mut self,
         now: Instant,
@@ -97,8 +56,13 @@ impl Node for ClientNode {
         self.client.handle_datagram(now, local, remote, ecn, data);
         self.drain_playout(now);
     }
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        self.client.poll_transmit(now, buf)
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Transmit> {
+        self.client.poll_transmit(now, max_datagrams, buf)
     }
     fn poll_timeout(&mut self) -> Option<Instant> {
         self.client.poll_timeout()
@@ -156,13 +120,13 @@ pub struct PathStats {
 }
 
 /// The simulator: a server, a client, optional extra nodes, and the links between them.
-pub struct Sim<S: Node, C: Node> {
+pub struct Sim<S: Driven, C: Driven> {
     /// The server node.
     pub server: S,
     /// The client node.
     pub client: C,
     /// Extra nodes (attackers, competing traffic).
-    pub extra: Vec<Box<dyn Node>>,
+    pub extra: Vec<Box<dyn Driven>>,
     epoch: Instant,
     now: Instant,
     rng: StdRng,
@@ -177,7 +141,7 @@ pub struct Sim<S: Node, C: Node> {
     unroutable: u64,
 }
 
-impl<S: Node, C: Node> std::fmt::Debug for Sim<S, C> {
+impl<S: Driven, C: Driven> std::fmt::Debug for Sim<S, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sim")
             .field("now_us", &self.now_us())
@@ -195,7 +159,7 @@ pub fn client_addr(i: usize) -> SocketAddr {
     SocketAddr::from(([198, 18, i as u8, 2], 50_000 + i as u16))
 }
 
-impl<S: Node, C: Node> Sim<S, C> {
+impl<S: Driven, C: Driven> Sim<S, C> {
     /// A simulator whose clock starts at `epoch`, with one link pair per path between
     /// [`client_addr`]`(i)` and [`server_addr`]`(i)`.
     pub fn new(server: S, client: C, paths: &[PathConfig], epoch: Instant, seed: u64) -> Self {
@@ -230,7 +194,7 @@ impl<S: Node, C: Node> Sim<S, C> {
     /// by `path`. Returns its index in [`Sim::extra`].
     pub fn add_node(
         &mut self,
-        node: Box<dyn Node>,
+        node: Box<dyn Driven>,
         addr: IpAddr,
         server_ip: IpAddr,
         path: PathConfig,
@@ -333,7 +297,7 @@ impl<S: Node, C: Node> Sim<S, C> {
         self.links.insert(key, Link::new(config));
     }
 
-    fn node(&mut self, id: NodeId) -> &mut dyn Node {
+    fn node(&mut self, id: NodeId) -> &mut dyn Driven {
         match id {
             NodeId::Server => &mut self.server,
             NodeId::Client => &mut self.client,
@@ -359,7 +323,9 @@ impl<S: Node, C: Node> Sim<S, C> {
         for id in (0..self.node_count()).map(Self::id_at) {
             loop {
                 let mut buf = std::mem::take(&mut self.buf);
-                let t = self.node(id).poll_transmit(now, &mut buf);
+                // One datagram per call: the links see every datagram at its own time anyway,
+                // and the figures stay those of the per-datagram sender.
+                let t = self.node(id).poll_transmit(now, 1, &mut buf);
                 let Some(t) = t else {
                     self.buf = buf;
                     break;

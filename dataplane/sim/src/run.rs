@@ -397,7 +397,11 @@ pub fn establish(
 }
 
 /// Cuts path `i` in both directions from `now_us` on.
-pub fn cut_path<S: crate::Node, C: crate::Node>(sim: &mut crate::Sim<S, C>, i: usize, now_us: u64) {
+pub fn cut_path<S: crate::Driven, C: crate::Driven>(
+    sim: &mut crate::Sim<S, C>,
+    i: usize,
+    now_us: u64,
+) {
     let dark = |mut l: LinkConfig| {
         l.outages = vec![(Duration::from_micros(now_us), Duration::MAX)];
         l

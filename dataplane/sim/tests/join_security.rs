@@ -11,7 +11,7 @@ use camp_proto::client::ClientEvent;
 use camp_proto::config::{CampConfig, SchedulerKind};
 use camp_proto::join::JoinRefusal;
 use camp_proto::{EcnCodepoint, Transmit};
-use camp_sim::{LinkConfig, Node, PathConfig, Setup, build_with_roots, server_addr};
+use camp_sim::{Driven, LinkConfig, PathConfig, Setup, build_with_roots, server_addr};
 use camp_wire::{Frame, Join};
 use quinn_proto::{ConnectionError, ConnectionHandle, DatagramEvent, Dir, Event};
 
@@ -92,7 +92,7 @@ impl RawClient {
     }
 }
 
-impl Node for RawClient {
+impl Driven for RawClient {
     fn handle_datagram(
         &mut self,
         now: Instant,
@@ -111,10 +111,15 @@ impl Node for RawClient {
         }
         self.drive(now);
     }
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Transmit> {
         self.drive(now);
         buf.clear();
-        let t = self.conn.poll_transmit(now, 1, buf)?;
+        let t = self.conn.poll_transmit(now, max_datagrams.max(1), buf)?;
         Some(Transmit {
             source: self.local,
             destination: t.destination,

@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn drain(client: &mut Client, now: Instant, buf: &mut Vec<u8>) {
-    while let Some(t) = client.poll_transmit(now, buf) {
+    while let Some(t) = client.poll_transmit(now, 1, buf) {
         assert!(
             t.size > 0 && t.size <= buf.len(),
             "transmit of {} bytes",

@@ -82,7 +82,7 @@ fn drain(
     buf: &mut Vec<u8>,
     traffic: &mut HashMap<(SocketAddr, SocketAddr), Traffic>,
 ) {
-    while let Some(t) = server.poll_transmit(now, buf) {
+    while let Some(t) = server.poll_transmit(now, 1, buf) {
         assert!(
             t.size > 0 && t.size <= buf.len(),
             "transmit of {} bytes",

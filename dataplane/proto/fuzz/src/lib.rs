@@ -220,7 +220,7 @@ impl Net {
     }
 
     fn collect(&mut self) {
-        while let Some(t) = self.server.poll_transmit(self.now, &mut self.buf) {
+        while let Some(t) = self.server.poll_transmit(self.now, 1, &mut self.buf) {
             self.wire.push((
                 self.now + DELAY,
                 Datagram {
@@ -232,7 +232,7 @@ impl Net {
                 },
             ));
         }
-        while let Some(t) = self.client.poll_transmit(self.now, &mut self.buf) {
+        while let Some(t) = self.client.poll_transmit(self.now, 1, &mut self.buf) {
             self.wire.push((
                 self.now + DELAY,
                 Datagram {

@@ -624,9 +624,15 @@ impl Server {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Next datagram to send, written into `buf`.
+    /// Next datagrams to send, written into `buf`: up to `max_datagrams` segments of one
+    /// path (a GSO batch, see [`Transmit::segment_size`]); 0 is taken as 1.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Transmit> {
         if let Some((t, data)) = self.responses.pop_front() {
             buf.clear();
             buf.extend_from_slice(&data[..t.size]);
@@ -642,7 +648,7 @@ impl Server {
             };
             self.work.transmit_visits += 1;
             buf.clear();
-            if let Some(t) = c.path.conn.poll_transmit(now, 1, buf) {
+            if let Some(t) = c.path.conn.poll_transmit(now, max_datagrams.max(1), buf) {
                 // Stays at the front until drained; its timers moved.
                 if !c.timer_dirty {
                     c.timer_dirty = true;

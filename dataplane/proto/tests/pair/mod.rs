@@ -164,7 +164,7 @@ impl Net {
     }
 
     fn collect(&mut self) {
-        while let Some(t) = self.server.poll_transmit(self.now, &mut self.buf) {
+        while let Some(t) = self.server.poll_transmit(self.now, 1, &mut self.buf) {
             let to = self
                 .by_addr
                 .get(&t.destination)
@@ -184,7 +184,7 @@ impl Net {
             let Some(c) = self.clients[i].as_mut() else {
                 continue;
             };
-            while let Some(t) = c.poll_transmit(self.now, &mut self.buf) {
+            while let Some(t) = c.poll_transmit(self.now, 1, &mut self.buf) {
                 self.wire.push_back(InFlight {
                     at: self.now + DELAY,
                     to: To::Server,
