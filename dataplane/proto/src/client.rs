@@ -22,16 +22,17 @@ use camp_wire::{
     Abandon, Feedback, Frame, Hello, Join, Micros, PathId, PathStatus, PathStatusFrame,
 };
 use quinn_proto::{
-    ClientConfig as QuinnClientConfig, ConnectionHandle, ConnectionId, DatagramEvent, Dir,
-    EcnCodepoint, EndpointConfig, Event, StreamEvent, StreamId, VarInt,
+    ClientConfig as QuinnClientConfig, ConnectionHandle, ConnectionId, Dir, EcnCodepoint,
+    EndpointConfig, Event, StreamEvent, StreamId, VarInt,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::addr_book::{AddrUpdate, AddressBook};
 use crate::cc::PathGauges;
 use crate::config::CampConfig;
-use crate::conn::{MAX_UNIT_FRAME, PathConn, RxBuffer, codes};
+use crate::conn::{MAX_UNIT_FRAME, PathConn, codes};
 use crate::control::ControlFrame;
+use crate::endpoint::{ControlItem, Dispatch, PathEndpoint};
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey};
 use crate::lia::CouplingTable;
 use crate::sched::{MAX_PATHS, PathView};
@@ -179,8 +180,8 @@ enum PathState {
     Closed,
 }
 
-struct ClientConn {
-    path: PathConn,
+/// What the client keeps about one of its path connections.
+struct ClientPath {
     slot: usize,
     state: PathState,
     status: PathStatus,
@@ -190,7 +191,7 @@ struct ClientConn {
     units: UnitStreams<StreamId>,
 }
 
-impl ClientConn {
+impl ClientPath {
     /// The path id to attribute a received unit to. The server only sends units on paths it
     /// admitted, but its JOIN_OK travels on the control stream and may arrive after the first
     /// unit stream (streams are independent): such a unit is attributed to a provisional id
@@ -208,8 +209,8 @@ impl ClientConn {
 pub struct Client {
     config: ClientConfig,
     clock: SessionClock,
-    endpoint: quinn_proto::Endpoint,
-    conns: Vec<Option<ClientConn>>,
+    /// quinn's endpoint and every path connection.
+    paths: PathEndpoint<ClientPath>,
     slots: [Option<ConnectionHandle>; MAX_PATHS],
     token: Option<[u8; 16]>,
     join_key: Option<JoinKey>,
@@ -220,8 +221,6 @@ pub struct Client {
     rng: StdRng,
     events: VecDeque<ClientEvent>,
     counters: ClientCounters,
-    rx: RxBuffer,
-    rr: usize,
     ack_buf: Vec<u8>,
     /// Coupled congestion control of this client's paths (one group, slot = path slot).
     coupling: Arc<CouplingTable>,
@@ -271,8 +270,7 @@ impl Client {
         let mut client = Self {
             config,
             clock: SessionClock::new(epoch),
-            endpoint,
-            conns: Vec::new(),
+            paths: PathEndpoint::new(endpoint),
             slots: [None; MAX_PATHS],
             token: None,
             join_key: None,
@@ -282,8 +280,6 @@ impl Client {
             events: VecDeque::new(),
             counters: ClientCounters::default(),
             addr_book: AddressBook::default(),
-            rx: RxBuffer::default(),
-            rr: 0,
             ack_buf: vec![0; camp_wire::ack_len(camp_wire::MAX_ACK_RANGES)],
             coupling: Arc::new(CouplingTable::new(1, config_coupled)),
             routing_cid: None,
@@ -320,10 +316,10 @@ impl Client {
     fn send_hello(&mut self, h: ConnectionHandle) {
         // The receiver clamps its window into the range HELLO allows.
         let units_ahead = self.receiver.config().max_units_ahead;
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
-        c.state = PathState::Hello;
+        c.role.state = PathState::Hello;
         c.path.open_control();
         c.path.send_control(&Frame::Hello(Hello {
             flags: 0,
@@ -334,10 +330,9 @@ impl Client {
 
     /// Whether some path carries HELLO now (sent, SESSION not yet received).
     fn hello_pending(&self) -> bool {
-        self.conns
+        self.paths
             .iter()
-            .flatten()
-            .any(|c| c.state == PathState::Hello)
+            .any(|(_, c)| c.role.state == PathState::Hello)
     }
 
     /// A path whose handshake is complete and that waits for something to do: HELLO if no
@@ -354,13 +349,11 @@ impl Client {
     /// in slot order.
     fn waiting_conns(&self) -> Vec<ConnectionHandle> {
         let mut v: Vec<(usize, ConnectionHandle)> = self
-            .conns
+            .paths
             .iter()
-            .enumerate()
-            .filter_map(|(i, c)| {
-                let c = c.as_ref()?;
-                (c.state == PathState::Connecting && c.path.established_us.is_some())
-                    .then_some((c.slot, ConnectionHandle(i)))
+            .filter_map(|(h, c)| {
+                (c.role.state == PathState::Connecting && c.path.established_us.is_some())
+                    .then_some((c.role.slot, h))
             })
             .collect();
         v.sort_unstable();
@@ -401,28 +394,30 @@ impl Client {
         if let Some(cid) = self.joining_initial_cid() {
             qc.initial_dst_cid_provider(Arc::new(move || cid));
         }
-        let (h, conn) = self
-            .endpoint
-            .connect(now, qc, spec.remote, &self.config.server_name)?;
-        if self.conns.len() <= h.0 {
-            self.conns.resize_with(h.0 + 1, || None);
-        }
-        self.conns[h.0] = Some(ClientConn {
-            path: PathConn::new(
-                conn,
-                gauges,
-                spec.local,
-                spec.remote,
-                self.clock.micros(now),
-            ),
-            slot,
-            state: PathState::Connecting,
-            status: PathStatus::Available,
-            precedence: 1,
-            status_seq: 0,
-            join: None,
-            units: UnitStreams::new(MAX_UNIT_FRAME),
-        });
+        let (h, conn) =
+            self.paths
+                .quinn()
+                .connect(now, qc, spec.remote, &self.config.server_name)?;
+        let path = PathConn::new(
+            conn,
+            gauges,
+            spec.local,
+            spec.remote,
+            self.clock.micros(now),
+        );
+        self.paths.insert(
+            h,
+            path,
+            ClientPath {
+                slot,
+                state: PathState::Connecting,
+                status: PathStatus::Available,
+                precedence: 1,
+                status_seq: 0,
+                join: None,
+                units: UnitStreams::new(MAX_UNIT_FRAME),
+            },
+        );
         self.slots[slot] = Some(h);
         Ok(h)
     }
@@ -463,10 +458,9 @@ impl Client {
 
     /// Whether some path is a member of the session (the server still holds it).
     fn has_member(&self) -> bool {
-        self.conns
-            .iter()
-            .flatten()
-            .any(|c| matches!(c.state, PathState::Member(_)))
+        self.paths
+            .entries()
+            .any(|c| matches!(c.role.state, PathState::Member(_)))
     }
 
     /// Arms the reconnect of `slot`, whose connection (last smoothed RTT `srtt`) was lost.
@@ -489,9 +483,8 @@ impl Client {
             return;
         }
         let idle = self.slots[slot]
-            .and_then(|h| self.conns.get(h.0))
-            .and_then(Option::as_ref)
-            .is_none_or(|c| c.state == PathState::Closed);
+            .and_then(|h| self.paths.get(h))
+            .is_none_or(|c| c.role.state == PathState::Closed);
         if !idle {
             return;
         }
@@ -552,13 +545,13 @@ impl Client {
     /// The JOIN this client sent on path `slot` (diagnostics and tests).
     pub fn sent_join(&self, slot: usize) -> Option<Join> {
         let h = self.slots.get(slot).copied().flatten()?;
-        self.conns.get(h.0)?.as_ref()?.join
+        self.paths.get(h)?.role.join
     }
 
     /// Server-assigned path id of path `slot`, once it is a member.
     pub fn path_id(&self, slot: usize) -> Option<PathId> {
         let h = self.slots.get(slot).copied().flatten()?;
-        match self.conns.get(h.0)?.as_ref()?.state {
+        match self.paths.get(h)?.role.state {
             PathState::Member(id) => Some(id),
             _ => None,
         }
@@ -566,12 +559,14 @@ impl Client {
 
     /// Scheduler-style views of the client's paths (RTT as the client measures it).
     pub fn path_views(&self) -> Vec<PathView> {
-        self.conns
-            .iter()
-            .flatten()
-            .filter_map(|c| match c.state {
+        self.paths
+            .entries()
+            .filter_map(|c| match c.role.state {
                 PathState::Member(id) => {
-                    Some(c.path.view(c.slot as u8, id, c.status, c.precedence))
+                    Some(
+                        c.path
+                            .view(c.role.slot as u8, id, c.role.status, c.role.precedence),
+                    )
                 }
                 _ => None,
             })
@@ -583,24 +578,25 @@ impl Client {
         let Some(h) = self.slots.get(slot).copied().flatten() else {
             return false;
         };
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return false;
         };
-        let PathState::Member(id) = c.state else {
+        let PathState::Member(id) = c.role.state else {
             return false;
         };
-        c.status = status;
-        c.precedence = precedence;
-        c.status_seq += 1;
+        c.role.status = status;
+        c.role.precedence = precedence;
+        c.role.status_seq += 1;
         self.coupling
             .set_active(&c.path.gauges, status == PathStatus::Available);
         let frame = Frame::PathStatus(PathStatusFrame {
             path_id: id,
-            status_seq: c.status_seq,
+            status_seq: c.role.status_seq,
             status,
             precedence,
         });
         c.path.send_control(&frame);
+        self.paths.touch(h);
         true
     }
 
@@ -610,72 +606,68 @@ impl Client {
         let Some(h) = self.slots.get(slot).copied().flatten() else {
             return false;
         };
-        let Some(PathState::Member(id)) = self
-            .conns
-            .get(h.0)
-            .and_then(Option::as_ref)
-            .map(|c| c.state)
-        else {
+        let Some(PathState::Member(id)) = self.paths.get(h).map(|c| c.role.state) else {
             return false;
         };
         let frame = Frame::Abandon(Abandon {
             path_id: id,
             error_code: codes::ABANDONED,
         });
-        for c in self.conns.iter_mut().flatten() {
-            if matches!(c.state, PathState::Member(_)) {
+        for c in self.paths.entries_mut() {
+            if matches!(c.role.state, PathState::Member(_)) {
                 c.path.send_control(&frame);
             }
         }
         self.close_conn(now, h, codes::ABANDONED);
+        self.paths.touch_all();
         true
     }
 
     /// Closes every path.
     pub fn close(&mut self, now: Instant) {
-        for i in 0..self.conns.len() {
-            self.close_conn(now, ConnectionHandle(i), codes::NO_ERROR);
+        for h in self.paths.handles() {
+            self.close_conn(now, h, codes::NO_ERROR);
         }
     }
 
     fn close_conn(&mut self, now: Instant, h: ConnectionHandle, code: u32) {
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
-        if c.state == PathState::Closed {
+        if c.role.state == PathState::Closed {
             return;
         }
         c.path
             .conn
             .close(now, VarInt::from_u32(code), bytes::Bytes::new());
+        self.paths.touch(h);
         self.path_gone(h);
     }
 
     fn path_gone(&mut self, h: ConnectionHandle) {
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
-        if c.state == PathState::Closed {
+        if c.role.state == PathState::Closed {
             return;
         }
-        if let PathState::Member(id) = c.state {
+        if let PathState::Member(id) = c.role.state {
             self.receiver.remove_path(id);
         }
         self.coupling.detach(&c.path.gauges);
-        let was_hello = c.state == PathState::Hello;
-        c.state = PathState::Closed;
-        let slot = c.slot;
+        let was_hello = c.role.state == PathState::Hello;
+        c.role.state = PathState::Closed;
+        let slot = c.role.slot;
         // Half-received units of this path are forgotten, their buffers emptied: a stale
         // prefix in a reused buffer would turn the next unit into a malformed frame and lose
         // it (issue 14: a reliable audio unit lost this way was recovered only by the safety
         // timeout, if at all). `UnitStreams` empties every buffer it takes back.
-        c.units.clear();
+        c.role.units.clear();
         self.events.push_back(ClientEvent::PathClosed { slot });
         let all_closed = self
-            .conns
-            .iter()
-            .flatten()
-            .all(|c| c.state == PathState::Closed);
+            .paths
+            .entries()
+            .all(|c| c.role.state == PathState::Closed);
         if all_closed {
             if self.start_deadline.take().is_some() {
                 self.events
@@ -699,13 +691,14 @@ impl Client {
         let Some(h) = self.slots.get(slot).copied().flatten() else {
             return false;
         };
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return false;
         };
         if c.path.control.is_none() {
             return false;
         }
         c.path.send_control_bytes(bytes);
+        self.paths.touch(h);
         true
     }
 
@@ -723,33 +716,26 @@ impl Client {
             // now comes from its server.
             self.routing_cid = crate::cid::scid_of_long_header(data).map(ConnectionId::new);
         }
-        let packet = self.rx.packet(data);
-        let mut buf = Vec::new();
-        match self
-            .endpoint
-            .handle(now, remote, Some(local.ip()), ecn, packet, &mut buf)
-        {
-            Some(DatagramEvent::ConnectionEvent(h, ev)) => {
-                if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
-                    c.path.conn.handle_event(ev);
-                    self.process_conn(now, h);
-                }
-            }
-            // A client accepts no connections; stateless responses are not expected.
-            Some(DatagramEvent::NewConnection(incoming)) => self.endpoint.ignore(incoming),
-            Some(DatagramEvent::Response(_)) | None => {}
+        match self.paths.handle(now, local, remote, ecn, data) {
+            Dispatch::Conn(h) => self.process_conn(now, h),
+            // A client accepts no connections, and answers nothing statelessly.
+            Dispatch::New(incoming) => self.paths.quinn().ignore(incoming),
+            Dispatch::Response(..) | Dispatch::Unhandled => {}
         }
         self.after_input(now);
+        // A client has a handful of paths: whatever this changed, each is looked at once.
+        self.paths.touch_all();
     }
 
     fn process_conn(&mut self, now: Instant, h: ConnectionHandle) {
         let now_us = self.clock.micros(now);
+        self.paths.touch(h);
         loop {
-            let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
-                return;
-            };
-            let Some(ev) = c.path.next_event(&mut self.endpoint, h) else {
+            let Some(ev) = self.paths.next_event(h) else {
                 break;
+            };
+            let Some(c) = self.paths.get_mut(h) else {
+                return;
             };
             match ev {
                 Event::Connected => {
@@ -760,7 +746,7 @@ impl Client {
                 }
                 Event::ConnectionLost { reason } => {
                     c.path.lost = true;
-                    let slot = c.slot;
+                    let slot = c.role.slot;
                     let srtt = c.path.conn.rtt();
                     self.path_gone(h);
                     // Lost to the network (not closed by either end on purpose): try again
@@ -775,11 +761,11 @@ impl Client {
                     }
                 }
                 Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
-                    while let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
+                    while let Some(c) = self.paths.get_mut(h) {
                         let Some(id) = c.path.conn.streams().accept(Dir::Uni) else {
                             break;
                         };
-                        c.units.open(id);
+                        c.role.units.open(id);
                         self.read_unit_stream(now, h, id);
                     }
                 }
@@ -806,7 +792,7 @@ impl Client {
                 Event::Stream(_) | Event::HandshakeDataReady | Event::DatagramsUnblocked => {}
             }
         }
-        if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
+        if let Some(c) = self.paths.get_mut(h) {
             if c.path.conn.is_drained() {
                 c.path.drained = true;
             }
@@ -817,7 +803,7 @@ impl Client {
         let (Some(token), Some(key)) = (self.token, self.join_key.clone()) else {
             return;
         };
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
         let mut binding = [0u8; 32];
@@ -836,45 +822,43 @@ impl Client {
             nonce,
             mac: key.sign(&token, &nonce, &binding),
         };
-        c.join = Some(join);
-        c.state = PathState::Joining;
+        c.role.join = Some(join);
+        c.role.state = PathState::Joining;
         c.path.open_control();
         c.path.send_control(&Frame::Join(join));
     }
 
     fn read_control(&mut self, now: Instant, h: ConnectionHandle) {
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
-            return;
-        };
-        let stream_ok = c.path.read_control();
-        loop {
-            let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
-                return;
-            };
-            let next = match c.path.reader.next_frame() {
-                None => break,
-                Some(Ok(f)) => ControlFrame::from_frame(&f),
-                Some(Err(_)) => None,
-            };
-            let Some(frame) = next else {
-                self.counters.malformed_control += 1;
-                self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
-                return;
-            };
-            self.on_control(now, h, frame);
-        }
-        if !stream_ok {
-            // A frame the reader refused (a bad header, or one announcing more than a
-            // control frame may be), or the control stream ended or was reset: counted like
-            // the server counts it, so a peer's framing errors show in the counters.
-            self.counters.malformed_control += 1;
-            self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
+        self.paths.read_control(h);
+        while let Some(item) = self.paths.next_control(h) {
+            match item {
+                ControlItem::Frame(frame) => {
+                    self.on_control(now, h, frame);
+                    // A frame that closed the path ends the reading of its stream.
+                    if self
+                        .paths
+                        .get(h)
+                        .is_none_or(|c| c.role.state == PathState::Closed)
+                    {
+                        return;
+                    }
+                }
+                ControlItem::Malformed => {
+                    // A frame that does not decode or that the reader refused (a bad header,
+                    // or one announcing more than a control frame may be), or the control
+                    // stream ended or was reset: counted like the server counts it, so a
+                    // peer's framing errors show in the counters.
+                    self.counters.malformed_control += 1;
+                    self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
+                    return;
+                }
+            }
         }
     }
 
     fn on_control(&mut self, now: Instant, h: ConnectionHandle, frame: ControlFrame) {
         let now_us = self.clock.micros(now);
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
         // Address advertisements are accepted on any path in any state (they come from
@@ -898,7 +882,7 @@ impl Client {
             }
             return;
         }
-        match (c.state, frame) {
+        match (c.role.state, frame) {
             (PathState::Hello, ControlFrame::Session(s)) => {
                 // The join key comes from the connection that carried HELLO, whichever slot
                 // it is: the server derives it from the same connection.
@@ -912,8 +896,8 @@ impl Client {
                     self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
                     return;
                 }
-                c.state = PathState::Member(s.path_id);
-                let slot = c.slot;
+                c.role.state = PathState::Member(s.path_id);
+                let slot = c.role.slot;
                 self.coupling.attach(&c.path.gauges, 0, slot);
                 if !self.config.shared_clock {
                     // local = sender + offset; the SESSION frame took about half an RTT.
@@ -941,8 +925,8 @@ impl Client {
                 }
             }
             (PathState::Joining, ControlFrame::JoinOk(ok)) => {
-                c.state = PathState::Member(ok.path_id);
-                let slot = c.slot;
+                c.role.state = PathState::Member(ok.path_id);
+                let slot = c.role.slot;
                 self.reconnect_attempts[slot] = 0;
                 self.coupling.attach(&c.path.gauges, 0, slot);
                 self.receiver
@@ -956,23 +940,26 @@ impl Client {
                 self.receiver.set_path_rtt(r.path_id, r.smoothed_us);
             }
             (PathState::Member(_), ControlFrame::PathStatus(ps)) => {
-                for c in self.conns.iter_mut().flatten() {
-                    if c.state == PathState::Member(ps.path_id) && ps.status_seq > c.status_seq {
-                        c.status_seq = ps.status_seq;
-                        c.status = ps.status;
-                        c.precedence = ps.precedence;
+                for c in self.paths.entries_mut() {
+                    if c.role.state == PathState::Member(ps.path_id)
+                        && ps.status_seq > c.role.status_seq
+                    {
+                        c.role.status_seq = ps.status_seq;
+                        c.role.status = ps.status;
+                        c.role.precedence = ps.precedence;
                         self.coupling
                             .set_active(&c.path.gauges, ps.status == PathStatus::Available);
                     }
                 }
             }
             (PathState::Member(_), ControlFrame::Abandon(a)) => {
-                let target = self.conns.iter().position(|c| {
-                    c.as_ref()
-                        .is_some_and(|c| c.state == PathState::Member(a.path_id))
-                });
-                if let Some(i) = target {
-                    self.close_conn(now, ConnectionHandle(i), codes::ABANDONED);
+                let target = self
+                    .paths
+                    .iter()
+                    .find(|(_, c)| c.role.state == PathState::Member(a.path_id))
+                    .map(|(h, _)| h);
+                if let Some(t) = target {
+                    self.close_conn(now, t, codes::ABANDONED);
                 }
             }
             _ => {
@@ -983,10 +970,10 @@ impl Client {
     }
 
     fn read_unit_stream(&mut self, now: Instant, h: ConnectionHandle, id: StreamId) {
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
-        if !c.units.is_open(id) {
+        if !c.role.units.is_open(id) {
             return;
         }
         let mut finished = false;
@@ -998,7 +985,7 @@ impl Client {
                 loop {
                     match chunks.next(MAX_UNIT_FRAME) {
                         Ok(Some(chunk)) => {
-                            if let Err(e) = c.units.push(id, chunk.offset, &chunk.bytes) {
+                            if let Err(e) = c.role.units.push(id, chunk.offset, &chunk.bytes) {
                                 refused = Some(e);
                                 break;
                             }
@@ -1035,28 +1022,28 @@ impl Client {
             return;
         }
         if reset {
-            c.units.drop_stream(id);
+            c.role.units.drop_stream(id);
             self.counters.reset_units += 1;
             return;
         }
         if !finished {
             return;
         }
-        let path = c.unit_path_id();
-        if let Some(buf) = c.units.finish(id) {
+        let path = c.role.unit_path_id();
+        if let Some(buf) = c.role.units.finish(id) {
             self.deliver(now, path, &buf);
-            if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
-                c.units.recycle(buf);
+            if let Some(c) = self.paths.get_mut(h) {
+                c.role.units.recycle(buf);
             }
         }
     }
 
     fn read_datagrams(&mut self, now: Instant, h: ConnectionHandle) {
         loop {
-            let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+            let Some(c) = self.paths.get_mut(h) else {
                 return;
             };
-            let path = c.unit_path_id();
+            let path = c.role.unit_path_id();
             let Some(d) = c.path.conn.datagrams().recv() else {
                 return;
             };
@@ -1083,19 +1070,17 @@ impl Client {
         let now_us = self.clock.micros(now);
         let min_suspect = self.config.camp.min_suspect_after.as_micros() as u64;
         let best = self
-            .conns
+            .paths
             .iter_mut()
-            .enumerate()
-            .filter_map(|(i, c)| {
-                let c = c.as_mut()?;
-                if !matches!(c.state, PathState::Member(_)) || c.path.lost {
+            .filter_map(|(h, c)| {
+                if !matches!(c.role.state, PathState::Member(_)) || c.path.lost {
                     return None;
                 }
                 let suspect = c.path.update_suspect(now_us, min_suspect);
-                Some((suspect, c.path.conn.rtt(), i))
+                Some((suspect, c.path.conn.rtt(), h.0))
             })
             .min()
-            .map(|(_, _, i)| i);
+            .map(|(_, _, i)| ConnectionHandle(i));
         let Some(best) = best else {
             // No path to carry them: a due ACK or FEEDBACK left pending would keep
             // `poll_timeout` in the past, and the caller would spin on it.
@@ -1117,7 +1102,7 @@ impl Client {
                 Ok(n) => n,
                 Err(_) => break,
             };
-            if let Some(c) = self.conns[best].as_mut() {
+            if let Some(c) = self.paths.get_mut(best) {
                 c.path.send_control_bytes(&self.ack_buf[..n]);
                 self.counters.acks_sent += 1;
             }
@@ -1132,7 +1117,7 @@ impl Client {
                 late_units: fb.late_units,
                 lost_units: fb.lost_units,
             });
-            if let Some(c) = self.conns[best].as_mut() {
+            if let Some(c) = self.paths.get_mut(best) {
                 c.path.send_control(&frame);
                 self.counters.feedback_sent += 1;
             }
@@ -1142,6 +1127,8 @@ impl Client {
     /// Earliest time [`handle_timeout`](Self::handle_timeout) must be called.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // The client looks at every path's timer below; the dirty list only needs emptying.
+        while self.paths.pop_dirty().is_some() {}
         let mut next = self.receiver.poll_timeout().map(|t| self.clock.instant(t));
         if let Some(t) = self.start_deadline {
             next = Some(next.map_or(t, |n| n.min(t)));
@@ -1149,7 +1136,7 @@ impl Client {
         for t in self.reconnect_at.iter().flatten() {
             next = Some(next.map_or(*t, |n| n.min(*t)));
         }
-        for c in self.conns.iter_mut().flatten() {
+        for c in self.paths.entries_mut() {
             if let Some(t) = c.path.conn.poll_timeout() {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
@@ -1160,14 +1147,14 @@ impl Client {
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now_us: Micros = self.clock.micros(now);
-        for i in 0..self.conns.len() {
-            let Some(c) = self.conns[i].as_mut() else {
+        for h in self.paths.handles() {
+            let Some(c) = self.paths.get_mut(h) else {
                 continue;
             };
             if c.path.conn.poll_timeout().is_some_and(|t| t <= now) {
                 c.path.conn.handle_timeout(now);
             }
-            self.process_conn(now, ConnectionHandle(i));
+            self.process_conn(now, h);
         }
         if self.start_deadline.is_some_and(|t| t <= now) {
             let limit = self.config.camp.session_start_timeout;
@@ -1181,6 +1168,7 @@ impl Client {
         }
         self.receiver.handle_timeout(now_us);
         self.after_input(now);
+        self.paths.touch_all();
     }
 
     /// Next datagrams to send, written into `buf`: up to `max_datagrams` segments of one
@@ -1192,26 +1180,9 @@ impl Client {
         max_datagrams: usize,
         buf: &mut Vec<u8>,
     ) -> Option<Transmit> {
-        let n = self.conns.len();
-        for k in 0..n {
-            let i = (self.rr + k) % n;
-            let Some(c) = self.conns[i].as_mut() else {
-                continue;
-            };
-            buf.clear();
-            if let Some(t) = c.path.conn.poll_transmit(now, max_datagrams.max(1), buf) {
-                self.rr = i;
-                return Some(Transmit {
-                    source: c.path.local,
-                    destination: t.destination,
-                    ecn: t.ecn,
-                    size: t.size,
-                    segment_size: t.segment_size,
-                });
-            }
-            self.rr = (i + 1) % n.max(1);
-        }
-        None
+        self.paths
+            .poll_transmit(now, max_datagrams, buf)
+            .map(|(_, t)| t)
     }
 }
 

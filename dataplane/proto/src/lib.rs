@@ -25,6 +25,7 @@ mod conn;
 pub mod control;
 mod driven;
 pub mod edge;
+mod endpoint;
 pub mod join;
 pub mod lia;
 pub mod limits;

@@ -16,7 +16,7 @@ use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey, JoinRefusal, Nonc
 use crate::sched::{ClientFeedback, MAX_PATHS, SchedParam};
 use crate::store::UnitStore;
 
-use super::session::{PathSlot, Role, ServerConn, ServerSession};
+use super::session::{PathSlot, Role, ServerSession};
 use super::{Server, ServerEvent};
 
 impl Server {
@@ -37,17 +37,17 @@ impl Server {
             AcceptVerdict::Accept => {}
             AcceptVerdict::Retry => {
                 // may_retry was checked, so retry() cannot fail; if quinn disagrees, refuse.
-                match self.endpoint.retry(incoming, &mut buf) {
+                match self.paths.quinn().retry(incoming, &mut buf) {
                     Ok(t) => self.queue_response(t, buf),
                     Err(e) => {
-                        let t = self.endpoint.refuse(e.into_incoming(), &mut buf);
+                        let t = self.paths.quinn().refuse(e.into_incoming(), &mut buf);
                         self.queue_response(t, buf);
                     }
                 }
                 return;
             }
             AcceptVerdict::Refuse(_) => {
-                let t = self.endpoint.refuse(incoming, &mut buf);
+                let t = self.paths.quinn().refuse(incoming, &mut buf);
                 self.queue_response(t, buf);
                 return;
             }
@@ -75,21 +75,13 @@ impl Server {
         sc.migration(false);
         let remote = incoming.remote_address();
         match self
-            .endpoint
+            .paths
+            .quinn()
             .accept(incoming, now, &mut buf, Some(Arc::new(sc)))
         {
             Ok((h, conn)) => {
-                if self.conns.len() <= h.0 {
-                    self.conns.resize_with(h.0 + 1, || None);
-                }
                 let path = PathConn::new(conn, gauges, local, remote, self.clock.micros(now));
-                self.conns[h.0] = Some(ServerConn {
-                    path,
-                    role: Role::Pending,
-                    timer: None,
-                    timer_dirty: false,
-                    ready: false,
-                });
+                self.paths.insert(h, path, Role::Pending);
                 self.process_conn(now, h);
             }
             Err(e) => {
@@ -106,19 +98,14 @@ impl Server {
         let now_us = self.clock.micros(now);
         // The edge keys sessions per source by slot index: the slot this session will take.
         let sid_index = self.sessions.vacant_id().index();
-        let Some(source) = self
-            .conns
-            .get(h.0)
-            .and_then(Option::as_ref)
-            .map(|c| c.path.remote.ip())
-        else {
+        let Some(source) = self.paths.get(h).map(|c| c.path.remote.ip()) else {
             return;
         };
         if !self.edge.on_hello(source, sid_index) {
             self.refuse(now, h, JoinRefusal::RateLimited);
             return;
         }
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
         let mut token = [0u8; 16];
@@ -213,11 +200,7 @@ impl Server {
         if !self.edge.on_join_attempt(sid.index()) {
             return Err(JoinRefusal::RateLimited);
         }
-        let c = self
-            .conns
-            .get_mut(h.0)
-            .and_then(Option::as_mut)
-            .ok_or(JoinRefusal::Protocol)?;
+        let c = self.paths.get_mut(h).ok_or(JoinRefusal::Protocol)?;
         let sess = self
             .sessions
             .get_mut(sid)

@@ -111,7 +111,7 @@ impl Server {
             .filter_map(|(_, s)| s.paths.iter().flatten().next().map(|p| p.conn))
             .collect();
         for &h in &conns {
-            if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
+            if let Some(c) = self.paths.get_mut(h) {
                 for f in &frames {
                     c.path.send_control(f);
                 }

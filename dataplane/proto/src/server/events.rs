@@ -8,6 +8,7 @@ use quinn_proto::{ConnectionHandle, Dir, Event, StreamEvent, VarInt};
 
 use crate::conn::codes;
 use crate::control::ControlFrame;
+use crate::endpoint::ControlItem;
 use crate::join::JoinRefusal;
 use crate::sched::ClientFeedback;
 use crate::store::AckedUnit;
@@ -21,11 +22,11 @@ impl Server {
         let now_us = self.clock.micros(now);
         self.touch_conn(h);
         loop {
-            let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
-                return;
-            };
-            let Some(ev) = c.path.next_event(&mut self.endpoint, h) else {
+            let Some(ev) = self.paths.next_event(h) else {
                 break;
+            };
+            let Some(c) = self.paths.get_mut(h) else {
+                return;
             };
             match ev {
                 Event::Connected => {
@@ -76,7 +77,7 @@ impl Server {
                 | Event::DatagramsUnblocked => {}
             }
         }
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
         if c.path.conn.is_drained() {
@@ -86,7 +87,7 @@ impl Server {
                 // member must leave its session before the connection goes.
                 self.path_failed(now, session, slot);
             }
-            if let Some(c) = self.conns[h.0].take() {
+            if let Some(c) = self.paths.remove(h) {
                 self.coupling.detach(&c.path.gauges);
             }
             return;
@@ -103,38 +104,25 @@ impl Server {
     }
 
     pub(super) fn read_control(&mut self, now: Instant, h: ConnectionHandle) {
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
-            return;
-        };
-        let stream_ok = c.path.read_control();
-        loop {
-            let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        self.paths.read_control(h);
+        while let Some(item) = self.paths.next_control(h) {
+            let Some(role) = self.paths.get(h).map(|c| c.role) else {
                 return;
             };
-            let role = c.role;
-            let next = match c.path.reader.next_frame() {
-                None => None,
-                Some(Ok(f)) => Some(ControlFrame::from_frame(&f)),
-                Some(Err(_)) => Some(None),
-            };
-            match next {
-                None => break,
-                Some(None) => {
-                    self.counters.malformed_control += 1;
-                    self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
-                    return;
-                }
-                Some(Some(frame)) => {
+            match item {
+                ControlItem::Frame(frame) => {
                     if !self.on_control(now, h, role, frame) {
                         return;
                     }
                 }
+                ControlItem::Malformed => {
+                    // A frame that does not decode or that the reader refused, or the
+                    // control stream ended or was reset.
+                    self.counters.malformed_control += 1;
+                    self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
+                    return;
+                }
             }
-        }
-        if !stream_ok {
-            // A frame the reader refused, or the control stream ended or was reset.
-            self.counters.malformed_control += 1;
-            self.close_conn(now, h, codes::PROTOCOL_VIOLATION);
         }
     }
 
@@ -170,9 +158,8 @@ impl Server {
             (Role::Member { session, .. }, ControlFrame::Ack(ack)) => {
                 // Half the ACK path's minimum RTT: the ACK's own trip back.
                 let back_us = self
-                    .conns
-                    .get(h.0)
-                    .and_then(Option::as_ref)
+                    .paths
+                    .get(h)
                     .map_or(0, |c| c.path.gauges.snapshot().min_rtt_us / 2);
                 let arrival_us = now_us.saturating_sub(back_us);
                 let latency = &mut self.latency;
@@ -219,7 +206,7 @@ impl Server {
                             p.status_seq = ps.status_seq;
                             p.status = ps.status;
                             p.precedence = ps.precedence;
-                            if let Some(c) = self.conns.get(p.conn.0).and_then(Option::as_ref) {
+                            if let Some(c) = self.paths.get(p.conn) {
                                 self.coupling
                                     .set_active(&c.path.gauges, p.status == PathStatus::Available);
                             }
@@ -238,7 +225,7 @@ impl Server {
                 if let Some(slot) = slot {
                     self.close_path(now, session, slot, codes::ABANDONED);
                 }
-                self.conns.get(h.0).is_some_and(Option::is_some)
+                self.paths.get(h).is_some()
             }
             (Role::Member { .. }, ControlFrame::Rtt(_)) => true,
             (Role::Member { .. } | Role::Closing, _) => {

@@ -18,20 +18,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use camp_wire::{Abandon, Frame, Modality, PathId, PathStatus, PathStatusFrame};
-use quinn_proto::{ConnectionHandle, DatagramEvent, EcnCodepoint, EndpointConfig};
+use quinn_proto::{ConnectionHandle, EcnCodepoint, EndpointConfig};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::cid::LbConfig;
 use crate::config::{CampConfig, SchedulerFactory};
-use crate::conn::{RxBuffer, codes};
+use crate::conn::codes;
 use crate::edge::{Edge, EdgeCounters, EdgeLimits};
+use crate::endpoint::{Dispatch, PathEndpoint};
 use crate::join::JoinRefusal;
 use crate::lia::{CouplingTable, DEFAULT_COUPLING_GROUPS};
 use crate::sched::{ClientFeedback, ConsistencyAware, ParamError, PathView, SchedParam, Scheduler};
 use crate::store::{SubmitError, UnitSubmit};
 use crate::{SessionClock, Transmit};
 
-use session::{ServerConn, ServerSession, SessionTable};
+use session::{Role, ServerSession, SessionTable};
 pub use timers::LoopWork;
 use timers::TimerQueue;
 
@@ -191,23 +192,19 @@ pub struct PathInfo {
 pub struct Server {
     config: ServerConfig,
     clock: SessionClock,
-    endpoint: quinn_proto::Endpoint,
-    conns: Vec<Option<ServerConn>>,
+    /// quinn's endpoint and every path connection (with its admission role).
+    paths: PathEndpoint<Role>,
     sessions: SessionTable,
     tokens: HashMap<[u8; 16], SessionId>,
     rng: StdRng,
-    responses: VecDeque<(Transmit, Vec<u8>)>,
     events: VecDeque<ServerEvent>,
     counters: ServerCounters,
     /// Deadlines of every connection and session (see `timers`).
     timers: TimerQueue,
-    /// Connections that may have something to send, in the order they were touched.
-    ready: VecDeque<ConnectionHandle>,
     work: LoopWork,
     /// Connections accepted, for [`crate::config::QlogTarget::seq`].
     #[cfg(feature = "qlog")]
     qlog_seq: u64,
-    rx: RxBuffer,
     latency: VecDeque<LatencySample>,
     /// Scheduler parameters set at run time, applied to sessions opened later too.
     sched_params: [Option<f64>; SchedParam::ALL.len()],
@@ -265,20 +262,16 @@ impl Server {
             adverts: adverts::Adverts::new(&config.local_addrs),
             config,
             clock: SessionClock::new(epoch),
-            endpoint,
-            conns: Vec::new(),
+            paths: PathEndpoint::new(endpoint),
             sessions: SessionTable::default(),
             tokens: HashMap::new(),
             rng,
-            responses: VecDeque::new(),
             events: VecDeque::new(),
             counters: ServerCounters::default(),
             timers: TimerQueue::default(),
-            ready: VecDeque::new(),
             work: LoopWork::default(),
             #[cfg(feature = "qlog")]
             qlog_seq: 0,
-            rx: RxBuffer::default(),
             latency: VecDeque::with_capacity(LATENCY_SAMPLES),
             sched_params: [None; SchedParam::ALL.len()],
             deadlines: [None; Modality::COUNT],
@@ -441,7 +434,7 @@ impl Server {
             .enumerate()
             .filter_map(|(slot, p)| {
                 let p = p.as_ref()?;
-                let c = self.conns.get(p.conn.0)?.as_ref()?;
+                let c = self.paths.get(p.conn)?;
                 Some(PathInfo {
                     slot,
                     view: c.path.view(slot as u8, p.id, p.status, p.precedence),
@@ -504,7 +497,7 @@ impl Server {
             precedence,
         });
         let conn = slot.conn;
-        if let Some(c) = self.conns.get_mut(conn.0).and_then(Option::as_mut) {
+        if let Some(c) = self.paths.get_mut(conn) {
             c.path.send_control(&frame);
             self.coupling
                 .set_active(&c.path.gauges, status == PathStatus::Available);
@@ -539,7 +532,7 @@ impl Server {
             .map(|p| p.conn)
             .collect();
         for h in others.iter().chain(sess.paths[slot].map(|p| p.conn).iter()) {
-            if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
+            if let Some(c) = self.paths.get_mut(*h) {
                 c.path.send_control(&frame);
             }
         }
@@ -565,7 +558,7 @@ impl Server {
         else {
             return false;
         };
-        let Some(c) = self.conns.get_mut(conn.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(conn) else {
             return false;
         };
         c.path.send_control_bytes(bytes);
@@ -582,46 +575,22 @@ impl Server {
         ecn: Option<EcnCodepoint>,
         data: &[u8],
     ) {
-        let packet = self.rx.packet(data);
-        let mut buf = Vec::new();
-        match self
-            .endpoint
-            .handle(now, remote, Some(local.ip()), ecn, packet, &mut buf)
-        {
-            Some(DatagramEvent::ConnectionEvent(h, ev)) => {
-                if let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) {
-                    c.path.conn.handle_event(ev);
-                    self.process_conn(now, h);
-                }
-            }
-            Some(DatagramEvent::NewConnection(incoming)) => self.accept(now, incoming, local),
-            Some(DatagramEvent::Response(t)) => {
+        match self.paths.handle(now, local, remote, ecn, data) {
+            Dispatch::Conn(h) => self.process_conn(now, h),
+            Dispatch::New(incoming) => self.accept(now, incoming, local),
+            Dispatch::Response(t, buf) => {
                 self.edge.on_answered_datagram();
                 self.queue_response(t, buf);
             }
-            None => self.edge.on_unhandled_datagram(data),
+            Dispatch::Unhandled => self.edge.on_unhandled_datagram(data),
         }
     }
 
+    /// Queues a datagram quinn wrote outside any connection (a refusal, a retry).
     fn queue_response(&mut self, t: quinn_proto::Transmit, buf: Vec<u8>) {
-        let source = self.source_for(t.src_ip);
-        self.responses.push_back((
-            Transmit {
-                source,
-                destination: t.destination,
-                ecn: t.ecn,
-                size: t.size,
-                segment_size: t.segment_size,
-            },
-            buf,
-        ));
-    }
-
-    fn source_for(&self, ip: Option<IpAddr>) -> SocketAddr {
         let addrs = &self.config.local_addrs;
-        ip.and_then(|ip| addrs.iter().find(|a| a.ip() == ip).copied())
-            .or_else(|| addrs.first().copied())
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.paths
+            .queue_response(t, buf, |ip| source_for(addrs, ip));
     }
 
     /// Next datagrams to send, written into `buf`: up to `max_datagrams` segments of one
@@ -633,52 +602,18 @@ impl Server {
         max_datagrams: usize,
         buf: &mut Vec<u8>,
     ) -> Option<Transmit> {
-        if let Some((t, data)) = self.responses.pop_front() {
-            buf.clear();
-            buf.extend_from_slice(&data[..t.size]);
-            return Some(t);
-        }
-        // Only connections touched since they last had nothing to send: quinn's state
-        // changes only through calls that touch (see `timers`), so the others have none.
-        while let Some(&h) = self.ready.front() {
-            let Some(c) = self.conns[h.0].as_mut().filter(|c| c.ready) else {
-                // Gone, or a duplicate entry left by a reused handle.
-                self.ready.pop_front();
-                continue;
-            };
-            self.work.transmit_visits += 1;
-            buf.clear();
-            if let Some(t) = c.path.conn.poll_transmit(now, max_datagrams.max(1), buf) {
-                // Stays at the front until drained; its timers moved.
-                if !c.timer_dirty {
-                    c.timer_dirty = true;
-                    self.timers.dirty_conns.push(h);
-                }
-                let source = c.path.local;
-                return Some(Transmit {
-                    source,
-                    destination: t.destination,
-                    ecn: t.ecn,
-                    size: t.size,
-                    segment_size: t.segment_size,
-                });
-            }
-            // quinn had the chance to send and sent nothing while the window has room:
-            // nothing of ours is waiting inside it.
-            let g = c.path.gauges.snapshot();
-            if g.unsent > 0 && g.in_flight + g.mtu.max(1200) <= g.cwnd {
-                c.path.gauges.clear_unsent();
-            }
-            c.ready = false;
-            self.ready.pop_front();
-            // Asked at `now`, quinn may have armed a timer (pacing) instead of sending.
-            if !c.timer_dirty {
-                c.timer_dirty = true;
-                self.timers.dirty_conns.push(h);
-            }
-        }
-        None
+        self.paths
+            .poll_transmit(now, max_datagrams, buf)
+            .map(|(_, t)| t)
     }
+}
+
+/// The local address a datagram to a peer that wrote to `ip` leaves from: that address if
+/// it is ours, else the first configured one.
+fn source_for(addrs: &[SocketAddr], ip: Option<IpAddr>) -> SocketAddr {
+    ip.and_then(|ip| addrs.iter().find(|a| a.ip() == ip).copied())
+        .or_else(|| addrs.first().copied())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Errors of [`Server::send_unit`].

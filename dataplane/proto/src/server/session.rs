@@ -6,7 +6,7 @@ use std::time::Instant;
 use camp_wire::{Micros, Modality, PathId, PathStatus, Reliability};
 use quinn_proto::{ConnectionHandle, VarInt};
 
-use crate::conn::{PathConn, UnitCarrier, UnitWriteError};
+use crate::conn::{UnitCarrier, UnitWriteError};
 use crate::join::{JoinKey, NonceCache};
 use crate::sched::{ClientFeedback, Decision, MAX_PATHS, PathSet, PathView, Scheduler, UnitInfo};
 use crate::store::UnitStore;
@@ -160,20 +160,9 @@ pub(super) enum Role {
     Closing,
 }
 
-pub(super) struct ServerConn {
-    pub(super) path: PathConn,
-    pub(super) role: Role,
-    /// The deadline this connection has in the timer heap.
-    pub(super) timer: Option<Instant>,
-    /// Touched since its deadline was last computed (it is on the dirty list).
-    pub(super) timer_dirty: bool,
-    /// On the ready list: may have something to send.
-    pub(super) ready: bool,
-}
-
 impl Server {
     pub(super) fn close_conn(&mut self, now: Instant, h: ConnectionHandle, code: u32) {
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
         let role = c.role;
@@ -209,7 +198,7 @@ impl Server {
         s.store.reinject_from(PathSet::single(slot));
         self.events
             .push_back(ServerEvent::PathClosed(session, p.id));
-        if let Some(c) = self.conns.get_mut(p.conn.0).and_then(Option::as_mut) {
+        if let Some(c) = self.paths.get_mut(p.conn) {
             c.role = Role::Closing;
             self.coupling.detach(&c.path.gauges);
         }
@@ -247,7 +236,7 @@ impl Server {
             let mut n = 0;
             for (slot, p) in s.paths.iter().enumerate() {
                 let Some(p) = p else { continue };
-                let Some(c) = self.conns.get(p.conn.0).and_then(Option::as_ref) else {
+                let Some(c) = self.paths.get(p.conn) else {
                     continue;
                 };
                 views[n] = c.path.view(slot as u8, p.id, p.status, p.precedence);
@@ -311,7 +300,7 @@ impl Server {
                         let Some(p) = s.paths[slot].as_mut() else {
                             continue;
                         };
-                        let Some(c) = self.conns.get_mut(p.conn.0).and_then(Option::as_mut) else {
+                        let Some(c) = self.paths.get_mut(p.conn) else {
                             continue;
                         };
                         let frame = &s.store.get(m, seq).map(|u| &u.frame[..]).unwrap_or(&[]);

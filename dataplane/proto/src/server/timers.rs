@@ -22,6 +22,7 @@ use std::time::Instant;
 use camp_wire::{Frame, Micros, RttReport};
 use quinn_proto::ConnectionHandle;
 
+use crate::endpoint::PathEndpoint;
 use crate::join::JoinRefusal;
 use crate::sched::PathSet;
 
@@ -42,7 +43,6 @@ pub(super) enum TimerOwner {
 #[derive(Debug, Default)]
 pub(super) struct TimerQueue {
     pub(super) heap: BinaryHeap<Reverse<(Instant, TimerOwner)>>,
-    pub(super) dirty_conns: Vec<ConnectionHandle>,
     pub(super) dirty_sessions: Vec<SessionId>,
     /// Owners found due by the last `handle_timeout` (kept to reuse its allocation).
     due: Vec<TimerOwner>,
@@ -72,17 +72,7 @@ impl LoopWork {
 impl Server {
     /// Marks a connection's deadline for recomputation and puts it on the ready list.
     pub(super) fn touch_conn(&mut self, h: ConnectionHandle) {
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
-            return;
-        };
-        if !c.timer_dirty {
-            c.timer_dirty = true;
-            self.timers.dirty_conns.push(h);
-        }
-        if !c.ready {
-            c.ready = true;
-            self.ready.push_back(h);
-        }
+        self.paths.touch(h);
     }
 
     /// Marks a session's deadline for recomputation.
@@ -98,7 +88,10 @@ impl Server {
 
     /// Work counters of the loop-facing calls (see [`LoopWork`]).
     pub fn loop_work(&self) -> LoopWork {
-        self.work
+        LoopWork {
+            transmit_visits: self.paths.transmit_visits(),
+            ..self.work
+        }
     }
 
     /// Recomputes the deadlines of every touched connection and session.
@@ -112,14 +105,7 @@ impl Server {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        while let Some(h) = self.timers.dirty_conns.pop() {
-            let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
-                continue;
-            };
-            if !c.timer_dirty {
-                continue;
-            }
-            c.timer_dirty = false;
+        while let Some((h, c)) = self.paths.pop_dirty() {
             self.work.conn_deadlines += 1;
             let mut next = c.path.conn.poll_timeout();
             next = earliest(
@@ -175,19 +161,19 @@ impl Server {
         }
         // Stale entries surface and go at their time; a burst of deadline changes far in
         // the future could still pile them up, so rebuild when they outnumber live ones.
-        let live = self.conns.len() + self.sessions.capacity();
+        let live = self.paths.slots() + self.sessions.capacity();
         if self.timers.heap.len() > 2 * live + 64 {
-            let (conns, sessions) = (&self.conns, &self.sessions);
+            let (paths, sessions) = (&self.paths, &self.sessions);
             self.timers
                 .heap
-                .retain(|Reverse((t, owner))| is_live(conns, sessions, *t, *owner));
+                .retain(|Reverse((t, owner))| is_live(paths, sessions, *t, *owner));
         }
     }
 
     /// Pops stale entries; the earliest live entry, if any.
     fn next_live(&mut self) -> Option<(Instant, TimerOwner)> {
         while let Some(&Reverse((t, owner))) = self.timers.heap.peek() {
-            if is_live(&self.conns, &self.sessions, t, owner) {
+            if is_live(&self.paths, &self.sessions, t, owner) {
                 return Some((t, owner));
             }
             self.timers.heap.pop();
@@ -217,7 +203,7 @@ impl Server {
             // Fired: the owner's deadline is recomputed after it has run.
             match owner {
                 TimerOwner::Conn(i) => {
-                    if let Some(c) = self.conns[i].as_mut() {
+                    if let Some(c) = self.paths.get_mut(ConnectionHandle(i)) {
                         c.timer = None;
                     }
                     self.touch_conn(ConnectionHandle(i));
@@ -252,7 +238,7 @@ impl Server {
         let now_us = self.clock.micros(now);
         let min_suspect = self.config.camp.min_suspect_after.as_micros() as u64;
         let join_timeout = self.config.camp.join_timeout.as_micros() as u64;
-        let Some(c) = self.conns.get_mut(h.0).and_then(Option::as_mut) else {
+        let Some(c) = self.paths.get_mut(h) else {
             return;
         };
         let start = c.path.established_us.unwrap_or(c.path.created_us);
@@ -303,7 +289,7 @@ impl Server {
                 continue;
             }
             p.last_rtt_report_us = now_us;
-            let Some(c) = self.conns.get_mut(p.conn.0).and_then(Option::as_mut) else {
+            let Some(c) = self.paths.get_mut(p.conn) else {
                 continue;
             };
             let g = c.path.gauges.snapshot();
@@ -327,15 +313,14 @@ impl Server {
 
 /// Whether a heap entry is its owner's current deadline.
 fn is_live(
-    conns: &[Option<super::ServerConn>],
+    paths: &PathEndpoint<Role>,
     sessions: &super::session::SessionTable,
     t: Instant,
     owner: TimerOwner,
 ) -> bool {
     match owner {
-        TimerOwner::Conn(i) => conns
-            .get(i)
-            .and_then(Option::as_ref)
+        TimerOwner::Conn(i) => paths
+            .get(ConnectionHandle(i))
             .is_some_and(|c| c.timer == Some(t)),
         TimerOwner::Session(id) => sessions.get(id).is_some_and(|s| s.timer == Some(t)),
     }
