@@ -1,0 +1,157 @@
+//! In-crate tests of the client against a server on a lossless in-memory wire.
+
+use super::*;
+use crate::config::SchedulerKind;
+use crate::server::{Server, ServerConfig};
+use std::time::Duration;
+
+/// A server and a one-path client on a lossless in-memory wire, run until the session
+/// is up.
+fn session() -> (Server, Client, Instant) {
+    let identity = crate::tls::self_signed(&["camp.test"]).expect("certificate");
+    let roots = identity.chain.clone();
+    let epoch = Instant::now();
+    let server_addr: SocketAddr = "198.18.0.1:4433".parse().expect("address");
+    let client_addr: SocketAddr = "198.19.0.1:5000".parse().expect("address");
+    let mut server = Server::new(
+        ServerConfig {
+            camp: CampConfig::default(),
+            local_addrs: vec![server_addr],
+            crypto: crate::tls::server_crypto(identity).expect("server tls"),
+            scheduler: SchedulerKind::Camp.factory(),
+            rng_seed: [1; 32],
+            lb: None,
+        },
+        epoch,
+    );
+    let client = Client::new(
+        ClientConfig {
+            camp: CampConfig::default(),
+            paths: vec![PathSpec {
+                local: client_addr,
+                remote: server_addr,
+            }],
+            crypto: crate::tls::client_crypto(&roots, false).expect("client tls"),
+            server_name: "camp.test".into(),
+            receiver: ReceiverConfig::default(),
+            rng_seed: [2; 32],
+            shared_clock: true,
+        },
+        epoch,
+        epoch,
+    )
+    .expect("client");
+    let mut client = client;
+    let mut now = epoch;
+    for _ in 0..200 {
+        if client.session_token().is_some() {
+            return (server, client, now);
+        }
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    panic!("no session");
+}
+
+/// Moves every pending datagram across (1 ms later) and runs due timers.
+fn shuttle(server: &mut Server, client: &mut Client, now: &mut Instant) {
+    let mut buf = Vec::new();
+    let mut to_server = Vec::new();
+    while let Some(t) = client.poll_transmit(*now, 1, &mut buf) {
+        to_server.push((t, buf[..t.size].to_vec()));
+    }
+    let mut to_client = Vec::new();
+    while let Some(t) = server.poll_transmit(*now, 1, &mut buf) {
+        to_client.push((t, buf[..t.size].to_vec()));
+    }
+    *now += Duration::from_millis(1);
+    for (t, d) in to_server {
+        server.handle_datagram(*now, t.destination, t.source, None, &d);
+    }
+    for (t, d) in to_client {
+        client.handle_datagram(*now, t.destination, t.source, None, &d);
+    }
+    if server.poll_timeout().is_some_and(|t| t <= *now) {
+        server.handle_timeout(*now);
+    }
+    if client.poll_timeout().is_some_and(|t| t <= *now) {
+        client.handle_timeout(*now);
+    }
+}
+
+/// Regression (fuzz target `control_after_join`): a control frame whose header the
+/// frame reader refuses closed the path without counting it as malformed.
+#[test]
+fn a_control_frame_header_the_reader_refuses_is_counted_and_closes_the_path() {
+    for header in [
+        // PATH_STATUS announcing a 130-byte body (its body is 10 bytes).
+        [0x01, 0x21, 0x00, 0x00, 0x00, 0x82],
+        // DATA announcing more than a control frame may hold.
+        [0x01, 0x01, 0x00, 0x1e, 0x01, 0x23],
+    ] {
+        let (mut server, mut client, mut now) = session();
+        let sid = server.sessions().next().expect("a session");
+        assert!(server.fuzz_send_control(sid, PathId(0), &header));
+        for _ in 0..20 {
+            shuttle(&mut server, &mut client, &mut now);
+        }
+        assert_eq!(client.counters().malformed_control, 1, "{header:?}");
+        let mut closed = false;
+        while let Some(ev) = client.poll_event() {
+            closed |= ev == ClientEvent::PathClosed { slot: 0 };
+        }
+        assert!(closed, "{header:?}: path not closed");
+    }
+}
+/// A replayed (or overtaken) ADD_ADDRESS / REMOVE_ADDRESS is counted and ignored, and
+/// neither frame is ever a protocol violation for the client.
+#[test]
+fn stale_address_updates_are_ignored_and_never_close_the_path() {
+    let (mut server, mut client, mut now) = session();
+    for _ in 0..20 {
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    let server_addr: SocketAddr = "198.18.0.1:4433".parse().expect("address");
+    assert_eq!(client.advertised_addresses(), vec![(0, server_addr)]);
+    let sid = server.sessions().next().expect("a session");
+    let frame_bytes = |f: Frame<'_>| {
+        let mut b = vec![0; f.buffer_len()];
+        f.emit(&mut b).expect("encodes");
+        b
+    };
+    let other: SocketAddr = "198.18.0.9:4433".parse().expect("address");
+    // A replay of the server's own seq-1 ADD for id 0 with another address, a lower-seq
+    // REMOVE of id 0, then a genuinely newer ADD of id 1.
+    let stale_add = frame_bytes(Frame::AddAddress(camp_wire::AddAddress {
+        address_id: 0,
+        seq: 1,
+        addr: other,
+    }));
+    let stale_remove = frame_bytes(Frame::RemoveAddress(camp_wire::RemoveAddress {
+        address_id: 0,
+        seq: 0,
+    }));
+    let fresh = frame_bytes(Frame::AddAddress(camp_wire::AddAddress {
+        address_id: 1,
+        seq: 7,
+        addr: other,
+    }));
+    let bytes = [stale_add, stale_remove, fresh].concat();
+    assert!(server.fuzz_send_control(sid, PathId(0), &bytes));
+    for _ in 0..20 {
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    assert_eq!(client.counters().stale_address_updates, 2);
+    assert_eq!(client.counters().malformed_control, 0);
+    assert_eq!(
+        client.advertised_addresses(),
+        vec![(0, server_addr), (1, other)]
+    );
+    let events: Vec<ClientEvent> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert!(events.contains(&ClientEvent::AddressAdded { id: 1, addr: other }));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::PathClosed { .. }))
+    );
+    assert!(!events.contains(&ClientEvent::AddressRemoved { id: 0 }));
+}
