@@ -153,6 +153,9 @@ pub struct ClientCounters {
     pub oversized_units: u64,
     /// Unit streams reset by the server (deadline expired).
     pub reset_units: u64,
+    /// Units that arrived in one stream chunk and went from quinn's buffer to the
+    /// receiver with no copy of our own in between (the others are gathered once first).
+    pub units_in_one_chunk: u64,
     /// Units the receiver refused (too far ahead, etc.).
     pub refused_units: u64,
     /// Control frames that failed to decode (connection closed).

@@ -14,13 +14,27 @@ impl Client {
         let mut finished = false;
         let mut reset = false;
         let mut refused = None;
+        // A unit whose whole frame comes in the first chunk read (the common case: units
+        // are small and quinn reads in order) is kept as quinn's own buffer and decoded
+        // from it: the receiver's copy into its pool is then the only one. Any other unit
+        // is gathered into a pooled buffer first.
+        let mut held: Option<bytes::Bytes> = None;
+        let fresh = c.role.units.received(id) == Some(0);
         let mut stream = c.path.conn.recv_stream(id);
         match stream.read(true) {
             Ok(mut chunks) => {
                 loop {
                     match chunks.next(MAX_UNIT_FRAME) {
                         Ok(Some(chunk)) => {
-                            if let Err(e) = c.role.units.push(id, chunk.offset, &chunk.bytes) {
+                            if fresh && held.is_none() && chunk.offset == 0 {
+                                held = Some(chunk.bytes);
+                                continue;
+                            }
+                            let earlier = held.take();
+                            let pushed = earlier
+                                .map_or(Ok(()), |b| c.role.units.push(id, 0, &b))
+                                .and_then(|()| c.role.units.push(id, chunk.offset, &chunk.bytes));
+                            if let Err(e) = pushed {
                                 refused = Some(e);
                                 break;
                             }
@@ -39,6 +53,14 @@ impl Client {
                 let _ = chunks.finalize();
             }
             Err(_) => reset = true,
+        }
+        if refused.is_none() && !finished && !reset {
+            // More of this unit is to come: keep what arrived.
+            if let Some(b) = held.take() {
+                if let Err(e) = c.role.units.push(id, 0, &b) {
+                    refused = Some(e);
+                }
+            }
         }
         if let Some(e) = refused {
             // `push` dropped the stream already.
@@ -65,7 +87,11 @@ impl Client {
             return;
         }
         let path = c.role.unit_path_id();
-        if let Some(buf) = c.role.units.finish(id) {
+        if let Some(b) = held {
+            c.role.units.drop_stream(id);
+            self.counters.units_in_one_chunk += 1;
+            self.deliver(now, path, &b);
+        } else if let Some(buf) = c.role.units.finish(id) {
             self.deliver(now, path, &buf);
             if let Some(c) = self.paths.get_mut(h) {
                 c.role.units.recycle(buf);
