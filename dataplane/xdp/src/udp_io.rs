@@ -175,6 +175,7 @@ impl PacketIo for UdpIo {
         let mut parts = tx.payload.chunks(chunk);
         let empty: &[u8] = &[];
         let first = parts.next().unwrap_or(empty);
+        let mut sent = 0;
         for contents in std::iter::once(first).chain(parts) {
             let t = Transmit {
                 destination: tx.remote,
@@ -183,14 +184,22 @@ impl PacketIo for UdpIo {
                 segment_size: seg,
                 src_ip,
             };
+            self.counters.tx_syscalls += 1;
             match s.state.try_send((&s.sock).into(), &t) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.counters.tx_full += 1;
-                    return Err(IoError::WouldBlock);
+                    // Earlier GSO chunks are gone: the caller must not send
+                    // them again.
+                    return Err(if sent == 0 {
+                        IoError::WouldBlock
+                    } else {
+                        IoError::Partial { sent }
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }
+            sent += contents.len();
             let n = seg.map_or(1, |seg| contents.len().div_ceil(seg)) as u64;
             self.counters.tx_packets += n;
             self.counters.tx_bytes += contents.len() as u64;
@@ -201,6 +210,10 @@ impl PacketIo for UdpIo {
     fn flush(&mut self) -> Result<(), IoError> {
         // Kernel sockets send on `send`.
         Ok(())
+    }
+
+    fn max_segments(&self) -> usize {
+        self.max_gso_segments().max(1)
     }
 
     fn readiness_fd(&self) -> BorrowedFd<'_> {
