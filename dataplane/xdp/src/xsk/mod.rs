@@ -140,6 +140,8 @@ pub struct XskStats {
 /// then the checksum request / completion union) when TX metadata is on: a
 /// multiple of 8, as the kernel requires.
 pub const TX_METADATA_LEN: u32 = 24;
+/// `XDP_UMEM_TX_METADATA_LEN` in the UMEM registration flags: use `tx_metadata_len`.
+const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
 /// `XDP_TX_METADATA` in a TX descriptor's options: metadata precedes the frame.
 const XDP_TX_METADATA: u32 = 1 << 1;
 /// `XDP_TXMD_FLAGS_CHECKSUM`: the metadata carries a checksum request.
@@ -484,7 +486,14 @@ impl XskSocket {
             len: umem_len as u64,
             chunk_size: cfg.frame_size,
             headroom: 0,
-            flags: 0,
+            // Since 6.10 the kernel honours `tx_metadata_len` only with this
+            // flag; kernels without it refuse the flag (EINVAL), so 6.8 and
+            // 6.9 fall back to software checksums too.
+            flags: if cfg.tx_checksum_offload {
+                XDP_UMEM_TX_METADATA_LEN
+            } else {
+                0
+            },
             tx_metadata_len: if cfg.tx_checksum_offload {
                 TX_METADATA_LEN
             } else {
@@ -509,6 +518,7 @@ impl XskSocket {
                     "AF_XDP TX metadata refused; software checksums"
                 );
                 reg.tx_metadata_len = 0;
+                reg.flags = 0;
                 tx_meta = false;
                 setsockopt(
                     fd.as_fd(),
