@@ -224,8 +224,7 @@ impl PacketIo for UdpIo {
     /// segments fits one `sendmsg` ([`MAX_GSO_BYTES`]).
     fn max_segments(&self) -> usize {
         self.max_gso_segments()
-            .min(MAX_GSO_BYTES / BATCH_SEGMENT)
-            .max(1)
+            .clamp(1, MAX_GSO_BYTES / BATCH_SEGMENT)
     }
 
     fn readiness_fd(&self) -> BorrowedFd<'_> {
