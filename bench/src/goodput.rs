@@ -1145,13 +1145,13 @@ mod tests {
     /// byte arrives and every figure is finite and positive. Without root it
     /// is skipped unless `CI` is set.
     #[test]
-    fn small_transfer_through_both_stacks() {
+    fn small_transfer_through_every_stack() {
         if !nix::unistd::geteuid().is_root() {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "needs root, and CI is set"
             );
-            eprintln!("SKIPPED small_transfer_through_both_stacks: needs root");
+            eprintln!("SKIPPED small_transfer_through_every_stack: needs root");
             return;
         }
         let args = small_args();
