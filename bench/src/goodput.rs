@@ -105,6 +105,10 @@ pub struct GoodputArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also run campd's engine with a kernel-UDP sender (`UdpIo`, GSO
+    /// batches through quinn-udp) as a third stack, `camp-udp`.
+    #[arg(long)]
+    pub camp_udp: bool,
 }
 
 /// The stack under test.
@@ -113,6 +117,9 @@ pub struct GoodputArgs {
 pub enum Stack {
     /// campd's engine, AF_XDP sender.
     Camp,
+    /// campd's engine, kernel UDP sender (`UdpIo`).
+    #[serde(rename = "camp-udp")]
+    CampUdp,
     /// quinn on tokio, kernel UDP sender.
     Quinn,
 }
@@ -121,6 +128,7 @@ impl Stack {
     fn name(self) -> &'static str {
         match self {
             Self::Camp => "camp",
+            Self::CampUdp => "camp-udp",
             Self::Quinn => "quinn",
         }
     }
@@ -260,11 +268,19 @@ pub struct Report {
     pub per_core_ratio: f64,
     /// camp goodput / quinn goodput (wall time).
     pub goodput_ratio: f64,
+    /// camp over kernel UDP medians (`--camp-udp`).
+    pub camp_udp: Option<Summary>,
+    /// camp-udp goodput per core / quinn goodput per core.
+    pub camp_udp_per_core_ratio: Option<f64>,
 }
 
 impl Report {
-    fn new(args: &GoodputArgs, camp: Summary, quinn: Summary) -> Self {
+    fn new(args: &GoodputArgs, camp: Summary, quinn: Summary, camp_udp: Option<Summary>) -> Self {
         Self {
+            camp_udp_per_core_ratio: camp_udp
+                .as_ref()
+                .map(|c| c.per_core_gbps / quinn.per_core_gbps.max(f64::MIN_POSITIVE)),
+            camp_udp,
             unit: args.unit,
             quinn_gso: !args.quinn_no_gso,
             rx_napi_thread: args.rx_napi_thread,
@@ -456,7 +472,7 @@ fn describe_xdp(io: &XdpIo) -> String {
     format!("af_xdp {attach} {}", if zc { "zero-copy" } else { "copy" })
 }
 
-fn run_camp(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
+fn run_camp(bed: &Bed, args: &GoodputArgs, stack: Stack) -> Result<Run, String> {
     let identity = camp_proto::tls::self_signed(&[SERVER_NAME]).map_err(|e| e.to_string())?;
     let client_crypto =
         camp_proto::tls::client_crypto(&identity.chain, false).map_err(|e| e.to_string())?;
@@ -475,8 +491,15 @@ fn run_camp(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
         let sender = s.spawn(|| -> Result<CampSide, String> {
             let _stop = StopOnDrop(&progress.stop);
             bed.a.enter()?;
-            let io = open_xdp(bed.b_mac)?;
-            let setup = describe_xdp(&io);
+            let (io, setup) = if stack == Stack::CampUdp {
+                let io = UdpIo::open(&[addr(SENDER_IP, CAMP_PORT)]).map_err(|e| e.to_string())?;
+                let gso = io.max_segments();
+                (AnyIo::Udp(io), format!("kernel udp, gso {gso}"))
+            } else {
+                let io = open_xdp(bed.b_mac)?;
+                let setup = describe_xdp(&io);
+                (AnyIo::Xdp(io), setup)
+            };
             let node = Server::new(
                 ServerConfig {
                     camp: CampConfig::default(),
@@ -488,7 +511,7 @@ fn run_camp(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
                 },
                 epoch,
             );
-            let mut engine = Engine::new(node, AnyIo::Xdp(io), engine_config(args.sender_core));
+            let mut engine = Engine::new(node, io, engine_config(args.sender_core));
             let _ = ready_tx.send(());
             let clock = engine.node().clock();
             let payload = vec![0x5a_u8; args.unit];
@@ -650,7 +673,7 @@ fn run_camp(bed: &Bed, args: &GoodputArgs) -> Result<Run, String> {
         let tx = join(sender, "camp sender");
         let (tx, rx) = (tx?, rx?);
         Ok(Run {
-            stack: Stack::Camp,
+            stack,
             setup: tx.setup,
             bytes: args.bytes,
             wall: progress.wall()?,
@@ -877,18 +900,20 @@ fn check(args: &GoodputArgs) -> Result<(), String> {
 pub fn measure(args: &GoodputArgs) -> Result<Vec<Run>, String> {
     check(args)?;
     let bed = setup(args.rx_napi_thread)?;
-    let mut out = Vec::with_capacity(2 * args.runs);
+    let mut out = Vec::with_capacity(3 * args.runs);
     for i in 0..args.runs {
         // Alternate which stack goes first so drift (other load on the
         // shared cores, thermal) does not favour one.
-        let order = if i % 2 == 0 {
-            [Stack::Camp, Stack::Quinn]
-        } else {
-            [Stack::Quinn, Stack::Camp]
-        };
+        let mut order = vec![Stack::Camp, Stack::Quinn];
+        if args.camp_udp {
+            order.insert(1, Stack::CampUdp);
+        }
+        if i % 2 == 1 {
+            order.reverse();
+        }
         for stack in order {
             let run = match stack {
-                Stack::Camp => run_camp(&bed, args),
+                Stack::Camp | Stack::CampUdp => run_camp(&bed, args, stack),
                 Stack::Quinn => run_quinn(&bed, args),
             }
             .map_err(|e| format!("{} run {}: {e}", stack.name(), i + 1))?;
@@ -908,7 +933,17 @@ pub fn report(args: &GoodputArgs, runs: &[Run]) -> Result<Report, String> {
         }
         Ok(summarize(&r))
     };
-    Ok(Report::new(args, of(Stack::Camp)?, of(Stack::Quinn)?))
+    let camp_udp = if args.camp_udp {
+        Some(of(Stack::CampUdp)?)
+    } else {
+        None
+    };
+    Ok(Report::new(
+        args,
+        of(Stack::Camp)?,
+        of(Stack::Quinn)?,
+        camp_udp,
+    ))
 }
 
 /// Renders the report as a table.
@@ -941,7 +976,10 @@ pub fn render_text(r: &Report) -> String {
         "dgr/send",
         "dgr/read"
     );
-    for m in [&r.camp, &r.quinn] {
+    for m in [Some(&r.camp), r.camp_udp.as_ref(), Some(&r.quinn)]
+        .into_iter()
+        .flatten()
+    {
         let _ = writeln!(
             s,
             "{:<6} {:<24} {:>8.3} {:>9.3} {:>8.3} {:>5.0}% {:>10.3} {:>9.3} {:>9.3} {:>8.1} {:>8.1}",
@@ -969,6 +1007,13 @@ pub fn render_text(r: &Report) -> String {
         },
         r.goodput_ratio
     );
+    if let Some(x) = r.camp_udp_per_core_ratio {
+        let _ = writeln!(
+            s,
+            "goodput per sender core, camp-udp / quinn = {x:.2}x (target >= 1.0x: {})",
+            if x >= 1.0 { "met" } else { "not met" }
+        );
+    }
     s
 }
 
@@ -1032,16 +1077,23 @@ mod tests {
         assert_eq!(camp.per_core_gbps, 0.4);
         assert_eq!(camp.tx_datagrams_per_send, 10.0);
         let quinn = summarize(&[run_of(Stack::Quinn, 1_000_000, 100, 40)]);
-        let r = Report::new(&small_args(), camp, quinn);
+        let camp_udp = summarize(&[run_of(Stack::CampUdp, 1_000_000, 100, 80)]);
+        let r = Report::new(&small_args(), camp, quinn, Some(camp_udp));
         assert_eq!(r.per_core_ratio, 2.0);
+        assert_eq!(r.camp_udp_per_core_ratio, Some(0.5));
         let t = render_text(&r);
         assert!(
             t.contains("camp / quinn = 2.00x (target >= 1.5x: met)"),
             "{t}"
         );
+        assert!(
+            t.contains("camp-udp / quinn = 0.50x (target >= 1.0x: not met)"),
+            "{t}"
+        );
         let j = render_json(&r);
         assert!(j.contains("\"per_core_ratio\":2.0"), "{j}");
         assert!(j.contains("\"stack\":\"quinn\""), "{j}");
+        assert!(j.contains("\"stack\":\"camp-udp\""), "{j}");
     }
 
     fn small_args() -> GoodputArgs {
@@ -1057,6 +1109,7 @@ mod tests {
             rx_napi_thread: false,
             counters: false,
             json: true,
+            camp_udp: true,
         }
     }
 
@@ -1088,23 +1141,23 @@ mod tests {
         assert!(check(&GoodputArgs { timeout: 0.0, ..ok }).is_err());
     }
 
-    /// Root: a small transfer through both stacks on a real veth pair; every
+    /// Root: a small transfer through all three stacks on a real veth pair; every
     /// byte arrives and every figure is finite and positive. Without root it
     /// is skipped unless `CI` is set.
     #[test]
-    fn small_transfer_through_both_stacks() {
+    fn small_transfer_through_every_stack() {
         if !nix::unistd::geteuid().is_root() {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "needs root, and CI is set"
             );
-            eprintln!("SKIPPED small_transfer_through_both_stacks: needs root");
+            eprintln!("SKIPPED small_transfer_through_every_stack: needs root");
             return;
         }
         let args = small_args();
         let t0 = Instant::now();
         let runs = measure(&args).expect("camp-bench goodput");
-        assert_eq!(runs.len(), 2);
+        assert_eq!(runs.len(), 3);
         for r in &runs {
             assert_eq!(r.bytes, args.bytes, "{r:?}");
             for x in [
@@ -1123,6 +1176,15 @@ mod tests {
         assert!(camp.setup.starts_with("af_xdp "), "{camp:?}");
         // veth has no zero-copy AF_XDP.
         assert!(camp.setup.ends_with(" copy"), "{camp:?}");
+        let camp_udp = runs
+            .iter()
+            .find(|r| r.stack == Stack::CampUdp)
+            .expect("camp-udp");
+        assert!(camp_udp.setup.starts_with("kernel udp"), "{camp_udp:?}");
+        // The engine sends batches on both: several datagrams per transmit.
+        for c in [camp, camp_udp] {
+            assert!(c.tx_datagrams > 2 * c.tx_sends, "{c:?}");
+        }
         let r = report(&args, &runs).expect("report");
         assert!(r.per_core_ratio.is_finite() && r.per_core_ratio > 0.0);
         assert!(render_json(&r).contains("\"stack\":\"camp\""));

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use camp_xdp::io::TxDatagram;
 use camp_xdp::sink::XdpSink;
 use camp_xdp::xsk::BindMode;
-use camp_xdp::{AnyIo, AttachMode, Ecn, PacketIo, UdpIo, XdpConfig, XdpIo};
+use camp_xdp::{AnyIo, AttachMode, Ecn, IoCounters, PacketIo, UdpIo, XdpConfig, XdpIo};
 use clap::{Args, ValueEnum};
 
 use crate::lab::{Cpu, Netns, cpu_since, sh, thread_cpu, user_share};
@@ -54,6 +54,9 @@ pub enum Format {
 pub enum Mode {
     /// AF_XDP, classifier in native (driver) XDP.
     XdpNative,
+    /// `xdp-native` with the UDP checksum computed in software (TX checksum
+    /// offload through AF_XDP TX metadata turned off), for a side-by-side.
+    XdpNativeSwcsum,
     /// AF_XDP, classifier in generic (skb) XDP.
     XdpGeneric,
     /// Kernel UDP sockets with quinn-udp.
@@ -64,6 +67,7 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Self::XdpNative => "xdp-native",
+            Self::XdpNativeSwcsum => "xdp-native-swcsum",
             Self::XdpGeneric => "xdp-generic",
             Self::Udp => "udp",
         }
@@ -86,7 +90,7 @@ pub struct IoArgs {
     #[arg(long, default_value_t = 50_000_000)]
     pub max_packets: u64,
     /// Modes to measure.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::XdpNative, Mode::XdpGeneric, Mode::Udp])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::XdpNative, Mode::XdpNativeSwcsum, Mode::XdpGeneric, Mode::Udp])]
     pub modes: Vec<Mode>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -115,6 +119,22 @@ pub struct Measurement {
     pub peer_pps: f64,
     /// Datagrams counted in the median run.
     pub packets: u64,
+    /// Who computed the UDP checksums sent (TX): "offload" (AF_XDP TX
+    /// metadata), "software" (our frame builder) or "kernel" (kernel UDP);
+    /// "-" for RX.
+    pub csum: &'static str,
+    /// TX system calls (AF_XDP kicks / `sendmsg`) per datagram in the
+    /// median run; 0 for RX.
+    pub syscalls_per_pkt: f64,
+    /// Smallest and largest CPU-ns per packet over the runs.
+    pub spread: (f64, f64),
+}
+
+fn spread_of(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(*x), hi.max(*x))
+        })
 }
 
 pub(crate) struct Bed {
@@ -188,17 +208,18 @@ fn open(mode: Mode, peer_mac: [u8; 6]) -> Result<AnyIo, String> {
         Mode::Udp => UdpIo::open(&[local])
             .map(AnyIo::Udp)
             .map_err(|e| e.to_string()),
-        Mode::XdpNative | Mode::XdpGeneric => {
-            let cfg = XdpConfig {
+        Mode::XdpNative | Mode::XdpNativeSwcsum | Mode::XdpGeneric => {
+            let mut cfg = XdpConfig {
                 interfaces: vec![XDP_IF.into()],
                 ports: vec![CAMP_PORT],
-                attach: if mode == Mode::XdpNative {
-                    AttachMode::Native
-                } else {
+                attach: if mode == Mode::XdpGeneric {
                     AttachMode::Generic
+                } else {
+                    AttachMode::Native
                 },
                 ..XdpConfig::default()
             };
+            cfg.xsk.tx_checksum_offload = mode != Mode::XdpNativeSwcsum;
             let mut io = XdpIo::open(&cfg).map_err(|e| e.to_string())?;
             io.set_neighbour(
                 local.ip(),
@@ -211,8 +232,21 @@ fn open(mode: Mode, peer_mac: [u8; 6]) -> Result<AnyIo, String> {
     }
 }
 
-/// What the measured sender returns: (datagrams, CPU, elapsed, setup).
-type SenderResult = (u64, Cpu, Duration, &'static str);
+/// What the measured sender returns: (datagrams, CPU, elapsed, setup, I/O counters).
+type SenderResult = (u64, Cpu, Duration, &'static str, IoCounters);
+
+/// Who computed the UDP checksums of what `c` sent.
+fn csum_of(c: &IoCounters) -> &'static str {
+    if c.tx_csum_offload > 0 && c.tx_csum_software == 0 {
+        "offload"
+    } else if c.tx_csum_software > 0 && c.tx_csum_offload == 0 {
+        "software"
+    } else if c.tx_csum_offload > 0 {
+        "mixed"
+    } else {
+        "kernel"
+    }
+}
 
 /// How the I/O under test ended up set up: AF_XDP bind mode or "kernel".
 fn setup_of(io: &AnyIo) -> &'static str {
@@ -236,6 +270,8 @@ struct Run {
     user_share: f64,
     peer_pps: f64,
     packets: u64,
+    csum: &'static str,
+    syscalls_per_pkt: f64,
 }
 
 /// The peer's kernel sender: GSO batches until `stop` or `max` datagrams.
@@ -325,6 +361,8 @@ fn measure_rx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
             user_share: user_share(cpu),
             peer_pps: sent as f64 / secs,
             packets: got,
+            csum: "-",
+            syscalls_per_pkt: 0.0,
         })
     })
 }
@@ -388,14 +426,15 @@ fn measure_tx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
             }
             let cpu = cpu_since(cpu0);
             let elapsed = start.elapsed();
-            Ok((io.counters().tx_packets, cpu, elapsed, setup))
+            let c = io.counters();
+            Ok((c.tx_packets, cpu, elapsed, setup, c))
         });
         let r = tx.join().map_err(|_| "sender panicked".to_owned());
         // Let in-flight frames land before reading the peer's counter.
         std::thread::sleep(Duration::from_millis(100));
         let _ = fin_tx.send(());
         let delivered = peer.join().map_err(|_| "peer panicked".to_owned())??;
-        let (sent, cpu, elapsed, setup) = r??;
+        let (sent, cpu, elapsed, setup, c) = r??;
         let secs = elapsed.as_secs_f64();
         Ok(Run {
             setup,
@@ -404,6 +443,8 @@ fn measure_tx(bed: &Bed, mode: Mode, args: &IoArgs, peer_mac: [u8; 6]) -> Result
             user_share: user_share(cpu),
             peer_pps: delivered as f64 / secs,
             packets: sent,
+            csum: csum_of(&c),
+            syscalls_per_pkt: c.tx_syscalls as f64 / sent.max(1) as f64,
         })
     })
 }
@@ -422,6 +463,8 @@ fn median(mut runs: Vec<Run>) -> Run {
         user_share: runs[i].user_share,
         peer_pps: peer[i],
         packets: runs[i].packets,
+        csum: runs[i].csum,
+        syscalls_per_pkt: runs[i].syscalls_per_pkt,
     }
 }
 
@@ -444,6 +487,7 @@ pub fn measure(args: &IoArgs) -> Result<Vec<Measurement>, String> {
                 };
                 runs.push(r);
             }
+            let cpu: Vec<f64> = runs.iter().map(|r| r.cpu_ns).collect();
             let m = median(runs);
             out.push(Measurement {
                 direction,
@@ -454,6 +498,9 @@ pub fn measure(args: &IoArgs) -> Result<Vec<Measurement>, String> {
                 user_share: m.user_share,
                 peer_pps: m.peer_pps,
                 packets: m.packets,
+                csum: m.csum,
+                syscalls_per_pkt: m.syscalls_per_pkt,
+                spread: spread_of(&cpu),
             });
         }
     }
@@ -471,25 +518,41 @@ pub fn render_text(ms: &[Measurement], args: &IoArgs) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<4} {:<12} {:<9} {:>12} {:>12} {:>7} {:>14}",
-        "dir", "mode", "setup", "pps", "cpu-ns/pkt", "user%", "peer-pps"
+        "{:<4} {:<17} {:<9} {:>10} {:>11} {:>15} {:>6} {:>12} {:<8} {:>9}",
+        "dir",
+        "mode",
+        "setup",
+        "pps",
+        "cpu-ns/pkt",
+        "(min-max)",
+        "user%",
+        "peer-pps",
+        "csum",
+        "sys/pkt"
     );
     for m in ms {
         let _ = writeln!(
             s,
-            "{:<4} {:<12} {:<9} {:>12.0} {:>12.1} {:>6.0}% {:>14.0}",
+            "{:<4} {:<17} {:<9} {:>10.0} {:>11.1} {:>15} {:>5.0}% {:>12.0} {:<8} {:>9.3}",
             m.direction,
             m.mode,
             m.setup,
             m.pps,
             m.cpu_ns_per_pkt,
+            format!("({:.0}-{:.0})", m.spread.0, m.spread.1),
             m.user_share * 100.0,
-            m.peer_pps
+            m.peer_pps,
+            m.csum,
+            m.syscalls_per_pkt
         );
     }
     let _ = writeln!(
         s,
         "peer-pps: RX = the sender's rate (pps close to it means sender-bound); TX = delivered to the peer"
+    );
+    let _ = writeln!(
+        s,
+        "csum: who computed the TX UDP checksums; sys/pkt: TX kicks (AF_XDP) or sendmsg calls (udp) per datagram"
     );
     for dir in ["rx", "tx"] {
         let Some(udp) = ms.iter().find(|m| m.direction == dir && m.mode == "udp") else {
@@ -513,15 +576,19 @@ pub fn render_json(ms: &[Measurement]) -> String {
         .iter()
         .map(|m| {
             format!(
-                "{{\"direction\":\"{}\",\"mode\":\"{}\",\"setup\":\"{}\",\"pps\":{:.1},\"cpu_ns_per_pkt\":{:.2},\"user_share\":{:.3},\"peer_pps\":{:.1},\"packets\":{}}}",
+                "{{\"direction\":\"{}\",\"mode\":\"{}\",\"setup\":\"{}\",\"pps\":{:.1},\"cpu_ns_per_pkt\":{:.2},\"cpu_ns_min\":{:.2},\"cpu_ns_max\":{:.2},\"user_share\":{:.3},\"peer_pps\":{:.1},\"packets\":{},\"csum\":\"{}\",\"syscalls_per_pkt\":{:.4}}}",
                 m.direction,
                 m.mode,
                 m.setup,
                 m.pps,
                 m.cpu_ns_per_pkt,
+                m.spread.0,
+                m.spread.1,
                 m.user_share,
                 m.peer_pps,
-                m.packets
+                m.packets,
+                m.csum,
+                m.syscalls_per_pkt
             )
         })
         .collect();
@@ -705,6 +772,9 @@ mod tests {
             user_share: 0.25,
             peer_pps: 2e6,
             packets: 10,
+            csum: "-",
+            syscalls_per_pkt: 0.0,
+            spread: (600.0, 800.0),
         }
     }
 
@@ -713,7 +783,7 @@ mod tests {
         let j = render_json(&[m("rx", "udp", 700.0)]);
         assert_eq!(
             j,
-            "[{\"direction\":\"rx\",\"mode\":\"udp\",\"setup\":\"copy\",\"pps\":1000000.0,\"cpu_ns_per_pkt\":700.00,\"user_share\":0.250,\"peer_pps\":2000000.0,\"packets\":10}]"
+            "[{\"direction\":\"rx\",\"mode\":\"udp\",\"setup\":\"copy\",\"pps\":1000000.0,\"cpu_ns_per_pkt\":700.00,\"cpu_ns_min\":600.00,\"cpu_ns_max\":800.00,\"user_share\":0.250,\"peer_pps\":2000000.0,\"packets\":10,\"csum\":\"-\",\"syscalls_per_pkt\":0.0000}]"
         );
     }
 
@@ -747,9 +817,20 @@ mod tests {
             user_share: 0.5,
             peer_pps: c,
             packets: c as u64,
+            csum: "kernel",
+            syscalls_per_pkt: 0.1,
         };
         let m = median(vec![r(3.0), r(1.0), r(2.0)]);
         assert_eq!((m.cpu_ns, m.pps, m.packets), (2.0, 2.0, 2));
+    }
+
+    fn kernel_at_least(major: u32, minor: u32) -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let v = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        v >= (major, minor)
     }
 
     /// A short real run (root): every mode measures something in both
@@ -770,12 +851,17 @@ mod tests {
             runs: 1,
             payload: 64,
             max_packets: 2_000_000,
-            modes: vec![Mode::XdpNative, Mode::XdpGeneric, Mode::Udp],
+            modes: vec![
+                Mode::XdpNative,
+                Mode::XdpNativeSwcsum,
+                Mode::XdpGeneric,
+                Mode::Udp,
+            ],
             format: Format::Json,
             line: LineArgs::default(),
         };
         let ms = measure(&args).expect("camp-bench io");
-        assert_eq!(ms.len(), 6);
+        assert_eq!(ms.len(), 8);
         for m in &ms {
             assert!(
                 m.packets > 0 && m.pps > 0.0 && m.cpu_ns_per_pkt > 0.0,
@@ -787,6 +873,15 @@ mod tests {
                 // drops frames when the peer's XDP ring (256 entries) is full, which a kernel
                 // UDP sender never hears about (seen at 95 % on a loaded machine in CI).
                 assert!(m.peer_pps >= 0.9 * m.pps, "{m:?}");
+                // Kernel >= 6.10 (copy mode on veth) takes the checksum request.
+                let want = match m.mode {
+                    "udp" => "kernel",
+                    "xdp-native-swcsum" => "software",
+                    _ if kernel_at_least(6, 10) => "offload",
+                    _ => "software",
+                };
+                assert_eq!(m.csum, want, "{m:?}");
+                assert!(m.syscalls_per_pkt > 0.0, "{m:?}");
             }
         }
         assert!(render_json(&ms).contains("\"mode\":\"xdp-generic\""));

@@ -18,9 +18,15 @@ use std::time::{Duration, Instant};
 
 use camp_xdp::{Ecn, IoError, PacketIo, TxDatagram};
 
-/// Largest transmit quinn-proto writes into one buffer (a GSO batch included);
-/// the buffers are sized for it once so `poll_transmit` never grows them.
-const TX_BUF_CAPACITY: usize = 64 * 1024;
+/// Most datagrams the engine asks the endpoint for per transmit (the kernel's
+/// GSO limit is 64 segments).
+pub const MAX_BATCH: usize = 64;
+/// Bytes reserved per datagram of a batch: quinn-proto reserves
+/// `max_datagrams * segment_size` up front, and a segment is at most one
+/// Ethernet MTU here.
+const TX_BYTES_PER_DATAGRAM: usize = 1500;
+/// Smallest transmit buffer (a single datagram may be up to 64 KiB).
+const TX_BUF_MIN: usize = 64 * 1024;
 
 /// A sans-IO CAMP endpoint the engine can drive: a CAMP server or client (the
 /// simulator drives the same trait, so both run the endpoint through the same calls).
@@ -96,6 +102,8 @@ pub struct EngineCounters {
     pub rx_datagrams: u64,
     /// Transmits (single datagrams or GSO batches) accepted by the I/O layer.
     pub tx_transmits: u64,
+    /// Datagrams in those transmits (segments of the batches).
+    pub tx_datagrams: u64,
     /// Sends refused with [`IoError::WouldBlock`] (each retry counts).
     pub tx_would_block: u64,
     /// Transmits parked for the next iteration after a flush and a retry
@@ -117,6 +125,9 @@ struct Parked {
     source: SocketAddr,
     destination: SocketAddr,
     ecn: Ecn,
+    /// Bytes of the batch already accepted (a partial GSO send): only
+    /// `offset..size` is offered again.
+    offset: usize,
     size: usize,
     segment_size: Option<usize>,
 }
@@ -125,8 +136,12 @@ struct Parked {
 enum Offer {
     /// Accepted, or rejected for good (counted in `tx_dropped`).
     Done,
-    /// Refused for lack of space, after a flush and a retry.
-    Full,
+    /// Refused for lack of space, after a flush and a retry; the first
+    /// `sent` bytes (whole segments) were accepted and must not be offered again.
+    Full {
+        /// Bytes accepted before the refusal.
+        sent: usize,
+    },
 }
 
 /// The single-threaded data-plane loop over endpoint `N` and packet I/O `I`.
@@ -141,6 +156,9 @@ pub struct Engine<N: Driven, I: PacketIo> {
     /// parking copies nothing and allocates nothing).
     parked_buf: Vec<u8>,
     parked: Option<Parked>,
+    /// Datagrams asked of the endpoint per transmit:
+    /// [`PacketIo::max_segments`], at most [`MAX_BATCH`].
+    batch: usize,
     pinned: bool,
     counters: EngineCounters,
 }
@@ -148,13 +166,16 @@ pub struct Engine<N: Driven, I: PacketIo> {
 impl<N: Driven, I: PacketIo> Engine<N, I> {
     /// An engine driving `node` over `io`.
     pub fn new(node: N, io: I, config: EngineConfig) -> Self {
+        let batch = io.max_segments().clamp(1, MAX_BATCH);
+        let capacity = (batch * TX_BYTES_PER_DATAGRAM).max(TX_BUF_MIN);
         Self {
             node,
             io,
             config,
-            buf: Vec::with_capacity(TX_BUF_CAPACITY),
-            parked_buf: Vec::with_capacity(TX_BUF_CAPACITY),
+            buf: Vec::with_capacity(capacity),
+            parked_buf: Vec::with_capacity(capacity),
             parked: None,
+            batch,
             pinned: false,
             counters: EngineCounters::default(),
         }
@@ -195,6 +216,11 @@ impl<N: Driven, I: PacketIo> Engine<N, I> {
         self.parked.is_some()
     }
 
+    /// Datagrams asked of the endpoint per `poll_transmit`.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
     /// Takes the engine apart.
     pub fn into_parts(self) -> (N, I) {
         (self.node, self.io)
@@ -228,22 +254,25 @@ impl<N: Driven, I: PacketIo> Engine<N, I> {
     /// Sends the parked transmit, then everything the endpoint has, until
     /// the I/O layer stays full after a flush.
     fn transmit(&mut self, now: Instant) -> Result<(), EngineError> {
-        if let Some(p) = self.parked {
+        if let Some(p) = &mut self.parked {
             let tx = TxDatagram {
                 local: p.source,
                 remote: p.destination,
                 ecn: p.ecn,
-                payload: &self.parked_buf[..p.size],
+                payload: &self.parked_buf[p.offset..p.size],
                 segment_size: p.segment_size,
             };
             match offer(&mut self.io, &tx, &mut self.counters)? {
                 Offer::Done => self.parked = None,
-                // Still full: keep it, and take nothing more from the
-                // endpoint (it keeps its packets until there is room).
-                Offer::Full => return Ok(()),
+                // Still full: keep what is left, and take nothing more from
+                // the endpoint (it keeps its packets until there is room).
+                Offer::Full { sent } => {
+                    p.offset += sent;
+                    return Ok(());
+                }
             }
         }
-        while let Some(t) = self.node.poll_transmit(now, 1, &mut self.buf) {
+        while let Some(t) = self.node.poll_transmit(now, self.batch, &mut self.buf) {
             let ecn = Ecn::from_quinn(t.ecn);
             let tx = TxDatagram {
                 local: t.source,
@@ -252,12 +281,13 @@ impl<N: Driven, I: PacketIo> Engine<N, I> {
                 payload: &self.buf[..t.size],
                 segment_size: t.segment_size,
             };
-            if let Offer::Full = offer(&mut self.io, &tx, &mut self.counters)? {
+            if let Offer::Full { sent } = offer(&mut self.io, &tx, &mut self.counters)? {
                 std::mem::swap(&mut self.buf, &mut self.parked_buf);
                 self.parked = Some(Parked {
                     source: t.source,
                     destination: t.destination,
                     ecn,
+                    offset: sent,
                     size: t.size,
                     segment_size: t.segment_size,
                 });
@@ -297,9 +327,10 @@ impl<N: Driven, I: PacketIo> Engine<N, I> {
                 Tick::Continue => None,
             };
             let next_timer = self.step(now)?;
-            if self.config.busy_poll || self.parked.is_some() {
-                // A parked transmit is retried on the next pass: PacketIo has
-                // no "writable" readiness to block on.
+            if self.config.busy_poll || self.parked.is_some() || self.io.tx_backlog() > 0 {
+                // A parked transmit, or frames the I/O layer still holds, go
+                // out on the next pass: PacketIo has no "writable" readiness
+                // to block on.
                 continue;
             }
             let wake = [next_timer, app_wake, Some(deadline)]
@@ -324,20 +355,34 @@ impl<N: Driven, I: PacketIo> Engine<N, I> {
     }
 }
 
-/// Offers `tx` to `io`: on [`IoError::WouldBlock`], flushes and retries once.
+/// Offers `tx` to `io`: on [`IoError::WouldBlock`] (or a batch taken in
+/// part, [`IoError::Partial`]), flushes and retries what is left once.
 fn offer<I: PacketIo>(
     io: &mut I,
     tx: &TxDatagram<'_>,
     counters: &mut EngineCounters,
 ) -> Result<Offer, EngineError> {
+    let mut tx = *tx;
+    let mut sent = 0;
     for attempt in 0..2 {
-        match io.send(tx) {
+        match io.send(&tx) {
             Ok(()) => {
                 counters.tx_transmits += 1;
+                counters.tx_datagrams += segments(&tx) as u64;
                 return Ok(Offer::Done);
             }
-            Err(IoError::WouldBlock) => {
+            Err(e @ (IoError::WouldBlock | IoError::Partial { .. })) => {
                 counters.tx_would_block += 1;
+                if let IoError::Partial { sent: s } = e {
+                    // Never more than was offered, so the slice below holds.
+                    let s = s.min(tx.payload.len());
+                    counters.tx_datagrams += segments(&TxDatagram {
+                        payload: &tx.payload[..s],
+                        ..tx
+                    }) as u64;
+                    sent += s;
+                    tx.payload = &tx.payload[s..];
+                }
                 if attempt == 0 {
                     io.flush().map_err(EngineError::Io)?;
                 }
@@ -349,7 +394,15 @@ fn offer<I: PacketIo>(
             }
         }
     }
-    Ok(Offer::Full)
+    Ok(Offer::Full { sent })
+}
+
+/// Datagrams `tx` stands for (0 for an empty remainder).
+fn segments(tx: &TxDatagram<'_>) -> usize {
+    match tx.segment_size.filter(|s| *s > 0) {
+        Some(seg) => tx.payload.len().div_ceil(seg),
+        None => 1,
+    }
 }
 
 /// Pins the calling thread to CPU `core` (core_affinity).

@@ -46,6 +46,10 @@ struct MemIo {
     capacity: usize,
     /// The next this many sends are refused with `WouldBlock`.
     refuse_next: usize,
+    /// The next send takes only this many segments and reports `Partial`.
+    partial_next: Option<usize>,
+    /// What `max_segments` reports.
+    max_segments: usize,
     counters: IoCounters,
     /// Something to return from `readiness_fd` (never polled here).
     fd: std::fs::File,
@@ -59,6 +63,8 @@ impl MemIo {
             unflushed: Vec::new(),
             capacity: usize::MAX,
             refuse_next: 0,
+            partial_next: None,
+            max_segments: 1,
             counters: IoCounters::default(),
             fd: std::fs::File::open("/dev/null").expect("/dev/null opens"),
         }
@@ -108,14 +114,21 @@ impl PacketIo for MemIo {
             self.counters.tx_full += 1;
             return Err(IoError::WouldBlock);
         }
-        for s in tx.segments() {
+        let take = self.partial_next.take().unwrap_or(usize::MAX);
+        let mut sent = 0;
+        for s in tx.segments().take(take) {
             self.counters.tx_packets += 1;
+            sent += s.len();
             self.unflushed.push(Packet {
                 from: tx.local,
                 to: tx.remote,
                 ecn: tx.ecn,
                 data: s.to_vec(),
             });
+        }
+        if take < segments {
+            self.counters.tx_full += 1;
+            return Err(IoError::Partial { sent });
         }
         Ok(())
     }
@@ -134,6 +147,10 @@ impl PacketIo for MemIo {
 
     fn readiness_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    fn max_segments(&self) -> usize {
+        self.max_segments
     }
 
     fn counters(&self) -> IoCounters {
@@ -166,6 +183,8 @@ pub(crate) struct Counter {
     next: u32,
     total: u32,
     received: Vec<u32>,
+    /// `max_datagrams` of every `poll_transmit` call.
+    asked: Vec<usize>,
 }
 
 impl Counter {
@@ -176,6 +195,7 @@ impl Counter {
             next: 0,
             total,
             received: Vec::new(),
+            asked: Vec::new(),
         }
     }
 }
@@ -193,24 +213,29 @@ impl Driven for Counter {
         self.received.push(u32::from_be_bytes(n));
     }
 
+    /// Up to `max_datagrams` numbered datagrams as one GSO-style batch.
     fn poll_transmit(
         &mut self,
         _now: Instant,
-        _max_datagrams: usize,
+        max_datagrams: usize,
         buf: &mut Vec<u8>,
     ) -> Option<Transmit> {
+        self.asked.push(max_datagrams);
         if self.next == self.total {
             return None;
         }
         buf.clear();
-        buf.extend_from_slice(&self.next.to_be_bytes());
-        self.next += 1;
+        let n = max_datagrams.min((self.total - self.next) as usize);
+        for _ in 0..n {
+            buf.extend_from_slice(&self.next.to_be_bytes());
+            self.next += 1;
+        }
         Some(Transmit {
             source: self.local,
             destination: self.peer,
             ecn: EcnCodepoint::from_bits(0b10),
-            size: 4,
-            segment_size: None,
+            size: buf.len(),
+            segment_size: (n > 1).then_some(4),
         })
     }
 
@@ -226,13 +251,19 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn counter_pair(total: u32) -> (Engine<Counter, MemIo>, Engine<Counter, MemIo>) {
+    counter_pair_batched(total, 1)
+}
+
+/// A sender whose I/O takes `segments` per send, and a receiver.
+fn counter_pair_batched(
+    total: u32,
+    segments: usize,
+) -> (Engine<Counter, MemIo>, Engine<Counter, MemIo>) {
     let (a, b) = (addr("198.18.0.1:4433"), addr("198.18.0.2:5000"));
     let wire = Rc::new(RefCell::new(Wire::default()));
-    let ea = Engine::new(
-        Counter::new(a, b, total),
-        MemIo::new(&wire, &[a]),
-        EngineConfig::default(),
-    );
+    let mut io = MemIo::new(&wire, &[a]);
+    io.max_segments = segments;
+    let ea = Engine::new(Counter::new(a, b, total), io, EngineConfig::default());
     let eb = Engine::new(
         Counter::new(b, a, 0),
         MemIo::new(&wire, &[b]),
@@ -278,6 +309,67 @@ fn a_transmit_refused_twice_is_parked_and_sent_first_next_time() {
     b.step(now).unwrap();
     assert_eq!(b.node().received, (0..10).collect::<Vec<_>>());
     assert_eq!(a.counters().tx_would_block, 4);
+}
+
+#[test]
+fn the_engine_asks_for_the_batch_the_io_takes_and_sends_it_as_one() {
+    let (mut a, mut b) = counter_pair_batched(100, 16);
+    assert_eq!(a.batch(), 16);
+    let now = Instant::now();
+    a.step(now).unwrap();
+    b.step(now).unwrap();
+    assert_eq!(b.node().received, (0..100).collect::<Vec<_>>());
+    assert!(
+        a.node().asked.iter().all(|m| *m == 16),
+        "{:?}",
+        a.node().asked
+    );
+    // 100 datagrams in batches of 16: 7 transmits.
+    assert_eq!(a.counters().tx_transmits, 7);
+    assert_eq!(a.counters().tx_datagrams, 100);
+    // An I/O layer claiming more than the engine's cap is asked for the cap.
+    let (big, _) = counter_pair_batched(1, 10_000);
+    assert_eq!(big.batch(), MAX_BATCH);
+    assert!(big.buf.capacity() >= MAX_BATCH * TX_BYTES_PER_DATAGRAM);
+}
+
+#[test]
+fn a_batch_taken_in_part_sends_the_rest_once_and_nothing_twice() {
+    let (mut a, mut b) = counter_pair_batched(40, 16);
+    let now = Instant::now();
+    // First batch (0..16): 5 segments go, then the retry after the flush is
+    // refused outright, so the other 11 are parked.
+    a.io_mut().partial_next = Some(5);
+    a.io_mut().refuse_next = 1;
+    a.step(now).unwrap();
+    assert!(a.has_parked());
+    b.step(now).unwrap();
+    assert_eq!(b.node().received, (0..5).collect::<Vec<_>>());
+    // The parked rest is taken in part again: 3 more, then 8 left.
+    a.io_mut().partial_next = Some(3);
+    a.io_mut().refuse_next = 1;
+    a.step(now).unwrap();
+    assert!(a.has_parked());
+    assert_eq!(a.node().next, 16, "nothing new taken while parked");
+    a.step(now).unwrap();
+    assert!(!a.has_parked());
+    b.step(now).unwrap();
+    assert_eq!(b.node().received, (0..40).collect::<Vec<_>>());
+    assert_eq!(a.counters().tx_datagrams, 40);
+    assert_eq!(a.counters().tx_parked, 1);
+}
+
+#[test]
+fn a_partial_send_retried_after_a_flush_completes_in_the_same_step() {
+    let (mut a, mut b) = counter_pair_batched(16, 16);
+    a.io_mut().partial_next = Some(9);
+    let now = Instant::now();
+    a.step(now).unwrap();
+    assert!(!a.has_parked());
+    b.step(now).unwrap();
+    assert_eq!(b.node().received, (0..16).collect::<Vec<_>>());
+    assert_eq!(a.counters().tx_would_block, 1);
+    assert_eq!(a.counters().tx_datagrams, 16);
 }
 
 #[test]

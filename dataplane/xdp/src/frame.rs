@@ -456,6 +456,43 @@ impl FrameHeader {
 /// Writes headers and `payload` into `buf`, computing the IPv4 header and
 /// UDP checksums. Returns the frame length.
 pub fn write_udp(buf: &mut [u8], h: &FrameHeader, payload: &[u8]) -> Result<usize, FrameError> {
+    let (need, l4, ulen) = write_udp_unsummed(buf, h, payload)?;
+    let udp = &mut buf[l4..l4 + ulen];
+    let sum = checksum_add(pseudo_header_sum(h.src.ip(), h.dst.ip(), ulen), udp);
+    let mut c = !checksum_fold(sum);
+    if c == 0 {
+        c = 0xffff; // RFC 768: a computed zero is sent as all ones
+    }
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    Ok(need)
+}
+
+/// [`write_udp`] for checksum offload: the UDP checksum field holds the
+/// folded pseudo-header sum (not inverted), as a device completing a
+/// `CHECKSUM_PARTIAL` frame expects; the payload is not summed. Returns the
+/// frame length and the offset of the UDP header (where summing starts; the
+/// field is 6 bytes into it).
+pub fn write_udp_offload(
+    buf: &mut [u8],
+    h: &FrameHeader,
+    payload: &[u8],
+) -> Result<(usize, usize), FrameError> {
+    let (need, l4, ulen) = write_udp_unsummed(buf, h, payload)?;
+    let partial = checksum_fold(pseudo_header_sum(h.src.ip(), h.dst.ip(), ulen));
+    buf[l4 + 6..l4 + 8].copy_from_slice(&partial.to_be_bytes());
+    Ok((need, l4))
+}
+
+/// Offset of the checksum field inside the UDP header.
+pub const UDP_CSUM_OFFSET: usize = 6;
+
+/// Headers (IPv4 checksum included) and payload, the UDP checksum zero.
+/// Returns (frame length, UDP header offset, UDP length).
+fn write_udp_unsummed(
+    buf: &mut [u8],
+    h: &FrameHeader,
+    payload: &[u8],
+) -> Result<(usize, usize, usize), FrameError> {
     let hl = h.header_len();
     let need = hl + payload.len();
     if need > buf.len() {
@@ -517,13 +554,7 @@ pub fn write_udp(buf: &mut [u8], h: &FrameHeader, payload: &[u8]) -> Result<usiz
     udp[4..6].copy_from_slice(&(ulen as u16).to_be_bytes());
     udp[6..8].copy_from_slice(&[0, 0]);
     udp[UDP_HLEN..].copy_from_slice(payload);
-    let sum = checksum_add(pseudo_header_sum(h.src.ip(), h.dst.ip(), ulen), udp);
-    let mut c = !checksum_fold(sum);
-    if c == 0 {
-        c = 0xffff; // RFC 768: a computed zero is sent as all ones
-    }
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
-    Ok(need)
+    Ok((need, l4, ulen))
 }
 
 /// Adds `data` to a running 32-bit ones'-complement sum (RFC 1071).
@@ -644,6 +675,42 @@ pub(crate) mod tests {
                     assert_eq!(v.eth.vlan, vlan);
                     assert_eq!(v.eth.src, MAC_A);
                     assert_eq!(v.eth.dst, MAC_B);
+                }
+            }
+        }
+    }
+
+    /// What a device (or the kernel's `skb_checksum_help`) does with a
+    /// `CHECKSUM_PARTIAL` frame: sum from `start` to the end over the
+    /// pseudo-header sum already in the field, store the complement.
+    fn complete_like_a_device(frame: &mut [u8], start: usize) {
+        let c = !checksum_fold(checksum_add(0, &frame[start..]));
+        let c = if c == 0 { 0xffff } else { c };
+        frame[start + UDP_CSUM_OFFSET..start + UDP_CSUM_OFFSET + 2]
+            .copy_from_slice(&c.to_be_bytes());
+    }
+
+    #[test]
+    fn offloaded_frames_complete_to_the_software_checksum() {
+        for (src, dst) in [
+            ("198.18.0.1:4433", "198.18.0.2:5000"),
+            ("[2001:db8::1]:4433", "[2001:db8::2]:5000"),
+        ] {
+            for vlan in [None, Some(7)] {
+                for payload in [&b""[..], b"x", b"hello camp", &[0xffu8; 1200][..]] {
+                    let mut h = hdr(src, dst);
+                    h.vlan = vlan;
+                    let soft = build(&h, payload);
+                    let mut buf = vec![0u8; soft.len() + 8];
+                    let (n, l4) = write_udp_offload(&mut buf, &h, payload).unwrap();
+                    assert_eq!(n, soft.len());
+                    assert_eq!(l4, h.header_len() - UDP_HLEN);
+                    let mut off = buf[..n].to_vec();
+                    // Not a valid frame until completed (unless by chance).
+                    assert_eq!(off[..l4 + 6], soft[..l4 + 6]);
+                    complete_like_a_device(&mut off, l4);
+                    assert_eq!(off, soft, "{src} vlan {vlan:?} {} B", payload.len());
+                    assert!(parse_udp(&off).is_ok());
                 }
             }
         }

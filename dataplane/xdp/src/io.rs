@@ -100,6 +100,15 @@ pub struct IoCounters {
     pub tx_full: u64,
     /// Datagrams dropped for lack of a route or next-hop address.
     pub tx_no_route: u64,
+    /// Datagrams whose UDP checksum the NIC / kernel computes (AF_XDP TX
+    /// metadata, `XDP_TXMD_FLAGS_CHECKSUM`).
+    pub tx_csum_offload: u64,
+    /// Datagrams whose UDP checksum we computed in software (AF_XDP without
+    /// TX checksum offload; kernel UDP counts neither: the kernel does it).
+    pub tx_csum_software: u64,
+    /// TX wakeup system calls (`sendto` kicks on AF_XDP, `sendmsg` calls on
+    /// kernel UDP).
+    pub tx_syscalls: u64,
 }
 
 /// Errors of the I/O layer.
@@ -108,6 +117,13 @@ pub enum IoError {
     /// No buffer space: retry after `flush` / the next `recv_batch`.
     #[error("transmit queue full")]
     WouldBlock,
+    /// No buffer space after the first `sent` payload bytes of a batch (a
+    /// whole number of segments) were accepted: retry the rest only.
+    #[error("transmit queue full after {sent} bytes of the batch")]
+    Partial {
+        /// Payload bytes accepted (a multiple of the segment size).
+        sent: usize,
+    },
     /// No NIC owns the source address.
     #[error("no interface owns source address {0}")]
     NoSourceInterface(std::net::IpAddr),
@@ -139,12 +155,25 @@ pub trait PacketIo {
     /// size per queue) to `f`. Returns how many were delivered; never blocks.
     fn recv_batch(&mut self, f: &mut dyn FnMut(RxDatagram<'_>)) -> Result<usize, IoError>;
 
-    /// Queues a datagram (or GSO-style batch). Nothing may leave before
-    /// [`PacketIo::flush`]. [`IoError::WouldBlock`] means no buffer space
-    /// and nothing of this batch was queued (all-or-nothing on the XDP
-    /// side; the kernel socket may have sent earlier GSO chunks of a batch
-    /// larger than its segment limit): flush and retry later.
+    /// Queues a datagram (or GSO-style batch of up to
+    /// [`PacketIo::max_segments`] segments; larger ones are split). Nothing
+    /// may leave before [`PacketIo::flush`]. [`IoError::WouldBlock`] means no
+    /// buffer space and nothing of this batch was queued; [`IoError::Partial`]
+    /// that only its first bytes were (a batch above the segment limit that
+    /// the kernel took in part): flush and retry the rest later.
     fn send(&mut self, tx: &TxDatagram<'_>) -> Result<(), IoError>;
+
+    /// Segments one [`PacketIo::send`] takes as one unit (kernel UDP: the GSO
+    /// segment limit; AF_XDP: the descriptors queued per batch). The engine
+    /// asks the endpoint for batches of this many datagrams.
+    fn max_segments(&self) -> usize;
+
+    /// Frames queued for the NIC that [`PacketIo::flush`] did not hand over
+    /// yet (AF_XDP copy mode sends a bounded number per kick): while
+    /// non-zero the engine does not block.
+    fn tx_backlog(&self) -> usize {
+        0
+    }
 
     /// Pushes queued datagrams to the NIC / kernel.
     fn flush(&mut self) -> Result<(), IoError>;

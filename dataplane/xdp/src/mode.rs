@@ -158,6 +158,14 @@ impl PacketIo for AnyIo {
         dispatch!(self, io => io.flush())
     }
 
+    fn max_segments(&self) -> usize {
+        dispatch!(self, io => io.max_segments())
+    }
+
+    fn tx_backlog(&self) -> usize {
+        dispatch!(self, io => io.tx_backlog())
+    }
+
     fn readiness_fd(&self) -> BorrowedFd<'_> {
         dispatch!(self, io => io.readiness_fd())
     }

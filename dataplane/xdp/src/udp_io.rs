@@ -17,6 +17,11 @@ pub const RX_BUFS: usize = 16;
 pub const RX_BUF_SIZE: usize = 64 * 1024;
 /// `recvmmsg` calls per socket per `recv_batch`.
 const RX_CALLS: usize = 4;
+/// Most payload bytes of one GSO `sendmsg`: the segments share one IP
+/// length field (65 535 less the IPv6 / UDP headers).
+pub const MAX_GSO_BYTES: usize = 65_535 - 40 - 8;
+/// Largest segment the engine's batches are sized for (one Ethernet MTU).
+const BATCH_SEGMENT: usize = 1500;
 
 /// Errors opening [`UdpIo`].
 #[derive(Debug, thiserror::Error)]
@@ -169,12 +174,16 @@ impl PacketIo for UdpIo {
         let seg = tx
             .segment_size
             .filter(|seg| *seg > 0 && *seg < tx.payload.len());
-        // Split batches larger than what GSO takes in one call.
-        let chunk = seg.map_or(tx.payload.len().max(1), |seg| seg * max_segments);
+        // Split batches larger than what GSO takes in one call (segments
+        // and bytes).
+        let chunk = seg.map_or(tx.payload.len().max(1), |seg| {
+            seg * max_segments.min(MAX_GSO_BYTES / seg).max(1)
+        });
         let src_ip = s.local.ip().is_unspecified().then_some(tx.local.ip());
         let mut parts = tx.payload.chunks(chunk);
         let empty: &[u8] = &[];
         let first = parts.next().unwrap_or(empty);
+        let mut sent = 0;
         for contents in std::iter::once(first).chain(parts) {
             let t = Transmit {
                 destination: tx.remote,
@@ -183,14 +192,22 @@ impl PacketIo for UdpIo {
                 segment_size: seg,
                 src_ip,
             };
+            self.counters.tx_syscalls += 1;
             match s.state.try_send((&s.sock).into(), &t) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.counters.tx_full += 1;
-                    return Err(IoError::WouldBlock);
+                    // Earlier GSO chunks are gone: the caller must not send
+                    // them again.
+                    return Err(if sent == 0 {
+                        IoError::WouldBlock
+                    } else {
+                        IoError::Partial { sent }
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }
+            sent += contents.len();
             let n = seg.map_or(1, |seg| contents.len().div_ceil(seg)) as u64;
             self.counters.tx_packets += n;
             self.counters.tx_bytes += contents.len() as u64;
@@ -201,6 +218,13 @@ impl PacketIo for UdpIo {
     fn flush(&mut self) -> Result<(), IoError> {
         // Kernel sockets send on `send`.
         Ok(())
+    }
+
+    /// The GSO segment limit, bounded so that a batch of MTU-sized
+    /// segments fits one `sendmsg` ([`MAX_GSO_BYTES`]).
+    fn max_segments(&self) -> usize {
+        self.max_gso_segments()
+            .clamp(1, MAX_GSO_BYTES / BATCH_SEGMENT)
     }
 
     fn readiness_fd(&self) -> BorrowedFd<'_> {
@@ -265,6 +289,30 @@ mod tests {
         // delivers them as Not-ECT (see docs/io.md, known limits).
         assert_eq!(a.counters().tx_packets, 4);
         assert_eq!(b.counters().rx_packets, 4);
+    }
+
+    #[test]
+    fn a_batch_above_the_gso_byte_limit_is_split_and_arrives_whole() {
+        let mut a = UdpIo::open(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let mut b = UdpIo::open(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let (la, lb) = (a.local_addrs()[0], b.local_addrs()[0]);
+        assert!(a.max_segments() * 1500 <= MAX_GSO_BYTES);
+        // 60 x 1400 B = 84 000 B: more than one sendmsg may carry.
+        let payload: Vec<u8> = (0..60 * 1400).map(|i| (i / 1400) as u8).collect();
+        a.send(&TxDatagram {
+            segment_size: Some(1400),
+            ..TxDatagram::new(la, lb, Ecn::NotEct, &payload)
+        })
+        .unwrap();
+        let got = recv_all(&mut b, 60);
+        assert_eq!(got.len(), 60);
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(g.3, vec![i as u8; 1400]);
+        }
+        let c = a.counters();
+        assert_eq!(c.tx_packets, 60);
+        let gso = a.max_gso_segments() > 1;
+        assert_eq!(c.tx_syscalls, if gso { 2 } else { 60 });
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::frame::{self, FrameHeader};
 use crate::io::{IoCounters, IoError, IoKind, PacketIo, Readiness, RxDatagram, TxDatagram};
 use crate::neigh::NeighCache;
 use crate::nic::{NicError, NicInfo, check_offloads};
-use crate::xsk::{BindMode, XskConfig, XskError, XskSocket, XskStats};
+use crate::xsk::{BindMode, CsumRequest, XskConfig, XskError, XskSocket, XskStats};
 
 /// Frames taken from one RX ring per `recv_batch` call.
 pub const RX_BATCH: u32 = 64;
@@ -146,6 +146,8 @@ pub struct XdpIo {
     local_addrs: Vec<SocketAddr>,
     ticks: u32,
     readiness: Readiness,
+    /// Segments per `send` batch: the smallest socket's [`XskSocket::tx_batch`].
+    tx_batch: usize,
 }
 
 /// `recv_batch` calls between two automatic [`XdpIo::maintain`] runs.
@@ -239,7 +241,14 @@ impl XdpIo {
                     source,
                 },
             })?;
+        let tx_batch = nics
+            .iter()
+            .flat_map(|n| &n.sockets)
+            .map(XskSocket::tx_batch)
+            .min()
+            .unwrap_or(1);
         Ok(Self {
+            tx_batch,
             nics,
             counters: IoCounters::default(),
             ttl: cfg.ttl,
@@ -418,7 +427,7 @@ impl PacketIo for XdpIo {
         };
         let n = nic.sockets.len();
         let sock = &mut nic.sockets[usize::from(tx.remote.port()) % n];
-        let max = sock.frame_size() as usize - h.header_len();
+        let max = sock.tx_frame_len() - h.header_len();
         if let Some(seg) = tx.segment_size.filter(|s| *s > max) {
             return Err(IoError::TooLarge { len: seg, max });
         }
@@ -431,14 +440,28 @@ impl PacketIo for XdpIo {
         // All segments or none: make room first.
         let needed = tx.segments().count();
         if sock.tx_capacity() < needed {
-            sock.tx_submit()?;
+            self.counters.tx_syscalls += u64::from(sock.tx_submit()?);
             if sock.tx_capacity() < needed {
                 self.counters.tx_full += 1;
                 return Err(IoError::WouldBlock);
             }
         }
+        let offload = sock.tx_checksum_offload();
         for seg in tx.segments() {
-            if !sock.tx_push(|buf| frame::write_udp(buf, &h, seg))? {
+            let queued = if offload {
+                sock.tx_push_offload(|buf| {
+                    frame::write_udp_offload(buf, &h, seg).map(|(len, l4)| {
+                        let c = CsumRequest {
+                            start: l4 as u16,
+                            offset: frame::UDP_CSUM_OFFSET as u16,
+                        };
+                        (len, c)
+                    })
+                })?
+            } else {
+                sock.tx_push(|buf| frame::write_udp(buf, &h, seg))?
+            };
+            if !queued {
                 // Cannot happen after the capacity check; reported as full.
                 self.counters.tx_full += 1;
                 return Err(IoError::WouldBlock);
@@ -446,18 +469,40 @@ impl PacketIo for XdpIo {
             nic.tx_dirty = true;
             self.counters.tx_packets += 1;
             self.counters.tx_bytes += seg.len() as u64;
+            if offload {
+                self.counters.tx_csum_offload += 1;
+            } else {
+                self.counters.tx_csum_software += 1;
+            }
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), IoError> {
         for nic in self.nics.iter_mut().filter(|n| n.tx_dirty) {
+            let mut left = 0;
             for s in &mut nic.sockets {
-                s.tx_submit()?;
+                self.counters.tx_syscalls += u64::from(s.tx_submit()?);
+                left += s.tx_backlog();
             }
-            nic.tx_dirty = false;
+            // A backlog (copy mode sends a bounded batch per kick, or the
+            // device queue was busy) keeps the NIC dirty for the next flush.
+            nic.tx_dirty = left > 0;
         }
         Ok(())
+    }
+
+    fn max_segments(&self) -> usize {
+        self.tx_batch
+    }
+
+    fn tx_backlog(&self) -> usize {
+        self.nics
+            .iter()
+            .filter(|n| n.tx_dirty)
+            .flat_map(|n| &n.sockets)
+            .map(XskSocket::tx_backlog)
+            .sum()
     }
 
     fn readiness_fd(&self) -> BorrowedFd<'_> {

@@ -58,6 +58,10 @@ pub struct XskConfig {
     /// How long to keep retrying a bind that fails with EBUSY (a queue that
     /// was just released).
     pub busy_retry: Duration,
+    /// Ask for UDP checksum offload through AF_XDP TX metadata
+    /// (`XDP_TXMD_FLAGS_CHECKSUM`, kernel >= 6.8) where it is known to run;
+    /// [`XskSocket::tx_checksum_offload`] says whether it does.
+    pub tx_checksum_offload: bool,
 }
 
 impl Default for XskConfig {
@@ -68,6 +72,7 @@ impl Default for XskConfig {
             ring_size: 2048,
             bind: BindPreference::Auto,
             busy_retry: Duration::from_secs(2),
+            tx_checksum_offload: true,
         }
     }
 }
@@ -130,6 +135,43 @@ pub struct XskStats {
     /// Times the TX ring was empty on a wakeup.
     pub tx_ring_empty: u64,
 }
+
+/// Bytes in front of every TX frame for `struct xsk_tx_metadata` (flags,
+/// then the checksum request / completion union) when TX metadata is on: a
+/// multiple of 8, as the kernel requires.
+pub const TX_METADATA_LEN: u32 = 24;
+/// `XDP_UMEM_TX_METADATA_LEN` in the UMEM registration flags: use `tx_metadata_len`.
+const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
+/// `XDP_TX_METADATA` in a TX descriptor's options: metadata precedes the frame.
+const XDP_TX_METADATA: u32 = 1 << 1;
+/// `XDP_TXMD_FLAGS_CHECKSUM`: the metadata carries a checksum request.
+const XDP_TXMD_FLAGS_CHECKSUM: u64 = 1 << 1;
+/// Descriptors the kernel sends per `sendto` kick in copy mode
+/// (`TX_BATCH_SIZE` in net/xdp/xsk.c).
+pub const COPY_TX_PER_KICK: u32 = 32;
+
+/// Where the checksum of a TX frame goes, for the NIC / kernel to fill in
+/// (the field holds the folded pseudo-header sum; offsets from the frame start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsumRequest {
+    /// Where checksumming starts (the UDP header).
+    pub start: u16,
+    /// Where the result goes, from `start`.
+    pub offset: u16,
+}
+
+/// `struct xsk_tx_metadata` with a checksum request.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct TxMetadata {
+    flags: u64,
+    csum_start: u16,
+    csum_offset: u16,
+    _pad: u32,
+    launch_time: u64,
+}
+
+const _: () = assert!(size_of::<TxMetadata>() == TX_METADATA_LEN as usize);
 
 /// An anonymous, page-aligned memory mapping, unmapped on drop.
 #[derive(Debug)]
@@ -356,6 +398,13 @@ pub struct XskSocket {
     ifindex: u32,
     queue: u32,
     frame_size: u32,
+    /// TX metadata registered with the UMEM: every TX frame starts
+    /// [`TX_METADATA_LEN`] bytes into its chunk.
+    tx_meta: bool,
+    /// Checksum requests go in the metadata (see [`XskSocket::tx_checksum_offload`]).
+    csum_offload: bool,
+    /// `sendto` wakeups made.
+    tx_kicks: u64,
     // Ring mappings; the rings above point into them.
     _maps: [Mmap; 4],
     fd: OwnedFd,
@@ -432,20 +481,54 @@ impl XskSocket {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let umem_len = cfg.frame_count as usize * cfg.frame_size as usize;
         let umem = Mmap::anonymous(umem_len)?;
-        let reg = UmemReg {
+        let mut reg = UmemReg {
             addr: umem.ptr.as_ptr() as u64,
             len: umem_len as u64,
             chunk_size: cfg.frame_size,
             headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
+            // Since 6.10 the kernel honours `tx_metadata_len` only with this
+            // flag; kernels without it refuse the flag (EINVAL), so 6.8 and
+            // 6.9 fall back to software checksums too.
+            flags: if cfg.tx_checksum_offload {
+                XDP_UMEM_TX_METADATA_LEN
+            } else {
+                0
+            },
+            tx_metadata_len: if cfg.tx_checksum_offload {
+                TX_METADATA_LEN
+            } else {
+                0
+            },
         };
-        setsockopt(
+        let mut tx_meta = reg.tx_metadata_len > 0;
+        match setsockopt(
             fd.as_fd(),
             libc::XDP_UMEM_REG,
             &reg,
             "setsockopt(XDP_UMEM_REG)",
-        )?;
+        ) {
+            Ok(()) => {}
+            // Kernels before 6.8 refuse a TX metadata length: register without.
+            Err(XskError::Sys { source, .. })
+                if tx_meta && source.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                tracing::debug!(
+                    ifindex,
+                    queue,
+                    "AF_XDP TX metadata refused; software checksums"
+                );
+                reg.tx_metadata_len = 0;
+                reg.flags = 0;
+                tx_meta = false;
+                setsockopt(
+                    fd.as_fd(),
+                    libc::XDP_UMEM_REG,
+                    &reg,
+                    "setsockopt(XDP_UMEM_REG)",
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
         let fill_size = cfg.frame_count.next_power_of_two();
         let comp_size = cfg.frame_count.next_power_of_two();
         setsockopt(
@@ -561,7 +644,16 @@ impl XskSocket {
             Err(_) => mode,
         };
         let batch = cfg.ring_size as usize;
+        // Copy mode builds an skb from the metadata (CHECKSUM_PARTIAL), so
+        // the device or the kernel's software fallback completes the checksum
+        // on any driver. A zero-copy driver without TX metadata support would
+        // silently ignore the request, and this crate cannot ask the driver
+        // (netdev netlink `xsk-features`): software checksums there.
+        let csum_offload = tx_meta && mode == BindMode::Copy;
         Ok(Self {
+            tx_meta,
+            csum_offload,
+            tx_kicks: 0,
             fill,
             comp: Consumer::new(cr),
             rx: Consumer::new(rx),
@@ -598,6 +690,43 @@ impl XskSocket {
     /// Bytes per UMEM frame.
     pub fn frame_size(&self) -> u32 {
         self.frame_size
+    }
+
+    /// Bytes a TX frame may hold (the UMEM frame less the TX metadata).
+    pub fn tx_frame_len(&self) -> usize {
+        self.frame_size as usize - self.tx_meta_len()
+    }
+
+    fn tx_meta_len(&self) -> usize {
+        if self.tx_meta {
+            TX_METADATA_LEN as usize
+        } else {
+            0
+        }
+    }
+
+    /// Whether [`XskSocket::tx_push_offload`] hands the UDP checksum to the
+    /// kernel / NIC (TX metadata registered and copy mode); otherwise the
+    /// caller must checksum in software and use [`XskSocket::tx_push`].
+    pub fn tx_checksum_offload(&self) -> bool {
+        self.csum_offload
+    }
+
+    /// Descriptors worth queueing as one batch: what the kernel sends per
+    /// kick in copy mode, bounded by the ring and the TX frames.
+    pub fn tx_batch(&self) -> usize {
+        let frames = self.tx_free.capacity() as u32;
+        COPY_TX_PER_KICK.min(self.tx.size()).min(frames).max(1) as usize
+    }
+
+    /// `sendto` wakeups made so far.
+    pub fn tx_kicks(&self) -> u64 {
+        self.tx_kicks
+    }
+
+    /// TX descriptors queued or published that the kernel has not consumed.
+    pub fn tx_backlog(&self) -> usize {
+        (self.tx.outstanding() + self.tx_pending) as usize
     }
 
     /// The bytes of an RX descriptor, or `None` if the descriptor does not
@@ -734,6 +863,24 @@ impl XskSocket {
         &mut self,
         fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<bool, E> {
+        self.tx_push_with(|buf| fill(buf).map(|len| (len, None)))
+    }
+
+    /// [`XskSocket::tx_push`] for a frame whose checksum the kernel / NIC
+    /// completes: `fill` returns the length and where the checksum goes.
+    /// Only when [`XskSocket::tx_checksum_offload`] is true; otherwise the
+    /// request is ignored and the frame goes out as written.
+    pub fn tx_push_offload<E>(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Result<(usize, CsumRequest), E>,
+    ) -> Result<bool, E> {
+        self.tx_push_with(|buf| fill(buf).map(|(len, c)| (len, Some(c))))
+    }
+
+    fn tx_push_with<E>(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Result<(usize, Option<CsumRequest>), E>,
+    ) -> Result<bool, E> {
         if self.tx.free(self.tx_pending + 1) <= self.tx_pending {
             return Ok(false);
         }
@@ -743,55 +890,77 @@ impl XskSocket {
         let Some(addr) = self.tx_free.pop() else {
             return Ok(false);
         };
-        let size = self.frame_size as usize;
-        let len = match fill(self.frame_mut(addr, size)) {
-            Ok(len) => len,
+        let meta = self.tx_meta_len();
+        let size = self.frame_size as usize - meta;
+        let data = addr + meta as u64;
+        let (len, csum) = match fill(self.frame_mut(data, size)) {
+            Ok(v) => v,
             Err(e) => {
                 self.tx_free.push(addr);
                 return Err(e);
             }
         };
         debug_assert!(len <= size);
+        let mut options = 0;
+        if meta > 0 {
+            let request = csum.filter(|c| {
+                self.csum_offload && usize::from(c.start) + usize::from(c.offset) + 2 <= len
+            });
+            let m = TxMetadata {
+                flags: if request.is_some() {
+                    XDP_TXMD_FLAGS_CHECKSUM
+                } else {
+                    0
+                },
+                csum_start: request.map_or(0, |c| c.start),
+                csum_offset: request.map_or(0, |c| c.offset),
+                _pad: 0,
+                launch_time: 0,
+            };
+            let dst = self.frame_mut(addr, meta);
+            // SAFETY: `dst` is `TX_METADATA_LEN` writable bytes of a frame we
+            // own; an unaligned write of a plain-old-data struct.
+            unsafe { std::ptr::write_unaligned(dst.as_mut_ptr().cast::<TxMetadata>(), m) };
+            if request.is_some() {
+                options = XDP_TX_METADATA;
+            }
+        }
         self.tx.write(
             self.tx_pending,
             XdpDesc {
-                addr,
+                addr: data,
                 len: len as u32,
-                options: 0,
+                options,
             },
         );
         self.tx_pending += 1;
         Ok(true)
     }
 
-    /// Publishes the queued TX descriptors and kicks the kernel. In copy
-    /// mode the kernel sends a bounded batch per kick, so this kicks until
-    /// the ring drains or stops making progress.
-    pub fn tx_submit(&mut self) -> io::Result<()> {
+    /// Publishes the queued TX descriptors and kicks the kernel only when
+    /// the TX ring's `XDP_RING_NEED_WAKEUP` flag asks for it. Zero-copy: at
+    /// most one kick (the driver drains the ring on its own). Copy mode (the
+    /// kernel keeps the flag set and sends at most [`COPY_TX_PER_KICK`]
+    /// frames per kick, in the kick): one kick per such batch of the
+    /// backlog, stopping at the first kick that moved nothing (device queue
+    /// busy); what is left stays queued ([`XskSocket::tx_backlog`]) for the
+    /// next call. Never spins. Returns the kicks made.
+    pub fn tx_submit(&mut self) -> io::Result<u32> {
         self.tx.submit(self.tx_pending);
         self.tx_pending = 0;
-        let mut stalls = 0;
-        while self.tx.outstanding() > 0 {
+        let mut kicks = 0;
+        let max_kicks = self.tx.outstanding().div_ceil(COPY_TX_PER_KICK);
+        while kicks < max_kicks && self.tx.outstanding() > 0 && self.tx.needs_wakeup() {
             let before = self.tx.outstanding();
-            if self.mode == BindMode::Copy || self.tx.needs_wakeup() {
-                self.tx_kick()?;
-            }
-            self.reclaim();
-            if self.tx.outstanding() >= before {
-                stalls += 1;
-                if stalls > 64 {
-                    break;
-                }
-                std::hint::spin_loop();
-            } else {
-                stalls = 0;
-            }
-            if self.mode == BindMode::ZeroCopy && !self.tx.needs_wakeup() {
+            self.tx_kick()?;
+            kicks += 1;
+            if self.mode == BindMode::ZeroCopy || self.tx.outstanding() >= before {
                 break;
             }
         }
+        self.tx_kicks += u64::from(kicks);
         self.reclaim();
-        Ok(())
+        Ok(kicks)
     }
 
     fn tx_kick(&self) -> io::Result<()> {
