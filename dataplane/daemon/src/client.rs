@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use camp_engine::{Engine, EngineConfig, Tick};
 use camp_proto::client::{Client, ClientConfig, ClientEvent, PathSpec};
-use camp_proto::config::CampConfig;
+use camp_proto::config::{AdvertPolicy, CampConfig};
 use camp_recv::ReceiverConfig;
 use camp_wire::{Modality, Reliability, UnitFlags};
 use camp_xdp::UdpIo;
@@ -80,6 +80,12 @@ pub struct ClientArgs {
     /// session.
     #[arg(long)]
     pub no_reconnect: bool,
+    /// What to do with the addresses the server advertises: `none` (record them), `all`
+    /// (a path from every local address to every advertised one) or
+    /// `one-per-local-interface` (a local address left without a path opens one). Paths to
+    /// a withdrawn address are abandoned under `all` and `one-per-local-interface`.
+    #[arg(long, value_name = "POLICY", default_value = "none", value_parser = parse_advert_policy)]
+    pub advertised_paths: AdvertPolicy,
 }
 
 /// Why camp-client failed.
@@ -287,6 +293,7 @@ pub fn run_client_with(
         ClientConfig {
             camp: CampConfig {
                 routed_joins: args.routed_joins,
+                advertised_paths: args.advertised_paths,
                 reconnect: if args.no_reconnect {
                     None
                 } else {
@@ -555,6 +562,11 @@ fn seed_bytes() -> [u8; 32] {
     seed
 }
 
+fn parse_advert_policy(s: &str) -> Result<AdvertPolicy, String> {
+    AdvertPolicy::from_name(s)
+        .ok_or_else(|| format!("{s:?}: expected none, all or one-per-local-interface"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +618,12 @@ mod tests {
         };
         assert!(!parse(&[]).routed_joins);
         assert!(parse(&["--routed-joins"]).routed_joins);
+        assert_eq!(parse(&[]).advertised_paths, AdvertPolicy::None);
+        assert_eq!(
+            parse(&["--advertised-paths", "one-per-local-interface"]).advertised_paths,
+            AdvertPolicy::OnePerLocalInterface
+        );
+        assert!(ClientArgs::try_parse_from(["camp-client", "--advertised-paths", "some"]).is_err());
         assert!(!parse(&[]).no_reconnect);
         assert!(parse(&["--no-reconnect"]).no_reconnect);
     }

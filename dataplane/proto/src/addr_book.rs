@@ -74,6 +74,11 @@ impl AddressBook {
         }
     }
 
+    /// The address advertised under `id` now, if any.
+    pub fn get(&self, id: u8) -> Option<SocketAddr> {
+        self.entries[usize::from(id)].addr
+    }
+
     /// The currently advertised addresses, by increasing id.
     pub fn addresses(&self) -> Vec<(u8, SocketAddr)> {
         (0..=u8::MAX)

@@ -163,6 +163,10 @@ pub struct CampConfig {
     /// the first path coming up, and an on-path observer can link the paths by the shared
     /// prefix. Off by default (every path connects at once with a random CID).
     pub routed_joins: bool,
+    /// What a client does with the server addresses it is told of (ADD_ADDRESS /
+    /// REMOVE_ADDRESS): open paths to them, and abandon the paths to a withdrawn one.
+    /// Default [`AdvertPolicy::None`] (the configured paths are all there is).
+    pub advertised_paths: AdvertPolicy,
     /// A client path whose connection was lost (idle timeout or stateless reset, not closed
     /// by either end on purpose) while another path keeps the session alive is connected
     /// and JOINed again, after a back-off of twice the lost path's smoothed RTT doubling
@@ -208,6 +212,47 @@ pub type QlogOpen = dyn Fn(&QlogTarget) -> Option<QlogWriter> + Send + Sync;
 impl std::fmt::Debug for QlogSinks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("QlogSinks(..)")
+    }
+}
+
+/// What a client does with the addresses the server advertises ([`CampConfig::advertised_paths`]).
+///
+/// A client's *local interfaces* are the distinct local addresses of its configured paths.
+/// Paths opened for advertisements join the session like configured ones, within the path
+/// budget ([`MAX_PATHS`](crate::sched::MAX_PATHS) in all). Under every policy but `None`, a
+/// withdrawn address (REMOVE_ADDRESS, or its id re-advertised with another address) has
+/// its paths abandoned (ABANDON) as long as another path is a member of the session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AdvertPolicy {
+    /// Record the advertisements ([`Client::advertised_addresses`](crate::client::Client::advertised_addresses)); open and abandon nothing.
+    #[default]
+    None,
+    /// A path from every local interface to every advertised address (full mesh).
+    All,
+    /// One path per local interface: an interface left without a live path (its server
+    /// address withdrawn, say) opens one to an advertised address, preferring one that no
+    /// other path uses.
+    OnePerLocalInterface,
+}
+
+impl AdvertPolicy {
+    /// Parses `none`, `all` or `one-per-local-interface`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(Self::None),
+            "all" => Some(Self::All),
+            "one-per-local-interface" => Some(Self::OnePerLocalInterface),
+            _ => None,
+        }
+    }
+
+    /// The name [`from_name`](Self::from_name) parses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::All => "all",
+            Self::OnePerLocalInterface => "one-per-local-interface",
+        }
     }
 }
 
@@ -261,6 +306,7 @@ impl Default for CampConfig {
             #[cfg(feature = "qlog")]
             qlog: None,
             routed_joins: false,
+            advertised_paths: AdvertPolicy::None,
         }
     }
 }

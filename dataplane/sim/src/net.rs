@@ -207,6 +207,32 @@ impl<S: Driven, C: Driven> Sim<S, C> {
         idx
     }
 
+    /// Links a client address to a server address that are not a configured path's pair
+    /// (a cross route: client interface `i` reaching the server's address `j`, or a server
+    /// address added mid-run), in both directions.
+    pub fn add_route(&mut self, client_ip: IpAddr, server_ip: IpAddr, path: PathConfig) {
+        self.owners.insert(client_ip, NodeId::Client);
+        self.owners.insert(server_ip, NodeId::Server);
+        self.links
+            .insert((client_ip, server_ip), Link::new(path.up));
+        self.links
+            .insert((server_ip, client_ip), Link::new(path.down));
+    }
+
+    /// Link statistics between a client address and a server address, any route.
+    pub fn route_stats(&self, client_ip: IpAddr, server_ip: IpAddr) -> PathStats {
+        let get = |k| {
+            self.links
+                .get(&k)
+                .map(|l: &Link| *l.stats())
+                .unwrap_or_default()
+        };
+        PathStats {
+            up: get((client_ip, server_ip)),
+            down: get((server_ip, client_ip)),
+        }
+    }
+
     /// Current virtual time.
     pub fn now(&self) -> Instant {
         self.now

@@ -163,19 +163,34 @@ impl Client {
         };
         // Address advertisements are accepted on any path in any state (they come from
         // the server over TLS); what they say is applied only if newer, never a violation.
-        let update = match frame {
-            ControlFrame::AddAddress(a) => Some(self.addr_book.add(&a)),
-            ControlFrame::RemoveAddress(r) => Some(self.addr_book.remove(&r)),
-            _ => None,
+        let (update, before) = match frame {
+            ControlFrame::AddAddress(a) => {
+                let before = self.addr_book.get(a.address_id);
+                (Some(self.addr_book.add(&a)), before)
+            }
+            ControlFrame::RemoveAddress(r) => {
+                let before = self.addr_book.get(r.address_id);
+                (Some(self.addr_book.remove(&r)), before)
+            }
+            _ => (None, None),
         };
         if let Some(update) = update {
             match update {
                 AddrUpdate::Added(id, addr) => {
                     self.events
                         .push_back(ClientEvent::AddressAdded { id, addr });
+                    // The id moved to another address: the old one is withdrawn.
+                    if let Some(old) = before.filter(|&old| old != addr) {
+                        self.address_withdrawn(now, old);
+                    }
+                    self.follow_adverts(now);
                 }
                 AddrUpdate::Removed(id) => {
                     self.events.push_back(ClientEvent::AddressRemoved { id });
+                    if let Some(old) = before {
+                        self.address_withdrawn(now, old);
+                    }
+                    self.follow_adverts(now);
                 }
                 AddrUpdate::Unchanged => {}
                 AddrUpdate::Stale => self.counters.stale_address_updates += 1,

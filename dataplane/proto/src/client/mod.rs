@@ -12,6 +12,7 @@
 //! Sans-IO: [`Client::handle_datagram`], [`Client::handle_timeout`],
 //! [`Client::poll_transmit`], [`Client::poll_timeout`].
 
+mod adverts;
 mod events;
 mod receive;
 mod start;
@@ -153,6 +154,12 @@ pub struct ClientCounters {
     pub oversized_units: u64,
     /// Unit streams reset by the server (deadline expired).
     pub reset_units: u64,
+    /// Paths opened to advertised addresses ([`CampConfig::advertised_paths`]).
+    pub advert_paths_opened: u64,
+    /// Paths to a withdrawn address abandoned.
+    pub advert_paths_abandoned: u64,
+    /// Advertised paths not opened because every path slot was taken.
+    pub advert_paths_over_budget: u64,
     /// Units that arrived in one stream chunk and went from quinn's buffer to the
     /// receiver with no copy of our own in between (the others are gathered once first).
     pub units_in_one_chunk: u64,
