@@ -28,8 +28,9 @@ build_packages=(clang llvm libelf-dev zlib1g-dev pkg-config)
 # Run-time packages of the root-only tests (namespaces, veth, offloads, ping through XDP;
 # camp-bench's cross-check counts against netsniff-ng's trafgen and xdp-tools' xdp-filter),
 # and of campd's python_sdk test (python3 runs sdk/python/tests; ffmpeg encodes the AAC and
-# H.264 clip of its real-codec test, which skips without it unless CI is set).
-run_packages=(iproute2 ethtool iputils-ping netsniff-ng xdp-tools python3 ffmpeg)
+# H.264 clip of its real-codec test, which skips without it unless CI is set; tshark
+# decrypts the simulator's captures in camp-sim's pcap test, likewise).
+run_packages=(iproute2 ethtool iputils-ping netsniff-ng xdp-tools python3 ffmpeg tshark)
 
 missing_of() {
     local p

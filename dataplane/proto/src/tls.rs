@@ -70,6 +70,20 @@ pub fn client_crypto(
     roots: &[CertificateDer<'static>],
     key_log: bool,
 ) -> Result<Arc<quinn_proto::crypto::rustls::QuicClientConfig>, TlsError> {
+    let log: Option<Arc<dyn rustls::KeyLog>> = if key_log {
+        Some(Arc::new(rustls::KeyLogFile::new()))
+    } else {
+        None
+    };
+    client_crypto_logged(roots, log)
+}
+
+/// Like [`client_crypto`], with the TLS secrets handed to `key_log` (NSS key log lines, for
+/// a capture tool), or to none.
+pub fn client_crypto_logged(
+    roots: &[CertificateDer<'static>],
+    key_log: Option<Arc<dyn rustls::KeyLog>>,
+) -> Result<Arc<quinn_proto::crypto::rustls::QuicClientConfig>, TlsError> {
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         store.add(r.clone())?;
@@ -79,8 +93,8 @@ pub fn client_crypto(
         .with_root_certificates(store)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![ALPN.to_vec()];
-    if key_log {
-        cfg.key_log = Arc::new(rustls::KeyLogFile::new());
+    if let Some(log) = key_log {
+        cfg.key_log = log;
     }
     Ok(Arc::new(
         quinn_proto::crypto::rustls::QuicClientConfig::try_from(cfg)?,

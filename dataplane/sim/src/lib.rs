@@ -9,6 +9,7 @@ pub mod experiment;
 pub mod link;
 pub mod matrix;
 pub mod net;
+pub mod pcap;
 pub mod profile;
 pub mod run;
 
@@ -72,11 +73,34 @@ pub fn build_with_roots(
     Sim<Server, ClientNode>,
     Vec<rustls::pki_types::CertificateDer<'static>>,
 ) {
+    build_inner(setup, epoch, None)
+}
+
+/// Like [`build`], capturing every datagram ([`Sim::start_capture`]) and logging the
+/// client's TLS secrets into the returned key log, so the capture can be decrypted.
+pub fn build_captured(
+    setup: &Setup,
+    epoch: Instant,
+) -> (Sim<Server, ClientNode>, std::sync::Arc<pcap::KeyLogBuf>) {
+    let keys = pcap::KeyLogBuf::new();
+    let (mut sim, _) = build_inner(setup, epoch, Some(keys.clone()));
+    sim.start_capture();
+    (sim, keys)
+}
+
+fn build_inner(
+    setup: &Setup,
+    epoch: Instant,
+    key_log: Option<std::sync::Arc<dyn rustls::KeyLog>>,
+) -> (
+    Sim<Server, ClientNode>,
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+) {
     let identity = camp_proto::tls::self_signed(&["camp.test"]).expect("certificate generation");
     let roots = identity.chain.clone();
     let roots_out = roots.clone();
     let server_crypto = camp_proto::tls::server_crypto(identity).expect("server tls");
-    let client_crypto = camp_proto::tls::client_crypto(&roots, false).expect("client tls");
+    let client_crypto = camp_proto::tls::client_crypto_logged(&roots, key_log).expect("client tls");
     let n = setup.paths.len();
     let server = Server::new(
         ServerConfig {

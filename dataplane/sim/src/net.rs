@@ -139,6 +139,8 @@ pub struct Sim<S: Driven, C: Driven> {
     seq: u64,
     buf: Vec<u8>,
     unroutable: u64,
+    /// Packet capture, when on ([`Sim::start_capture`]).
+    capture: Option<crate::pcap::Capture>,
 }
 
 impl<S: Driven, C: Driven> std::fmt::Debug for Sim<S, C> {
@@ -179,6 +181,7 @@ impl<S: Driven, C: Driven> Sim<S, C> {
             seq: 0,
             buf: Vec::with_capacity(65_536),
             unroutable: 0,
+            capture: None,
         };
         for (i, p) in paths.iter().enumerate() {
             let (c, s) = (client_addr(i).ip(), server_addr(i).ip());
@@ -231,6 +234,16 @@ impl<S: Driven, C: Driven> Sim<S, C> {
             up: get((client_ip, server_ip)),
             down: get((server_ip, client_ip)),
         }
+    }
+
+    /// Captures every datagram handed to a link from now on (see [`crate::pcap`]).
+    pub fn start_capture(&mut self) {
+        self.capture.get_or_insert_with(Default::default);
+    }
+
+    /// What was captured, if capturing.
+    pub fn capture(&self) -> Option<&crate::pcap::Capture> {
+        self.capture.as_ref()
     }
 
     /// Current virtual time.
@@ -363,6 +376,9 @@ impl<S: Driven, C: Driven> Sim<S, C> {
                         self.unroutable += 1;
                         continue;
                     };
+                    if let Some(c) = self.capture.as_mut() {
+                        c.record(now_us, t.source, t.destination, chunk);
+                    }
                     let Some(arrival) = link.send(now_us, chunk.len(), &mut self.rng) else {
                         continue;
                     };

@@ -192,8 +192,61 @@ pub fn run_turn(
     events: &[NetEvent],
 ) -> Result<TurnReport, RunError> {
     let wall = Instant::now();
-    let epoch = Instant::now();
-    let mut sim = build(setup, epoch);
+    let sim = build(setup, Instant::now());
+    run_turn_on(sim, setup, turn, events, wall).map(|(r, _)| r)
+}
+
+/// What a captured turn leaves: one pcap per route and the client's TLS key log.
+#[derive(Debug)]
+pub struct TurnCapture {
+    /// `(file name, pcap bytes)`: `path<i>.pcap` for configured path `i`, else
+    /// `<client ip>-<server ip>.pcap`.
+    pub pcaps: Vec<(String, Vec<u8>)>,
+    /// NSS key log (`keys.log` for Wireshark's `tls.keylog_file`).
+    pub key_log: String,
+}
+
+/// [`run_turn`] with every datagram captured (see [`crate::pcap`]).
+pub fn run_turn_captured(
+    setup: &Setup,
+    turn: &TurnConfig,
+    events: &[NetEvent],
+) -> Result<(TurnReport, TurnCapture), RunError> {
+    let wall = Instant::now();
+    let (sim, keys) = crate::build_captured(setup, Instant::now());
+    let (report, sim) = run_turn_on(sim, setup, turn, events, wall)?;
+    let mut pcaps = Vec::new();
+    if let Some(c) = sim.capture() {
+        for ((a, b), buf) in c.routes() {
+            let path = (0..setup.paths.len()).find(|&i| {
+                let (c, s) = (crate::client_addr(i).ip(), crate::server_addr(i).ip());
+                (a, b) == (c.min(s), c.max(s))
+            });
+            let name = match path {
+                Some(i) => format!("path{i}.pcap"),
+                None => format!("{a}-{b}.pcap"),
+            };
+            pcaps.push((name, buf.bytes().to_vec()));
+        }
+    }
+    Ok((
+        report,
+        TurnCapture {
+            pcaps,
+            key_log: keys.text(),
+        },
+    ))
+}
+
+fn run_turn_on(
+    mut sim: crate::Sim<Server, crate::ClientNode>,
+    setup: &Setup,
+    turn: &TurnConfig,
+    events: &[NetEvent],
+    wall: Instant,
+) -> Result<(TurnReport, crate::Sim<Server, crate::ClientNode>), RunError> {
+    // A freshly built simulator's clock is at its epoch.
+    let epoch = sim.now();
     let n_paths = setup.paths.len();
 
     // Paths dark from the start are dark while the session starts; the end of the outage
@@ -328,7 +381,7 @@ pub fn run_turn(
     }
     let arrivals = sim.client.client.receiver_mut().take_arrival_log();
     drain_latency(&mut sim.server);
-    Ok(TurnReport {
+    let report = TurnReport {
         server_latency,
         unique_bytes,
         arrivals,
@@ -348,7 +401,8 @@ pub fn run_turn(
         bytes_per_path,
         simulated: sim.now().duration_since(epoch),
         wall: wall.elapsed(),
-    })
+    };
+    Ok((report, sim))
 }
 
 /// Advances `sim` in 5 ms steps until the client's session is open and `n_paths` paths

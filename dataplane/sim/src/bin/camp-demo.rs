@@ -5,7 +5,7 @@
 
 use camp_proto::config::{CampConfig, SchedulerKind};
 use camp_recv::ReceiverConfig;
-use camp_sim::run::{NetEvent, TurnReport, run_turn};
+use camp_sim::run::{NetEvent, TurnReport, run_turn, run_turn_captured};
 use camp_sim::workload::TurnConfig;
 use camp_sim::{LinkConfig, PathConfig, Setup};
 use camp_wire::Modality;
@@ -77,10 +77,15 @@ struct Args {
     /// Cut the faster path for good halfway through the turn.
     #[arg(long)]
     cut: bool,
+    /// Write each path of each run as a pcap, with the client's TLS key log, into
+    /// DIR/<scheduler>/ (`tshark -r path0.pcap -o tls.keylog_file:keys.log -d
+    /// udp.port==4433,quic` decrypts it).
+    #[arg(long, value_name = "DIR")]
+    pcap: Option<std::path::PathBuf>,
 }
 
 fn main() {
-    let Args { seconds, cut } = <Args as clap::Parser>::parse();
+    let Args { seconds, cut, pcap } = <Args as clap::Parser>::parse();
     let paths = vec![
         // WiFi-like and LTE-like paths (one-way delays), as in the picoquic evaluation.
         PathConfig::symmetric(LinkConfig::new(20.0, 10)),
@@ -113,8 +118,32 @@ fn main() {
             camp: CampConfig::default(),
             seed: 1,
         };
-        match run_turn(&setup, &turn, &events) {
-            Ok(report) => print(name, &report),
+        let Some(dir) = &pcap else {
+            match run_turn(&setup, &turn, &events) {
+                Ok(report) => print(name, &report),
+                Err(e) => println!("{name}: run failed: {e}"),
+            }
+            continue;
+        };
+        match run_turn_captured(&setup, &turn, &events) {
+            Ok((report, capture)) => {
+                print(name, &report);
+                let dir = dir.join(name);
+                let written = std::fs::create_dir_all(&dir).and_then(|()| {
+                    for (file, bytes) in &capture.pcaps {
+                        std::fs::write(dir.join(file), bytes)?;
+                    }
+                    std::fs::write(dir.join("keys.log"), &capture.key_log)
+                });
+                match written {
+                    Ok(()) => println!(
+                        "  capture: {} pcaps and keys.log in {}",
+                        capture.pcaps.len(),
+                        dir.display()
+                    ),
+                    Err(e) => println!("  capture not written to {}: {e}", dir.display()),
+                }
+            }
             Err(e) => println!("{name}: run failed: {e}"),
         }
     }
