@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use camp_proto::config::SchedulerKind;
 use camp_recv::PlayoutPolicy;
-use camp_sim::experiment::{Experiment, RunMetrics, VideoNotShown, run};
+use camp_sim::experiment::{Experiment, RunMetrics, VideoNotShown, run, run_captured};
 
 use crate::dominance::{Rule, Viewer, dominates};
 use camp_sim::profile::{self, Scenario};
@@ -59,12 +59,37 @@ pub struct CompareArgs {
     /// Directory for CSV files and SVG plots.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Capture the first seed of every (profile, scheduler, policy) as pcaps with the TLS
+    /// key log, into DIR/<profile>/<scheduler>-<policy>/ (Wireshark / tshark decrypt them).
+    #[arg(long, value_name = "DIR")]
+    pcap: Option<PathBuf>,
     /// Worker threads (default: available cores).
     #[arg(long)]
     jobs: Option<usize>,
     /// Directory holding the profiles.
     #[arg(long)]
     profiles_dir: Option<PathBuf>,
+}
+
+/// Writes one run's capture under `dir`/<profile>[-variant]/<scheduler>-<policy>/.
+fn write_capture(
+    dir: &std::path::Path,
+    e: &Experiment,
+    capture: &camp_sim::run::TurnCapture,
+) -> Result<(), String> {
+    let mut profile = e.scenario.profile.clone();
+    if !e.scenario.variant.is_empty() {
+        profile = format!("{profile}-{}", e.scenario.variant);
+    }
+    let d = dir
+        .join(profile)
+        .join(format!("{}-{}", e.scheduler.name(), e.policy.name()));
+    let io = |r: std::io::Result<()>| r.map_err(|err| format!("{}: {err}", d.display()));
+    io(std::fs::create_dir_all(&d))?;
+    for (file, bytes) in &capture.pcaps {
+        io(std::fs::write(d.join(file), bytes))?;
+    }
+    io(std::fs::write(d.join("keys.log"), &capture.key_log))
 }
 
 fn policies(name: &str) -> Result<Vec<PlayoutPolicy>, String> {
@@ -378,7 +403,15 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), String> {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(e) = experiments.get(i) else { break };
-                    let m = run(e).map_err(|err| err.to_string());
+                    let m = match &args.pcap {
+                        Some(dir) if e.seed == 1 => run_captured(e)
+                            .map_err(|err| err.to_string())
+                            .and_then(|(m, capture)| {
+                                write_capture(dir, e, &capture)?;
+                                Ok(m)
+                            }),
+                        _ => run(e).map_err(|err| err.to_string()),
+                    };
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(m);
                     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::Setup;
 use crate::profile::Scenario;
-use crate::run::{NetEvent, RunError, TurnReport, run_turn};
+use crate::run::{NetEvent, RunError, TurnCapture, TurnReport, run_turn, run_turn_captured};
 use crate::workload::TurnConfig;
 
 /// What to run.
@@ -182,6 +182,19 @@ impl VideoNotShown {
 
 /// Runs one experiment; a run whose session does not start is an error, not a panic.
 pub fn run(e: &Experiment) -> Result<RunMetrics, RunError> {
+    let (setup, turn, events) = prepare(e);
+    let report = run_turn(&setup, &turn, &events)?;
+    Ok(metrics(e, &report))
+}
+
+/// [`run`], with every datagram captured (pcaps and the TLS key log, see [`crate::pcap`]).
+pub fn run_captured(e: &Experiment) -> Result<(RunMetrics, TurnCapture), RunError> {
+    let (setup, turn, events) = prepare(e);
+    let (report, capture) = run_turn_captured(&setup, &turn, &events)?;
+    Ok((metrics(e, &report), capture))
+}
+
+fn prepare(e: &Experiment) -> (Setup, TurnConfig, Vec<NetEvent>) {
     let turn = TurnConfig {
         duration_ms: e.scenario.turn_ms.unwrap_or(e.turn.duration_ms),
         ..e.turn.clone()
@@ -213,8 +226,7 @@ pub fn run(e: &Experiment) -> Result<RunMetrics, RunError> {
             .iter()
             .map(|&(path, step)| NetEvent::Step { path, step }),
     );
-    let report = run_turn(&setup, &turn, &events)?;
-    Ok(metrics(e, &report))
+    (setup, turn, events)
 }
 
 fn ms(us: f64) -> f64 {
