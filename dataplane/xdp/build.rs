@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: [(&str, &str); 2] = [
+const PROGRAMS: [(&str, &str); 3] = [
     ("../../bpf/camp_classifier.bpf.c", "camp_classifier.skel.rs"),
     ("../../bpf/camp_sink.bpf.c", "camp_sink.skel.rs"),
+    ("../../bpf/camp_reuseport.bpf.c", "camp_reuseport.skel.rs"),
 ];
 
 fn main() {

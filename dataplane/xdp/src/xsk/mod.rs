@@ -256,6 +256,26 @@ impl Drop for Mmap {
     }
 }
 
+/// Attaches the `sk_reuseport` BPF program `prog` to the SO_REUSEPORT group of `sock`
+/// (`SO_ATTACH_REUSEPORT_EBPF`; see `crate::steer`).
+pub(crate) fn attach_reuseport_ebpf(sock: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+    let fd: libc::c_int = prog.as_raw_fd();
+    // SAFETY: `fd` is a live, initialised c_int and we pass its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_EBPF,
+            (&fd as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn setsockopt<T>(
     fd: BorrowedFd<'_>,
     name: libc::c_int,
