@@ -63,16 +63,29 @@ pub struct UdpIo {
 impl UdpIo {
     /// Binds one socket per address (port 0 picks a free port).
     pub fn open(addrs: &[SocketAddr]) -> Result<Self, UdpError> {
-        if addrs.is_empty() {
+        let socks = addrs
+            .iter()
+            .map(|addr| {
+                UdpSocket::bind(addr).map_err(|source| UdpError::Bind {
+                    addr: *addr,
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_sockets(socks)
+    }
+
+    /// Takes sockets bound elsewhere (an engine's share of an SO_REUSEPORT group, see
+    /// [`crate::steer`]), one per local address.
+    pub fn from_sockets(sockets: Vec<UdpSocket>) -> Result<Self, UdpError> {
+        if sockets.is_empty() {
             return Err(UdpError::NoAddresses);
         }
-        let mut socks = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            let err = |source| UdpError::Bind {
-                addr: *addr,
-                source,
-            };
-            let sock = UdpSocket::bind(addr).map_err(err)?;
+        let mut socks = Vec::with_capacity(sockets.len());
+        for sock in sockets {
+            let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+            let addr = sock.local_addr().unwrap_or(unknown);
+            let err = |source| UdpError::Bind { addr, source };
             let state = UdpSocketState::new((&sock).into()).map_err(err)?;
             // Large buffers so bursts are not dropped; failures are not fatal
             // (the limit is net.core.rmem_max / wmem_max).
@@ -81,9 +94,10 @@ impl UdpIo {
             let local = sock.local_addr().map_err(err)?;
             socks.push(Sock { sock, state, local });
         }
+        let first = socks[0].local;
         let readiness = Readiness::new(socks.iter().map(|s| s.sock.as_fd())).map_err(|source| {
             UdpError::Bind {
-                addr: addrs[0],
+                addr: first,
                 source,
             }
         })?;
