@@ -566,6 +566,13 @@ impl Receiver {
 
     /// Declares stream `i`'s gap lost and delivers the units that were waiting above it.
     fn skip_gap(&mut self, i: usize, now: Micros) {
+        if let Some(g) = self.streams[i].reorder.gap() {
+            let c = &mut self.metrics.counters;
+            c.gaps_skipped += 1;
+            c.gap_wait_us = c
+                .gap_wait_us
+                .saturating_add(now.saturating_sub(g.waiting_since));
+        }
         let mut lost = 0;
         {
             let r = &mut self.streams[i].reorder;
