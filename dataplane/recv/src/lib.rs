@@ -10,7 +10,7 @@
 //!   acknowledged, so the sender resends them; droppable ones push the window forward);
 //! - CAMP ACKs: a cumulative point plus up to [`MAX_ACK_RANGES`] ranges per stream;
 //! - loss inference for droppable streams: a gap is declared lost once a later unit has waited
-//!   `max(path_delta / 2, min_gap_wait)` over the paths that recently carried the stream
+//!   `max(path_delta / 2, min RTT, min_gap_wait)` over the paths that recently carried the stream
 //!   (MP_RTT rule of draft-ietf-tsvwg-multipath-dccp-11 §4.2.7) or once the missing unit's deadline has certainly passed; reliable streams never
 //!   skip a gap;
 //! - alignment: a [`PlayoutPolicy`] decides each unit's presentation time;
@@ -498,14 +498,20 @@ impl Receiver {
     /// How long a unit of stream `i` that arrived at `since` waits before the gap below it is
     /// declared lost: MP-DCCP's `path_delta / 2` (§4.2.7: with symmetric RTTs a missing
     /// MP_SEQ can be assumed lost after that), over the paths that recently carried the
-    /// stream (see `paths.rs`).
+    /// stream, and at least the smallest RTT among them, the time QUIC takes to repair a loss
+    /// on the stream's own path (see `paths.rs`).
     fn gap_wait(&self, i: usize, since: Micros) -> Micros {
         let delta = self.paths.stream_delta_us(
             Modality::ALL[i],
             since,
             Micros::from(self.cfg.path_memory_us),
         );
-        Micros::from((delta / 2).max(self.cfg.min_gap_wait_us))
+        let rtt = self.paths.stream_min_rtt_us(
+            Modality::ALL[i],
+            since,
+            Micros::from(self.cfg.path_memory_us),
+        );
+        Micros::from((delta / 2).max(rtt).max(self.cfg.min_gap_wait_us))
     }
 
     /// When stream `i`'s current gap is declared lost, if it is droppable and has one.
@@ -936,7 +942,8 @@ mod tests {
         r.set_path_rtt(PathId(0), 20_000);
         r.set_path_rtt(PathId(1), 80_000);
         assert_eq!(r.path_delta_us(), 60_000);
-        r.on_unit(1_000, PathId(0), meta(Modality::Video, 0, 0, 0), b"v0")
+        // Both paths carry video (a path counts in the stream's gap wait once it did).
+        r.on_unit(1_000, PathId(1), meta(Modality::Video, 0, 0, 0), b"v0")
             .expect("accepted");
         r.on_unit(2_000, PathId(0), meta(Modality::Video, 2, 2, 80_000), b"v2")
             .expect("accepted");
@@ -980,12 +987,37 @@ mod tests {
         let mut m = meta(Modality::Video, 1, 1, 5_000);
         m.deadline_us = 15_000;
         r.on_unit(6_000, PathId(0), m, b"v1").expect("accepted");
+        // A copy on the slow path too: the stream uses both, so the wait is 200 ms.
+        assert_eq!(
+            r.on_unit(6_000, PathId(1), m, b"v1"),
+            Ok(Accepted::Duplicate)
+        );
         // Wait rule: 6 ms + 200 ms; deadline rule: seq 0 was generated at or before 5 ms, so
         // its deadline passed by 5 + 15 = 20 ms.
         while r.poll_ack(6_000).is_some() {}
         assert_eq!(r.poll_timeout(), Some(20_000));
         r.handle_timeout(20_000);
         assert_eq!(r.in_order_point(Modality::Video), 2);
+    }
+
+    #[test]
+    fn a_path_that_carries_no_video_does_not_lengthen_the_video_gap_wait() {
+        let mut r = rx(PlayoutPolicy::OnArrival);
+        r.set_path_rtt(PathId(0), 5_000);
+        r.set_path_rtt(PathId(1), 600_000);
+        // Audio uses the slow path; video only the fast one.
+        r.on_unit(1_000, PathId(1), meta(Modality::Audio, 0, 0, 0), b"a0")
+            .expect("accepted");
+        r.on_unit(2_000, PathId(0), meta(Modality::Video, 1, 1, 0), b"v1")
+            .expect("accepted");
+        while r.poll_ack(7_000).is_some() {}
+        drain(&mut r, 7_000);
+        // Waits min_gap_wait (10 ms), not path_delta / 2 = 297.5 ms.
+        assert_eq!(r.poll_timeout(), Some(12_000));
+        r.handle_timeout(12_000);
+        assert_eq!(r.in_order_point(Modality::Video), 2);
+        assert_eq!(r.counters().gaps_skipped, 1);
+        assert_eq!(r.counters().gap_wait_us, 10_000);
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! to cover that for the rest of the turn (docs/benchmarks.md, "Multipath never hurts").
 //! So [`PathTable::stream_delta_us`] counts a path for a stream only while a copy of one of
 //! the stream's units arrived on it within [`crate::ReceiverConfig::path_memory_us`].
+//!
+//! MP-DCCP's rule assumes a path never reorders; here a missing unit on the stream's own
+//! path is usually being repaired by QUIC, which takes about one RTT of that path (a later
+//! packet's ACK reveals the loss, the resent data follows). So the wait is at least the
+//! smallest smoothed RTT among the stream's paths ([`PathTable::stream_min_rtt_us`]).
 
 use camp_wire::Modality;
 
@@ -83,6 +88,20 @@ impl PathTable {
     }
 }
 
+impl PathTable {
+    /// Smallest smoothed RTT among the paths that carried a unit of `m` within `memory_us`
+    /// before `at` (0 when none did).
+    pub(crate) fn stream_min_rtt_us(&self, m: Modality, at: Micros, memory_us: Micros) -> u32 {
+        let since = at.saturating_sub(memory_us);
+        self.entries
+            .iter()
+            .filter(|p| p.last_arrival[m.index()].is_some_and(|t| t >= since))
+            .map(|p| p.rtt_us)
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 fn spread(rtts: impl Iterator<Item = u32> + Clone) -> u32 {
     let max = rtts.clone().max().unwrap_or(0);
     let min = rtts.min().unwrap_or(0);
@@ -127,6 +146,23 @@ mod tests {
             t.stream_delta_us(Modality::Video, 2_901 * MS, 2_000 * MS),
             0
         );
+    }
+
+    #[test]
+    fn min_rtt_is_over_the_paths_that_carried_the_stream() {
+        let mut t = PathTable::with_capacity(2);
+        t.set_rtt(PathId(0), 40_000);
+        t.set_rtt(PathId(1), 15_000);
+        assert_eq!(
+            t.stream_min_rtt_us(Modality::Video, 0, MS),
+            0,
+            "nothing arrived"
+        );
+        t.on_arrival(PathId(0), Modality::Video, 0);
+        t.on_arrival(PathId(1), Modality::Audio, 0);
+        assert_eq!(t.stream_min_rtt_us(Modality::Video, 0, MS), 40_000);
+        t.on_arrival(PathId(1), Modality::Video, 0);
+        assert_eq!(t.stream_min_rtt_us(Modality::Video, 0, MS), 15_000);
     }
 
     #[test]

@@ -47,41 +47,19 @@ fn turn(scheduler: SchedulerKind, slow_path: bool, seed: u64) -> TurnReport {
 }
 
 #[test]
-fn an_idle_slow_path_does_not_hold_video_gaps_on_the_good_path() {
-    let min_wait = u64::from(ReceiverConfig::default().min_gap_wait_us);
+fn camp_with_an_idle_slow_path_is_as_quick_as_on_the_good_path_alone() {
     for seed in [1, 2] {
-        let r = turn(SchedulerKind::Single, true, seed);
+        let r = turn(SchedulerKind::Camp, true, seed);
+        let (both, _) = total_delay(&r.arrivals);
+        let (alone, _) = total_delay(&turn(SchedulerKind::Camp, false, seed).arrivals);
+        // With the gap wait over every known path: 130 ms alone, 204 ms with the slow path
+        // (seed 1), the video frames behind a gap held until the missing frame's deadline.
         assert!(
-            r.bytes_per_path.get(1).is_some_and(|&b| b == 0),
-            "single sends nothing on the slow path: {:?}",
-            r.bytes_per_path
-        );
-        let c = r.summary.counters;
-        assert!(
-            c.gaps_skipped > 0,
-            "seed {seed}: a keyframe overtaken by the next frame is given up after the gap \
-             wait, as on the good path alone (a wait over every known path held the frames \
-             behind it until the keyframe came, hundreds of ms later)"
-        );
-        // Only the good path carries video, so a gap waits min_gap_wait (or less, when the
-        // missing frame's deadline comes first), never half the RTT difference to the idle
-        // path (about 380 ms, which the deadline cut to 100 ms or more).
-        let mean_wait = c.gap_wait_us / c.gaps_skipped;
-        assert!(
-            mean_wait <= min_wait,
-            "seed {seed}: mean video gap wait {mean_wait} µs over {} gaps",
-            c.gaps_skipped
+            both <= alone + 10.0,
+            "seed {seed}: total delay {both:.1} ms with the slow path, {alone:.1} ms without \
+             (gaps skipped {}, waited {} µs in all)",
+            r.summary.counters.gaps_skipped,
+            r.summary.counters.gap_wait_us
         );
     }
-}
-
-#[test]
-fn camp_with_an_idle_slow_path_is_as_quick_as_on_the_good_path_alone() {
-    let (alone, _) = total_delay(&turn(SchedulerKind::Camp, false, 1).arrivals);
-    let (both, _) = total_delay(&turn(SchedulerKind::Camp, true, 1).arrivals);
-    // Before the gap wait followed the stream's paths: 130 ms alone, 188 ms with the slow path.
-    assert!(
-        both <= alone + 10.0,
-        "total delay {both:.1} ms with the slow path, {alone:.1} ms without"
-    );
 }
