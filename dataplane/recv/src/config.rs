@@ -85,6 +85,11 @@ pub struct ReceiverConfig {
     /// Shortest time a later unit waits before a gap in a droppable stream is declared lost,
     /// whatever the path RTT difference (default 10 ms).
     pub min_gap_wait_us: u32,
+    /// How long a path that delivered a copy of a stream's unit keeps counting in that
+    /// stream's gap wait (`path_delta / 2` over the paths that carry the stream; default 2 s,
+    /// about 50 video frames). A path that never carries a stream, such as an idle slow path,
+    /// then does not make the stream's gaps wait for it.
+    pub path_memory_us: u32,
     /// Width of each stream's reorder window in units: a unit at or beyond
     /// `in_order + max_units_ahead` is refused (reliable) or pushes the window forward
     /// (droppable). Default 1024; clamped to 2..=65536.
@@ -130,6 +135,7 @@ impl Default for ReceiverConfig {
             ack_every_units: 8,
             feedback_interval_us: 100_000,
             min_gap_wait_us: 10_000,
+            path_memory_us: 2_000_000,
             max_units_ahead: 1024,
             max_buffered_units: 8192,
             max_buffered_bytes: 64 << 20,

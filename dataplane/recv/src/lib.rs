@@ -10,8 +10,8 @@
 //!   acknowledged, so the sender resends them; droppable ones push the window forward);
 //! - CAMP ACKs: a cumulative point plus up to [`MAX_ACK_RANGES`] ranges per stream;
 //! - loss inference for droppable streams: a gap is declared lost once a later unit has waited
-//!   `max(path_delta / 2, min_gap_wait)` (MP_RTT rule of draft-ietf-tsvwg-multipath-dccp-11
-//!   §4.2.7) or once the missing unit's deadline has certainly passed; reliable streams never
+//!   `max(path_delta / 2, min RTT, min_gap_wait)` over the paths that recently carried the stream
+//!   (MP_RTT rule of draft-ietf-tsvwg-multipath-dccp-11 §4.2.7) or once the missing unit's deadline has certainly passed; reliable streams never
 //!   skip a gap;
 //! - alignment: a [`PlayoutPolicy`] decides each unit's presentation time;
 //! - measurement: the draft's `L`, `Delta_k` and `C` (§3.1.4), A/V presentation offsets
@@ -29,6 +29,7 @@ mod config;
 mod error;
 mod feedback;
 mod metrics;
+mod paths;
 pub mod playout;
 mod pool;
 mod present;
@@ -47,6 +48,7 @@ pub use playout::{PlayedUnit, TransportHint};
 use ack::{AckRanges, AckTimer};
 use feedback::{FeedbackClock, PlayoutState};
 use metrics::{GroupDone, SyncGroups};
+use paths::PathTable;
 use playout::Alignment;
 use pool::{BufId, PayloadPool};
 use present::{PresentQueue, Queued};
@@ -111,7 +113,7 @@ pub struct Receiver {
     align: Alignment,
     groups: SyncGroups,
     metrics: RecvMetrics,
-    paths: Vec<(PathId, u32)>,
+    paths: PathTable,
     clock_offset_us: i64,
     /// Buffer of the unit last returned by `poll_playout`, freed on the next call.
     pending_release: Option<BufId>,
@@ -147,7 +149,7 @@ impl Receiver {
             align: Alignment::new(&cfg),
             groups: SyncGroups::new(),
             metrics: RecvMetrics::new(cfg.playout.name()),
-            paths: Vec::with_capacity(8),
+            paths: PathTable::with_capacity(8),
             clock_offset_us: 0,
             pending_release: None,
             ack_cursor: 0,
@@ -226,6 +228,8 @@ impl Receiver {
         }
         self.advance(now_us);
         self.feedback.start(now_us, self.cfg.feedback_interval_us);
+        // Every copy, duplicates and late ones too: the path carries this stream.
+        self.paths.on_arrival(path, meta.modality, now_us);
         let i = meta.modality.index();
         let seq = meta.seq;
         let delay = self.cfg.ack_delay();
@@ -488,16 +492,26 @@ impl Receiver {
 
     /// `path_delta`: max − min smoothed RTT over the known paths (0 with fewer than two).
     pub fn path_delta_us(&self) -> u32 {
-        let max = self.paths.iter().map(|p| p.1).max().unwrap_or(0);
-        let min = self.paths.iter().map(|p| p.1).min().unwrap_or(0);
-        max - min
+        self.paths.delta_us()
     }
 
-    /// How long a later unit waits before the gap below it is declared lost.
-    fn gap_wait(&self) -> Micros {
-        // MP-DCCP §4.2.7: with symmetric RTTs a missing MP_SEQ can be assumed lost after
-        // path_delta / 2.
-        Micros::from((self.path_delta_us() / 2).max(self.cfg.min_gap_wait_us))
+    /// How long a unit of stream `i` that arrived at `since` waits before the gap below it is
+    /// declared lost: MP-DCCP's `path_delta / 2` (§4.2.7: with symmetric RTTs a missing
+    /// MP_SEQ can be assumed lost after that), over the paths that recently carried the
+    /// stream, and at least the smallest RTT among them, the time QUIC takes to repair a loss
+    /// on the stream's own path (see `paths.rs`).
+    fn gap_wait(&self, i: usize, since: Micros) -> Micros {
+        let delta = self.paths.stream_delta_us(
+            Modality::ALL[i],
+            since,
+            Micros::from(self.cfg.path_memory_us),
+        );
+        let rtt = self.paths.stream_min_rtt_us(
+            Modality::ALL[i],
+            since,
+            Micros::from(self.cfg.path_memory_us),
+        );
+        Micros::from((delta / 2).max(rtt).max(self.cfg.min_gap_wait_us))
     }
 
     /// When stream `i`'s current gap is declared lost, if it is droppable and has one.
@@ -507,22 +521,21 @@ impl Receiver {
             return None;
         }
         let g = st.reorder.gap()?;
-        let by_wait = g.waiting_since.saturating_add(self.gap_wait());
+        let by_wait = g
+            .waiting_since
+            .saturating_add(self.gap_wait(i, g.waiting_since));
         Some(g.deadline_bound.map_or(by_wait, |d| d.min(by_wait)))
     }
 
     /// Records the smoothed RTT of a path (from the client's own estimate or the sender's RTT
     /// report); `path_delta` follows.
     pub fn set_path_rtt(&mut self, path: PathId, smoothed_us: u32) {
-        match self.paths.iter_mut().find(|p| p.0 == path) {
-            Some(p) => p.1 = smoothed_us,
-            None => self.paths.push((path, smoothed_us)),
-        }
+        self.paths.set_rtt(path, smoothed_us);
     }
 
     /// Forgets a path (closed or failed); it no longer counts in `path_delta`.
     pub fn remove_path(&mut self, path: PathId) {
-        self.paths.retain(|p| p.0 != path);
+        self.paths.remove(path);
     }
 
     /// Sets the offset that maps sender timestamps onto the local clock:
@@ -559,6 +572,13 @@ impl Receiver {
 
     /// Declares stream `i`'s gap lost and delivers the units that were waiting above it.
     fn skip_gap(&mut self, i: usize, now: Micros) {
+        if let Some(g) = self.streams[i].reorder.gap() {
+            let c = &mut self.metrics.counters;
+            c.gaps_skipped += 1;
+            c.gap_wait_us = c
+                .gap_wait_us
+                .saturating_add(now.saturating_sub(g.waiting_since));
+        }
         let mut lost = 0;
         {
             let r = &mut self.streams[i].reorder;
@@ -922,7 +942,8 @@ mod tests {
         r.set_path_rtt(PathId(0), 20_000);
         r.set_path_rtt(PathId(1), 80_000);
         assert_eq!(r.path_delta_us(), 60_000);
-        r.on_unit(1_000, PathId(0), meta(Modality::Video, 0, 0, 0), b"v0")
+        // Both paths carry video (a path counts in the stream's gap wait once it did).
+        r.on_unit(1_000, PathId(1), meta(Modality::Video, 0, 0, 0), b"v0")
             .expect("accepted");
         r.on_unit(2_000, PathId(0), meta(Modality::Video, 2, 2, 80_000), b"v2")
             .expect("accepted");
@@ -966,12 +987,37 @@ mod tests {
         let mut m = meta(Modality::Video, 1, 1, 5_000);
         m.deadline_us = 15_000;
         r.on_unit(6_000, PathId(0), m, b"v1").expect("accepted");
+        // A copy on the slow path too: the stream uses both, so the wait is 200 ms.
+        assert_eq!(
+            r.on_unit(6_000, PathId(1), m, b"v1"),
+            Ok(Accepted::Duplicate)
+        );
         // Wait rule: 6 ms + 200 ms; deadline rule: seq 0 was generated at or before 5 ms, so
         // its deadline passed by 5 + 15 = 20 ms.
         while r.poll_ack(6_000).is_some() {}
         assert_eq!(r.poll_timeout(), Some(20_000));
         r.handle_timeout(20_000);
         assert_eq!(r.in_order_point(Modality::Video), 2);
+    }
+
+    #[test]
+    fn a_path_that_carries_no_video_does_not_lengthen_the_video_gap_wait() {
+        let mut r = rx(PlayoutPolicy::OnArrival);
+        r.set_path_rtt(PathId(0), 5_000);
+        r.set_path_rtt(PathId(1), 600_000);
+        // Audio uses the slow path; video only the fast one.
+        r.on_unit(1_000, PathId(1), meta(Modality::Audio, 0, 0, 0), b"a0")
+            .expect("accepted");
+        r.on_unit(2_000, PathId(0), meta(Modality::Video, 1, 1, 0), b"v1")
+            .expect("accepted");
+        while r.poll_ack(7_000).is_some() {}
+        drain(&mut r, 7_000);
+        // Waits min_gap_wait (10 ms), not path_delta / 2 = 297.5 ms.
+        assert_eq!(r.poll_timeout(), Some(12_000));
+        r.handle_timeout(12_000);
+        assert_eq!(r.in_order_point(Modality::Video), 2);
+        assert_eq!(r.counters().gaps_skipped, 1);
+        assert_eq!(r.counters().gap_wait_us, 10_000);
     }
 
     #[test]

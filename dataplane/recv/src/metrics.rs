@@ -63,6 +63,13 @@ pub struct RecvCounters {
     pub video_skipped: u64,
     /// Droppable units that arrived after their seq had been declared lost.
     pub late_after_skip: u64,
+    /// Gaps of droppable streams declared lost by the gap timer (its wait or the missing
+    /// units' deadline).
+    pub gaps_skipped: u64,
+    /// Total time the units above those gaps waited for them, µs (divided by
+    /// `gaps_skipped`: the mean gap wait, which `path_delta / 2` over the stream's paths
+    /// bounds).
+    pub gap_wait_us: u64,
     /// Reliable units still held behind a gap at `finish` (never delivered).
     pub unreleased_at_finish: u64,
     /// ACKs handed to the session.
