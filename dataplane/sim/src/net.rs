@@ -125,8 +125,10 @@ pub struct Sim<S: Driven, C: Driven> {
     pub server: S,
     /// The client node.
     pub client: C,
-    /// Extra nodes (attackers, competing traffic).
+    /// Extra nodes (attackers, competing traffic, further clients).
     pub extra: Vec<Box<dyn Driven>>,
+    /// Deadlines and transmits of the extra nodes: polled only when touched.
+    extras: ExtraTimers,
     epoch: Instant,
     now: Instant,
     rng: StdRng,
@@ -167,6 +169,7 @@ impl<S: Driven, C: Driven> Sim<S, C> {
             server,
             client,
             extra: Vec::new(),
+            extras: ExtraTimers::default(),
             epoch,
             now: epoch,
             rng: StdRng::seed_from_u64(seed),
@@ -199,11 +202,30 @@ impl<S: Driven, C: Driven> Sim<S, C> {
         server_ip: IpAddr,
         path: PathConfig,
     ) -> usize {
+        self.add_node_paths(node, &[(addr, server_ip, path)])
+    }
+
+    /// Adds an extra node that owns several addresses, each linked to a server address by
+    /// its own path: `(node address, server address, path)`. Returns its index in
+    /// [`Sim::extra`]. Extra nodes cost nothing while idle: the simulator polls a node's
+    /// transmits and deadline only after it was called, and keeps the deadlines in a heap.
+    pub fn add_node_paths(
+        &mut self,
+        node: Box<dyn Driven>,
+        paths: &[(IpAddr, IpAddr, PathConfig)],
+    ) -> usize {
         let idx = self.extra.len();
         self.extra.push(node);
-        self.owners.insert(addr, NodeId::Extra(idx));
-        self.links.insert((addr, server_ip), Link::new(path.up));
-        self.links.insert((server_ip, addr), Link::new(path.down));
+        for (addr, server_ip, path) in paths {
+            self.owners.insert(*addr, NodeId::Extra(idx));
+            self.links
+                .insert((*addr, *server_ip), Link::new(path.up.clone()));
+            self.links
+                .insert((*server_ip, *addr), Link::new(path.down.clone()));
+        }
+        self.extras.deadline.push(None);
+        self.extras.dirty_flag.push(false);
+        self.extras.touch(idx);
         idx
     }
 
@@ -305,22 +327,39 @@ impl<S: Driven, C: Driven> Sim<S, C> {
         }
     }
 
-    fn node_count(&self) -> usize {
-        2 + self.extra.len()
-    }
-
-    fn id_at(i: usize) -> NodeId {
-        match i {
-            0 => NodeId::Server,
-            1 => NodeId::Client,
-            n => NodeId::Extra(n - 2),
-        }
-    }
-
     fn flush_transmits(&mut self) {
+        let mut dirty = std::mem::take(&mut self.extras.dirty);
+        self.flush_node(NodeId::Server);
+        self.flush_node(NodeId::Client);
+        for &i in &dirty {
+            self.flush_node(NodeId::Extra(i));
+        }
+        // The touched extras' deadlines, now that they have sent what they had.
+        for i in dirty.drain(..) {
+            self.extras.dirty_flag[i] = false;
+            let t = self.extra[i].poll_timeout().map(|t| self.micros_up(t));
+            if t != self.extras.deadline[i] {
+                self.extras.deadline[i] = t;
+                if let Some(t) = t {
+                    self.extras.heap.push(Reverse((t, i)));
+                }
+            }
+        }
+        self.extras.dirty = dirty;
+    }
+
+    /// µs since the epoch, rounded up: waking before a sub-microsecond deadline would fire
+    /// nothing.
+    fn micros_up(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch)
+            .as_nanos()
+            .div_ceil(1000) as u64
+    }
+
+    fn flush_node(&mut self, id: NodeId) {
         let now = self.now;
         let now_us = self.now_us();
-        for id in (0..self.node_count()).map(Self::id_at) {
+        {
             loop {
                 let mut buf = std::mem::take(&mut self.buf);
                 // One datagram per call: the links see every datagram at its own time anyway,
@@ -374,15 +413,14 @@ impl<S: Driven, C: Driven> Sim<S, C> {
         loop {
             self.flush_transmits();
             let mut next_us = self.heap.peek().map(|r| r.0.0);
-            for id in (0..self.node_count()).map(Self::id_at) {
+            let mut consider = |t_us: u64| next_us = Some(next_us.map_or(t_us, |n| n.min(t_us)));
+            for id in [NodeId::Server, NodeId::Client] {
                 if let Some(t) = self.node(id).poll_timeout() {
-                    // Round up: waking before a sub-microsecond deadline would fire nothing.
-                    let t_us = t
-                        .saturating_duration_since(self.epoch)
-                        .as_nanos()
-                        .div_ceil(1000) as u64;
-                    next_us = Some(next_us.map_or(t_us, |n| n.min(t_us)));
+                    consider(self.micros_up(t));
                 }
+            }
+            if let Some(t_us) = self.extras.next_live() {
+                consider(t_us);
             }
             let Some(next_us) = next_us.filter(|&t| t <= until_us) else {
                 self.now = until.max(self.now);
@@ -408,18 +446,68 @@ impl<S: Driven, C: Driven> Sim<S, C> {
                         let now = self.now;
                         self.node(owner)
                             .handle_datagram(now, p.to, p.from, p.ecn, &p.data);
+                        if let NodeId::Extra(i) = owner {
+                            self.extras.touch(i);
+                        }
                     }
                     None => self.unroutable += 1,
                 }
                 self.pool.push(p.data);
             }
             let now = self.now;
-            for id in (0..self.node_count()).map(Self::id_at) {
+            for id in [NodeId::Server, NodeId::Client] {
                 let node = self.node(id);
                 if node.poll_timeout().is_some_and(|t| t <= now) {
                     node.handle_timeout(now);
                 }
             }
+            while let Some(t_us) = self.extras.next_live() {
+                if t_us > next_us {
+                    break;
+                }
+                let Some(Reverse((_, i))) = self.extras.heap.pop() else {
+                    break;
+                };
+                self.extras.deadline[i] = None;
+                // A node touched by a datagram at this instant may have moved its deadline.
+                let due = !self.extras.dirty_flag[i]
+                    || self.extra[i].poll_timeout().is_some_and(|t| t <= now);
+                if due {
+                    self.extra[i].handle_timeout(now);
+                }
+                self.extras.touch(i);
+            }
         }
+    }
+}
+
+/// Deadlines of the extra nodes in a min-heap with lazy invalidation (an entry is live
+/// while it equals the node's current deadline), and the nodes touched since their
+/// deadline was last asked for.
+#[derive(Debug, Default)]
+struct ExtraTimers {
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    deadline: Vec<Option<u64>>,
+    dirty: Vec<usize>,
+    dirty_flag: Vec<bool>,
+}
+
+impl ExtraTimers {
+    fn touch(&mut self, i: usize) {
+        if !self.dirty_flag[i] {
+            self.dirty_flag[i] = true;
+            self.dirty.push(i);
+        }
+    }
+
+    /// Drops stale entries; the earliest live deadline.
+    fn next_live(&mut self) -> Option<u64> {
+        while let Some(&Reverse((t, i))) = self.heap.peek() {
+            if self.deadline[i] == Some(t) {
+                return Some(t);
+            }
+            self.heap.pop();
+        }
+        None
     }
 }
