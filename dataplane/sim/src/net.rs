@@ -229,6 +229,22 @@ impl<S: Driven, C: Driven> Sim<S, C> {
         idx
     }
 
+    /// Adds an extra node that answers at `addrs` (taking them over from whichever node
+    /// owned them), with no links of its own: for a node that replaces the server at its
+    /// addresses, reached over the links other nodes were added with. Returns its index in
+    /// [`Sim::extra`].
+    pub fn add_node_at(&mut self, node: Box<dyn Driven>, addrs: &[IpAddr]) -> usize {
+        let idx = self.extra.len();
+        self.extra.push(node);
+        for a in addrs {
+            self.owners.insert(*a, NodeId::Extra(idx));
+        }
+        self.extras.deadline.push(None);
+        self.extras.dirty_flag.push(false);
+        self.extras.touch(idx);
+        idx
+    }
+
     /// Current virtual time.
     pub fn now(&self) -> Instant {
         self.now
