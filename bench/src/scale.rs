@@ -79,8 +79,12 @@ pub struct ScaleRow {
     pub server_cpu_us_per_session_s: f64,
     /// Server CPU time per simulated second, s (1.0 is one core).
     pub server_cpu_s_per_s: f64,
-    /// Peak server live bytes over the run divided by `sessions`.
+    /// Peak server live bytes over the run divided by `sessions` (a high-water mark: it
+    /// grows with the run's length as rarer bursts are met).
     pub bytes_per_session: f64,
+    /// Server live bytes at the end, every turn over and drained, sessions still open,
+    /// divided by `sessions`.
+    pub idle_bytes_per_session: f64,
     /// Audio units past their deadline, share of audio arrivals (mean over sessions).
     pub audio_deadline_miss: f64,
     /// Share of groups outside ITU-R IS-191 alignment (mean over sessions).
@@ -468,6 +472,7 @@ pub fn run_one(args: &ScaleArgs, n: usize) -> Result<ScaleRow, String> {
         server_cpu_us_per_session_s: m.cpu_ns as f64 / 1e3 / session_s,
         server_cpu_s_per_s: m.cpu_ns as f64 / 1e9 / simulated_s,
         bytes_per_session: m.peak_live as f64 / n as f64,
+        idle_bytes_per_session: m.live as f64 / n as f64,
         audio_deadline_miss: viewer.mean(0),
         outside_is191: viewer.mean(1),
         video_shown: viewer.mean(2),
@@ -672,6 +677,8 @@ mod tests {
             assert_eq!(r.opened, r.sessions, "{r:?}");
             assert!(r.server_cpu_us_per_session_s > 0.0, "{r:?}");
             assert!(r.bytes_per_session > 1_000.0, "{r:?}");
+            assert!(r.idle_bytes_per_session > 1_000.0, "{r:?}");
+            assert!(r.idle_bytes_per_session <= r.bytes_per_session, "{r:?}");
             assert!(r.video_shown > 0.8, "{r:?}");
             assert!(r.audio_deadline_miss < 0.05, "{r:?}");
         }
