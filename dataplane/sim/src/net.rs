@@ -527,3 +527,157 @@ impl ExtraTimers {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends a datagram to `to` every `every_ms` until it has sent `count`, and counts
+    /// what comes back.
+    struct Pinger {
+        from: SocketAddr,
+        to: SocketAddr,
+        every: Duration,
+        next: Instant,
+        due: bool,
+        left: u32,
+        got: std::rc::Rc<std::cell::Cell<u32>>,
+    }
+
+    impl Driven for Pinger {
+        fn handle_datagram(
+            &mut self,
+            _: Instant,
+            _: SocketAddr,
+            _: SocketAddr,
+            _: Option<EcnCodepoint>,
+            _: &[u8],
+        ) {
+            self.got.set(self.got.get() + 1);
+        }
+        fn poll_transmit(&mut self, _: Instant, _: usize, buf: &mut Vec<u8>) -> Option<Transmit> {
+            if !self.due {
+                return None;
+            }
+            self.due = false;
+            buf.clear();
+            buf.extend_from_slice(b"ping");
+            Some(Transmit {
+                source: self.from,
+                destination: self.to,
+                ecn: None,
+                size: 4,
+                segment_size: None,
+            })
+        }
+        fn poll_timeout(&mut self) -> Option<Instant> {
+            (self.left > 0).then_some(self.next)
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            if self.left > 0 && now >= self.next {
+                self.left -= 1;
+                self.due = true;
+                self.next = now + self.every;
+            }
+        }
+    }
+
+    /// Answers every datagram to its sender.
+    #[derive(Default)]
+    struct Echo {
+        out: Vec<(SocketAddr, SocketAddr)>,
+        seen: u32,
+    }
+
+    impl Driven for Echo {
+        fn handle_datagram(
+            &mut self,
+            _: Instant,
+            local: SocketAddr,
+            remote: SocketAddr,
+            _: Option<EcnCodepoint>,
+            _: &[u8],
+        ) {
+            self.seen += 1;
+            self.out.push((local, remote));
+        }
+        fn poll_transmit(&mut self, _: Instant, _: usize, buf: &mut Vec<u8>) -> Option<Transmit> {
+            let (local, remote) = self.out.pop()?;
+            buf.clear();
+            buf.extend_from_slice(b"pong");
+            Some(Transmit {
+                source: local,
+                destination: remote,
+                ecn: None,
+                size: 4,
+                segment_size: None,
+            })
+        }
+        fn poll_timeout(&mut self) -> Option<Instant> {
+            None
+        }
+        fn handle_timeout(&mut self, _: Instant) {}
+    }
+
+    #[test]
+    fn extra_nodes_run_on_their_own_deadlines_and_datagrams() {
+        let epoch = Instant::now();
+        let mut sim = Sim::new(Echo::default(), Echo::default(), &[], epoch, 1);
+        let path = PathConfig::symmetric(LinkConfig::new(10.0, 5));
+        let server = server_addr(0);
+        let mut counts = Vec::new();
+        for k in 0..50u8 {
+            let got = std::rc::Rc::new(std::cell::Cell::new(0));
+            let from = SocketAddr::from(([198, 19, 0, k + 1], 1000));
+            sim.add_node_paths(
+                Box::new(Pinger {
+                    from,
+                    to: server,
+                    // Different periods: the heap orders many distinct deadlines.
+                    every: Duration::from_millis(3 + u64::from(k % 7)),
+                    next: epoch + Duration::from_millis(u64::from(k)),
+                    due: false,
+                    left: 10,
+                    got: got.clone(),
+                }),
+                &[(from.ip(), server.ip(), path.clone())],
+            );
+            counts.push(got);
+        }
+        // A second echo takes over the server's address: the first one sees nothing.
+        let echo = std::rc::Rc::new(std::cell::RefCell::new(Echo::default()));
+        struct Shared(std::rc::Rc<std::cell::RefCell<Echo>>);
+        impl Driven for Shared {
+            fn handle_datagram(
+                &mut self,
+                now: Instant,
+                l: SocketAddr,
+                r: SocketAddr,
+                e: Option<EcnCodepoint>,
+                d: &[u8],
+            ) {
+                self.0.borrow_mut().handle_datagram(now, l, r, e, d);
+            }
+            fn poll_transmit(
+                &mut self,
+                now: Instant,
+                m: usize,
+                buf: &mut Vec<u8>,
+            ) -> Option<Transmit> {
+                self.0.borrow_mut().poll_transmit(now, m, buf)
+            }
+            fn poll_timeout(&mut self) -> Option<Instant> {
+                None
+            }
+            fn handle_timeout(&mut self, _: Instant) {}
+        }
+        sim.add_node_at(Box::new(Shared(echo.clone())), &[server.ip()]);
+        sim.advance(epoch + Duration::from_millis(400));
+        assert_eq!(sim.server.seen, 0, "the address moved to the extra echo");
+        assert_eq!(echo.borrow().seen, 500);
+        for (k, c) in counts.iter().enumerate() {
+            assert_eq!(c.get(), 10, "pinger {k} got every answer");
+        }
+        assert_eq!(sim.unroutable(), 0);
+    }
+}
