@@ -13,10 +13,15 @@ mod lab;
 #[cfg(feature = "xdp")]
 mod line;
 mod matrix;
+mod scale;
 #[cfg(feature = "xdp")]
 mod sweep;
 
 use clap::{Parser, Subcommand};
+
+// Live bytes per thread, so that `scale` can attribute memory to the server's calls.
+#[global_allocator]
+static GLOBAL: camp_testkit::alloc::CountingAlloc = camp_testkit::alloc::CountingAlloc;
 
 /// CAMP benchmarks.
 #[derive(Debug, Parser)]
@@ -33,6 +38,9 @@ enum Command {
     /// The reliability matrix at full size: every scheduler over seeded lossy, bursty,
     /// flapping, dying, closing and asymmetric networks; fails on any lost reliable unit.
     Matrix(matrix::MatrixArgs),
+    /// Many sessions on one server in the simulator (no root): server CPU per
+    /// session-second, memory per session and viewer figures against N.
+    Scale(scale::ScaleArgs),
     /// Packet I/O (build with `--features xdp`): AF_XDP (native and generic XDP) against kernel UDP with
     /// quinn-udp on one veth pair between two network namespaces (root).
     #[cfg(feature = "xdp")]
@@ -48,6 +56,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Compare(args) => compare::run_compare(&args),
         Command::Matrix(args) => matrix::run(&args),
+        Command::Scale(args) => scale::run(&args),
         #[cfg(feature = "xdp")]
         Command::Io(args) => io::run(&args),
         #[cfg(feature = "xdp")]

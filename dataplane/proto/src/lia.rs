@@ -17,15 +17,18 @@
 //! [`Server`]: crate::server::Server
 //! [`Client`]: crate::client::Client
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use crate::cc::PathGauges;
 use crate::sched::MAX_PATHS;
 
-/// Session groups a server's coupling table holds. A session whose index is at or above
-/// this is not coupled (its paths keep the stock controller).
-pub const DEFAULT_COUPLING_GROUPS: usize = 256;
+/// Session groups a server's coupling table can hold. Groups are allocated in chunks as
+/// session slots reach them, so this bounds concurrent sessions, not memory: a session
+/// whose slot index is at or above it is not coupled (its paths keep the stock
+/// controller). Session slot indices are dense (the most sessions ever open at once).
+pub const DEFAULT_COUPLING_GROUPS: usize = 65_536;
 
 /// Result of RFC 6356's alpha computation for one group of paths.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -210,21 +213,59 @@ struct CouplingGroup {
 #[derive(Debug)]
 pub struct CouplingTable {
     on: AtomicBool,
-    groups: Box<[CouplingGroup]>,
+    /// Groups in chunks of [`GROUP_CHUNK`], each allocated when a path first attaches to
+    /// one of its groups: the table follows the number of sessions, up to `groups`.
+    chunks: Box<[OnceLock<Box<[CouplingGroup]>>]>,
+    groups: usize,
 }
 
+/// Groups allocated at once (about 12 KB with eight path slots each).
+pub const GROUP_CHUNK: usize = 64;
+
 impl CouplingTable {
-    /// A table of `groups` session groups, coupling initially `on` or off.
+    /// A table of up to `groups` session groups, coupling initially `on` or off. Only the
+    /// chunk table is allocated here (8 bytes per [`GROUP_CHUNK`] groups); groups come
+    /// as paths attach.
     pub fn new(groups: usize, on: bool) -> Self {
         Self {
             on: AtomicBool::new(on),
-            groups: (0..groups).map(|_| CouplingGroup::default()).collect(),
+            chunks: (0..groups.div_ceil(GROUP_CHUNK))
+                .map(|_| OnceLock::new())
+                .collect(),
+            groups,
         }
     }
 
-    /// Number of groups.
+    /// Number of groups the table can hold.
     pub fn groups(&self) -> usize {
-        self.groups.len()
+        self.groups
+    }
+
+    /// Groups allocated so far (whole chunks).
+    pub fn groups_allocated(&self) -> usize {
+        self.chunks.iter().filter(|c| c.get().is_some()).count() * GROUP_CHUNK
+    }
+
+    /// Group `g`, if allocated.
+    fn group(&self, g: usize) -> Option<&CouplingGroup> {
+        if g >= self.groups {
+            return None;
+        }
+        self.chunks
+            .get(g / GROUP_CHUNK)?
+            .get()?
+            .get(g % GROUP_CHUNK)
+    }
+
+    /// Group `g`, allocating its chunk first (attach only: not on the per-ACK path).
+    fn group_or_alloc(&self, g: usize) -> Option<&CouplingGroup> {
+        if g >= self.groups {
+            return None;
+        }
+        self.chunks
+            .get(g / GROUP_CHUNK)?
+            .get_or_init(|| (0..GROUP_CHUNK).map(|_| CouplingGroup::default()).collect())
+            .get(g % GROUP_CHUNK)
     }
 
     /// Switches coupling on or off for every attached path (takes effect at each path's
@@ -241,7 +282,7 @@ impl CouplingTable {
     /// Attaches the path measured by `gauges` to `(group, slot)`; false (and nothing
     /// changes) if either is out of range. The slot starts from the path's current gauges.
     pub fn attach(&self, gauges: &PathGauges, group: usize, slot: usize) -> bool {
-        let Some(p) = self.groups.get(group).and_then(|g| g.paths.get(slot)) else {
+        let Some(p) = self.group_or_alloc(group).and_then(|g| g.paths.get(slot)) else {
             return false;
         };
         let snap = gauges.snapshot();
@@ -258,7 +299,7 @@ impl CouplingTable {
             return;
         };
         gauges.set_coupling_slot(None);
-        if let Some(p) = self.groups.get(group).and_then(|g| g.paths.get(slot)) {
+        if let Some(p) = self.group(group).and_then(|g| g.paths.get(slot)) {
             p.active.store(false, Relaxed);
             p.cwnd.store(0, Relaxed);
             p.srtt_us.store(0, Relaxed);
@@ -269,7 +310,7 @@ impl CouplingTable {
     /// next session given the same index). Paths still pointing at the group through
     /// their gauges must have been [`detach`](Self::detach)ed first.
     pub fn clear_group(&self, group: usize) {
-        if let Some(g) = self.groups.get(group) {
+        if let Some(g) = self.group(group) {
             for p in &g.paths {
                 p.active.store(false, Relaxed);
                 p.cwnd.store(0, Relaxed);
@@ -283,7 +324,7 @@ impl CouplingTable {
     /// others' alpha, so it is left out of their computation). No-op when not attached.
     pub fn set_active(&self, gauges: &PathGauges, active: bool) {
         if let Some((group, slot)) = gauges.coupling_slot() {
-            if let Some(p) = self.groups.get(group).and_then(|g| g.paths.get(slot)) {
+            if let Some(p) = self.group(group).and_then(|g| g.paths.get(slot)) {
                 p.active.store(active, Relaxed);
             }
         }
@@ -291,7 +332,7 @@ impl CouplingTable {
 
     /// `(cwnd, srtt_us)` of an attached slot, `None` if the slot is free or out of range.
     pub fn path(&self, group: usize, slot: usize) -> Option<(u64, u64)> {
-        let p = self.groups.get(group)?.paths.get(slot)?;
+        let p = self.group(group)?.paths.get(slot)?;
         p.active
             .load(Relaxed)
             .then(|| (p.cwnd.load(Relaxed), p.srtt_us.load(Relaxed)))
@@ -306,7 +347,7 @@ impl CouplingTable {
 
     /// Records a path's current window and smoothed RTT (called by its controller).
     pub(crate) fn publish(&self, group: usize, slot: usize, cwnd: u64, srtt_us: u64) {
-        if let Some(p) = self.groups.get(group).and_then(|g| g.paths.get(slot)) {
+        if let Some(p) = self.group(group).and_then(|g| g.paths.get(slot)) {
             p.cwnd.store(cwnd, Relaxed);
             p.srtt_us.store(srtt_us, Relaxed);
         }
@@ -322,7 +363,7 @@ impl CouplingTable {
         own_cwnd: u64,
         own_srtt_us: u64,
     ) -> LiaAlpha {
-        let Some(g) = self.groups.get(group) else {
+        let Some(g) = self.group(group) else {
             return LiaAlpha::single(own_cwnd);
         };
         // A slot that has not published an RTT yet (just attached) is skipped by
@@ -510,5 +551,27 @@ mod tests {
         assert_eq!(table.group_cwnd(0), 0);
         assert_eq!(table.path(1, 2), Some((12 * MSS, 60_000)));
         table.clear_group(7);
+    }
+
+    #[test]
+    fn groups_are_allocated_as_sessions_reach_them() {
+        let table = CouplingTable::new(1_000, true);
+        assert_eq!(table.groups(), 1_000);
+        assert_eq!(table.groups_allocated(), 0);
+        let g = PathGauges::default();
+        // Group 700 (chunk 10) is usable once attached; nothing else is allocated.
+        assert_eq!(table.path(700, 0), None);
+        assert!(table.attach(&g, 700, 0));
+        assert_eq!(table.groups_allocated(), GROUP_CHUNK);
+        assert!(table.path(700, 0).is_some());
+        assert_eq!(table.path(5, 0), None, "chunk 0 was never allocated");
+        table.publish(700, 0, 12_000, 30_000);
+        assert_eq!(table.group_cwnd(700), 12_000);
+        assert_eq!(table.alpha(700, 1, 24_000, 60_000).cwnd_total, 36_000);
+        // Beyond the table: refused, and reads answer as for an uncoupled path.
+        assert!(!table.attach(&PathGauges::default(), 1_000, 0));
+        assert_eq!(table.alpha(1_000, 0, 9_000, 1).cwnd_total, 9_000);
+        table.detach(&g);
+        assert_eq!(table.path(700, 0), None);
     }
 }

@@ -137,6 +137,41 @@ pub const SENT_DROPPABLE_RING: usize = 512;
 /// `(seq, gen, first_sent)` of a droppable unit sent; `seq == Seq::MAX` once reported.
 type SentDroppable = (Seq, Micros, Micros);
 
+/// Frame buffers of acknowledged or expired units, kept for the next units, up to
+/// [`POOL_BYTES`] of capacity in all. A buffer takes the size of the largest unit it ever
+/// held, so an unbounded pool (it once held up to 4096 buffers) ended up with as many
+/// I-frame-sized buffers as units were ever in flight at once, and a session's memory grew
+/// through its turn (~70 KB per second of the standard turn). Past the bound a returned
+/// buffer is freed: bursts allocate, the steady state (a deadline's worth of units) does not.
+#[derive(Debug, Default)]
+struct FramePool {
+    frames: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+/// Capacity the frame pool of one session keeps, bytes.
+pub const POOL_BYTES: usize = 128 * 1024;
+
+impl FramePool {
+    fn take(&mut self) -> Vec<u8> {
+        match self.frames.pop() {
+            Some(f) => {
+                self.bytes -= f.capacity();
+                f
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn give(&mut self, frame: Vec<u8>) {
+        let cap = frame.capacity();
+        if cap > 0 && self.bytes + cap <= POOL_BYTES {
+            self.bytes += cap;
+            self.frames.push(frame);
+        }
+    }
+}
+
 /// Per-session unit store.
 #[derive(Debug)]
 pub struct UnitStore {
@@ -149,7 +184,7 @@ pub struct UnitStore {
     reinject: VecDeque<(Modality, Seq)>,
     /// Proactive reinjection deadlines `(at, modality, seq)`, in send order.
     reinject_timers: VecDeque<(Micros, Modality, Seq)>,
-    pool: Vec<Vec<u8>>,
+    pool: FramePool,
     queued_bytes: usize,
     limit: usize,
     counters: StoreCounters,
@@ -197,7 +232,7 @@ impl UnitStore {
             next_seq: [0; Modality::COUNT],
             reinject: VecDeque::with_capacity(256),
             reinject_timers: VecDeque::with_capacity(256),
-            pool: Vec::new(),
+            pool: FramePool::default(),
             queued_bytes: 0,
             limit,
             counters: StoreCounters::default(),
@@ -293,7 +328,7 @@ impl UnitStore {
             capture_id: unit.capture_id,
             payload_len: unit.payload.len() as u32,
         };
-        let mut frame = self.pool.pop().unwrap_or_default();
+        let mut frame = self.pool.take();
         frame.clear();
         frame.resize(camp_wire::DATA_PREFIX_LEN, 0);
         // The prefix length is fixed and the payload was bounded above, so this cannot fail.
@@ -454,9 +489,7 @@ impl UnitStore {
 
     fn release(&mut self, frame: Vec<u8>) {
         self.queued_bytes -= frame.len();
-        if frame.capacity() > 0 && self.pool.len() < 4096 {
-            self.pool.push(frame);
-        }
+        self.pool.give(frame);
     }
 
     fn pop_finished(&mut self, mi: usize) {
@@ -501,7 +534,7 @@ impl UnitStore {
             return 0;
         };
         let mut ack_range = |q: &mut VecDeque<StoredUnit>,
-                             pool: &mut Vec<Vec<u8>>,
+                             pool: &mut FramePool,
                              bytes: &mut usize,
                              r: std::ops::Range<Seq>| {
             let lo = r.start.max(front);
@@ -512,9 +545,7 @@ impl UnitStore {
                     u.state = UnitState::Acked;
                     let frame = std::mem::take(&mut u.frame);
                     *bytes -= frame.len();
-                    if pool.len() < 4096 {
-                        pool.push(frame);
-                    }
+                    pool.give(frame);
                     newly += 1;
                     observe(AckedUnit {
                         modality: m,
@@ -705,6 +736,29 @@ mod tests {
             payload: &vec![0xAB; len],
         })
         .expect("room")
+    }
+
+    #[test]
+    fn frame_pool_keeps_at_most_its_byte_bound() {
+        let mut pool = FramePool::default();
+        for _ in 0..64 {
+            pool.give(Vec::with_capacity(16 * 1024));
+        }
+        assert_eq!(pool.frames.len(), POOL_BYTES / (16 * 1024));
+        assert!(pool.bytes <= POOL_BYTES);
+        let f = pool.take();
+        assert_eq!(f.capacity(), 16 * 1024);
+        assert_eq!(pool.bytes, POOL_BYTES - 16 * 1024);
+        pool.give(Vec::new());
+        assert_eq!(
+            pool.frames.len(),
+            POOL_BYTES / (16 * 1024) - 1,
+            "empty buffers are not kept"
+        );
+        while !pool.frames.is_empty() {
+            pool.take();
+        }
+        assert_eq!((pool.bytes, pool.take().capacity()), (0, 0));
     }
 
     #[test]

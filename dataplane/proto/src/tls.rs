@@ -49,9 +49,24 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// quinn server crypto for `identity`, TLS 1.3 only, ALPN `camp/1`.
+/// Entries of the server's TLS resumption cache (rustls's default): one per handshake,
+/// oldest evicted, about 190 bytes each, so ~49 KB server-wide once full, whatever the
+/// number of sessions.
+pub const SESSION_CACHE_ENTRIES: usize = 256;
+
+/// quinn server crypto for `identity`, TLS 1.3 only, ALPN `camp/1`, with a resumption
+/// cache of [`SESSION_CACHE_ENTRIES`].
 pub fn server_crypto(
     identity: Identity,
+) -> Result<Arc<quinn_proto::crypto::rustls::QuicServerConfig>, TlsError> {
+    server_crypto_with_cache(identity, SESSION_CACHE_ENTRIES)
+}
+
+/// [`server_crypto`] with a resumption cache of `entries` (0: no resumption). Memory tests
+/// use a small one, so that the bounded cache fills within their warm-up.
+pub fn server_crypto_with_cache(
+    identity: Identity,
+    entries: usize,
 ) -> Result<Arc<quinn_proto::crypto::rustls::QuicServerConfig>, TlsError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -59,6 +74,11 @@ pub fn server_crypto(
         .with_single_cert(identity.chain, identity.key)?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     cfg.max_early_data_size = 0;
+    cfg.session_storage = if entries == 0 {
+        Arc::new(rustls::server::NoServerSessionStorage {})
+    } else {
+        rustls::server::ServerSessionMemoryCache::new(entries)
+    };
     Ok(Arc::new(
         quinn_proto::crypto::rustls::QuicServerConfig::try_from(cfg)?,
     ))

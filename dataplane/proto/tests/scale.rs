@@ -74,9 +74,11 @@ fn session_cycle(net: &mut Net, payload: &[u8], with_units: bool) -> SessionId {
     s
 }
 
-#[test]
-#[ignore = "does not finish yet: the close-and-drain cycle of the pair harness stalls (under investigation)"]
-fn ten_thousand_sessions_opened_and_closed_leave_memory_at_its_baseline() {
+/// `n` sessions opened and closed one after another (every tenth with a burst carried
+/// until acknowledged); the live bytes after each cycle, less the baseline taken after a
+/// warm-up, never exceed `bound` (quinn, rustls and the server may size a table once;
+/// the harness's TLS resumption cache is 8 entries, filled during the warm-up).
+fn soak(n: u32, bound: i64) {
     assert!(
         installed(),
         "the counting allocator is the global allocator"
@@ -91,7 +93,7 @@ fn ten_thousand_sessions_opened_and_closed_leave_memory_at_its_baseline() {
     let baseline = live_bytes();
     let mut last = None;
     let mut max_drift = 0i64;
-    for k in 0..10_000u32 {
+    for k in 0..n {
         let s = session_cycle(&mut net, &payload, k % 10 == 0);
         if let Some(prev) = last {
             assert_ne!(prev, s, "ids are never repeated");
@@ -105,20 +107,36 @@ fn ten_thousand_sessions_opened_and_closed_leave_memory_at_its_baseline() {
                 .send_unit(now, s, &unit(Modality::Text, 0, 0, b"x")),
             Err(SendError::NoSession)
         );
-        max_drift = max_drift.max(live_bytes() - baseline);
+        let drift = live_bytes() - baseline;
+        max_drift = max_drift.max(drift.abs());
+        assert!(
+            drift.abs() <= bound,
+            "memory did not stay at its baseline: {drift:+} bytes after {} sessions",
+            k + 1
+        );
     }
     let drift = live_bytes() - baseline;
     println!(
-        "soak: 10000 sessions, live bytes {drift:+} after (max {max_drift:+} along the way), \
+        "soak: {n} sessions, live bytes {drift:+} after (max |{max_drift}| along the way), \
          session slots {}",
         net.server.session_slots()
     );
     assert_eq!(net.server.session_slots(), 1, "one slot, reused");
     assert_eq!(last.map(SessionId::index), Some(0));
-    assert!(
-        drift.abs() < 64 * 1024,
-        "memory did not return to its baseline: {drift:+} bytes after 10 000 sessions"
-    );
+}
+
+/// The CI-sized soak (a few seconds in debug).
+#[test]
+fn sessions_opened_and_closed_leave_memory_at_its_baseline() {
+    soak(300, 4 * 1024);
+}
+
+/// The full soak of issue 10: `cargo test --release -p camp-proto --test scale -- --ignored`
+/// (about 10 s in release, minutes in debug).
+#[test]
+#[ignore = "10 000 sessions: minutes in debug; run with --release -- --ignored"]
+fn ten_thousand_sessions_opened_and_closed_leave_memory_at_its_baseline() {
+    soak(10_000, 4 * 1024);
 }
 
 /// Server bytes per open session: `n` sessions opened (with a burst in flight when
@@ -150,7 +168,7 @@ fn bytes_per_session(n: usize, active: bool) -> i64 {
 }
 
 #[test]
-#[ignore = "does not finish yet: the close-and-drain cycle of the pair harness stalls (under investigation)"]
+
 fn bytes_per_idle_and_active_session() {
     let idle = bytes_per_session(50, false);
     let active = bytes_per_session(50, true);

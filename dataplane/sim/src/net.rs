@@ -125,8 +125,10 @@ pub struct Sim<S: Driven, C: Driven> {
     pub server: S,
     /// The client node.
     pub client: C,
-    /// Extra nodes (attackers, competing traffic).
+    /// Extra nodes (attackers, competing traffic, further clients).
     pub extra: Vec<Box<dyn Driven>>,
+    /// Deadlines and transmits of the extra nodes: polled only when touched.
+    extras: ExtraTimers,
     epoch: Instant,
     now: Instant,
     rng: StdRng,
@@ -169,6 +171,7 @@ impl<S: Driven, C: Driven> Sim<S, C> {
             server,
             client,
             extra: Vec::new(),
+            extras: ExtraTimers::default(),
             epoch,
             now: epoch,
             rng: StdRng::seed_from_u64(seed),
@@ -202,11 +205,46 @@ impl<S: Driven, C: Driven> Sim<S, C> {
         server_ip: IpAddr,
         path: PathConfig,
     ) -> usize {
+        self.add_node_paths(node, &[(addr, server_ip, path)])
+    }
+
+    /// Adds an extra node that owns several addresses, each linked to a server address by
+    /// its own path: `(node address, server address, path)`. Returns its index in
+    /// [`Sim::extra`]. Extra nodes cost nothing while idle: the simulator polls a node's
+    /// transmits and deadline only after it was called, and keeps the deadlines in a heap.
+    pub fn add_node_paths(
+        &mut self,
+        node: Box<dyn Driven>,
+        paths: &[(IpAddr, IpAddr, PathConfig)],
+    ) -> usize {
         let idx = self.extra.len();
         self.extra.push(node);
-        self.owners.insert(addr, NodeId::Extra(idx));
-        self.links.insert((addr, server_ip), Link::new(path.up));
-        self.links.insert((server_ip, addr), Link::new(path.down));
+        for (addr, server_ip, path) in paths {
+            self.owners.insert(*addr, NodeId::Extra(idx));
+            self.links
+                .insert((*addr, *server_ip), Link::new(path.up.clone()));
+            self.links
+                .insert((*server_ip, *addr), Link::new(path.down.clone()));
+        }
+        self.extras.deadline.push(None);
+        self.extras.dirty_flag.push(false);
+        self.extras.touch(idx);
+        idx
+    }
+
+    /// Adds an extra node that answers at `addrs` (taking them over from whichever node
+    /// owned them), with no links of its own: for a node that replaces the server at its
+    /// addresses, reached over the links other nodes were added with. Returns its index in
+    /// [`Sim::extra`].
+    pub fn add_node_at(&mut self, node: Box<dyn Driven>, addrs: &[IpAddr]) -> usize {
+        let idx = self.extra.len();
+        self.extra.push(node);
+        for a in addrs {
+            self.owners.insert(*a, NodeId::Extra(idx));
+        }
+        self.extras.deadline.push(None);
+        self.extras.dirty_flag.push(false);
+        self.extras.touch(idx);
         idx
     }
 
@@ -344,22 +382,39 @@ impl<S: Driven, C: Driven> Sim<S, C> {
         }
     }
 
-    fn node_count(&self) -> usize {
-        2 + self.extra.len()
-    }
-
-    fn id_at(i: usize) -> NodeId {
-        match i {
-            0 => NodeId::Server,
-            1 => NodeId::Client,
-            n => NodeId::Extra(n - 2),
-        }
-    }
-
     fn flush_transmits(&mut self) {
+        let mut dirty = std::mem::take(&mut self.extras.dirty);
+        self.flush_node(NodeId::Server);
+        self.flush_node(NodeId::Client);
+        for &i in &dirty {
+            self.flush_node(NodeId::Extra(i));
+        }
+        // The touched extras' deadlines, now that they have sent what they had.
+        for i in dirty.drain(..) {
+            self.extras.dirty_flag[i] = false;
+            let t = self.extra[i].poll_timeout().map(|t| self.micros_up(t));
+            if t != self.extras.deadline[i] {
+                self.extras.deadline[i] = t;
+                if let Some(t) = t {
+                    self.extras.heap.push(Reverse((t, i)));
+                }
+            }
+        }
+        self.extras.dirty = dirty;
+    }
+
+    /// µs since the epoch, rounded up: waking before a sub-microsecond deadline would fire
+    /// nothing.
+    fn micros_up(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch)
+            .as_nanos()
+            .div_ceil(1000) as u64
+    }
+
+    fn flush_node(&mut self, id: NodeId) {
         let now = self.now;
         let now_us = self.now_us();
-        for id in (0..self.node_count()).map(Self::id_at) {
+        {
             loop {
                 let mut buf = std::mem::take(&mut self.buf);
                 // One datagram per call: the links see every datagram at its own time anyway,
@@ -416,15 +471,14 @@ impl<S: Driven, C: Driven> Sim<S, C> {
         loop {
             self.flush_transmits();
             let mut next_us = self.heap.peek().map(|r| r.0.0);
-            for id in (0..self.node_count()).map(Self::id_at) {
+            let mut consider = |t_us: u64| next_us = Some(next_us.map_or(t_us, |n| n.min(t_us)));
+            for id in [NodeId::Server, NodeId::Client] {
                 if let Some(t) = self.node(id).poll_timeout() {
-                    // Round up: waking before a sub-microsecond deadline would fire nothing.
-                    let t_us = t
-                        .saturating_duration_since(self.epoch)
-                        .as_nanos()
-                        .div_ceil(1000) as u64;
-                    next_us = Some(next_us.map_or(t_us, |n| n.min(t_us)));
+                    consider(self.micros_up(t));
                 }
+            }
+            if let Some(t_us) = self.extras.next_live() {
+                consider(t_us);
             }
             let Some(next_us) = next_us.filter(|&t| t <= until_us) else {
                 self.now = until.max(self.now);
@@ -450,18 +504,222 @@ impl<S: Driven, C: Driven> Sim<S, C> {
                         let now = self.now;
                         self.node(owner)
                             .handle_datagram(now, p.to, p.from, p.ecn, &p.data);
+                        if let NodeId::Extra(i) = owner {
+                            self.extras.touch(i);
+                        }
                     }
                     None => self.unroutable += 1,
                 }
                 self.pool.push(p.data);
             }
             let now = self.now;
-            for id in (0..self.node_count()).map(Self::id_at) {
+            for id in [NodeId::Server, NodeId::Client] {
                 let node = self.node(id);
                 if node.poll_timeout().is_some_and(|t| t <= now) {
                     node.handle_timeout(now);
                 }
             }
+            while let Some(t_us) = self.extras.next_live() {
+                if t_us > next_us {
+                    break;
+                }
+                let Some(Reverse((_, i))) = self.extras.heap.pop() else {
+                    break;
+                };
+                self.extras.deadline[i] = None;
+                // A node touched by a datagram at this instant may have moved its deadline.
+                let due = !self.extras.dirty_flag[i]
+                    || self.extra[i].poll_timeout().is_some_and(|t| t <= now);
+                if due {
+                    self.extra[i].handle_timeout(now);
+                }
+                self.extras.touch(i);
+            }
         }
+    }
+}
+
+/// Deadlines of the extra nodes in a min-heap with lazy invalidation (an entry is live
+/// while it equals the node's current deadline), and the nodes touched since their
+/// deadline was last asked for.
+#[derive(Debug, Default)]
+struct ExtraTimers {
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    deadline: Vec<Option<u64>>,
+    dirty: Vec<usize>,
+    dirty_flag: Vec<bool>,
+}
+
+impl ExtraTimers {
+    fn touch(&mut self, i: usize) {
+        if !self.dirty_flag[i] {
+            self.dirty_flag[i] = true;
+            self.dirty.push(i);
+        }
+    }
+
+    /// Drops stale entries; the earliest live deadline.
+    fn next_live(&mut self) -> Option<u64> {
+        while let Some(&Reverse((t, i))) = self.heap.peek() {
+            if self.deadline[i] == Some(t) {
+                return Some(t);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends a datagram to `to` every `every_ms` until it has sent `count`, and counts
+    /// what comes back.
+    struct Pinger {
+        from: SocketAddr,
+        to: SocketAddr,
+        every: Duration,
+        next: Instant,
+        due: bool,
+        left: u32,
+        got: std::rc::Rc<std::cell::Cell<u32>>,
+    }
+
+    impl Driven for Pinger {
+        fn handle_datagram(
+            &mut self,
+            _: Instant,
+            _: SocketAddr,
+            _: SocketAddr,
+            _: Option<EcnCodepoint>,
+            _: &[u8],
+        ) {
+            self.got.set(self.got.get() + 1);
+        }
+        fn poll_transmit(&mut self, _: Instant, _: usize, buf: &mut Vec<u8>) -> Option<Transmit> {
+            if !self.due {
+                return None;
+            }
+            self.due = false;
+            buf.clear();
+            buf.extend_from_slice(b"ping");
+            Some(Transmit {
+                source: self.from,
+                destination: self.to,
+                ecn: None,
+                size: 4,
+                segment_size: None,
+            })
+        }
+        fn poll_timeout(&mut self) -> Option<Instant> {
+            (self.left > 0).then_some(self.next)
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            if self.left > 0 && now >= self.next {
+                self.left -= 1;
+                self.due = true;
+                self.next = now + self.every;
+            }
+        }
+    }
+
+    /// Answers every datagram to its sender.
+    #[derive(Default)]
+    struct Echo {
+        out: Vec<(SocketAddr, SocketAddr)>,
+        seen: u32,
+    }
+
+    impl Driven for Echo {
+        fn handle_datagram(
+            &mut self,
+            _: Instant,
+            local: SocketAddr,
+            remote: SocketAddr,
+            _: Option<EcnCodepoint>,
+            _: &[u8],
+        ) {
+            self.seen += 1;
+            self.out.push((local, remote));
+        }
+        fn poll_transmit(&mut self, _: Instant, _: usize, buf: &mut Vec<u8>) -> Option<Transmit> {
+            let (local, remote) = self.out.pop()?;
+            buf.clear();
+            buf.extend_from_slice(b"pong");
+            Some(Transmit {
+                source: local,
+                destination: remote,
+                ecn: None,
+                size: 4,
+                segment_size: None,
+            })
+        }
+        fn poll_timeout(&mut self) -> Option<Instant> {
+            None
+        }
+        fn handle_timeout(&mut self, _: Instant) {}
+    }
+
+    #[test]
+    fn extra_nodes_run_on_their_own_deadlines_and_datagrams() {
+        let epoch = Instant::now();
+        let mut sim = Sim::new(Echo::default(), Echo::default(), &[], epoch, 1);
+        let path = PathConfig::symmetric(LinkConfig::new(10.0, 5));
+        let server = server_addr(0);
+        let mut counts = Vec::new();
+        for k in 0..50u8 {
+            let got = std::rc::Rc::new(std::cell::Cell::new(0));
+            let from = SocketAddr::from(([198, 19, 0, k + 1], 1000));
+            sim.add_node_paths(
+                Box::new(Pinger {
+                    from,
+                    to: server,
+                    // Different periods: the heap orders many distinct deadlines.
+                    every: Duration::from_millis(3 + u64::from(k % 7)),
+                    next: epoch + Duration::from_millis(u64::from(k)),
+                    due: false,
+                    left: 10,
+                    got: got.clone(),
+                }),
+                &[(from.ip(), server.ip(), path.clone())],
+            );
+            counts.push(got);
+        }
+        // A second echo takes over the server's address: the first one sees nothing.
+        let echo = std::rc::Rc::new(std::cell::RefCell::new(Echo::default()));
+        struct Shared(std::rc::Rc<std::cell::RefCell<Echo>>);
+        impl Driven for Shared {
+            fn handle_datagram(
+                &mut self,
+                now: Instant,
+                l: SocketAddr,
+                r: SocketAddr,
+                e: Option<EcnCodepoint>,
+                d: &[u8],
+            ) {
+                self.0.borrow_mut().handle_datagram(now, l, r, e, d);
+            }
+            fn poll_transmit(
+                &mut self,
+                now: Instant,
+                m: usize,
+                buf: &mut Vec<u8>,
+            ) -> Option<Transmit> {
+                self.0.borrow_mut().poll_transmit(now, m, buf)
+            }
+            fn poll_timeout(&mut self) -> Option<Instant> {
+                None
+            }
+            fn handle_timeout(&mut self, _: Instant) {}
+        }
+        sim.add_node_at(Box::new(Shared(echo.clone())), &[server.ip()]);
+        sim.advance(epoch + Duration::from_millis(400));
+        assert_eq!(sim.server.seen, 0, "the address moved to the extra echo");
+        assert_eq!(echo.borrow().seen, 500);
+        for (k, c) in counts.iter().enumerate() {
+            assert_eq!(c.get(), 10, "pinger {k} got every answer");
+        }
+        assert_eq!(sim.unroutable(), 0);
     }
 }

@@ -53,12 +53,15 @@ impl Server {
             }
         }
         let gauges = Arc::new(PathGauges::default());
-        #[allow(unused_mut)]
         let mut transport = self.config.camp.transport_coupled(
             self.clock.epoch(),
             gauges.clone(),
             Some(self.coupling.clone()),
         );
+        // Clients send no units (a unit stream they open is refused), and quinn keeps
+        // state for every stream the peer may open: allowing the client 4096 of them cost
+        // the server ~70 KB per path. One is enough to see and refuse it.
+        transport.max_concurrent_uni_streams(quinn_proto::VarInt::from_u32(1));
         #[cfg(feature = "qlog")]
         {
             let target = crate::config::QlogTarget {

@@ -69,7 +69,9 @@ impl Net {
     pub fn new(camp: CampConfig) -> Self {
         let identity = camp_proto::tls::self_signed(&["camp.test"]).expect("certificate");
         let roots = identity.chain.clone();
-        let crypto = camp_proto::tls::server_crypto(identity).expect("server tls");
+        // A small resumption cache: it is bounded and server-wide (not per session), and a
+        // small one fills within the memory tests' warm-up.
+        let crypto = camp_proto::tls::server_crypto_with_cache(identity, 8).expect("server tls");
         let client_crypto = camp_proto::tls::client_crypto(&roots, false).expect("client tls");
         let epoch = Instant::now();
         let server_addr: SocketAddr = "10.0.0.1:4433".parse().expect("address");
@@ -196,6 +198,10 @@ impl Net {
             while let Some(ev) = c.poll_event() {
                 self.client_events.push_back((i, ev));
             }
+            // Play out what is due, as an application would: units left in the playout
+            // queue keep the client's timer in the past and the clock could not move.
+            let now_us = c.clock().micros(self.now);
+            while c.receiver_mut().poll_playout(now_us).is_some() {}
         }
         while let Some(ev) = self.server.poll_event() {
             self.server_events.push_back(ev);
@@ -235,7 +241,10 @@ impl Net {
             self.still += 1;
             if self.still > 3 {
                 self.still = 0;
-                self.now + Duration::from_millis(1)
+                if self.now >= limit {
+                    return false;
+                }
+                (self.now + Duration::from_millis(1)).min(limit)
             } else {
                 t
             }
