@@ -261,38 +261,6 @@ impl Driven for Metered {
     }
 }
 
-/// A node the bench keeps a handle on while the simulator drives it.
-struct Shared<T: Driven>(Rc<RefCell<T>>);
-
-impl<T: Driven> Driven for Shared<T> {
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        ecn: Option<EcnCodepoint>,
-        data: &[u8],
-    ) {
-        self.0
-            .borrow_mut()
-            .handle_datagram(now, local, remote, ecn, data);
-    }
-    fn poll_transmit(
-        &mut self,
-        now: Instant,
-        max_datagrams: usize,
-        buf: &mut Vec<u8>,
-    ) -> Option<Transmit> {
-        self.0.borrow_mut().poll_transmit(now, max_datagrams, buf)
-    }
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        self.0.borrow_mut().poll_timeout()
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        self.0.borrow_mut().handle_timeout(now);
-    }
-}
-
 /// A node that never does anything (the simulator's server slot when the server is an
 /// extra node).
 struct Idle;
@@ -419,7 +387,7 @@ pub fn run_one(args: &ScaleArgs, n: usize) -> Result<ScaleRow, String> {
     let metered = Rc::new(RefCell::new(metered));
     let mut sim = Sim::new(Idle, ClientNode::new(first), &paths, epoch, args.seed);
     let server_ips: Vec<IpAddr> = (0..paths.len()).map(|i| server_addr(i).ip()).collect();
-    sim.add_node_at(Box::new(Shared(Rc::clone(&metered))), &server_ips);
+    sim.add_node_at(Box::new(Rc::clone(&metered)), &server_ips);
     let mut clients: Vec<Rc<RefCell<ClientNode>>> = Vec::with_capacity(n);
     let mut starts = vec![0u64; n];
     let step_us = if n > 1 {
@@ -441,7 +409,7 @@ pub fn run_one(args: &ScaleArgs, n: usize) -> Result<ScaleRow, String> {
         let links: Vec<(IpAddr, IpAddr, PathConfig)> = (0..2)
             .map(|i| (locals[i].ip(), server_addr(i).ip(), paths[i].clone()))
             .collect();
-        sim.add_node_paths(Box::new(Shared(c)), &links);
+        sim.add_node_paths(Box::new(c), &links);
     }
     // The last session's turn, then a second to drain.
     let end_us = starts[n - 1] + 1_000_000 + last_release + 1_000_000;

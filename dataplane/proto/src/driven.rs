@@ -79,3 +79,34 @@ macro_rules! driven {
 
 driven!(Server);
 driven!(Client);
+
+/// An endpoint the caller keeps a handle on while a driver runs it (the simulator's
+/// extra nodes, a benchmark that reads the server between steps): every call is
+/// forwarded to the shared endpoint.
+impl<T: Driven> Driven for std::rc::Rc<std::cell::RefCell<T>> {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ecn: Option<EcnCodepoint>,
+        data: &[u8],
+    ) {
+        self.borrow_mut()
+            .handle_datagram(now, local, remote, ecn, data);
+    }
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Transmit> {
+        self.borrow_mut().poll_transmit(now, max_datagrams, buf)
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        self.borrow_mut().poll_timeout()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.borrow_mut().handle_timeout(now);
+    }
+}
