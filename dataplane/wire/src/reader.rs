@@ -59,7 +59,7 @@ impl FrameReader {
                 max: self.max_frame as u64,
             });
         }
-        self.buf.append(bytes);
+        self.buf.append(bytes, self.max_frame);
         match self.pending_header() {
             Err(err) => self.fail(err),
             Ok(_) => Ok(()),
@@ -136,15 +136,24 @@ mod buffer {
 
         /// Appends `src`, first moving unread bytes to the front so the vector's capacity
         /// is reused instead of grown.
-        pub(super) fn append(&mut self, src: &[u8]) {
+        ///
+        /// When it must grow, capacity at least doubles (so a large frame arriving in small
+        /// chunks costs O(frame) copying, not O(frame² / chunk)) but never past
+        /// `bound` + `src.len()`: the caller's own limit on what it buffers, so a peer cannot
+        /// make the reader hold twice what it allows. Once capacity suffices this neither
+        /// allocates nor copies.
+        pub(super) fn append(&mut self, src: &[u8], bound: usize) {
             if self.head > 0 {
                 self.bytes.copy_within(self.head.., 0);
                 self.bytes.truncate(self.bytes.len() - self.head);
                 self.head = 0;
             }
-            // Exact so that the buffer's capacity tracks the bound instead of doubling past
-            // it; once capacity suffices this neither allocates nor copies.
-            self.bytes.reserve_exact(src.len());
+            let need = self.bytes.len().saturating_add(src.len());
+            if need > self.bytes.capacity() {
+                let doubled = self.bytes.capacity().saturating_mul(2);
+                let cap = doubled.min(bound.saturating_add(src.len())).max(need);
+                self.bytes.reserve_exact(cap - self.bytes.len());
+            }
             self.bytes.extend_from_slice(src);
         }
 
@@ -344,5 +353,46 @@ mod tests {
         }
         assert_eq!(frames, 600);
         assert!(warm_capacity.unwrap() <= max_frame + chunk);
+    }
+
+    /// DATA frame like [`DATA`] with a payload of `n` bytes.
+    fn data_with_payload(n: usize) -> Vec<u8> {
+        let mut f = DATA[..DATA.len() - 2].to_vec();
+        f[2..6].copy_from_slice(&u32::try_from(36 + n).unwrap().to_be_bytes());
+        let len_at = f.len() - 4;
+        f[len_at..].copy_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
+        f.extend(std::iter::repeat_n(0x42, n));
+        f
+    }
+
+    #[test]
+    fn a_large_frame_in_small_chunks_grows_the_buffer_a_logarithmic_number_of_times() {
+        // The largest payload a DATA frame may carry (the body limit less the unit header).
+        let payload = crate::MAX_BODY_LEN as usize - 36;
+        let frame = data_with_payload(payload);
+        let chunk = 256;
+        let max_frame = frame.len();
+        let mut reader = FrameReader::new(max_frame);
+        let mut growths = 0;
+        let mut cap = reader.buf.capacity();
+        let mut frames = 0;
+        for piece in frame.chunks(chunk) {
+            reader.push(piece).unwrap();
+            if reader.buf.capacity() != cap {
+                growths += 1;
+                cap = reader.buf.capacity();
+            }
+            assert!(cap <= max_frame + chunk, "capacity {cap} past the bound");
+            while let Some(f) = reader.next_frame() {
+                match f.unwrap() {
+                    Frame::Data { payload: p, .. } => assert_eq!(p.len(), payload),
+                    other => panic!("unexpected frame {other:?}"),
+                }
+                frames += 1;
+            }
+        }
+        assert_eq!(frames, 1);
+        // Doubling from one chunk to ~1 MiB is 13 steps; exact reservation would be ~4,100.
+        assert!(growths <= 16, "buffer grew {growths} times");
     }
 }
