@@ -368,7 +368,7 @@ mod tests {
     #[test]
     fn a_large_frame_in_small_chunks_grows_the_buffer_a_logarithmic_number_of_times() {
         // The largest payload a DATA frame may carry (the body limit less the unit header).
-        let payload = crate::MAX_BODY_LEN as usize - 36;
+        let payload = crate::MAX_BODY_LEN - 36;
         let frame = data_with_payload(payload);
         let chunk = 256;
         let max_frame = frame.len();
