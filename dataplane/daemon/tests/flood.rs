@@ -291,7 +291,10 @@ fn flood_test(tag: &str, io: &str) {
     }
     drop(campd);
     let &(b, f) = pairs.last().expect("a round");
-    assert!(f <= skew_bound_us(b), "skew p99 (baseline, flooded) us: {pairs:?}");
+    assert!(
+        f <= skew_bound_us(b),
+        "skew p99 (baseline, flooded) us: {pairs:?}"
+    );
 }
 
 /// One baseline session, then one under the flood; checks all but the skew p99 and returns
