@@ -29,8 +29,9 @@ build_packages=(clang llvm libelf-dev zlib1g-dev pkg-config)
 # camp-bench's cross-check counts against netsniff-ng's trafgen and xdp-tools' xdp-filter),
 # and of campd's python_sdk test (python3 runs sdk/python/tests; ffmpeg encodes the AAC and
 # H.264 clip of its real-codec test, which skips without it unless CI is set; tshark
-# decrypts the simulator's captures in camp-sim's pcap test, likewise).
-run_packages=(iproute2 ethtool iputils-ping netsniff-ng xdp-tools python3 ffmpeg tshark)
+# decrypts the simulator's captures in camp-sim's pcap test, likewise; espeak-ng speaks the
+# words of campd's avsync test, tools/avsync.py).
+run_packages=(iproute2 ethtool iputils-ping netsniff-ng xdp-tools python3 ffmpeg tshark espeak-ng)
 
 missing_of() {
     local p
