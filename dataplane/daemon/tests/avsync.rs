@@ -33,7 +33,10 @@ fn opus_and_vp8_through_two_paths_stay_in_lip_sync() {
         .expect("running tools/avsync.py");
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "avsync.py failed:\n{stdout}\n{stderr}");
+    assert!(
+        run.status.success(),
+        "avsync.py failed:\n{stdout}\n{stderr}"
+    );
     let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {stdout}"));
     eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
@@ -62,10 +65,16 @@ fn opus_and_vp8_through_two_paths_stay_in_lip_sync() {
         assert_eq!(run["audio_decoded"], run["audio_sent"], "{name}: {run}");
         assert_eq!(run["text_presented"], WORDS, "{name}: {run}");
         // Every presented video frame decodes (a dropped frame never breaks the stream).
-        assert_eq!(run["video_decoded"], run["video_presented"], "{name}: {run}");
+        assert_eq!(
+            run["video_decoded"], run["video_presented"],
+            "{name}: {run}"
+        );
     }
     let healthy = &runs[0];
-    assert_eq!(healthy["video_presented"], healthy["video_sent"], "{healthy}");
+    assert_eq!(
+        healthy["video_presented"], healthy["video_sent"],
+        "{healthy}"
+    );
     assert_eq!(healthy["measured"], WORDS, "{healthy}");
     assert_eq!(healthy["inside_is191"], WORDS, "healthy: {healthy}");
     // With the cut, what is measured is reported whatever it is; a word whose flash frame

@@ -50,6 +50,17 @@ pub enum NetEvent {
         /// Time after the turn start, ms.
         at_ms: u64,
     },
+    /// The client's interface of path `path` goes down at `from_ms` and up at `until_ms`
+    /// (the link is dark in both directions meanwhile), and the client is told at both
+    /// moments, as camp-client is by rtnetlink: `Client::local_link_down` / `_up`.
+    LinkDown {
+        /// Path index (the client's slot).
+        path: usize,
+        /// Start, ms after the turn start.
+        from_ms: u64,
+        /// End, ms after the turn start.
+        until_ms: u64,
+    },
 }
 
 /// What happens to a path at a point of the turn (applied between unit releases).
@@ -57,6 +68,8 @@ pub enum NetEvent {
 enum PathAction {
     Cut,
     Close,
+    LinkDown,
+    LinkUp,
 }
 
 /// Why a simulated turn could not be run. A scenario outcome, not a bug: reported and
@@ -278,6 +291,15 @@ fn run_turn_on(
             NetEvent::Close { path, at_ms } => {
                 cuts.push((start_us + at_ms * 1000, path, PathAction::Close))
             }
+            NetEvent::LinkDown {
+                path,
+                from_ms,
+                until_ms,
+            } => {
+                sim.add_outage(path, start_us + from_ms * 1000, start_us + until_ms * 1000);
+                cuts.push((start_us + from_ms * 1000, path, PathAction::LinkDown));
+                cuts.push((start_us + until_ms * 1000, path, PathAction::LinkUp));
+            }
             NetEvent::Outage {
                 path,
                 from_ms: 0,
@@ -323,6 +345,14 @@ fn run_turn_on(
                 PathAction::Close => {
                     let now = sim.now();
                     sim.client.client.abandon_path(now, path);
+                }
+                PathAction::LinkDown => {
+                    let now = sim.now();
+                    sim.client.client.local_link_down(now, path);
+                }
+                PathAction::LinkUp => {
+                    let now = sim.now();
+                    sim.client.client.local_link_up(now, path);
                 }
             }
             cuts.remove(0);

@@ -14,6 +14,7 @@
 pub mod classifier;
 pub mod frame;
 pub mod io;
+pub mod links;
 pub mod mode;
 pub mod neigh;
 pub mod nic;

@@ -91,7 +91,7 @@ impl Netlink {
         })
     }
 
-    fn request(
+    pub(crate) fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,

@@ -14,6 +14,7 @@
 
 mod adverts;
 mod events;
+mod links;
 mod receive;
 mod start;
 #[cfg(test)]
@@ -179,6 +180,10 @@ pub struct ClientCounters {
     /// ADD_ADDRESS / REMOVE_ADDRESS frames ignored because their seq was not above the
     /// newest applied for their address id (replayed or overtaken updates).
     pub stale_address_updates: u64,
+    /// Local links reported down ([`Client::local_link_down`]).
+    pub link_downs: u64,
+    /// Local links reported up again ([`Client::local_link_up`]).
+    pub link_ups: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,6 +252,8 @@ pub struct Client {
     /// last a member ([`CampConfig::reconnect`]).
     reconnect_at: [Option<Instant>; MAX_PATHS],
     reconnect_attempts: [u32; MAX_PATHS],
+    /// Per slot: the local link is down ([`Client::local_link_down`]); no reconnect.
+    link_down: [bool; MAX_PATHS],
     /// Addresses the server advertised (ADD_ADDRESS / REMOVE_ADDRESS).
     addr_book: AddressBook,
     /// Connections started, for [`crate::config::QlogTarget::seq`].
@@ -301,6 +308,7 @@ impl Client {
             routing_cid: None,
             reconnect_at: [None; MAX_PATHS],
             reconnect_attempts: [0; MAX_PATHS],
+            link_down: [false; MAX_PATHS],
             #[cfg(feature = "qlog")]
             qlog_seq: 0,
         };

@@ -164,7 +164,7 @@ impl Client {
         let Some(backoff) = self.config.camp.reconnect else {
             return;
         };
-        if self.token.is_none() || !self.has_member() {
+        if self.token.is_none() || !self.has_member() || self.link_down[slot] {
             return;
         }
         let attempt = self.reconnect_attempts[slot];
