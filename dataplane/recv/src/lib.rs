@@ -473,7 +473,8 @@ impl Receiver {
                 None => {
                     if r.skip_missing() {
                         self.count_lost(1);
-                        self.metrics.counters.window_pushed += 1;
+                        let c = &mut self.metrics.counters;
+                        c.window_pushed = c.window_pushed.saturating_add(1);
                     }
                 }
             }
@@ -795,6 +796,12 @@ impl Receiver {
         self.log_base += self.log.len() as u64;
         std::mem::take(&mut self.log)
     }
+
+    /// The arrival records logged since the last [`take_arrival_log`](Self::take_arrival_log),
+    /// in arrival order (empty unless `arrival_log` is on).
+    pub fn arrival_log(&self) -> &[ArrivalRecord] {
+        &self.log
+    }
 }
 
 #[cfg(test)]
@@ -861,6 +868,34 @@ mod tests {
         assert_eq!(c.window_pushed, u64::MAX);
         let report = r.poll_feedback(10_000 * MS).expect("feedback due");
         assert_eq!(report.lost_units, u32::MAX);
+    }
+
+    /// Regression (fuzz target `unit_reassembly`, CI of 2026-12-03): once `window_pushed` had
+    /// saturated, a window push over a stream holding units skipped a missing seq with
+    /// `+= 1`, which overflowed.
+    #[test]
+    fn a_window_push_over_held_units_after_the_counters_saturated_does_not_overflow() {
+        let mut r = rx(PlayoutPolicy::OnArrival);
+        for m in [Modality::Video, Modality::Audio] {
+            let unit = UnitMeta {
+                reliability: Reliability::Droppable,
+                ..meta(m, u64::MAX - 1, 0, 0)
+            };
+            assert_eq!(r.on_unit(MS, PathId(0), unit, b"x"), Ok(Accepted::Stored));
+        }
+        assert_eq!(r.counters().window_pushed, u64::MAX);
+        // Text: seq 1 is held above the missing seq 0; a unit a window ahead pushes the
+        // window over both, which skips seq 0 with units held.
+        let window = u64::from(r.cfg.max_units_ahead);
+        for seq in [1, 1 + window + 5] {
+            let unit = UnitMeta {
+                reliability: Reliability::Droppable,
+                ..meta(Modality::Text, seq, 0, 0)
+            };
+            assert_eq!(r.on_unit(MS, PathId(0), unit, b"x"), Ok(Accepted::Stored));
+        }
+        assert_eq!(r.counters().window_pushed, u64::MAX);
+        assert_eq!(r.counters().video_lost_inferred, u64::MAX);
     }
 
     #[test]
