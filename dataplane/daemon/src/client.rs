@@ -86,6 +86,14 @@ pub struct ClientArgs {
     /// a withdrawn address are abandoned under `all` and `one-per-local-interface`.
     #[arg(long, value_name = "POLICY", default_value = "none", value_parser = parse_advert_policy)]
     pub advertised_paths: AdvertPolicy,
+    /// Do not follow the local interfaces over rtnetlink. By default a path whose local
+    /// address loses its link (carrier, interface down, address removed) is abandoned at
+    /// once and JOINed again when the link returns.
+    #[arg(long)]
+    pub no_follow_links: bool,
+    /// Log level of stderr: error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "warn")]
+    pub log_level: camp_control::knobs::LogLevel,
 }
 
 /// Why camp-client failed.
@@ -186,6 +194,18 @@ pub struct ClientSummary {
     pub units_per_path: BTreeMap<u32, u64>,
     /// Datagrams received.
     pub rx_datagrams: u64,
+    /// Paths connected again after their connection was lost or their link returned.
+    pub reconnects: u64,
+    /// Local links reported down by rtnetlink while a path used them.
+    pub link_downs: u64,
+    /// Local links reported up again.
+    pub link_ups: u64,
+    /// Per link-down event: ms from reading the notification to the first text or audio
+    /// unit that arrived on another path (`null` if none did).
+    pub failover_ms: Vec<Option<f64>>,
+    /// Per link-up event: ms from reading the notification to the path's JOIN_OK (`null`
+    /// if it did not join before the link went down again or the run ended).
+    pub rejoin_ms: Vec<Option<f64>>,
 }
 
 impl ClientSummary {
@@ -321,7 +341,8 @@ pub fn run_client_with(
             crypto,
             server_name: args.server_name.clone(),
             receiver: ReceiverConfig {
-                arrival_log: args.arrivals.is_some(),
+                // Also read to time failovers after a link goes down.
+                arrival_log: args.arrivals.is_some() || !args.no_follow_links,
                 ..ReceiverConfig::default()
             },
             rng_seed: seed_bytes(),
@@ -330,6 +351,20 @@ pub fn run_client_with(
         start,
         start,
     )?;
+    let mut links = if args.no_follow_links {
+        None
+    } else {
+        let ips: Vec<std::net::IpAddr> = locals.iter().map(SocketAddr::ip).collect();
+        match camp_xdp::links::LinkWatch::open(&ips) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("camp-client: not following links (rtnetlink: {e})");
+                None
+            }
+        }
+    };
+    let mut link_changes = Vec::new();
+    let mut failover = Failover::default();
     let mut engine = Engine::new(node, io, EngineConfig::default());
     let mut joined = 0usize;
     let mut seen = [Seen::default(); Modality::COUNT];
@@ -351,8 +386,10 @@ pub fn run_client_with(
     engine.run_for(Duration::from_secs_f64(args.seconds), |node, now| {
         let now_us = node.clock().micros(now);
         while let Some(ev) = node.poll_event() {
-            if let ClientEvent::PathJoined { .. } = ev {
+            if let ClientEvent::PathJoined { slot, id } = ev {
+                tracing::info!("camp-client: path {slot} joined as path id {}", id.0);
                 joined += 1;
+                failover.joined(slot, id, now_us);
             }
             if let ClientEvent::SessionFailed(why) = &ev {
                 start_error = Some(*why);
@@ -392,6 +429,24 @@ pub fn run_client_with(
         if start_error.is_some() {
             return Tick::Stop;
         }
+        if let Some(w) = &mut links {
+            if let Err(e) = w.poll(&mut link_changes) {
+                tracing::warn!("camp-client: rtnetlink failed, no longer following links: {e}");
+                links = None;
+            }
+            for c in link_changes.drain(..) {
+                if c.usable {
+                    if node.local_link_up(now, c.local) {
+                        tracing::info!("camp-client: link of path {} is up again", c.local);
+                        failover.link_up(c.local, now_us);
+                    }
+                } else if node.local_link_down(now, c.local) {
+                    tracing::info!("camp-client: link of path {} went down", c.local);
+                    failover.link_down(c.local, now_us);
+                }
+            }
+        }
+        failover.scan(node.receiver_mut(), args.arrivals.is_none());
         if let Some(q) = &mut qlog {
             let d = node.receiver_mut().playout_delay_us();
             if playout_delay_us != Some(d) {
@@ -469,6 +524,7 @@ pub fn run_client_with(
     let _ = engine.run_for(CLOSE_GRACE, |_, _| Tick::Continue);
     let rx_datagrams = engine.counters().rx_datagrams;
     let node = engine.node_mut();
+    let counters = *node.counters();
     let now_us = node.clock().micros(Instant::now());
     let receiver = node.receiver_mut();
     receiver.finish(now_us);
@@ -515,7 +571,81 @@ pub fn run_client_with(
         outside_bt1359: summary.outside_bt1359,
         units_per_path: per_path,
         rx_datagrams,
+        reconnects: counters.reconnects,
+        link_downs: counters.link_downs,
+        link_ups: counters.link_ups,
+        failover_ms: failover.done,
+        rejoin_ms: failover.rejoined,
     })
+}
+
+/// Times failovers: from a link-down notification to the first reliable unit that arrives
+/// on another path, read from the receiver's arrival log; and rejoins: from a link-up
+/// notification to the slot's JOIN_OK.
+#[derive(Default)]
+struct Failover {
+    /// Path id of each slot once it joined.
+    path_of: [Option<camp_wire::PathId>; camp_proto::sched::MAX_PATHS],
+    /// Link-down events not matched yet: (index in `done`, session-clock µs, path id).
+    pending: Vec<(usize, u64, Option<camp_wire::PathId>)>,
+    /// Records of the arrival log already looked at.
+    scanned: usize,
+    done: Vec<Option<f64>>,
+    /// Per slot: the link-up event waiting for its JOIN_OK (index in `rejoined`, µs).
+    rejoining: [Option<(usize, u64)>; camp_proto::sched::MAX_PATHS],
+    rejoined: Vec<Option<f64>>,
+}
+
+impl Failover {
+    fn link_down(&mut self, slot: usize, now_us: u64) {
+        let path = self.path_of.get(slot).copied().flatten();
+        self.pending.push((self.done.len(), now_us, path));
+        self.done.push(None);
+        if let Some(r) = self.rejoining.get_mut(slot) {
+            *r = None;
+        }
+    }
+
+    fn link_up(&mut self, slot: usize, now_us: u64) {
+        if let Some(r) = self.rejoining.get_mut(slot) {
+            *r = Some((self.rejoined.len(), now_us));
+            self.rejoined.push(None);
+        }
+    }
+
+    fn joined(&mut self, slot: usize, id: camp_wire::PathId, now_us: u64) {
+        if let Some(p) = self.path_of.get_mut(slot) {
+            *p = Some(id);
+        }
+        if let Some((i, t)) = self.rejoining.get_mut(slot).and_then(Option::take) {
+            self.rejoined[i] = Some(now_us.saturating_sub(t) as f64 / 1000.0);
+        }
+    }
+
+    /// Matches pending events against new arrivals. With `discard`, records nobody else
+    /// wants are dropped once nothing is pending, so the log stays small.
+    fn scan(&mut self, receiver: &mut camp_recv::Receiver, discard: bool) {
+        if !self.pending.is_empty() {
+            let log = receiver.arrival_log();
+            for a in log.get(self.scanned..).unwrap_or_default() {
+                if a.modality.default_reliability() != Reliability::Reliable {
+                    continue;
+                }
+                self.pending.retain(|&(i, t, path)| {
+                    let hit = a.arrival_us >= t && Some(a.path) != path;
+                    if hit {
+                        self.done[i] = Some(a.arrival_us.saturating_sub(t) as f64 / 1000.0);
+                    }
+                    !hit
+                });
+            }
+            self.scanned = log.len();
+        }
+        if discard && self.pending.is_empty() && receiver.arrival_log().len() > 4096 {
+            receiver.take_arrival_log();
+            self.scanned = 0;
+        }
+    }
 }
 
 fn write_arrivals(

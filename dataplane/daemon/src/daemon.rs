@@ -348,7 +348,10 @@ pub fn run(
                         ingest_limiter.forget(s.to_bits());
                         last_skew.remove(&s);
                     }
-                    ServerEvent::PathClosed(..) | ServerEvent::JoinRefused(_) => {}
+                    ServerEvent::JoinRefused(why) => {
+                        tracing::info!("campd: JOIN refused: {why:?}");
+                    }
+                    ServerEvent::PathClosed(..) => {}
                 }
             }
 

@@ -7,6 +7,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = campd::client::ClientArgs::parse();
+    campd::log::init(args.log_level);
     // stdout carries the presentation records then; the summary must not corrupt them.
     let to_stderr = args.present == Some(camp_present::SinkTarget::Stdout);
     match campd::client::run_client(&args) {

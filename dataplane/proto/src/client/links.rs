@@ -21,6 +21,9 @@ impl Client {
         }
         self.link_down[slot] = true;
         self.reconnect_at[slot] = None;
+        if let Some(c) = self.slots[slot].and_then(|h| self.paths.get(h)) {
+            self.last_rtt[slot] = Some(c.path.conn.rtt());
+        }
         self.counters.link_downs += 1;
         if !self.abandon_path(now, slot)
             && let Some(h) = self.slots[slot]

@@ -254,6 +254,10 @@ pub struct Client {
     reconnect_attempts: [u32; MAX_PATHS],
     /// Per slot: the local link is down ([`Client::local_link_down`]); no reconnect.
     link_down: [bool; MAX_PATHS],
+    /// Per slot: the smoothed RTT of its last connection, the initial RTT of the next one
+    /// (so a reconnect's lost Initial is sent again after a PTO of this path, not of the
+    /// configured guess).
+    last_rtt: [Option<std::time::Duration>; MAX_PATHS],
     /// Addresses the server advertised (ADD_ADDRESS / REMOVE_ADDRESS).
     addr_book: AddressBook,
     /// Connections started, for [`crate::config::QlogTarget::seq`].
@@ -309,6 +313,7 @@ impl Client {
             reconnect_at: [None; MAX_PATHS],
             reconnect_attempts: [0; MAX_PATHS],
             link_down: [false; MAX_PATHS],
+            last_rtt: [None; MAX_PATHS],
             #[cfg(feature = "qlog")]
             qlog_seq: 0,
         };

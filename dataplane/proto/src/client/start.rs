@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Lowest initial RTT a reconnect takes from its path's last connection.
+const MIN_INITIAL_RTT: Duration = Duration::from_millis(1);
+
 impl Client {
     /// Sends HELLO on `h`, a connection whose handshake is complete: it starts the session.
     pub(super) fn send_hello(&mut self, h: ConnectionHandle) {
@@ -84,6 +87,10 @@ impl Client {
             };
             self.qlog_seq += 1;
             self.config.camp.attach_qlog(&mut transport, &target, now);
+        }
+        if let Some(rtt) = self.last_rtt[slot] {
+            // Known from this path's last connection; never above the configured guess.
+            transport.initial_rtt(rtt.clamp(MIN_INITIAL_RTT, self.config.camp.initial_rtt));
         }
         let mut qc = QuinnClientConfig::new(self.config.crypto.clone());
         qc.transport_config(Arc::new(transport));
@@ -167,6 +174,7 @@ impl Client {
         if self.token.is_none() || !self.has_member() || self.link_down[slot] {
             return;
         }
+        self.last_rtt[slot] = Some(srtt);
         let attempt = self.reconnect_attempts[slot];
         self.reconnect_attempts[slot] = attempt.saturating_add(1);
         self.reconnect_at[slot] = Some(now + backoff.delay(srtt, attempt));

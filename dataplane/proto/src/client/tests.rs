@@ -8,6 +8,11 @@ use std::time::Duration;
 /// A server and a one-path client on a lossless in-memory wire, run until the session
 /// is up.
 fn session() -> (Server, Client, Instant) {
+    session_with(1)
+}
+
+/// [`session`] with `paths` client paths (local 198.19.0.1.., one server address).
+fn session_with(paths: usize) -> (Server, Client, Instant) {
     let identity = crate::tls::self_signed(&["camp.test"]).expect("certificate");
     let roots = identity.chain.clone();
     let epoch = Instant::now();
@@ -27,10 +32,15 @@ fn session() -> (Server, Client, Instant) {
     let client = Client::new(
         ClientConfig {
             camp: CampConfig::default(),
-            paths: vec![PathSpec {
-                local: client_addr,
-                remote: server_addr,
-            }],
+            paths: (0..paths)
+                .map(|i| PathSpec {
+                    local: SocketAddr::new(
+                        std::net::Ipv4Addr::new(198, 19, 0, 1 + i as u8).into(),
+                        client_addr.port(),
+                    ),
+                    remote: server_addr,
+                })
+                .collect(),
             crypto: crate::tls::client_crypto(&roots, false).expect("client tls"),
             server_name: "camp.test".into(),
             receiver: ReceiverConfig::default(),
@@ -154,4 +164,60 @@ fn stale_address_updates_are_ignored_and_never_close_the_path() {
             .any(|e| matches!(e, ClientEvent::PathClosed { .. }))
     );
     assert!(!events.contains(&ClientEvent::AddressRemoved { id: 0 }));
+}
+
+/// Whether slot `slot` is a session member.
+fn member(client: &Client, slot: usize) -> bool {
+    client.slots[slot]
+        .and_then(|h| client.paths.get(h))
+        .is_some_and(|c| matches!(c.role.state, PathState::Member(_)))
+}
+
+/// A local link going down abandons its path at once and is not reconnected while down;
+/// when it comes back the path is connected again with the last connection's RTT as its
+/// initial RTT (not the configured 333 ms guess, so a lost Initial is resent after a PTO of
+/// this path) and JOINs.
+#[test]
+fn a_link_down_abandons_at_once_and_a_link_up_rejoins_with_the_paths_last_rtt() {
+    let (mut server, mut client, mut now) = session_with(2);
+    for _ in 0..200 {
+        if member(&client, 0) && member(&client, 1) {
+            break;
+        }
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    assert!(member(&client, 0) && member(&client, 1), "both paths joined");
+    for _ in 0..50 {
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    let rtt = |c: &Client| c.slots[0].and_then(|h| c.paths.get(h)).map(|c| c.path.conn.rtt());
+    let before = rtt(&client).expect("path 0");
+    assert!(before < Duration::from_millis(20), "{before:?}");
+
+    assert!(client.local_link_down(now, 0));
+    assert!(!client.local_link_down(now, 0), "already down");
+    assert!(client.is_local_link_down(0));
+    assert!(!member(&client, 0));
+    for _ in 0..300 {
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    assert_eq!(client.counters().reconnects, 0, "no reconnect while the link is down");
+    assert!(member(&client, 1), "the other path holds the session");
+
+    assert!(client.local_link_up(now, 0));
+    assert!(!client.is_local_link_down(0));
+    assert_eq!(client.counters().reconnects, 1);
+    let initial = rtt(&client).expect("a new connection on slot 0");
+    assert_eq!(initial, before.max(Duration::from_millis(1)));
+    for _ in 0..100 {
+        if member(&client, 0) {
+            break;
+        }
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    assert!(member(&client, 0), "joined again");
+    assert_eq!(
+        (client.counters().link_downs, client.counters().link_ups),
+        (1, 1)
+    );
 }
