@@ -186,11 +186,18 @@ fn a_link_down_abandons_at_once_and_a_link_up_rejoins_with_the_paths_last_rtt() 
         }
         shuttle(&mut server, &mut client, &mut now);
     }
-    assert!(member(&client, 0) && member(&client, 1), "both paths joined");
+    assert!(
+        member(&client, 0) && member(&client, 1),
+        "both paths joined"
+    );
     for _ in 0..50 {
         shuttle(&mut server, &mut client, &mut now);
     }
-    let rtt = |c: &Client| c.slots[0].and_then(|h| c.paths.get(h)).map(|c| c.path.conn.rtt());
+    let rtt = |c: &Client| {
+        c.slots[0]
+            .and_then(|h| c.paths.get(h))
+            .map(|c| c.path.conn.rtt())
+    };
     let before = rtt(&client).expect("path 0");
     assert!(before < Duration::from_millis(20), "{before:?}");
 
@@ -201,7 +208,11 @@ fn a_link_down_abandons_at_once_and_a_link_up_rejoins_with_the_paths_last_rtt() 
     for _ in 0..300 {
         shuttle(&mut server, &mut client, &mut now);
     }
-    assert_eq!(client.counters().reconnects, 0, "no reconnect while the link is down");
+    assert_eq!(
+        client.counters().reconnects,
+        0,
+        "no reconnect while the link is down"
+    );
     assert!(member(&client, 1), "the other path holds the session");
 
     assert!(client.local_link_up(now, 0));
