@@ -116,7 +116,8 @@ pub struct FileConfig {
     pub handshake_burst: Option<u32>,
     /// Open sessions per source address (0: no limit).
     pub sessions_per_source: Option<u32>,
-    /// JOIN attempts per session token (0: no limit).
+    /// JOIN attempts a session token may receive at once, refilled by as many every 10
+    /// minutes (0: no limit).
     pub join_attempts_per_token: Option<u32>,
     /// QUIC Retry: off, always, above:N.
     pub retry: Option<String>,
@@ -228,7 +229,8 @@ pub struct Cli {
     /// Open sessions per source address (0: no limit).
     #[arg(long)]
     pub sessions_per_source: Option<u32>,
-    /// JOIN attempts per session token (0: no limit).
+    /// JOIN attempts a session token may receive at once, refilled by as many every 10
+    /// minutes (0: no limit).
     #[arg(long)]
     pub join_attempts_per_token: Option<u32>,
     /// QUIC Retry (address validation): off, always or above:N attempts per second.

@@ -36,7 +36,10 @@ pub struct EdgeLimits {
     pub handshake_burst: u32,
     /// Open sessions per source address.
     pub sessions_per_source: u32,
-    /// JOIN attempts per session token over the session's life (accepted or not).
+    /// JOIN attempts (accepted or not) a session token may receive at once; the budget
+    /// refills by as many every [`JOIN_REFILL_PERIOD`], so a long session whose paths keep
+    /// coming and going (link flaps, reconnects) can always JOIN again, while a forger
+    /// guessing MACs against one token gets a few attempts a minute.
     pub join_attempts_per_token: u32,
     /// Address validation.
     pub retry: RetryPolicy,
@@ -56,6 +59,10 @@ impl Default for EdgeLimits {
         }
     }
 }
+
+/// The time in which a token's JOIN budget ([`EdgeLimits::join_attempts_per_token`])
+/// refills from empty.
+pub const JOIN_REFILL_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What to do with a new connection attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,7 +227,8 @@ pub struct Edge {
     all_attempts: Option<TokenBucket>,
     sessions_by_source: HashMap<IpAddr, u32>,
     session_source: HashMap<u32, IpAddr>,
-    join_attempts: HashMap<u32, u32>,
+    /// Per session: its JOIN budget.
+    join_attempts: HashMap<u32, TokenBucket>,
     counters: EdgeCounters,
 }
 
@@ -323,17 +331,24 @@ impl Edge {
         true
     }
 
-    /// A JOIN names the token of `session`; false (counted) when the token has had its
-    /// maximum of attempts. Called before the JOIN is verified, so forged attempts count.
-    pub fn on_join_attempt(&mut self, session: u32) -> bool {
-        let n = self.join_attempts.entry(session).or_insert(0);
+    /// A JOIN names the token of `session`; false (counted) when the token's budget is
+    /// spent. Called before the JOIN is verified, so forged attempts count.
+    pub fn on_join_attempt(&mut self, now: Instant, session: u32) -> bool {
         let max = self.limits.join_attempts_per_token;
-        if max != 0 && *n >= max {
-            self.refuse(EdgeDrop::JoinAttempts);
-            return false;
+        if max == 0 {
+            return true;
         }
-        *n += 1;
-        true
+        let burst = f64::from(max);
+        let rate = burst / JOIN_REFILL_PERIOD.as_secs_f64();
+        let bucket = self
+            .join_attempts
+            .entry(session)
+            .or_insert_with(|| TokenBucket::new(rate, burst, now));
+        if bucket.try_take(now, 1.0) {
+            return true;
+        }
+        self.refuse(EdgeDrop::JoinAttempts);
+        false
     }
 
     /// Session `session` closed: its source gets the slot back, its join count goes.
@@ -519,15 +534,27 @@ mod tests {
             join_attempts_per_token: 3,
             ..EdgeLimits::default()
         });
-        assert!((0..3).all(|_| e.on_join_attempt(7)));
-        assert!(!e.on_join_attempt(7));
-        assert!(e.on_join_attempt(8));
+        let t0 = Instant::now();
+        assert!((0..3).all(|_| e.on_join_attempt(t0, 7)));
+        assert!(!e.on_join_attempt(t0, 7));
+        assert!(e.on_join_attempt(t0, 8));
+        // The budget refills: 3 per JOIN_REFILL_PERIOD, so one more after a third of it.
+        let third = JOIN_REFILL_PERIOD / 3;
+        assert!(!e.on_join_attempt(t0 + third / 2, 7));
+        assert!(e.on_join_attempt(t0 + third + third / 10, 7));
+        assert!(!e.on_join_attempt(t0 + third + third / 10, 7));
+        // A session that flaps for hours keeps joining at that pace.
+        let mut t = t0 + third + third / 10;
+        for _ in 0..100 {
+            t += third;
+            assert!(e.on_join_attempt(t, 7));
+        }
         e.on_session_closed(7);
         assert!(
-            e.on_join_attempt(7),
+            e.on_join_attempt(t, 7),
             "a new session with the same slot starts afresh"
         );
-        assert_eq!(e.counters().refused[EdgeDrop::JoinAttempts as usize], 1);
+        assert_eq!(e.counters().refused[EdgeDrop::JoinAttempts as usize], 3);
     }
 
     #[test]
@@ -545,7 +572,7 @@ mod tests {
                 AcceptVerdict::Accept
             );
             assert!(e.on_hello(addr(1).ip(), i));
-            assert!(e.on_join_attempt(0));
+            assert!(e.on_join_attempt(t0, 0));
         }
     }
 

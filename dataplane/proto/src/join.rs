@@ -135,14 +135,20 @@ impl JoinRefusal {
     }
 }
 
-/// Bounded record of the nonces of accepted joins (replay protection).
+/// The nonces of a session's latest accepted joins (replay protection).
 ///
-/// A session never accepts more joins than it has path ids, so a small fixed array suffices:
-/// when it is full the session refuses further joins (`TooManyPaths`) rather than forgetting.
+/// A JOIN's MAC covers keying material exported from the TLS session of the connection it
+/// arrives on, so a JOIN copied onto another connection fails verification (`Forged`)
+/// whatever this cache holds; the cache refuses a nonce seen again on top of that. It keeps
+/// the last [`NonceCache::CAPACITY`] nonces and forgets the oldest, so a session accepts
+/// any number of joins over its life (a client whose links come and go JOINs once per
+/// return).
 #[derive(Debug)]
 pub struct NonceCache {
     seen: [[u8; NONCE_LEN]; Self::CAPACITY],
     len: usize,
+    /// Where the next nonce goes once the cache is full (the oldest one).
+    next: usize,
 }
 
 impl Default for NonceCache {
@@ -150,12 +156,13 @@ impl Default for NonceCache {
         Self {
             seen: [[0; NONCE_LEN]; Self::CAPACITY],
             len: 0,
+            next: 0,
         }
     }
 }
 
 impl NonceCache {
-    /// Maximum number of joins a session accepts over its lifetime.
+    /// Nonces remembered.
     pub const CAPACITY: usize = 64;
 
     /// Whether `nonce` was recorded.
@@ -163,19 +170,26 @@ impl NonceCache {
         self.seen[..self.len].iter().any(|n| n == nonce)
     }
 
-    /// Records a nonce; false when the cache is full.
+    /// Records a nonce, forgetting the oldest when the cache is full; false (nothing
+    /// changes) if it is already recorded.
     pub fn insert(&mut self, nonce: [u8; NONCE_LEN]) -> bool {
-        if self.len == Self::CAPACITY {
+        if self.contains(&nonce) {
             return false;
         }
-        self.seen[self.len] = nonce;
-        self.len += 1;
+        self.seen[self.next] = nonce;
+        self.next = (self.next + 1) % Self::CAPACITY;
+        self.len = (self.len + 1).min(Self::CAPACITY);
         true
     }
 
-    /// Whether no more joins can be recorded.
-    pub fn is_full(&self) -> bool {
-        self.len == Self::CAPACITY
+    /// Nonces recorded.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -208,15 +222,27 @@ mod tests {
     }
 
     #[test]
-    fn nonce_cache_detects_replay_and_refuses_when_full() {
+    fn nonce_cache_detects_replay_and_forgets_the_oldest_when_full() {
         let mut c = NonceCache::default();
+        assert!(c.is_empty());
         assert!(!c.contains(&[1; 16]));
         assert!(c.insert([1; 16]));
         assert!(c.contains(&[1; 16]));
+        assert!(!c.insert([1; 16]), "a replay");
         for i in 1..NonceCache::CAPACITY {
             assert!(c.insert([i as u8 + 1; 16]));
         }
-        assert!(c.is_full());
-        assert!(!c.insert([200; 16]));
+        assert_eq!(c.len(), NonceCache::CAPACITY);
+        assert!(c.insert([200; 16]), "room is made");
+        assert!(!c.contains(&[1; 16]), "the oldest went");
+        assert!(c.contains(&[2; 16]) && c.contains(&[200; 16]));
+        assert_eq!(c.len(), NonceCache::CAPACITY);
+        for i in 0..1000u32 {
+            let mut n = [0; 16];
+            n[..4].copy_from_slice(&i.to_be_bytes());
+            n[15] = 0xff;
+            assert!(c.insert(n));
+            assert!(c.contains(&n));
+        }
     }
 }

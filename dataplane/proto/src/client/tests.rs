@@ -64,6 +64,11 @@ fn session_with(paths: usize) -> (Server, Client, Instant) {
 
 /// Moves every pending datagram across (1 ms later) and runs due timers.
 fn shuttle(server: &mut Server, client: &mut Client, now: &mut Instant) {
+    shuttle_by(server, client, now, Duration::from_millis(1));
+}
+
+/// [`shuttle`] with the datagrams arriving `dt` later.
+fn shuttle_by(server: &mut Server, client: &mut Client, now: &mut Instant, dt: Duration) {
     let mut buf = Vec::new();
     let mut to_server = Vec::new();
     while let Some(t) = client.poll_transmit(*now, 1, &mut buf) {
@@ -73,7 +78,7 @@ fn shuttle(server: &mut Server, client: &mut Client, now: &mut Instant) {
     while let Some(t) = server.poll_transmit(*now, 1, &mut buf) {
         to_client.push((t, buf[..t.size].to_vec()));
     }
-    *now += Duration::from_millis(1);
+    *now += dt;
     for (t, d) in to_server {
         server.handle_datagram(*now, t.destination, t.source, None, &d);
     }
@@ -231,4 +236,41 @@ fn a_link_down_abandons_at_once_and_a_link_up_rejoins_with_the_paths_last_rtt() 
         (client.counters().link_downs, client.counters().link_ups),
         (1, 1)
     );
+}
+
+/// A path whose link comes and goes 70 times rejoins every time: the token's JOIN budget
+/// refills and the replay cache forgets its oldest nonces (both used to be lifetime caps,
+/// 32 attempts and 64 joins, that left a flapping session without the path for good).
+#[test]
+fn a_link_that_flaps_70_times_rejoins_every_time() {
+    let (mut server, mut client, mut now) = session_with(2);
+    for _ in 0..200 {
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    assert!(member(&client, 0) && member(&client, 1));
+    for flap in 0..70 {
+        assert!(client.local_link_down(now, 0));
+        for _ in 0..20 {
+            shuttle(&mut server, &mut client, &mut now);
+        }
+        assert!(client.local_link_up(now, 0));
+        for _ in 0..100 {
+            if member(&client, 0) {
+                break;
+            }
+            shuttle(&mut server, &mut client, &mut now);
+        }
+        assert!(member(&client, 0), "flap {flap}: not joined again");
+        // 20 s up between flaps: the JOIN budget refills at 32 per 10 minutes.
+        for _ in 0..100 {
+            shuttle_by(
+                &mut server,
+                &mut client,
+                &mut now,
+                Duration::from_millis(200),
+            );
+        }
+        assert!(member(&client, 0) && member(&client, 1), "flap {flap}");
+    }
+    assert_eq!(client.counters().link_ups, 70);
 }

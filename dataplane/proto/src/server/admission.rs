@@ -200,7 +200,7 @@ impl Server {
             .tokens
             .get(&join.token)
             .ok_or(JoinRefusal::UnknownSession)?;
-        if !self.edge.on_join_attempt(sid.index()) {
+        if !self.edge.on_join_attempt(now, sid.index()) {
             return Err(JoinRefusal::RateLimited);
         }
         let c = self.paths.get_mut(h).ok_or(JoinRefusal::Protocol)?;
@@ -233,7 +233,7 @@ impl Server {
             return Err(JoinRefusal::TooManyPaths);
         };
         if !sess.nonces.insert(join.nonce) {
-            return Err(JoinRefusal::TooManyPaths);
+            return Err(JoinRefusal::Replayed);
         }
         let id = PathId(sess.next_path_id);
         sess.next_path_id += 1;
