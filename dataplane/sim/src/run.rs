@@ -61,6 +61,17 @@ pub enum NetEvent {
         /// End, ms after the turn start.
         until_ms: u64,
     },
+    /// The server's interface of path `path` (its address `server_addr(path)`) goes down at
+    /// `from_ms` and up at `until_ms` (the link is dark both ways meanwhile), and the server
+    /// is told at both moments, as campd is by rtnetlink: `Server::local_link_down` / `_up`.
+    ServerLinkDown {
+        /// Path index.
+        path: usize,
+        /// Start, ms after the turn start.
+        from_ms: u64,
+        /// End, ms after the turn start.
+        until_ms: u64,
+    },
 }
 
 /// What happens to a path at a point of the turn (applied between unit releases).
@@ -70,6 +81,8 @@ enum PathAction {
     Close,
     LinkDown,
     LinkUp,
+    ServerLinkDown,
+    ServerLinkUp,
 }
 
 /// Why a simulated turn could not be run. A scenario outcome, not a bug: reported and
@@ -300,6 +313,15 @@ fn run_turn_on(
                 cuts.push((start_us + from_ms * 1000, path, PathAction::LinkDown));
                 cuts.push((start_us + until_ms * 1000, path, PathAction::LinkUp));
             }
+            NetEvent::ServerLinkDown {
+                path,
+                from_ms,
+                until_ms,
+            } => {
+                sim.add_outage(path, start_us + from_ms * 1000, start_us + until_ms * 1000);
+                cuts.push((start_us + from_ms * 1000, path, PathAction::ServerLinkDown));
+                cuts.push((start_us + until_ms * 1000, path, PathAction::ServerLinkUp));
+            }
             NetEvent::Outage {
                 path,
                 from_ms: 0,
@@ -353,6 +375,15 @@ fn run_turn_on(
                 PathAction::LinkUp => {
                     let now = sim.now();
                     sim.client.client.local_link_up(now, path);
+                }
+                PathAction::ServerLinkDown => {
+                    let now = sim.now();
+                    sim.server
+                        .local_link_down(now, crate::server_addr(path).ip());
+                }
+                PathAction::ServerLinkUp => {
+                    let now = sim.now();
+                    sim.server.local_link_up(now, crate::server_addr(path).ip());
                 }
             }
             cuts.remove(0);

@@ -86,3 +86,46 @@ fn a_link_reported_down_fails_over_at_once_and_rejoins_when_it_is_back() {
     // Path 0 carried traffic again after its link came back.
     assert!(told.links[0].down.delivered_bytes > silent.links[0].down.delivered_bytes / 2);
 }
+
+/// The server's link of path 0 goes down and comes back. Told (as campd is by rtnetlink),
+/// the server abandons the path at once (ABANDON to the client on path 1, reinjection),
+/// withdraws the address and advertises it again when the link is back; the client, whose
+/// paths are configured (advertisement policy `none`), connects the path the server had
+/// abandoned again once its address is back.
+#[test]
+fn a_server_link_reported_down_fails_over_at_once_and_the_path_returns_with_its_address() {
+    let (from_ms, until_ms) = (2_000, 3_000);
+    let told = run(&[NetEvent::ServerLinkDown {
+        path: 0,
+        from_ms,
+        until_ms,
+    }]);
+    let silent = run(&[NetEvent::Outage {
+        path: 0,
+        from_ms,
+        until_ms,
+    }]);
+    for r in [&told, &silent] {
+        assert!(r.reliable_faults().is_empty(), "{:?}", r.reliable_faults());
+    }
+    assert_eq!(
+        told.paths_alive, 2,
+        "path 0 joined again once its address was back"
+    );
+    let worst = |r: &TurnReport| {
+        let lo = r.turn_start_us + (from_ms - 200) * 1000;
+        let hi = r.turn_start_us + until_ms * 1000;
+        r.arrivals
+            .iter()
+            .filter(|a| a.modality != Modality::Video && (lo..hi).contains(&a.gen_us))
+            .map(|a| a.arrival_us.saturating_sub(a.gen_us))
+            .max()
+            .unwrap_or(0)
+    };
+    let (t, s) = (worst(&told), worst(&silent));
+    eprintln!("server link: worst reliable delivery around the outage: told {t} us, silent {s} us");
+    assert!(t <= s, "told {t} us, silent {s} us");
+    assert!(t < 150_000, "told: {t} us");
+    // Path 0 carried traffic again after the link came back.
+    assert!(told.links[0].down.delivered_bytes > silent.links[0].down.delivered_bytes / 2);
+}

@@ -45,6 +45,22 @@ impl Client {
         }
     }
 
+    /// The server advertised `addr` (again): a configured path to it that the server had
+    /// abandoned is connected and JOINed again, whatever the policy (the server withdrew
+    /// the address when its link went down and has it back).
+    pub(super) fn address_readvertised(&mut self, now: Instant, addr: SocketAddr) {
+        for slot in 0..self.config.paths.len() {
+            if self.server_abandoned[slot]
+                && self.config.paths[slot].remote == addr
+                && !self.slot_live(slot)
+                && !self.link_down[slot]
+            {
+                self.reconnect_attempts[slot] = 0;
+                self.reconnect(now, slot);
+            }
+        }
+    }
+
     /// Opens the paths the policy asks for, given the addresses advertised now.
     pub(super) fn follow_adverts(&mut self, now: Instant) {
         let policy = self.config.camp.advertised_paths;

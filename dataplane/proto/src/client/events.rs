@@ -183,6 +183,7 @@ impl Client {
                     if let Some(old) = before.filter(|&old| old != addr) {
                         self.address_withdrawn(now, old);
                     }
+                    self.address_readvertised(now, addr);
                     self.follow_adverts(now);
                 }
                 AddrUpdate::Removed(id) => {
@@ -274,6 +275,10 @@ impl Client {
                     .find(|(_, c)| c.role.state == PathState::Member(a.path_id))
                     .map(|(h, _)| h);
                 if let Some(t) = target {
+                    if let Some(slot) = self.paths.get(t).map(|c| c.role.slot) {
+                        self.server_abandoned[slot] = true;
+                        self.reconnect_at[slot] = None;
+                    }
                     self.close_conn(now, t, codes::ABANDONED);
                 }
             }

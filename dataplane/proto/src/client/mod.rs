@@ -258,6 +258,9 @@ pub struct Client {
     /// (so a reconnect's lost Initial is sent again after a PTO of this path, not of the
     /// configured guess).
     last_rtt: [Option<std::time::Duration>; MAX_PATHS],
+    /// Per slot: the server ABANDONed its path (its address went away, e.g. a server NIC
+    /// failed); it is connected again when the server advertises the address again.
+    server_abandoned: [bool; MAX_PATHS],
     /// Addresses the server advertised (ADD_ADDRESS / REMOVE_ADDRESS).
     addr_book: AddressBook,
     /// Connections started, for [`crate::config::QlogTarget::seq`].
@@ -314,6 +317,7 @@ impl Client {
             reconnect_attempts: [0; MAX_PATHS],
             link_down: [false; MAX_PATHS],
             last_rtt: [None; MAX_PATHS],
+            server_abandoned: [false; MAX_PATHS],
             #[cfg(feature = "qlog")]
             qlog_seq: 0,
         };

@@ -70,6 +70,7 @@ impl Client {
         slot: usize,
     ) -> Result<ConnectionHandle, ClientError> {
         let spec = self.config.paths[slot];
+        self.server_abandoned[slot] = false;
         let gauges = Arc::new(PathGauges::default());
         #[allow(unused_mut)]
         let mut transport = self.config.camp.transport_coupled(

@@ -98,10 +98,31 @@ impl Server {
     /// pick source addresses) and tells every open session: ADD_ADDRESS for each new or
     /// changed entry (address id = index, seq one above the id's last), REMOVE_ADDRESS for
     /// each entry that is gone. Each session hears it on the control stream of one of its
-    /// paths (the lowest slot). Returns how many sessions were told something.
+    /// paths (the lowest slot). An address whose link is down
+    /// ([`Server::local_link_down`]) stays withdrawn until it is up. Returns how many
+    /// sessions were told something.
     pub fn set_local_addrs(&mut self, addrs: Vec<SocketAddr>) -> usize {
-        let frames = self.adverts.update(&addrs);
         self.config.local_addrs = addrs;
+        self.advertise()
+    }
+
+    /// Brings the advertisements in line with the address list less the addresses whose
+    /// link is down, telling every open session what changed; returns how many were told.
+    pub(super) fn advertise(&mut self) -> usize {
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        let list: Vec<SocketAddr> = self
+            .config
+            .local_addrs
+            .iter()
+            .map(|a| {
+                if self.links_down.contains(&a.ip()) {
+                    unspecified
+                } else {
+                    *a
+                }
+            })
+            .collect();
+        let frames = self.adverts.update(&list);
         if frames.is_empty() {
             return 0;
         }

@@ -9,6 +9,7 @@
 mod admission;
 mod adverts;
 mod events;
+mod links;
 mod session;
 mod timers;
 
@@ -167,6 +168,12 @@ pub struct ServerCounters {
     pub sessions_opened: u64,
     /// Latency samples dropped because the application did not poll them in time.
     pub latency_samples_dropped: u64,
+    /// Local links reported down ([`Server::local_link_down`]) and up again.
+    pub link_downs: u64,
+    /// Local links reported up again ([`Server::local_link_up`]).
+    pub link_ups: u64,
+    /// Paths abandoned because the link of their server address went down.
+    pub paths_lost_to_links: u64,
 }
 
 /// Telemetry of one path of a session.
@@ -216,6 +223,8 @@ pub struct Server {
     edge: Edge,
     /// The addresses advertised to clients (ADD_ADDRESS), by address id.
     adverts: adverts::Adverts,
+    /// Local IPs whose link is down ([`Server::local_link_down`]): not advertised.
+    links_down: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Server {
@@ -260,6 +269,7 @@ impl Server {
             // Default limits; the application changes them with `set_edge_limits`.
             edge: Edge::new(EdgeLimits::default()),
             adverts: adverts::Adverts::new(&config.local_addrs),
+            links_down: Vec::new(),
             config,
             clock: SessionClock::new(epoch),
             paths: PathEndpoint::new(endpoint),
