@@ -90,6 +90,8 @@ pub struct FileConfig {
     pub prometheus: Option<String>,
     /// Busy-poll instead of blocking waits.
     pub busy_poll: Option<bool>,
+    /// Follow the links of the served addresses over rtnetlink (default true).
+    pub follow_links: Option<bool>,
     /// Synthetic turns per session (0 = loop until shutdown).
     pub turns: Option<u32>,
     /// Length of a synthetic turn, ms.
@@ -190,6 +192,11 @@ pub struct Cli {
     /// Busy-poll (on) or block between events (off).
     #[arg(long, value_parser = parse_on_off)]
     pub busy_poll: Option<bool>,
+    /// Follow the links of the served addresses over rtnetlink (on, the default): when the
+    /// interface of an address loses its link, the paths on it are abandoned at once and
+    /// the address is withdrawn from the clients until the link is back.
+    #[arg(long, value_parser = parse_on_off)]
+    pub follow_links: Option<bool>,
     /// Synthetic turns per session (0 = loop until shutdown).
     #[arg(long)]
     pub turns: Option<u32>,
@@ -308,6 +315,8 @@ pub struct Settings {
     pub prometheus: Option<SocketAddr>,
     /// Busy-poll.
     pub busy_poll: bool,
+    /// Follow the links of the served addresses.
+    pub follow_links: bool,
     /// Synthetic turns per session (0 = until shutdown).
     pub turns: u32,
     /// Synthetic turn length.
@@ -603,6 +612,7 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
         control_socket,
         prometheus,
         busy_poll: cli.busy_poll.or(file.busy_poll).unwrap_or(false),
+        follow_links: cli.follow_links.or(file.follow_links).unwrap_or(true),
         turns: cli.turns.or(file.turns).unwrap_or(1),
         turn_ms,
         seed: cli.seed.or(file.seed).unwrap_or(11),

@@ -102,6 +102,12 @@ pub struct DaemonReport {
     pub drained: bool,
     /// Whether every reliable unit was acknowledged before exit.
     pub drain_complete: bool,
+    /// Links of served addresses that went down (rtnetlink), and came back.
+    pub link_downs: u64,
+    /// Links of served addresses that came back.
+    pub link_ups: u64,
+    /// Paths abandoned because their server address lost its link.
+    pub paths_lost_to_links: u64,
     /// Engine counters.
     pub rx_datagrams: u64,
     /// Engine counters.
@@ -314,6 +320,19 @@ pub fn run(
     let mut last_skew: BTreeMap<SessionId, u32> = BTreeMap::new();
     let mut waiting: std::collections::VecDeque<IngestUnit> = std::collections::VecDeque::new();
     let nic_of = |a: SocketAddr| settings.nic_of(a);
+    let link_ips: Vec<std::net::IpAddr> = settings.addresses.clone();
+    let mut links = if settings.follow_links {
+        match camp_xdp::links::LinkWatch::open(&link_ips) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("campd: not following links (rtnetlink: {e})");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut link_changes = Vec::new();
 
     let end = engine.run_until(
         epoch + Duration::from_secs(10 * 365 * 86_400),
@@ -352,6 +371,30 @@ pub fn run(
                         tracing::info!("campd: JOIN refused: {why:?}");
                     }
                     ServerEvent::PathClosed(..) => {}
+                }
+            }
+
+            // Links of the served addresses.
+            if let Some(w) = &mut links {
+                if let Err(e) = w.poll(&mut link_changes) {
+                    tracing::warn!("campd: rtnetlink failed, no longer following links: {e}");
+                    links = None;
+                }
+                for c in link_changes.drain(..) {
+                    let Some(&ip) = link_ips.get(c.local) else {
+                        continue;
+                    };
+                    if c.usable {
+                        if node.local_link_up(now, ip) {
+                            report.link_ups += 1;
+                            tracing::info!("campd: link of {ip} is up again, advertised");
+                        }
+                    } else if !node.is_local_link_down(ip) {
+                        let n = node.local_link_down(now, ip);
+                        report.link_downs += 1;
+                        report.paths_lost_to_links += n as u64;
+                        tracing::info!("campd: link of {ip} went down: {n} paths abandoned");
+                    }
                 }
             }
 
