@@ -430,7 +430,7 @@ pub fn run_client_with(
             return Tick::Stop;
         }
         if let Some(w) = &mut links {
-            if let Err(e) = w.poll(&mut link_changes) {
+            if let Err(e) = w.poll_due(now, &mut link_changes) {
                 tracing::warn!("camp-client: rtnetlink failed, no longer following links: {e}");
                 links = None;
             }

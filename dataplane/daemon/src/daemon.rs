@@ -376,7 +376,7 @@ pub fn run(
 
             // Links of the served addresses.
             if let Some(w) = &mut links {
-                if let Err(e) = w.poll(&mut link_changes) {
+                if let Err(e) = w.poll_due(now, &mut link_changes) {
                     tracing::warn!("campd: rtnetlink failed, no longer following links: {e}");
                     links = None;
                 }
@@ -527,7 +527,13 @@ pub fn run(
                 }
             }
             let next_snapshot = last_snapshot.map(|t| t + SNAPSHOT_EVERY);
-            match [wake.map(|us| clock.instant(us)), next_snapshot]
+            // While sessions are open a link change is read within `links::POLL_EVERY`;
+            // with none, at the next wake (nothing to fail over then).
+            let next_links = links
+                .as_ref()
+                .filter(|_| node.sessions().next().is_some())
+                .and_then(camp_xdp::links::LinkWatch::next_poll);
+            match [wake.map(|us| clock.instant(us)), next_snapshot, next_links]
                 .into_iter()
                 .flatten()
                 .min()

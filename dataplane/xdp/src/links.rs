@@ -159,7 +159,14 @@ pub struct LinkWatch {
     buf: Vec<u8>,
     /// Notifications read, for the client's counters.
     pub notifications: u64,
+    /// When [`LinkWatch::poll_due`] reads the socket next.
+    next_poll: Option<std::time::Instant>,
 }
+
+/// How often [`LinkWatch::poll_due`] reads the socket: a link change is seen at most this
+/// late, and an engine loop that calls it every iteration makes one syscall per interval,
+/// not one per iteration.
+pub const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl LinkWatch {
     /// Subscribes, then learns the current links and addresses from a dump (subscribing
@@ -192,7 +199,27 @@ impl LinkWatch {
             table,
             buf: vec![0; 16 * 1024],
             notifications: 0,
+            next_poll: None,
         })
+    }
+
+    /// [`LinkWatch::poll`] if [`POLL_EVERY`] has passed since the last read (or there was
+    /// none); otherwise nothing.
+    pub fn poll_due(
+        &mut self,
+        now: std::time::Instant,
+        changes: &mut Vec<LinkChange>,
+    ) -> io::Result<()> {
+        if self.next_poll.is_some_and(|t| now < t) {
+            return Ok(());
+        }
+        self.next_poll = Some(now + POLL_EVERY);
+        self.poll(changes)
+    }
+
+    /// When [`LinkWatch::poll_due`] reads next (`None`: at its next call).
+    pub fn next_poll(&self) -> Option<std::time::Instant> {
+        self.next_poll
     }
 
     /// Whether local address `i` can carry a path.
