@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use camp_engine::{Engine, EngineConfig, Tick};
 use camp_proto::client::{Client, ClientConfig, ClientEvent, PathSpec};
-use camp_proto::config::{AdvertPolicy, CampConfig};
+use camp_proto::config::{AdvertPolicy, CampConfig, PathUsage};
 use camp_recv::ReceiverConfig;
 use camp_wire::{Modality, Reliability, UnitFlags};
 use camp_xdp::UdpIo;
@@ -86,6 +86,11 @@ pub struct ClientArgs {
     /// a withdrawn address are abandoned under `all` and `one-per-local-interface`.
     #[arg(long, value_name = "POLICY", default_value = "none", value_parser = parse_advert_policy)]
     pub advertised_paths: AdvertPolicy,
+    /// How to use the paths (MP-DCCP §4.9): `concurrent` (every path carries units, the
+    /// scheduler picks per unit) or `mobility` (the first configured path that is up
+    /// carries the session, the others wait on standby and take over when it fails).
+    #[arg(long, value_name = "MODE", default_value = "concurrent", value_parser = parse_path_usage)]
+    pub path_usage: PathUsage,
     /// Do not follow the local interfaces over rtnetlink. By default a path whose local
     /// address loses its link (carrier, interface down, address removed) is abandoned at
     /// once and JOINed again when the link returns.
@@ -196,6 +201,8 @@ pub struct ClientSummary {
     pub rx_datagrams: u64,
     /// Paths connected again after their connection was lost or their link returned.
     pub reconnects: u64,
+    /// `--path-usage mobility`: times a standby path was made the active one.
+    pub handovers: u64,
     /// Local links reported down by rtnetlink while a path used them.
     pub link_downs: u64,
     /// Local links reported up again.
@@ -314,6 +321,7 @@ pub fn run_client_with(
             camp: CampConfig {
                 routed_joins: args.routed_joins,
                 advertised_paths: args.advertised_paths,
+                path_usage: args.path_usage,
                 reconnect: if args.no_reconnect {
                     None
                 } else {
@@ -572,6 +580,7 @@ pub fn run_client_with(
         units_per_path: per_path,
         rx_datagrams,
         reconnects: counters.reconnects,
+        handovers: counters.handovers,
         link_downs: counters.link_downs,
         link_ups: counters.link_ups,
         failover_ms: failover.done,
@@ -697,6 +706,10 @@ fn parse_advert_policy(s: &str) -> Result<AdvertPolicy, String> {
         .ok_or_else(|| format!("{s:?}: expected none, all or one-per-local-interface"))
 }
 
+fn parse_path_usage(s: &str) -> Result<PathUsage, String> {
+    PathUsage::from_name(s).ok_or_else(|| format!("{s:?}: expected concurrent or mobility"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,6 +767,12 @@ mod tests {
             AdvertPolicy::OnePerLocalInterface
         );
         assert!(ClientArgs::try_parse_from(["camp-client", "--advertised-paths", "some"]).is_err());
+        assert_eq!(parse(&[]).path_usage, PathUsage::Concurrent);
+        assert_eq!(
+            parse(&["--path-usage", "mobility"]).path_usage,
+            PathUsage::Mobility
+        );
+        assert!(ClientArgs::try_parse_from(["camp-client", "--path-usage", "both"]).is_err());
         assert!(!parse(&[]).no_reconnect);
         assert!(parse(&["--no-reconnect"]).no_reconnect);
     }

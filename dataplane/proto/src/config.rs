@@ -167,6 +167,9 @@ pub struct CampConfig {
     /// REMOVE_ADDRESS): open paths to them, and abandon the paths to a withdrawn one.
     /// Default [`AdvertPolicy::None`] (the configured paths are all there is).
     pub advertised_paths: AdvertPolicy,
+    /// How a client uses its paths (MP-DCCP §4.9): all at once (the default) or one at a
+    /// time with the others on standby.
+    pub path_usage: PathUsage,
     /// A client path whose connection was lost (idle timeout or stateless reset, not closed
     /// by either end on purpose) while another path keeps the session alive is connected
     /// and JOINed again, after a back-off of twice the lost path's smoothed RTT doubling
@@ -212,6 +215,33 @@ pub type QlogOpen = dyn Fn(&QlogTarget) -> Option<QlogWriter> + Send + Sync;
 impl std::fmt::Debug for QlogSinks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("QlogSinks(..)")
+    }
+}
+
+/// How a client uses its paths ([`CampConfig::path_usage`]), after MP-DCCP §4.9.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PathUsage {
+    /// Concurrent use (§4.9.2): every member path is `Available`; the scheduler picks per
+    /// unit.
+    #[default]
+    Concurrent,
+    /// Path mobility (§4.9.1): one member path is `Available`, the others `Standby`
+    /// (PATH_STATUS, like MP_PRIO 1), so the server sends on one path and moves to a
+    /// standby path only when the active one cannot carry a unit (gone, or suspected
+    /// failed). The active path is the member of the lowest slot, i.e. the configured order
+    /// is the preference order (Wi-Fi first, cellular second): when it fails the next one
+    /// takes over at once, and when it returns it is the active path again.
+    Mobility,
+}
+
+impl PathUsage {
+    /// Parses `concurrent` or `mobility`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "concurrent" => Some(Self::Concurrent),
+            "mobility" => Some(Self::Mobility),
+            _ => None,
+        }
     }
 }
 
@@ -307,6 +337,7 @@ impl Default for CampConfig {
             qlog: None,
             routed_joins: false,
             advertised_paths: AdvertPolicy::None,
+            path_usage: PathUsage::Concurrent,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! the path is JOINed again when the link returns. The same outage with nobody told is the
 //! comparison: the server finds out from missing acknowledgements.
 
-use camp_proto::config::SchedulerKind;
+use camp_proto::config::{PathUsage, SchedulerKind};
 use camp_sim::matrix::setup;
 use camp_sim::run::{NetEvent, TurnReport, run_turn};
 use camp_sim::workload::TurnConfig;
@@ -17,8 +17,13 @@ fn run(events: &[NetEvent]) -> TurnReport {
         PathConfig::symmetric(LinkConfig::new(30.0, 10)),
         PathConfig::symmetric(LinkConfig::new(10.0, 30)),
     ];
+    run_with(paths, events, PathUsage::Concurrent)
+}
+
+fn run_with(paths: Vec<PathConfig>, events: &[NetEvent], usage: PathUsage) -> TurnReport {
     let mut s = setup(paths, SchedulerKind::Camp, 11);
     s.receiver.arrival_log = true;
+    s.camp.path_usage = usage;
     let turn = TurnConfig {
         duration_ms: 6_000,
         // Units released at their media time, so arrival less generation is the delay.
@@ -128,4 +133,68 @@ fn a_server_link_reported_down_fails_over_at_once_and_the_path_returns_with_its_
     assert!(t < 150_000, "told: {t} us");
     // Path 0 carried traffic again after the link came back.
     assert!(told.links[0].down.delivered_bytes > silent.links[0].down.delivered_bytes / 2);
+}
+
+/// Mobility mode (MP-DCCP §4.9.1): path 0 (configured first, so preferred) carries the
+/// session and path 1 is on standby; when path 0's link goes down, path 1 takes over at
+/// once; when it returns, path 0 is the active path again. Concurrent use spreads units
+/// over both.
+#[test]
+fn mobility_mode_uses_one_path_and_hands_over_when_it_fails() {
+    let (from_ms, until_ms) = (2_000, 3_000);
+    let events = [NetEvent::LinkDown {
+        path: 0,
+        from_ms,
+        until_ms,
+    }];
+    // Two alike paths, so that concurrent use has a reason to use both.
+    let paths = || {
+        vec![
+            PathConfig::symmetric(LinkConfig::new(8.0, 15)),
+            PathConfig::symmetric(LinkConfig::new(8.0, 15)),
+        ]
+    };
+    let mobile = run_with(paths(), &events, PathUsage::Mobility);
+    let concurrent = run_with(paths(), &events, PathUsage::Concurrent);
+    for r in [&mobile, &concurrent] {
+        assert!(r.reliable_faults().is_empty(), "{:?}", r.reliable_faults());
+        assert_eq!(r.paths_alive, 2);
+    }
+    // Share of the units generated in [lo, hi) ms that arrived on path id 1 (path 0 has a
+    // new id after it rejoins; path 1 keeps id 1).
+    let on_path_1 = |r: &TurnReport, lo: u64, hi: u64| {
+        let (lo, hi) = (r.turn_start_us + lo * 1000, r.turn_start_us + hi * 1000);
+        let inside: Vec<_> = r
+            .arrivals
+            .iter()
+            .filter(|a| (lo..hi).contains(&a.gen_us))
+            .collect();
+        let n = inside.iter().filter(|a| a.path.0 == 1).count();
+        n as f64 / inside.len().max(1) as f64
+    };
+    let shares = |r: &TurnReport| {
+        [
+            on_path_1(r, 500, from_ms),
+            on_path_1(r, from_ms + 100, until_ms),
+            on_path_1(r, until_ms + 500, 6_000),
+        ]
+    };
+    let (m, c) = (shares(&mobile), shares(&concurrent));
+    eprintln!("share on path 1 before / during / after the cut: mobility {m:?}, concurrent {c:?}");
+    assert!(
+        m[0] < 0.02,
+        "standby path 1 carried {:.3} before the cut",
+        m[0]
+    );
+    assert!(
+        m[1] > 0.98,
+        "path 1 carried only {:.3} while path 0 was down",
+        m[1]
+    );
+    assert!(
+        m[2] < 0.02,
+        "path 0 is active again after it returned: {:.3}",
+        m[2]
+    );
+    assert!(c[0] > m[0] + 0.05, "concurrent use spreads units: {c:?}");
 }

@@ -38,6 +38,7 @@ impl Client {
         // timeout, if at all). `UnitStreams` empties every buffer it takes back.
         c.role.units.clear();
         self.events.push_back(ClientEvent::PathClosed { slot });
+        self.apply_path_usage();
         let all_closed = self
             .paths
             .entries()
@@ -231,6 +232,7 @@ impl Client {
                     slot,
                     id: s.path_id,
                 });
+                self.apply_path_usage();
                 // Paths whose handshake finished while HELLO was outstanding join now; the
                 // others join when theirs completes.
                 for w in self.waiting_conns() {
@@ -251,6 +253,7 @@ impl Client {
                     slot,
                     id: ok.path_id,
                 });
+                self.apply_path_usage();
             }
             (PathState::Member(_), ControlFrame::Rtt(r)) => {
                 self.receiver.set_path_rtt(r.path_id, r.smoothed_us);

@@ -19,6 +19,7 @@ mod receive;
 mod start;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -184,6 +185,8 @@ pub struct ClientCounters {
     pub link_downs: u64,
     /// Local links reported up again ([`Client::local_link_up`]).
     pub link_ups: u64,
+    /// Mobility mode: times a standby path was made the active one (handover).
+    pub handovers: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
