@@ -651,7 +651,7 @@ impl Failover {
             self.scanned = log.len();
         }
         if discard && self.pending.is_empty() && receiver.arrival_log().len() > 4096 {
-            receiver.take_arrival_log();
+            receiver.clear_arrival_log();
             self.scanned = 0;
         }
     }
