@@ -115,6 +115,11 @@ pub struct ReceiverConfig {
     /// later by the same amount, so that a sync group never straddles two values of `D`
     /// (default on).
     pub camp_retime_queue: bool,
+    /// CAMP policy: lower the applied `D` only where the audio stream has a gap (a silence,
+    /// the start of a turn), so that the audio clock never runs fast during speech (default
+    /// on; off applies every decay at once, the rule before issue 12's finding). Raises take
+    /// effect at once either way. See `playout.rs`.
+    pub camp_lower_in_silence: bool,
     /// Modalities the turn carries (default all three). A sync group is finalised once every
     /// expected modality's in-order point has passed it; a modality that is not expected does
     /// not hold groups open. A modality ends early by sending `END_OF_TURN`.
@@ -145,6 +150,7 @@ impl Default for ReceiverConfig {
             camp_decay_us_per_s: 4_000,
             camp_window_groups: 256,
             camp_retime_queue: true,
+            camp_lower_in_silence: true,
             expected_modalities: [true; 3],
             unseen_modality_grace_us: 2_000_000,
             arrival_log: false,
