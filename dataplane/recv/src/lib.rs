@@ -1531,12 +1531,9 @@ mod tests {
     /// presentation order.
     type Shown = Vec<(Modality, Micros, Micros, bool)>;
 
-    /// Two talkspurts of 20 ms audio frames (`n1` frames, a silence of `silence` frame slots
-    /// with no audio, `n2` frames) with a text token per 40 ms of speech and 25 fps video all
-    /// along. A unit generated at `g` arrives `lat(g) - jitter` after it, where `lat` falls
-    /// linearly from `l0` ms to `l0 - fall` ms over the first talkspurt and stays there; the
-    /// first units have no jitter, so `l0` is the largest latency. D starts at `l0 + 5` ms.
-    fn speech(
+    /// A speech scenario for [`speech`] (latencies in ms).
+    #[derive(Clone, Copy)]
+    struct Talk {
         l0: Micros,
         fall: Micros,
         n1: u64,
@@ -1545,7 +1542,24 @@ mod tests {
         jitter: Micros,
         seed: u64,
         lower_in_silence: bool,
-    ) -> (Shown, Receiver) {
+    }
+
+    /// Two talkspurts of 20 ms audio frames (`n1` frames, a silence of `silence` frame slots
+    /// with no audio, `n2` frames) with a text token per 40 ms of speech and 25 fps video all
+    /// along. A unit generated at `g` arrives `lat(g) - jitter` after it, where `lat` falls
+    /// linearly from `l0` ms to `l0 - fall` ms over the first talkspurt and stays there; the
+    /// first units have no jitter, so `l0` is the largest latency. D starts at `l0 + 5` ms.
+    fn speech(t: Talk) -> (Shown, Receiver) {
+        let Talk {
+            l0,
+            fall,
+            n1,
+            silence,
+            n2,
+            jitter,
+            seed,
+            lower_in_silence,
+        } = t;
         const FRAME: Micros = 20 * MS;
         let t1 = n1 * FRAME;
         let lat = |g: Micros| l0 * MS - fall * MS * g.min(t1) / t1;
@@ -1641,7 +1655,16 @@ mod tests {
             jitter in proptest::prop_oneof![proptest::strategy::Just(0u64), 0u64..4_000],
             seed in proptest::prelude::any::<u64>(),
         ) {
-            let (shown, r) = speech(l0, fall, n1, silence, n2, jitter, seed, true);
+            let (shown, r) = speech(Talk {
+                l0,
+                fall,
+                n1,
+                silence,
+                n2,
+                jitter,
+                seed,
+                lower_in_silence: true,
+            });
             proptest::prop_assert!(shown.iter().all(|u| !u.3), "nothing is late");
             let audio = of(&shown, Modality::Audio);
             proptest::prop_assert_eq!(audio.len() as u64, n1 + n2);
@@ -1684,14 +1707,27 @@ mod tests {
 
     #[test]
     fn without_lowering_in_silence_the_audio_clock_runs_fast() {
-        let (shown, _) = speech(150, 40, 200, 10, 50, 0, 1, false);
+        let talk = Talk {
+            l0: 150,
+            fall: 40,
+            n1: 200,
+            silence: 10,
+            n2: 50,
+            jitter: 0,
+            seed: 1,
+            lower_in_silence: false,
+        };
+        let (shown, _) = speech(talk);
         let audio = of(&shown, Modality::Audio);
         let short = audio[..200]
             .windows(2)
             .filter(|w| w[1].1 - w[0].1 < w[1].0 - w[0].0)
             .count();
         assert!(short > 0, "the old rule drifts during speech");
-        let (shown, _) = speech(150, 40, 200, 10, 50, 0, 1, true);
+        let (shown, _) = speech(Talk {
+            lower_in_silence: true,
+            ..talk
+        });
         let audio = of(&shown, Modality::Audio);
         assert!(
             audio[..200].windows(2).all(|w| w[1].1 - w[0].1 == 20 * MS),

@@ -169,13 +169,12 @@ impl CampDelay {
         margin: u32,
         decay: u32,
         window: u32,
-        hold: bool,
     ) -> Self {
         let cap = window.max(1) as usize;
         CampDelay {
             d: Micros::from(initial),
             applied: Micros::from(initial),
-            hold,
+            hold: true,
             audio_clock: false,
             min: Micros::from(min),
             max: Micros::from(max),
@@ -429,16 +428,18 @@ impl Alignment {
                 min_delay_us,
                 max_delay_us,
                 quantile,
-            } => Some(CampDelay::new(
-                initial_delay_us,
-                min_delay_us,
-                max_delay_us,
-                quantile,
-                cfg.camp_margin_us,
-                cfg.camp_decay_us_per_s,
-                cfg.camp_window_groups,
-                cfg.camp_lower_in_silence,
-            )),
+            } => Some(CampDelay {
+                hold: cfg.camp_lower_in_silence,
+                ..CampDelay::new(
+                    initial_delay_us,
+                    min_delay_us,
+                    max_delay_us,
+                    quantile,
+                    cfg.camp_margin_us,
+                    cfg.camp_decay_us_per_s,
+                    cfg.camp_window_groups,
+                )
+            }),
             _ => None,
         };
         let lip = match cfg.playout {
@@ -685,7 +686,7 @@ mod tests {
 
     #[test]
     fn camp_quantile_is_nearest_rank_with_margin_and_bounds() {
-        let mut c = CampDelay::new(10_000, 10_000, 200_000, 0.9, 1_000, 4_000, 10, true);
+        let mut c = CampDelay::new(10_000, 10_000, 200_000, 0.9, 1_000, 4_000, 10);
         for lat in [10, 20, 30, 40, 50, 60, 70, 80, 90, 100].map(|ms| ms * 1_000) {
             c.on_group_complete(lat);
         }
