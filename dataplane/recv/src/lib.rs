@@ -1542,6 +1542,7 @@ mod tests {
         jitter: Micros,
         seed: u64,
         lower_in_silence: bool,
+        stretch_ppm: u32,
     }
 
     /// Two talkspurts of 20 ms audio frames (`n1` frames, a silence of `silence` frame slots
@@ -1559,6 +1560,7 @@ mod tests {
             jitter,
             seed,
             lower_in_silence,
+            stretch_ppm,
         } = t;
         const FRAME: Micros = 20 * MS;
         let t1 = n1 * FRAME;
@@ -1610,6 +1612,7 @@ mod tests {
             camp_window_groups: 10,
             camp_decay_us_per_s: 50_000,
             camp_lower_in_silence: lower_in_silence,
+            camp_audio_stretch_ppm: stretch_ppm,
             ..ReceiverConfig::default()
         });
         let mut shown = Vec::new();
@@ -1664,6 +1667,7 @@ mod tests {
                 jitter,
                 seed,
                 lower_in_silence: true,
+                stretch_ppm: 0,
             });
             proptest::prop_assert!(shown.iter().all(|u| !u.3), "nothing is late");
             let audio = of(&shown, Modality::Audio);
@@ -1716,6 +1720,7 @@ mod tests {
             jitter: 0,
             seed: 1,
             lower_in_silence: false,
+            stretch_ppm: 0,
         };
         let (shown, _) = speech(talk);
         let audio = of(&shown, Modality::Audio);
@@ -1732,6 +1737,23 @@ mod tests {
         assert!(
             audio[..200].windows(2).all(|w| w[1].1 - w[0].1 == 20 * MS),
             "the new rule does not"
+        );
+        // With a stretch allowance of 0.4 % the delay falls during speech too, but no frame
+        // comes less than 0.4 % of its 20 ms early.
+        let (shown, _) = speech(Talk {
+            lower_in_silence: true,
+            stretch_ppm: 4_000,
+            ..talk
+        });
+        let audio = of(&shown, Modality::Audio);
+        let diffs: Vec<Micros> = audio[..200].windows(2).map(|w| w[1].1 - w[0].1).collect();
+        assert!(diffs.iter().all(|&d| d >= 19_920), "{diffs:?}");
+        assert!(diffs.iter().any(|&d| d < 20 * MS));
+        let delay = |u: &(Micros, Micros)| u.1 - u.0;
+        assert!(delay(&audio[199]) < delay(&audio[0]));
+        assert!(
+            delay(&audio[0]) - delay(&audio[199]) <= 199 * 80,
+            "at most 80 µs per frame"
         );
     }
 

@@ -47,11 +47,15 @@
 //!   audio of its time (the larger of the applied delay and the one before the drop), so a
 //!   late video frame of the previous talkspurt is still shown with its audio.
 //!
-//! No time-stretch is applied: the turns CAMP carries pause between sentences (silences of
-//! 200 ms and more every few seconds), which is where `D` falls. A stream without any gap
-//! keeps the delay it rose to until its turn ends. With `camp_lower_in_silence` off, the
-//! applied delay equals the wanted one (the rule before issue 12: each decay step moves the
-//! audio clock, presenting about 0.4 % faster than real time at the default decay).
+//! A stream without gaps (a codec that encodes its pauses, as the simulator's turns and the
+//! A/V lab's Opus do) keeps the delay it rose to until its turn ends. For a player that
+//! resamples audio to the presentation times, `camp_audio_stretch_ppm` (default 0, at most
+//! 5000) also lets `D` fall during speech by at most that many µs per second of audio: each
+//! audio unit continuing a talkspurt `step` after the previous one is presented at least
+//! `step · (1 − ppm / 10^6)` after it, a bounded time-stretch the presentation times carry.
+//! With `camp_lower_in_silence` off, the applied delay equals the wanted one (the rule
+//! before issue 12: each decay step moves the audio clock, presenting about 0.4 % faster than
+//! real time at the default decay, unannounced).
 
 //! LipSync policy (WebRTC `stream_synchronization` rule, re-derived): audio is scheduled at
 //! `g + offset + anchor + audio_extra`, where `anchor` is the first audio unit's transit time
@@ -116,6 +120,9 @@ pub struct PlayedUnit<'a> {
     /// Local time the unit was delivered in order (after reordering).
     pub delivered_us: Micros,
     /// Local presentation time: the scheduled time, or the delivery time for a late unit.
+    /// Under the CAMP policy, two consecutive audio units of one talkspurt are presented
+    /// exactly their generation times apart unless `D` rose between them (then further), or
+    /// at least `1 − camp_audio_stretch_ppm / 10^6` of it when a stretch is allowed.
     pub present_us: Micros,
     /// Delivered after its scheduled presentation time.
     pub late: bool,
@@ -145,6 +152,9 @@ pub(crate) struct CampDelay {
     hold: bool,
     /// An audio unit has been scheduled: from then on `applied` falls only at audio gaps.
     audio_clock: bool,
+    /// How far `applied` may fall during speech, µs per second of audio (0: not at all).
+    stretch_ppm: u64,
+    stretch_acc: u64,
     min: Micros,
     max: Micros,
     quantile: f64,
@@ -176,6 +186,8 @@ impl CampDelay {
             applied: Micros::from(initial),
             hold: true,
             audio_clock: false,
+            stretch_ppm: 0,
+            stretch_acc: 0,
             min: Micros::from(min),
             max: Micros::from(max),
             quantile,
@@ -212,6 +224,24 @@ impl CampDelay {
         } else if !self.hold || !self.audio_clock {
             self.applied = self.d;
         }
+    }
+
+    /// An audio unit continues a talkspurt `step` after the previous one: with a stretch
+    /// allowance, lowers the applied delay towards the wanted one by at most `step · ppm`.
+    /// Returns the applied delay before.
+    fn stretch(&mut self, step: Micros) -> Micros {
+        let before = self.applied;
+        if self.stretch_ppm == 0 || self.d >= self.applied {
+            self.stretch_acc = 0;
+            return before;
+        }
+        self.stretch_acc = self
+            .stretch_acc
+            .saturating_add(step.saturating_mul(self.stretch_ppm));
+        let allow = self.stretch_acc / 1_000_000;
+        self.stretch_acc %= 1_000_000;
+        self.applied = self.d.max(self.applied.saturating_sub(allow));
+        before
     }
 
     /// An audio talkspurt starts after a silence of `slack` (beyond the previous unit's
@@ -358,6 +388,8 @@ struct AudioGaps {
     steps: [Micros; AUDIO_INTERVALS],
     len: usize,
     head: usize,
+    /// Generation-time step of the last unit if it continued a talkspurt, else 0.
+    continued: Micros,
 }
 
 impl AudioGaps {
@@ -379,6 +411,7 @@ impl AudioGaps {
     fn on_audio(&mut self, meta: &UnitMeta, local_gen: Micros) -> Option<Micros> {
         let eot = meta.flags.contains(UnitFlags::END_OF_TURN);
         let last = self.last.replace((local_gen, meta.seq, eot));
+        self.continued = 0;
         let Some((g, seq, last_eot)) = last else {
             return Some(Micros::MAX);
         };
@@ -397,6 +430,7 @@ impl AudioGaps {
         }
         if step > 0 {
             self.push_step(step);
+            self.continued = step;
         }
         None
     }
@@ -430,6 +464,7 @@ impl Alignment {
                 quantile,
             } => Some(CampDelay {
                 hold: cfg.camp_lower_in_silence,
+                stretch_ppm: u64::from(cfg.camp_audio_stretch_ppm),
                 ..CampDelay::new(
                     initial_delay_us,
                     min_delay_us,
@@ -533,11 +568,13 @@ impl Alignment {
         let slack = self.audio.on_audio(meta, local_gen);
         let first = !c.audio_clock;
         c.audio_clock = true;
-        let Some(slack) = slack else { return };
         if first || !c.hold {
             return;
         }
-        let before = c.lower_at_gap(slack);
+        let before = match slack {
+            Some(slack) => c.lower_at_gap(slack),
+            None => c.stretch(self.audio.continued),
+        };
         if before > c.applied {
             let drop = before - c.applied;
             self.drop_at = Some((local_gen, drop));
