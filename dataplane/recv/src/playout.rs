@@ -43,9 +43,10 @@
 //! - So during continuous speech consecutive audio units are presented exactly their
 //!   generation-time difference apart (the audio clock runs at the sender's rate, as a
 //!   free-running audio device does), except where `D` rises. Video and text use the same
-//!   `D`; a unit generated before the talkspurt that lowered `D` keeps the delay of the
-//!   audio of its time (the larger of the applied delay and the one before the drop), so a
-//!   late video frame of the previous talkspurt is still shown with its audio.
+//!   `D`; a unit generated before the audio unit that last lowered `D` keeps the delay of
+//!   the audio of its time (the applied delay plus that drop; raises since move both), so a
+//!   late video frame of the previous talkspurt is still shown with its audio, and text and
+//!   video queued ahead of that audio unit for its time or later move down with it.
 //!
 //! A stream without gaps (a codec that encodes its pauses, as the simulator's turns and the
 //! A/V lab's Opus do) keeps the delay it rose to until its turn ends. For a player that
@@ -56,7 +57,7 @@
 //! With `camp_lower_in_silence` off, the applied delay equals the wanted one (the rule
 //! before issue 12: each decay step moves the audio clock, presenting about 0.4 % faster than
 //! real time at the default decay, unannounced).
-
+//!
 //! LipSync policy (WebRTC `stream_synchronization` rule, re-derived): audio is scheduled at
 //! `g + offset + anchor + audio_extra`, where `anchor` is the first audio unit's transit time
 //! plus `audio_delay_us` (its jitter buffer); video at delivery + `video_extra`; text on
