@@ -69,6 +69,22 @@ fn opus_and_vp8_through_two_paths_stay_in_lip_sync() {
             run["video_decoded"], run["video_presented"],
             "{name}: {run}"
         );
+        // The receiver never runs the audio clock fast during speech (this clip's Opus has
+        // no gaps): a free-running audio device sees what a timestamp-following player sees,
+        // and the audio playout delay only ever rises (issue 12 finding: it fell 51 ms).
+        let free = &run["free_running_audio"];
+        for k in ["offset_ms_min", "offset_ms_max"] {
+            let (f, t) = (free[k].as_f64().unwrap(), run[k].as_f64().unwrap());
+            assert!(
+                (f - t).abs() <= 1.0,
+                "{name}: free-running {k} {f} vs {t}: {run}"
+            );
+        }
+        let d = &run["audio_playout_delay_ms"];
+        assert!(
+            d["last"].as_f64().unwrap() >= d["first"].as_f64().unwrap(),
+            "{name}: {d}"
+        );
     }
     let healthy = &runs[0];
     assert_eq!(

@@ -7,6 +7,9 @@
 
 use crate::Micros;
 
+/// Largest `camp_audio_stretch_ppm`: 0.5 % of the audio rate.
+pub(crate) const MAX_AUDIO_STRETCH_PPM: u32 = 5_000;
+
 /// How the alignment buffer decides when a delivered unit is presented
 /// (draft-song-tsvwg-camp-00 §4.4).
 ///
@@ -115,6 +118,17 @@ pub struct ReceiverConfig {
     /// later by the same amount, so that a sync group never straddles two values of `D`
     /// (default on).
     pub camp_retime_queue: bool,
+    /// CAMP policy: lower the applied `D` only where the audio stream has a gap (a silence,
+    /// the start of a turn), so that the audio clock never runs fast during speech (default
+    /// on; off applies every decay at once, the rule before issue 12's finding). Raises take
+    /// effect at once either way. See `playout.rs`.
+    pub camp_lower_in_silence: bool,
+    /// CAMP policy with `camp_lower_in_silence`: how far the applied `D` may also fall
+    /// *during* speech, in µs per second of audio (parts per million of the audio rate), for a
+    /// player that resamples audio to the presentation times (default 0: never; clamped to
+    /// 5000, i.e. at most 0.5 % faster than real time). A player with a free-running audio
+    /// clock must keep 0.
+    pub camp_audio_stretch_ppm: u32,
     /// Modalities the turn carries (default all three). A sync group is finalised once every
     /// expected modality's in-order point has passed it; a modality that is not expected does
     /// not hold groups open. A modality ends early by sending `END_OF_TURN`.
@@ -145,6 +159,8 @@ impl Default for ReceiverConfig {
             camp_decay_us_per_s: 4_000,
             camp_window_groups: 256,
             camp_retime_queue: true,
+            camp_lower_in_silence: true,
+            camp_audio_stretch_ppm: 0,
             expected_modalities: [true; 3],
             unseen_modality_grace_us: 2_000_000,
             arrival_log: false,
@@ -167,6 +183,7 @@ impl ReceiverConfig {
         self.max_buffered_units = self.max_buffered_units.max(1);
         self.max_payload_len = self.max_payload_len.min(MAX_PAYLOAD_LIMIT);
         self.camp_window_groups = self.camp_window_groups.clamp(1, MAX_CAMP_WINDOW);
+        self.camp_audio_stretch_ppm = self.camp_audio_stretch_ppm.min(MAX_AUDIO_STRETCH_PPM);
         if let PlayoutPolicy::Camp {
             initial_delay_us,
             min_delay_us,

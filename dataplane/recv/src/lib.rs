@@ -420,6 +420,12 @@ impl Receiver {
         let s = self
             .align
             .schedule(&u.meta, u.arrival_us, u.local_gen_us, now);
+        if let Some((from_gen, drop)) = self.align.take_pending_drop() {
+            // An audio talkspurt lowered `D`: what was queued ahead of it for its time (text
+            // and video delivered before this audio unit) follows it down.
+            let latest = self.queue.advance_from(from_gen, drop, now);
+            self.align.set_last_due_after_drop(latest, now);
+        }
         let c = &mut self.metrics.counters;
         if s.skipped {
             c.video_skipped += 1;
@@ -763,6 +769,12 @@ impl Receiver {
     /// buffering, 0 on arrival), µs.
     pub fn playout_delay_us(&self) -> Micros {
         self.align.playout_delay()
+    }
+
+    /// The delay the CAMP policy wants (`D` falls to it at the next gap in the audio stream;
+    /// see `playout.rs`), µs; `None` for other policies.
+    pub fn camp_wanted_delay_us(&self) -> Option<Micros> {
+        self.align.camp_wanted_delay()
     }
 
     /// Number of times the CAMP policy raised `D` (0 for other policies).
@@ -1464,7 +1476,7 @@ mod tests {
     }
 
     #[test]
-    fn camp_delay_rises_at_once_on_a_late_group_and_decays_slowly() {
+    fn camp_delay_rises_at_once_on_a_late_group_and_falls_only_at_a_silence() {
         let mut r = rx(PlayoutPolicy::Camp {
             initial_delay_us: 60_000,
             min_delay_us: 20_000,
@@ -1474,9 +1486,11 @@ mod tests {
         for k in 0..50 {
             send_group(&mut r, k, 30 * MS, 30 * MS);
         }
-        // Target 30 + 5 ms; D decays from 60 ms at 4 ms/s over about 2 s.
-        let d0 = r.playout_delay_us();
-        assert!((51_000..=53_000).contains(&d0), "{d0}");
+        // Target 30 + 5 ms; the wanted delay decays from 60 ms at 4 ms/s over about 2 s, but
+        // the audio has had no gap: D holds.
+        let w0 = r.camp_wanted_delay_us().expect("camp");
+        assert!((51_000..=53_000).contains(&w0), "{w0}");
+        assert_eq!(r.playout_delay_us(), 60_000);
         send_group(&mut r, 50, 30 * MS, 200 * MS);
         assert_eq!(
             r.playout_delay_us(),
@@ -1487,16 +1501,358 @@ mod tests {
             send_group(&mut r, k, 30 * MS, 30 * MS);
         }
         // Up to 100 groups the nearest-rank p99 is the largest one: the late group holds D.
-        assert_eq!(r.playout_delay_us(), 205_000);
+        assert_eq!(r.camp_wanted_delay_us(), Some(205_000));
         for k in 100..126 {
             send_group(&mut r, k, 30 * MS, 30 * MS);
         }
-        // From the 101st group on, the outlier is beyond the p99 and D decays at 4 ms/s: about
-        // one second of decay by the end (group 100 completes at ~4.07 s, the last unit
-        // arrives at ~5.05 s).
-        let d1 = r.playout_delay_us();
-        assert!((200_000..=202_000).contains(&d1), "{d1}");
+        // From the 101st group on, the outlier is beyond the p99 and the wanted delay decays
+        // at 4 ms/s: about one second of decay by the end (group 100 completes at ~4.07 s,
+        // the last unit arrives at ~5.05 s). Speech goes on: D holds.
+        let w1 = r.camp_wanted_delay_us().expect("camp");
+        assert!((200_000..=202_000).contains(&w1), "{w1}");
+        assert_eq!(r.playout_delay_us(), 205_000);
         assert_eq!(r.camp_delay_raises(), 1);
+        // A 240 ms silence (groups 126..=131 carry text and video only), then speech again:
+        // D falls to the wanted delay at the first audio frame after it.
+        for k in 126..132 {
+            let g = Micros::from(k) * 40 * MS;
+            for (m, seq) in [(Modality::Text, k), (Modality::Video, k)] {
+                r.on_unit(g + 30 * MS, PathId(0), meta(m, seq.into(), k, g), b"u")
+                    .expect("accepted");
+            }
+        }
+        assert_eq!(r.playout_delay_us(), 205_000, "no audio yet: D holds");
+        let g = 132 * 40 * MS;
+        r.on_unit(
+            g + 30 * MS,
+            PathId(0),
+            meta(Modality::Audio, 252, 132, g),
+            b"a",
+        )
+        .expect("accepted");
+        let w2 = r.camp_wanted_delay_us().expect("camp");
+        assert!(w2 < w1, "{w2} {w1}");
+        assert_eq!(r.playout_delay_us(), w2, "D jumps down at the silence");
+    }
+
+    /// What a speech scenario presented: (modality, local gen, present, late) in
+    /// presentation order.
+    type Shown = Vec<(Modality, Micros, Micros, bool)>;
+
+    /// A speech scenario for [`speech`] (latencies in ms).
+    #[derive(Clone, Copy)]
+    struct Talk {
+        l0: Micros,
+        fall: Micros,
+        n1: u64,
+        silence: u64,
+        n2: u64,
+        jitter: Micros,
+        seed: u64,
+        lower_in_silence: bool,
+        stretch_ppm: u32,
+    }
+
+    /// Two talkspurts of 20 ms audio frames (`n1` frames, a silence of `silence` frame slots
+    /// with no audio, `n2` frames) with a text token per 40 ms of speech and 25 fps video all
+    /// along. A unit generated at `g` arrives `lat(g) - jitter` after it, where `lat` falls
+    /// linearly from `l0` ms to `l0 - fall` ms over the first talkspurt and stays there; the
+    /// first units have no jitter, so `l0` is the largest latency. D starts at `l0 + 5` ms.
+    fn speech(t: Talk) -> (Shown, Receiver) {
+        let Talk {
+            l0,
+            fall,
+            n1,
+            silence,
+            n2,
+            jitter,
+            seed,
+            lower_in_silence,
+            stretch_ppm,
+        } = t;
+        const FRAME: Micros = 20 * MS;
+        let t1 = n1 * FRAME;
+        let lat = |g: Micros| l0 * MS - fall * MS * g.min(t1) / t1;
+        let mut rng = seed | 1;
+        let mut jit = |g: Micros| {
+            rng = rng
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            if g == 0 {
+                0
+            } else {
+                (rng >> 33) % (jitter + 1)
+            }
+        };
+        let mut units = Vec::new();
+        let total = n1 + silence + n2;
+        let speaking = |slot: u64| slot < n1 || slot >= n1 + silence;
+        let (mut audio_seq, mut text_seq, mut video_seq) = (0, 0, 0);
+        for slot in 0..total {
+            let g = slot * FRAME;
+            let k = (slot / 2) as u32;
+            let mut add = |m: Modality, seq: &mut Seq| {
+                let mut u = meta(m, *seq, k, g);
+                if m == Modality::Video && slot % 50 == 0 {
+                    u.flags = UnitFlags::KEYFRAME;
+                }
+                *seq += 1;
+                units.push((g + lat(g) - jit(g), u));
+            };
+            if speaking(slot) {
+                add(Modality::Audio, &mut audio_seq);
+            }
+            if slot % 2 == 0 {
+                if speaking(slot) {
+                    add(Modality::Text, &mut text_seq);
+                }
+                add(Modality::Video, &mut video_seq);
+            }
+        }
+        units.sort_by_key(|u| u.0);
+        let mut r = Receiver::new(ReceiverConfig {
+            playout: PlayoutPolicy::Camp {
+                initial_delay_us: ((l0 + 5) * MS) as u32,
+                min_delay_us: 10_000,
+                max_delay_us: 1_000_000,
+                quantile: 0.99,
+            },
+            camp_window_groups: 10,
+            camp_decay_us_per_s: 50_000,
+            camp_lower_in_silence: lower_in_silence,
+            camp_audio_stretch_ppm: stretch_ppm,
+            ..ReceiverConfig::default()
+        });
+        let mut shown = Vec::new();
+        let mut take = |r: &mut Receiver, now: Micros| {
+            while let Some(u) = r.poll_playout(now) {
+                shown.push((u.meta.modality, u.meta.gen_time_us, u.present_us, u.late));
+            }
+        };
+        for (at, m) in units {
+            take(&mut r, at);
+            r.handle_timeout(at);
+            r.on_unit(at, PathId(0), m, b"u").expect("accepted");
+        }
+        r.finish(total * FRAME + 10_000 * MS);
+        take(&mut r, Micros::MAX);
+        (shown, r)
+    }
+
+    /// (gen, present) of one modality, in generation order.
+    fn of(shown: &Shown, m: Modality) -> Vec<(Micros, Micros)> {
+        let mut v: Vec<_> = shown
+            .iter()
+            .filter(|u| u.0 == m)
+            .map(|u| (u.1, u.2))
+            .collect();
+        v.sort();
+        v
+    }
+
+    proptest::proptest! {
+        /// For continuous audio with falling network delay, the audio clock runs at the
+        /// sender's rate: inside a talkspurt consecutive presentation times are exactly the
+        /// generation times apart, and the delay never falls; it falls at the first silence
+        /// (by at most the silence), and video and text are presented with the delay of the
+        /// audio of their time.
+        #[test]
+        fn camp_audio_clock_never_drifts_during_speech(
+            l0 in 40u64..300,
+            fall in 0u64..40,
+            n1 in 50u64..300,
+            silence in 2u64..30,
+            n2 in 10u64..100,
+            jitter in proptest::prop_oneof![proptest::strategy::Just(0u64), 0u64..4_000],
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let (shown, r) = speech(Talk {
+                l0,
+                fall,
+                n1,
+                silence,
+                n2,
+                jitter,
+                seed,
+                lower_in_silence: true,
+                stretch_ppm: 0,
+            });
+            proptest::prop_assert!(shown.iter().all(|u| !u.3), "nothing is late");
+            let audio = of(&shown, Modality::Audio);
+            proptest::prop_assert_eq!(audio.len() as u64, n1 + n2);
+            let delay = |u: &(Micros, Micros)| u.1 - u.0;
+            let d1 = (l0 + 5) * MS;
+            // First talkspurt: every latency is at most l0, so D never rises: exact clock.
+            for u in &audio[..n1 as usize] {
+                proptest::prop_assert_eq!(delay(u), d1);
+            }
+            for w in audio[..n1 as usize].windows(2) {
+                proptest::prop_assert_eq!(w[1].1 - w[0].1, w[1].0 - w[0].0);
+            }
+            // Second talkspurt: the delay only rises (a raise is a stall-avoiding jump).
+            for w in audio[n1 as usize..].windows(2) {
+                proptest::prop_assert!(delay(&w[1]) >= delay(&w[0]));
+                proptest::prop_assert!(w[1].1 - w[0].1 >= w[1].0 - w[0].0);
+            }
+            let (last, first) = (audio[n1 as usize - 1], audio[n1 as usize]);
+            let d2 = delay(&first);
+            proptest::prop_assert!(d2 <= d1);
+            proptest::prop_assert!(d2 + silence * 20 * MS >= d1, "falls by at most the silence");
+            proptest::prop_assert!(first.1 >= last.1 + 20 * MS, "the last frame is played out");
+            if fall >= 10 {
+                proptest::prop_assert!(d2 < d1, "the delay falls at the first silence");
+            }
+            if r.camp_delay_raises() == 0 {
+                // Lip sync: each modality at the audio's delay for its time, never backwards.
+                let g_sw = first.0;
+                for m in [Modality::Video, Modality::Text] {
+                    let mut prev = 0;
+                    for (g, p) in of(&shown, m) {
+                        let want = (g + if g < g_sw { d1 } else { d2 }).max(prev);
+                        proptest::prop_assert_eq!(p, want, "{:?} gen {}", m, g);
+                        prev = want;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_lowering_in_silence_the_audio_clock_runs_fast() {
+        let talk = Talk {
+            l0: 150,
+            fall: 40,
+            n1: 200,
+            silence: 10,
+            n2: 50,
+            jitter: 0,
+            seed: 1,
+            lower_in_silence: false,
+            stretch_ppm: 0,
+        };
+        let (shown, _) = speech(talk);
+        let audio = of(&shown, Modality::Audio);
+        let short = audio[..200]
+            .windows(2)
+            .filter(|w| w[1].1 - w[0].1 < w[1].0 - w[0].0)
+            .count();
+        assert!(short > 0, "the old rule drifts during speech");
+        let (shown, _) = speech(Talk {
+            lower_in_silence: true,
+            ..talk
+        });
+        let audio = of(&shown, Modality::Audio);
+        assert!(
+            audio[..200].windows(2).all(|w| w[1].1 - w[0].1 == 20 * MS),
+            "the new rule does not"
+        );
+        // With a stretch allowance of 0.4 % the delay falls during speech too, but no frame
+        // comes less than 0.4 % of its 20 ms early.
+        let (shown, _) = speech(Talk {
+            lower_in_silence: true,
+            stretch_ppm: 4_000,
+            ..talk
+        });
+        let audio = of(&shown, Modality::Audio);
+        let diffs: Vec<Micros> = audio[..200].windows(2).map(|w| w[1].1 - w[0].1).collect();
+        assert!(diffs.iter().all(|&d| d >= 19_920), "{diffs:?}");
+        assert!(diffs.iter().any(|&d| d < 20 * MS));
+        let delay = |u: &(Micros, Micros)| u.1 - u.0;
+        assert!(delay(&audio[199]) < delay(&audio[0]));
+        assert!(
+            delay(&audio[0]) - delay(&audio[199]) <= 199 * 80,
+            "at most 80 µs per frame"
+        );
+    }
+
+    #[test]
+    fn a_late_audio_frame_still_raises_the_delay_at_once() {
+        let mut r = rx(PlayoutPolicy::Camp {
+            initial_delay_us: 60_000,
+            min_delay_us: 20_000,
+            max_delay_us: 500_000,
+            quantile: 0.99,
+        });
+        let mut shown = Vec::new();
+        for seq in 0..20u64 {
+            let g = seq * 20 * MS;
+            let lat = if seq == 10 { 100 * MS } else { 30 * MS };
+            let at = g + lat;
+            r.on_unit(
+                at,
+                PathId(0),
+                meta(Modality::Audio, seq, (seq / 2) as u32, g),
+                b"a",
+            )
+            .expect("accepted");
+            shown.extend(drain(&mut r, at));
+        }
+        shown.extend(drain(&mut r, Micros::MAX));
+        // Frame 10 waited 100 ms: 40 ms late for D = 60 ms; D rises to 105 ms at once and
+        // frames 11.. arrived (30 ms) before it: they queue behind it in order.
+        assert_eq!(r.playout_delay_us(), 105_000);
+        assert_eq!(r.counters().stalls, 1);
+        assert_eq!(r.counters().stall_time_us, 40 * MS);
+        let at = |seq: u64| shown.iter().find(|u| u.1 == seq).expect("shown").2;
+        assert_eq!(at(9), 9 * 20 * MS + 60 * MS);
+        assert_eq!(at(10), 10 * 20 * MS + 100 * MS);
+        for seq in 11..20 {
+            assert_eq!(at(seq), seq * 20 * MS + 105 * MS, "seq {seq}");
+        }
+    }
+
+    #[test]
+    fn a_turn_boundary_lowers_the_delay() {
+        let mut r = Receiver::new(ReceiverConfig {
+            playout: PlayoutPolicy::Camp {
+                initial_delay_us: 200_000,
+                min_delay_us: 20_000,
+                max_delay_us: 500_000,
+                quantile: 0.99,
+            },
+            expected_modalities: [false, true, false],
+            ..ReceiverConfig::default()
+        });
+        for seq in 0..100u64 {
+            let g = seq * 20 * MS;
+            let mut m = meta(Modality::Audio, seq, (seq / 2) as u32, g);
+            if seq == 99 {
+                m.flags = UnitFlags::END_OF_TURN;
+            }
+            r.on_unit(g + 30 * MS, PathId(0), m, b"a")
+                .expect("accepted");
+        }
+        assert_eq!(r.playout_delay_us(), 200_000, "held through the speech");
+        // The next turn starts right after (no silence) at a new frame time.
+        let g = 100 * 20 * MS;
+        r.on_unit(
+            g + 30 * MS,
+            PathId(0),
+            meta(Modality::Audio, 100, 50, g),
+            b"a",
+        )
+        .expect("accepted");
+        let w = r.camp_wanted_delay_us().expect("camp");
+        assert!(w < 200_000);
+        // Back-to-back turns leave no silence to absorb a drop.
+        assert_eq!(r.playout_delay_us(), 200_000);
+        let mut e = meta(Modality::Audio, 101, 50, g + 20 * MS);
+        e.flags = UnitFlags::END_OF_TURN;
+        r.on_unit(g + 50 * MS, PathId(0), e, b"a")
+            .expect("accepted");
+        // A turn starting 35 ms after the last one's last frame: less than two frames, so not
+        // a silence by itself, but a turn boundary with 15 ms of room: D falls by up to 15 ms.
+        let g = g + 55 * MS;
+        r.on_unit(
+            g + 30 * MS,
+            PathId(0),
+            meta(Modality::Audio, 102, 51, g),
+            b"a",
+        )
+        .expect("accepted");
+        let w = r.camp_wanted_delay_us().expect("camp");
+        assert_eq!(r.playout_delay_us(), w.max(185_000));
+        assert!(r.playout_delay_us() < 200_000);
     }
 
     /// Audio of sync index 1 is queued at D = 60 ms; a late video frame of index 0 raises D

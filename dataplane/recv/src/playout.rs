@@ -17,16 +17,46 @@
 //! CAMP policy (`D` adaptation): every delivered unit has a latency `d - (g + offset)` from
 //! generation to in-order delivery `d` (its arrival, or later when it waited behind a gap); a
 //! group's completion latency is the largest latency among its units, i.e. the smallest `D`
-//! that would have presented the whole group on time. `D` targets the configured quantile of the last
-//! `camp_window_groups` completion latencies plus `camp_margin_us`, within the policy bounds.
-//! It rises at once, both when the target rises and when a single unit arrives with
-//! latency + margin above `D` (so the group after a late one is covered), and it decays
-//! towards the target at `camp_decay_us_per_s`, slow enough to be absorbed by imperceptible
-//! playback-rate changes. Transport hints ([`TransportHint`]) raise `D` the same way before
-//! the late units arrive. A raise also moves the units already waiting in the presentation
-//! queue (on time, not yet due) later by the raise (`camp_retime_queue`), so a sync group
-//! whose audio was queued under the old `D` and whose video comes under the new one is still
-//! presented together; decays never move queued units.
+//! that would have presented the whole group on time. The *wanted* delay targets the
+//! configured quantile of the last `camp_window_groups` completion latencies plus
+//! `camp_margin_us`, within the policy bounds. It rises at once, both when the target rises
+//! and when a single unit arrives with latency + margin above it (so the group after a late
+//! one is covered), and it decays towards the target at `camp_decay_us_per_s`. Transport
+//! hints ([`TransportHint`]) raise it the same way before the late units arrive.
+//!
+//! Every unit, whatever its modality, is presented at `g + offset + D`, where `D` is the
+//! *applied* delay, which moves as follows:
+//! - It rises at once whenever the wanted delay rises above it (a stall is worse than drift).
+//!   A raise also moves the units already waiting in the presentation queue (on time, not yet
+//!   due) later by the raise (`camp_retime_queue`), so a sync group whose audio was queued
+//!   under the old `D` and whose video comes under the new one is still presented together.
+//! - It is lowered (to the wanted delay) only where the audio stream has a gap: when the
+//!   audio unit being scheduled starts a talkspurt. That is the first audio unit of the
+//!   session, the first after an `END_OF_TURN` audio unit, or one whose generation time is
+//!   at least two frame intervals after the previous audio unit's while its seq follows it
+//!   (no audio was due for at least one interval: a silence, not a loss). The frame interval
+//!   is the largest of the last [`AUDIO_INTERVALS`] generation-time steps inside talkspurts
+//!   (the stream's own frame length, learnt, so a longer frame is never taken for a
+//!   silence). The drop is at most the silence, `step - interval`, so the first unit of the
+//!   talkspurt never starts before the previous one has finished. Before any audio unit has
+//!   been scheduled, `D` follows the wanted delay down at once.
+//! - So during continuous speech consecutive audio units are presented exactly their
+//!   generation-time difference apart (the audio clock runs at the sender's rate, as a
+//!   free-running audio device does), except where `D` rises. Video and text use the same
+//!   `D`; a unit generated before the audio unit that last lowered `D` keeps the delay of
+//!   the audio of its time (the applied delay plus that drop; raises since move both), so a
+//!   late video frame of the previous talkspurt is still shown with its audio, and text and
+//!   video queued ahead of that audio unit for its time or later move down with it.
+//!
+//! A stream without gaps (a codec that encodes its pauses, as the simulator's turns and the
+//! A/V lab's Opus do) keeps the delay it rose to until its turn ends. For a player that
+//! resamples audio to the presentation times, `camp_audio_stretch_ppm` (default 0, at most
+//! 5000) also lets `D` fall during speech by at most that many µs per second of audio: each
+//! audio unit continuing a talkspurt `step` after the previous one is presented at least
+//! `step · (1 − ppm / 10^6)` after it, a bounded time-stretch the presentation times carry.
+//! With `camp_lower_in_silence` off, the applied delay equals the wanted one (the rule
+//! before issue 12: each decay step moves the audio clock, presenting about 0.4 % faster than
+//! real time at the default decay, unannounced).
 //!
 //! LipSync policy (WebRTC `stream_synchronization` rule, re-derived): audio is scheduled at
 //! `g + offset + anchor + audio_extra`, where `anchor` is the first audio unit's transit time
@@ -42,6 +72,10 @@
 use camp_wire::{Modality, UnitFlags};
 
 use crate::{Micros, UnitMeta, config::PlayoutPolicy};
+
+/// Number of recent in-talkspurt audio generation-time steps the frame interval is learnt
+/// from (CAMP policy).
+pub const AUDIO_INTERVALS: usize = 8;
 
 /// LipSync update period.
 pub const LIP_SYNC_PERIOD_US: Micros = 1_000_000;
@@ -87,6 +121,9 @@ pub struct PlayedUnit<'a> {
     /// Local time the unit was delivered in order (after reordering).
     pub delivered_us: Micros,
     /// Local presentation time: the scheduled time, or the delivery time for a late unit.
+    /// Under the CAMP policy, two consecutive audio units of one talkspurt are presented
+    /// exactly their generation times apart unless `D` rose between them (then further), or
+    /// at least `1 − camp_audio_stretch_ppm / 10^6` of it when a stretch is allowed.
     pub present_us: Micros,
     /// Delivered after its scheduled presentation time.
     pub late: bool,
@@ -108,7 +145,17 @@ pub(crate) struct Schedule {
 /// State of the CAMP shared playout delay `D`.
 #[derive(Debug)]
 pub(crate) struct CampDelay {
+    /// Wanted delay (rises at once, decays towards `target`).
     d: Micros,
+    /// Applied delay: what units are scheduled with (see the module docs).
+    applied: Micros,
+    /// Lower `applied` only at audio gaps (else it equals `d`).
+    hold: bool,
+    /// An audio unit has been scheduled: from then on `applied` falls only at audio gaps.
+    audio_clock: bool,
+    /// How far `applied` may fall during speech, µs per second of audio (0: not at all).
+    stretch_ppm: u64,
+    stretch_acc: u64,
     min: Micros,
     max: Micros,
     quantile: f64,
@@ -137,6 +184,11 @@ impl CampDelay {
         let cap = window.max(1) as usize;
         CampDelay {
             d: Micros::from(initial),
+            applied: Micros::from(initial),
+            hold: true,
+            audio_clock: false,
+            stretch_ppm: 0,
+            stretch_acc: 0,
             min: Micros::from(min),
             max: Micros::from(max),
             quantile,
@@ -160,8 +212,46 @@ impl CampDelay {
             .clamp(self.min, self.max);
         if need > self.d {
             self.d = need;
-            self.raises += 1;
         }
+        self.sync_applied();
+    }
+
+    /// Keeps the applied delay consistent with the wanted one: it rises at once, and falls
+    /// at once while no audio clock runs (or holding is off).
+    fn sync_applied(&mut self) {
+        if self.d > self.applied {
+            self.applied = self.d;
+            self.raises += 1;
+        } else if !self.hold || !self.audio_clock {
+            self.applied = self.d;
+        }
+    }
+
+    /// An audio unit continues a talkspurt `step` after the previous one: with a stretch
+    /// allowance, lowers the applied delay towards the wanted one by at most `step · ppm`.
+    /// Returns the applied delay before.
+    fn stretch(&mut self, step: Micros) -> Micros {
+        let before = self.applied;
+        if self.stretch_ppm == 0 || self.d >= self.applied {
+            self.stretch_acc = 0;
+            return before;
+        }
+        self.stretch_acc = self
+            .stretch_acc
+            .saturating_add(step.saturating_mul(self.stretch_ppm));
+        let allow = self.stretch_acc / 1_000_000;
+        self.stretch_acc %= 1_000_000;
+        self.applied = self.d.max(self.applied.saturating_sub(allow));
+        before
+    }
+
+    /// An audio talkspurt starts after a silence of `slack` (beyond the previous unit's
+    /// own interval): lowers the applied delay to the wanted one, by at most `slack`.
+    /// Returns the applied delay before.
+    fn lower_at_gap(&mut self, slack: Micros) -> Micros {
+        let before = self.applied;
+        self.applied = self.d.max(self.applied.saturating_sub(slack));
+        before
     }
 
     /// Adds a completed group's latency to the quantile window and re-targets.
@@ -187,8 +277,8 @@ impl CampDelay {
         self.target = Some(target);
         if target > self.d {
             self.d = target;
-            self.raises += 1;
         }
+        self.sync_applied();
     }
 
     /// Smallest completion latency in the window (0 before any group): the latency of the
@@ -215,6 +305,7 @@ impl CampDelay {
         let step = self.decay_acc / 1_000_000;
         self.decay_acc %= 1_000_000;
         self.d = self.d.saturating_sub(step).max(target).max(self.min);
+        self.sync_applied();
     }
 }
 
@@ -289,11 +380,75 @@ impl LipSync {
     }
 }
 
+/// What the CAMP policy tracks of the audio stream to find its gaps (see the module docs).
+#[derive(Debug, Default)]
+struct AudioGaps {
+    /// The last audio unit scheduled: (local gen, seq, END_OF_TURN).
+    last: Option<(Micros, u64, bool)>,
+    /// Recent in-talkspurt generation-time steps (ring).
+    steps: [Micros; AUDIO_INTERVALS],
+    len: usize,
+    head: usize,
+    /// Generation-time step of the last unit if it continued a talkspurt, else 0.
+    continued: Micros,
+}
+
+impl AudioGaps {
+    /// The stream's frame interval: the largest recent in-talkspurt step (0 before any).
+    fn interval(&self) -> Micros {
+        self.steps.iter().take(self.len).copied().max().unwrap_or(0)
+    }
+
+    fn push_step(&mut self, step: Micros) {
+        if let Some(slot) = self.steps.get_mut(self.head) {
+            *slot = step;
+        }
+        self.head = (self.head + 1) % AUDIO_INTERVALS;
+        self.len = (self.len + 1).min(AUDIO_INTERVALS);
+    }
+
+    /// Observes the next audio unit; returns how far the delay may fall before it (the
+    /// silence before it) if it starts a talkspurt, `None` if it continues one.
+    fn on_audio(&mut self, meta: &UnitMeta, local_gen: Micros) -> Option<Micros> {
+        let eot = meta.flags.contains(UnitFlags::END_OF_TURN);
+        let last = self.last.replace((local_gen, meta.seq, eot));
+        self.continued = 0;
+        let Some((g, seq, last_eot)) = last else {
+            return Some(Micros::MAX);
+        };
+        let step = local_gen.saturating_sub(g);
+        let interval = self.interval();
+        let follows = seq.checked_add(1) == Some(meta.seq);
+        if last_eot {
+            return Some(step.saturating_sub(interval));
+        }
+        if !follows {
+            // A loss (droppable audio): the missing frames' time is concealment, not a gap.
+            return None;
+        }
+        if interval > 0 && step >= interval.saturating_mul(2) {
+            return Some(step - interval);
+        }
+        if step > 0 {
+            self.push_step(step);
+            self.continued = step;
+        }
+        None
+    }
+}
+
 /// Policy state and the per-modality presentation clock.
 #[derive(Debug)]
 pub(crate) struct Alignment {
     policy: PlayoutPolicy,
     camp: Option<CampDelay>,
+    audio: AudioGaps,
+    /// The last drop of the applied CAMP delay: (local gen of the audio unit that started the
+    /// talkspurt, the drop). Units generated earlier keep the delay of their audio, the
+    /// applied one plus the drop (raises since move both).
+    drop_at: Option<(Micros, Micros)>,
+    /// A drop to apply to the presentation queue: (sender gen from, amount).
+    pending_drop: Option<(Micros, Micros)>,
     lip: LipSync,
     last_due: [Micros; Modality::COUNT],
     video_skip_late: Micros,
@@ -308,15 +463,19 @@ impl Alignment {
                 min_delay_us,
                 max_delay_us,
                 quantile,
-            } => Some(CampDelay::new(
-                initial_delay_us,
-                min_delay_us,
-                max_delay_us,
-                quantile,
-                cfg.camp_margin_us,
-                cfg.camp_decay_us_per_s,
-                cfg.camp_window_groups,
-            )),
+            } => Some(CampDelay {
+                hold: cfg.camp_lower_in_silence,
+                stretch_ppm: u64::from(cfg.camp_audio_stretch_ppm),
+                ..CampDelay::new(
+                    initial_delay_us,
+                    min_delay_us,
+                    max_delay_us,
+                    quantile,
+                    cfg.camp_margin_us,
+                    cfg.camp_decay_us_per_s,
+                    cfg.camp_window_groups,
+                )
+            }),
             _ => None,
         };
         let lip = match cfg.playout {
@@ -329,6 +488,9 @@ impl Alignment {
         Alignment {
             policy: cfg.playout,
             camp,
+            audio: AudioGaps::default(),
+            drop_at: None,
+            pending_drop: None,
             lip,
             last_due: [0; Modality::COUNT],
             video_skip_late: Micros::from(cfg.video_skip_late_us),
@@ -342,7 +504,7 @@ impl Alignment {
             PlayoutPolicy::OnArrival => 0,
             PlayoutPolicy::Fixed { delay_us } => Micros::from(delay_us),
             PlayoutPolicy::LipSync { .. } => self.lip.audio_delay + self.lip.audio_extra,
-            PlayoutPolicy::Camp { .. } => self.camp.as_ref().map_or(0, |c| c.d),
+            PlayoutPolicy::Camp { .. } => self.camp.as_ref().map_or(0, |c| c.applied),
         }
     }
 
@@ -354,9 +516,71 @@ impl Alignment {
         }
     }
 
-    /// Current CAMP `D`, if the policy is CAMP.
+    /// Current applied CAMP `D`, if the policy is CAMP.
     pub(crate) fn camp_delay(&self) -> Option<Micros> {
+        self.camp.as_ref().map(|c| c.applied)
+    }
+
+    /// Current wanted CAMP delay (what `D` falls to at the next audio gap), if CAMP.
+    pub(crate) fn camp_wanted_delay(&self) -> Option<Micros> {
         self.camp.as_ref().map(|c| c.d)
+    }
+
+    /// The drop of `D` the last scheduled unit caused, for the presentation queue: units of
+    /// sender generation time `.0` or later move earlier by `.1`.
+    pub(crate) fn take_pending_drop(&mut self) -> Option<(Micros, Micros)> {
+        self.pending_drop.take()
+    }
+
+    /// After the queue moved by a drop: each modality's latest scheduled time that was still
+    /// ahead of `now` becomes the latest left in the queue.
+    pub(crate) fn set_last_due_after_drop(
+        &mut self,
+        latest: [Option<Micros>; Modality::COUNT],
+        now: Micros,
+    ) {
+        // Audio never moves: every queued audio unit was generated before the talkspurt.
+        let audio = Modality::Audio.index();
+        for (_, (last, q)) in self
+            .last_due
+            .iter_mut()
+            .zip(latest)
+            .enumerate()
+            .filter(|(i, _)| *i != audio)
+        {
+            if *last > now {
+                *last = q.unwrap_or(now).max(now);
+            }
+        }
+    }
+
+    /// The CAMP delay for a unit generated at `local_gen`, after an audio unit has had its
+    /// chance to lower it.
+    fn camp_delay_for(&self, c: &CampDelay, local_gen: Micros) -> Micros {
+        match self.drop_at {
+            Some((g, drop)) if local_gen < g => c.applied.saturating_add(drop),
+            _ => c.applied,
+        }
+    }
+
+    /// CAMP: an audio unit is scheduled; lowers `D` if it starts a talkspurt.
+    fn camp_on_audio(&mut self, meta: &UnitMeta, local_gen: Micros) {
+        let Some(c) = self.camp.as_mut() else { return };
+        let slack = self.audio.on_audio(meta, local_gen);
+        let first = !c.audio_clock;
+        c.audio_clock = true;
+        if first || !c.hold {
+            return;
+        }
+        let before = match slack {
+            Some(slack) => c.lower_at_gap(slack),
+            None => c.stretch(self.audio.continued),
+        };
+        if before > c.applied {
+            let drop = before - c.applied;
+            self.drop_at = Some((local_gen, drop));
+            self.pending_drop = Some((meta.gen_time_us, drop));
+        }
     }
 
     /// Number of times CAMP raised `D`.
@@ -421,7 +645,14 @@ impl Alignment {
                 Some(local_gen.saturating_add(Micros::from(delay_us)))
             }
             PlayoutPolicy::Camp { .. } => {
-                Some(local_gen.saturating_add(self.camp_delay().unwrap_or(0)))
+                if m == Modality::Audio {
+                    self.camp_on_audio(meta, local_gen);
+                }
+                let d = self
+                    .camp
+                    .as_ref()
+                    .map_or(0, |c| self.camp_delay_for(c, local_gen));
+                Some(local_gen.saturating_add(d))
             }
             PlayoutPolicy::LipSync { .. } => match m {
                 Modality::Audio => {
@@ -511,6 +742,53 @@ mod tests {
         assert_eq!(c.d, 87_000, "4 ms per second");
         c.advance(100_000_000);
         assert_eq!(c.d, 21_000, "never below target");
+    }
+
+    fn audio(seq: u64, gen_us: Micros, flags: UnitFlags) -> UnitMeta {
+        UnitMeta {
+            modality: Modality::Audio,
+            reliability: Modality::Audio.default_reliability(),
+            flags,
+            sync_index: 0,
+            seq,
+            gen_time_us: gen_us,
+            deadline_us: 0,
+            capture_id: camp_wire::CaptureId(0),
+        }
+    }
+
+    #[test]
+    fn audio_gaps_learn_the_frame_interval_and_find_silences() {
+        let mut a = AudioGaps::default();
+        let none = UnitFlags::empty();
+        assert_eq!(
+            a.on_audio(&audio(0, 0, none), 0),
+            Some(Micros::MAX),
+            "first"
+        );
+        assert_eq!(a.on_audio(&audio(1, 20_000, none), 20_000), None);
+        assert_eq!(a.interval(), 20_000);
+        // 39 ms: under two frames, not a silence.
+        assert_eq!(a.on_audio(&audio(2, 59_000, none), 59_000), None);
+        assert_eq!(a.interval(), 39_000, "the largest recent step");
+        // 100 ms after a 39 ms step: a silence of 100 − 39 ms.
+        assert_eq!(a.on_audio(&audio(3, 159_000, none), 159_000), Some(61_000));
+        assert_eq!(a.interval(), 39_000, "a silence is not a frame");
+        // A seq skipped (a lost frame): its time is not a silence.
+        assert_eq!(a.on_audio(&audio(5, 300_000, none), 300_000), None);
+        // Eight 20 ms steps push the 39 ms one out of the window.
+        for i in 0..8u64 {
+            let g = 320_000 + i * 20_000;
+            assert_eq!(a.on_audio(&audio(6 + i, g, none), g), None);
+        }
+        assert_eq!(a.interval(), 20_000);
+        // After END_OF_TURN any step beyond one frame is room to lower.
+        let g = 480_000;
+        assert_eq!(a.on_audio(&audio(14, g, UnitFlags::END_OF_TURN), g), None);
+        assert_eq!(
+            a.on_audio(&audio(15, g + 30_000, none), g + 30_000),
+            Some(10_000)
+        );
     }
 
     #[test]

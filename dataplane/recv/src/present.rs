@@ -10,6 +10,8 @@
 
 use std::collections::BinaryHeap;
 
+use camp_wire::Modality;
+
 use crate::{Micros, PathId, UnitMeta, pool::BufId};
 
 /// A delivered unit waiting in the presentation queue.
@@ -123,12 +125,53 @@ impl PresentQueue {
         self.heap = BinaryHeap::from(units);
         true
     }
+
+    /// The CAMP delay fell by `drop` at a talkspurt that starts at sender generation time
+    /// `from_gen`: every unit of that time or later that waits on time at `now` (text and
+    /// video queued ahead of the audio that lowered the delay) moves earlier by `drop`, but
+    /// not before `now` nor before a unit of its modality generated earlier (which keeps its
+    /// time), so a modality's presentation times still never go backwards. Returns, per
+    /// modality, the latest due time left in the queue.
+    pub(crate) fn advance_from(
+        &mut self,
+        from_gen: Micros,
+        drop: Micros,
+        now: Micros,
+    ) -> [Option<Micros>; Modality::COUNT] {
+        let mut latest = [None; Modality::COUNT];
+        if self.heap.is_empty() {
+            return latest;
+        }
+        let moves = |q: &Queued| drop > 0 && q.meta.gen_time_us >= from_gen && q.waits_on_time(now);
+        let mut units = core::mem::take(&mut self.heap).into_vec();
+        let mut floor = [now; Modality::COUNT];
+        for q in units.iter().filter(|q| q.meta.gen_time_us < from_gen) {
+            if let Some(f) = floor.get_mut(q.meta.modality.index()) {
+                *f = (*f).max(q.due);
+            }
+        }
+        let mut queue_latest = 0;
+        for q in units.iter_mut() {
+            let i = q.meta.modality.index();
+            if moves(q) {
+                let f = floor.get(i).copied().unwrap_or(now);
+                q.due = q.due.saturating_sub(drop).max(f).min(q.due);
+            }
+            queue_latest = queue_latest.max(q.due);
+            if let Some(l) = latest.get_mut(i) {
+                *l = Some(l.map_or(q.due, |v: Micros| v.max(q.due)));
+            }
+        }
+        self.latest_due = queue_latest;
+        self.heap = BinaryHeap::from(units);
+        latest
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use camp_wire::{CaptureId, Modality, Reliability, UnitFlags};
+    use camp_wire::{CaptureId, Reliability, UnitFlags};
     use proptest::prelude::*;
 
     fn unit(due: Micros, late: bool, skipped: bool, tag: u32) -> Queued {
@@ -188,6 +231,31 @@ mod tests {
         assert!(q.retime(25, 50));
         assert_eq!(drain(&mut q), vec![(40, 2), (120, 3), (125, 1), (130, 4)]);
         assert!(!q.retime(25, 50), "empty queue has nothing to move");
+    }
+
+    #[test]
+    fn advance_from_moves_only_on_time_units_generated_from_the_talkspurt() {
+        let mut q = PresentQueue::with_capacity(4);
+        let at = |due, late, tag, gen_us, m| {
+            let mut u = unit(due, late, false, tag);
+            u.meta.gen_time_us = gen_us;
+            u.meta.modality = m;
+            u
+        };
+        q.push(at(100, false, 1, 10, Modality::Text)); // before the talkspurt: stays
+        q.push(at(200, false, 2, 50, Modality::Text)); // moves by 30
+        q.push(at(210, true, 3, 60, Modality::Video)); // late: stays
+        q.push(at(70, false, 4, 60, Modality::Video)); // moves, not before now = 60
+        q.push(at(190, false, 5, 70, Modality::Text)); // moves, not before text 1 (100)
+        let latest = q.advance_from(50, 100, 60);
+        assert_eq!(latest[Modality::Text.index()], Some(100));
+        assert_eq!(latest[Modality::Video.index()], Some(210));
+        assert_eq!(latest[Modality::Audio.index()], None);
+        assert_eq!(q.occupancy_us(60), 150);
+        assert_eq!(
+            drain(&mut q),
+            vec![(60, 4), (100, 1), (100, 2), (100, 5), (210, 3)]
+        );
     }
 
     proptest! {
