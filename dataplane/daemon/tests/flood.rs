@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use camp_testkit::netns::{Lab, Netns, root_or_skip};
+use camp_testkit::netns::{Lab, Netns, root_or_skip, wait_ready};
 
 const SERVER_IP: &str = "198.18.12.1";
 const CLIENT_IP: &str = "198.18.12.2";
@@ -267,15 +267,9 @@ fn flood_test(tag: &str, io: &str) {
             &TURN_MS.to_string(),
         ],
     );
-    let t0 = Instant::now();
-    while !(cert.exists() && sock.exists()) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "campd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    wait_ready(Duration::from_secs(10), "campd did not start", || {
+        cert.exists() && sock.exists()
+    });
 
     // The skew p99 must stay within 10 %. A pair of runs that misses it is run once more:
     // on a shared 2-core machine a burst of load from other processes can raise one run's

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use camp_testkit::netns::{Lab, Netns, root_or_skip, run};
+use camp_testkit::netns::{Lab, Netns, root_or_skip, run, wait_ready};
 
 const SERVER_IFS: [&str; 2] = ["cda0", "cda1"];
 const CLIENT_IFS: [&str; 2] = ["cdb0", "cdb1"];
@@ -165,16 +165,10 @@ fn turn(tag: &str, io: &str) {
         args.extend(["--address", SERVER_IPS[i], "--interface", SERVER_IFS[i]]);
     }
     let campd = spawn(&lab.a, env!("CARGO_BIN_EXE_campd"), &args);
-    let t0 = Instant::now();
-    while !(cert.exists() && sock.exists()) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "campd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // The socket is bound right after the certificate is written and the I/O opened.
-    std::thread::sleep(Duration::from_millis(100));
+    wait_ready(Duration::from_secs(10), "campd did not start", || {
+        cert.exists() && sock.exists()
+    });
 
     let servers: Vec<String> = SERVER_IPS.iter().map(|ip| format!("{ip}:{PORT}")).collect();
     let mut cargs = vec!["--ca", cert.to_str().unwrap(), "--seconds", "20", "--json"];

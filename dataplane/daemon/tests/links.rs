@@ -28,7 +28,7 @@ use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use camp_testkit::netns::{Lab, Netns, root_or_skip};
+use camp_testkit::netns::{Lab, Netns, root_or_skip, wait_ready};
 
 const PORT: u16 = 4433;
 const DOWN: Duration = Duration::from_millis(400);
@@ -177,15 +177,9 @@ impl Bed {
             args.extend(["--address", ip]);
         }
         let campd = Proc::spawn(&lab.a, env!("CARGO_BIN_EXE_campd"), &args);
-        let t0 = Instant::now();
-        while !cert.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "campd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        wait_ready(Duration::from_secs(10), "campd did not start", || {
+            cert.exists()
+        });
         let servers: Vec<String> = server_ips.iter().map(|ip| format!("{ip}:{PORT}")).collect();
         let mut cargs = vec!["--ca", cert.to_str().unwrap(), "--seconds", "60", "--json"];
         for i in 0..2 {

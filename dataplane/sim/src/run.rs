@@ -308,19 +308,20 @@ fn run_turn_on(
                 path,
                 from_ms,
                 until_ms,
-            } => {
-                sim.add_outage(path, start_us + from_ms * 1000, start_us + until_ms * 1000);
-                cuts.push((start_us + from_ms * 1000, path, PathAction::LinkDown));
-                cuts.push((start_us + until_ms * 1000, path, PathAction::LinkUp));
             }
-            NetEvent::ServerLinkDown {
+            | NetEvent::ServerLinkDown {
                 path,
                 from_ms,
                 until_ms,
             } => {
+                let (down, up) = if matches!(e, NetEvent::LinkDown { .. }) {
+                    (PathAction::LinkDown, PathAction::LinkUp)
+                } else {
+                    (PathAction::ServerLinkDown, PathAction::ServerLinkUp)
+                };
                 sim.add_outage(path, start_us + from_ms * 1000, start_us + until_ms * 1000);
-                cuts.push((start_us + from_ms * 1000, path, PathAction::ServerLinkDown));
-                cuts.push((start_us + until_ms * 1000, path, PathAction::ServerLinkUp));
+                cuts.push((start_us + from_ms * 1000, path, down));
+                cuts.push((start_us + until_ms * 1000, path, up));
             }
             NetEvent::Outage {
                 path,

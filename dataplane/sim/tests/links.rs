@@ -33,14 +33,10 @@ fn run_with(paths: Vec<PathConfig>, events: &[NetEvent], usage: PathUsage) -> Tu
     run_turn(&s, &turn, events).expect("the session opens")
 }
 
-#[test]
-fn a_link_reported_down_fails_over_at_once_and_rejoins_when_it_is_back() {
-    let (from_ms, until_ms) = (2_000, 3_000);
-    let told = run(&[NetEvent::LinkDown {
-        path: 0,
-        from_ms,
-        until_ms,
-    }]);
+/// The run with the event `told` (the end is told of its link) and the same outage with
+/// nobody told; both must lose no reliable unit.
+fn told_and_silent(told: NetEvent, from_ms: u64, until_ms: u64) -> (TurnReport, TurnReport) {
+    let told = run(&[told]);
     let silent = run(&[NetEvent::Outage {
         path: 0,
         from_ms,
@@ -49,22 +45,39 @@ fn a_link_reported_down_fails_over_at_once_and_rejoins_when_it_is_back() {
     for r in [&told, &silent] {
         assert!(r.reliable_faults().is_empty(), "{:?}", r.reliable_faults());
     }
+    (told, silent)
+}
+
+/// The worst delivery delay (arrival less generation) of a reliable unit generated while
+/// path 0 was down or in the 200 ms before (units in flight on it when it went).
+fn worst_reliable(r: &TurnReport, from_ms: u64, until_ms: u64) -> u64 {
+    let lo = r.turn_start_us + (from_ms - 200) * 1000;
+    let hi = r.turn_start_us + until_ms * 1000;
+    r.arrivals
+        .iter()
+        .filter(|a| a.modality != Modality::Video && (lo..hi).contains(&a.gen_us))
+        .map(|a| a.arrival_us.saturating_sub(a.gen_us))
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_link_reported_down_fails_over_at_once_and_rejoins_when_it_is_back() {
+    let (from_ms, until_ms) = (2_000, 3_000);
+    let (told, silent) = told_and_silent(
+        NetEvent::LinkDown {
+            path: 0,
+            from_ms,
+            until_ms,
+        },
+        from_ms,
+        until_ms,
+    );
     assert_eq!(
         told.paths_alive, 2,
         "path 0 joined again after its link came back"
     );
-    // The worst delivery delay (arrival less generation) of a reliable unit generated
-    // while path 0 was down or in the 200 ms before (units in flight on it when it went).
-    let worst = |r: &TurnReport| {
-        let lo = r.turn_start_us + (from_ms - 200) * 1000;
-        let hi = r.turn_start_us + until_ms * 1000;
-        r.arrivals
-            .iter()
-            .filter(|a| a.modality != Modality::Video && (lo..hi).contains(&a.gen_us))
-            .map(|a| a.arrival_us.saturating_sub(a.gen_us))
-            .max()
-            .unwrap_or(0)
-    };
+    let worst = |r: &TurnReport| worst_reliable(r, from_ms, until_ms);
     let video = |r: &TurnReport| {
         let lo = r.turn_start_us + from_ms * 1000;
         let hi = r.turn_start_us + until_ms * 1000;
@@ -100,33 +113,20 @@ fn a_link_reported_down_fails_over_at_once_and_rejoins_when_it_is_back() {
 #[test]
 fn a_server_link_reported_down_fails_over_at_once_and_the_path_returns_with_its_address() {
     let (from_ms, until_ms) = (2_000, 3_000);
-    let told = run(&[NetEvent::ServerLinkDown {
-        path: 0,
+    let (told, silent) = told_and_silent(
+        NetEvent::ServerLinkDown {
+            path: 0,
+            from_ms,
+            until_ms,
+        },
         from_ms,
         until_ms,
-    }]);
-    let silent = run(&[NetEvent::Outage {
-        path: 0,
-        from_ms,
-        until_ms,
-    }]);
-    for r in [&told, &silent] {
-        assert!(r.reliable_faults().is_empty(), "{:?}", r.reliable_faults());
-    }
+    );
     assert_eq!(
         told.paths_alive, 2,
         "path 0 joined again once its address was back"
     );
-    let worst = |r: &TurnReport| {
-        let lo = r.turn_start_us + (from_ms - 200) * 1000;
-        let hi = r.turn_start_us + until_ms * 1000;
-        r.arrivals
-            .iter()
-            .filter(|a| a.modality != Modality::Video && (lo..hi).contains(&a.gen_us))
-            .map(|a| a.arrival_us.saturating_sub(a.gen_us))
-            .max()
-            .unwrap_or(0)
-    };
+    let worst = |r: &TurnReport| worst_reliable(r, from_ms, until_ms);
     let (t, s) = (worst(&told), worst(&silent));
     eprintln!("server link: worst reliable delivery around the outage: told {t} us, silent {s} us");
     assert!(t <= s, "told {t} us, silent {s} us");

@@ -124,6 +124,18 @@ impl Drop for Netns {
     }
 }
 
+/// Waits, polling every 20 ms, until `ready()` holds; panics with `what` after `limit`.
+/// Then waits 100 ms more (a daemon writes its certificate or binds its socket a moment
+/// before it serves).
+pub fn wait_ready(limit: std::time::Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !ready() {
+        assert!(t0.elapsed() < limit, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+}
+
 /// Creates a veth pair `a_if` (in `a`, address `a_addr/24`) <-> `b_if` (in `b`,
 /// `b_addr/24`), both up. TX checksum offload is turned off on both ends so kernel senders
 /// emit complete checksums (AF_XDP receivers check them).
