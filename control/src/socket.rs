@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::ControlState;
-use crate::knobs::{Knob, KnobError};
+use crate::knobs::{IfName, Knob, KnobError};
 use crate::snapshot::PathState;
 /// Connections served at once; more are refused with an error line.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -101,6 +101,19 @@ pub fn handle_request(state: &ControlState, req: Request) -> Reply {
             status,
             precedence,
         } => path_request(state, session, id, &status, precedence),
+        Request::Nic {
+            op,
+            ifname,
+            address,
+        } => match (op.as_str(), IfName::new(&ifname)) {
+            (_, Err(e)) => e.into(),
+            ("add", Ok(ifname)) => queue(state, Knob::NicAdd { ifname, address }),
+            ("remove", Ok(ifname)) if address.is_none() => queue(state, Knob::NicRemove { ifname }),
+            (op, Ok(_)) => Reply::error(
+                ErrorCode::Malformed,
+                format!("nic {op:?}: expected add [address] or remove"),
+            ),
+        },
     }
 }
 

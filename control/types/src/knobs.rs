@@ -180,6 +180,82 @@ pub enum Knob {
         /// New level.
         level: LogLevel,
     },
+    /// Serve a NIC added at run time: bind the campd port on `address`, or on every
+    /// address the interface holds, and advertise them to the sessions (ADD_ADDRESS).
+    NicAdd {
+        /// Interface name.
+        ifname: IfName,
+        /// One address of the interface; all of them when left out.
+        address: Option<std::net::IpAddr>,
+    },
+    /// Stop serving a NIC: the paths on its addresses move to the others (ABANDON), the
+    /// addresses are withdrawn (REMOVE_ADDRESS) and their sockets closed.
+    NicRemove {
+        /// Interface name.
+        ifname: IfName,
+    },
+}
+
+/// A network interface name as a knob carries it: 1 to 15 bytes (Linux's IFNAMSIZ less the
+/// NUL), no `/`, no whitespace, not `.` or `..`. Fixed-size, so a [`Knob`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IfName {
+    bytes: [u8; 15],
+    len: u8,
+}
+
+impl IfName {
+    /// Checks and stores `name`.
+    pub fn new(name: &str) -> Result<Self, KnobError> {
+        let bad = || KnobError::BadInterfaceName(name.to_owned());
+        if name.is_empty()
+            || name.len() > 15
+            || name == "."
+            || name == ".."
+            || name
+                .chars()
+                .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+        {
+            return Err(bad());
+        }
+        let mut bytes = [0; 15];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(IfName {
+            bytes,
+            len: name.len() as u8,
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Built from a &str in `new`, so the bytes are UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for IfName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for IfName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for IfName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for IfName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        IfName::new(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why a knob was refused.
@@ -222,6 +298,9 @@ pub enum KnobError {
     /// A path id without a session matches paths of several sessions.
     #[error("path {0} exists in several sessions; give it as SESSION.PATH")]
     AmbiguousPath(u32),
+    /// Not a valid interface name.
+    #[error("bad interface name {0:?} (1 to 15 bytes, no '/', no whitespace)")]
+    BadInterfaceName(String),
     /// The engine has not drained earlier knobs yet.
     #[error("the engine's knob queue is full ({KNOB_QUEUE_CAPACITY} pending); try again")]
     QueueFull,
@@ -318,6 +397,21 @@ mod tests {
     }
 
     #[test]
+    fn interface_names_are_checked() {
+        for ok in ["eth0", "a", "enp129s0f1np1", "veth-x_1.2"] {
+            assert_eq!(IfName::new(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "sixteen_chars_xx", "tab\t"] {
+            assert!(IfName::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(serde_json::from_str::<IfName>("\"a/b\"").is_err());
+        assert_eq!(
+            serde_json::to_string(&IfName::new("eth1").unwrap()).unwrap(),
+            "\"eth1\""
+        );
+    }
+
+    #[test]
     fn knobs_serialise_with_names() {
         let k = Knob::SetSchedulerParam {
             param: SchedulerParam::DeadlineUs(Modality::Audio),
@@ -346,6 +440,17 @@ mod tests {
                 path: 2,
                 status: PathState::Standby,
                 precedence: 9,
+            },
+            Knob::NicAdd {
+                ifname: IfName::new("eth1").unwrap(),
+                address: Some("198.18.1.1".parse().unwrap()),
+            },
+            Knob::NicAdd {
+                ifname: IfName::new("enp1s0f1").unwrap(),
+                address: None,
+            },
+            Knob::NicRemove {
+                ifname: IfName::new("eth1").unwrap(),
             },
         ] {
             let j = serde_json::to_string(&k).unwrap();

@@ -42,6 +42,16 @@ pub enum Request {
         #[serde(default)]
         precedence: Option<u8>,
     },
+    /// Adds or removes a NIC at run time.
+    Nic {
+        /// `add` or `remove`.
+        op: String,
+        /// Interface name.
+        ifname: String,
+        /// `add`: one address of the interface (all of them when left out).
+        #[serde(default)]
+        address: Option<std::net::IpAddr>,
+    },
 }
 
 /// One row of the `paths` reply.

@@ -2,13 +2,13 @@
 //! ingest socket, publishing snapshots and applying knobs, with a graceful drain.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use camp_control::convert::ToProto;
-use camp_control::knobs::{Knob, SchedulerParam};
+use camp_control::knobs::{IfName, Knob, SchedulerParam};
 use camp_control::snapshot::{
     EngineSettings, EngineSnapshot, NicSnapshot, PacketsBytes, XdpCounters, edge_totals,
     path_snapshot, server_totals, session_snapshot,
@@ -106,8 +106,12 @@ pub struct DaemonReport {
     pub link_downs: u64,
     /// Links of served addresses that came back.
     pub link_ups: u64,
-    /// Paths abandoned because their server address lost its link.
+    /// Paths abandoned because their server address lost its link or its NIC was removed.
     pub paths_lost_to_links: u64,
+    /// Addresses served from `campctl nic add`.
+    pub nic_addresses_added: u64,
+    /// Addresses withdrawn by `campctl nic remove`.
+    pub nic_addresses_removed: u64,
     /// Engine counters.
     pub rx_datagrams: u64,
     /// Engine counters.
@@ -334,9 +338,9 @@ pub fn run(
     };
     let mut link_changes = Vec::new();
 
-    let end = engine.run_until(
+    let end = engine.run_until_io(
         epoch + Duration::from_secs(10 * 365 * 86_400),
-        |node, now| {
+        |node, io, now| {
             // Events.
             while let Some(ev) = node.poll_event() {
                 match ev {
@@ -400,7 +404,14 @@ pub fn run(
 
             // Knobs.
             ctl.knobs.drain(|k| {
-                if apply_knob(node, now, k, &choice, &mut in_force) {
+                let applied = match k {
+                    Knob::NicAdd { ifname, address } => {
+                        nic_add(node, io, settings.port, ifname, address, &mut report)
+                    }
+                    Knob::NicRemove { ifname } => nic_remove(node, io, now, ifname, &mut report),
+                    k => apply_knob(node, now, k, &choice, &mut in_force),
+                };
+                if applied {
                     report.knobs_applied += 1;
                 } else {
                     report.knobs_ignored += 1;
@@ -860,7 +871,99 @@ fn apply_knob(
             in_force.log_level = level.name().to_owned();
             true
         }
+        // Handled by `nic_add` / `nic_remove`, which need the I/O.
+        Knob::NicAdd { .. } | Knob::NicRemove { .. } => false,
     }
+}
+
+/// `campctl nic add`: binds `port` on the interface's addresses (or on `address`, which it
+/// must hold) and serves them (advertised to every session). Kernel UDP only.
+fn nic_add(
+    node: &mut Server,
+    io: &mut AnyIo,
+    port: u16,
+    ifname: IfName,
+    address: Option<IpAddr>,
+    report: &mut DaemonReport,
+) -> bool {
+    let AnyIo::Udp(udp) = io else {
+        tracing::warn!("campd: nic add {ifname}: only the kernel-UDP I/O adds NICs at run time");
+        return false;
+    };
+    let held = match camp_xdp::links::interface_addrs(ifname.as_str()) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("campd: nic add {ifname}: {e}");
+            return false;
+        }
+    };
+    let wanted: Vec<IpAddr> = match address {
+        Some(a) if held.contains(&a) => vec![a],
+        Some(a) => {
+            tracing::warn!("campd: nic add {ifname}: {a} is not an address of it");
+            return false;
+        }
+        // Link-local IPv6 addresses would need a scope id: not served.
+        None => held
+            .into_iter()
+            .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+            .collect(),
+    };
+    let mut added = 0;
+    for ip in wanted {
+        match udp.add_address(SocketAddr::new(ip, port)) {
+            Ok(local) => {
+                if let Some(id) = node.add_local_addr(local) {
+                    tracing::info!("campd: nic add {ifname}: serving {local} (address id {id})");
+                    added += 1;
+                }
+            }
+            Err(e) => tracing::warn!("campd: nic add {ifname}: {e}"),
+        }
+    }
+    report.nic_addresses_added += added;
+    added > 0
+}
+
+/// `campctl nic remove`: the paths on the interface's served addresses move to the others
+/// (ABANDON), the addresses are withdrawn and their sockets closed. Kernel UDP only.
+fn nic_remove(
+    node: &mut Server,
+    io: &mut AnyIo,
+    now: Instant,
+    ifname: IfName,
+    report: &mut DaemonReport,
+) -> bool {
+    let AnyIo::Udp(udp) = io else {
+        tracing::warn!("campd: nic remove {ifname}: only the kernel-UDP I/O removes NICs");
+        return false;
+    };
+    let held = match camp_xdp::links::interface_addrs(ifname.as_str()) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("campd: nic remove {ifname}: {e}");
+            return false;
+        }
+    };
+    let served: Vec<SocketAddr> = node
+        .local_addrs()
+        .iter()
+        .copied()
+        .filter(|a| held.contains(&a.ip()))
+        .collect();
+    let mut removed = 0;
+    for a in served {
+        if !udp.remove_address(a) {
+            tracing::warn!("campd: nic remove {ifname}: {a} is campd's last socket, kept");
+            continue;
+        }
+        let lost = node.remove_local_addr(now, a).unwrap_or(0);
+        tracing::info!("campd: nic remove {ifname}: {a} withdrawn, {lost} paths moved");
+        report.paths_lost_to_links += lost as u64;
+        removed += 1;
+    }
+    report.nic_addresses_removed += removed;
+    removed > 0
 }
 
 /// XDP classifier counters, read off the maps every [`XDP_STATS_EVERY`] and kept for the

@@ -132,6 +132,19 @@ struct Bed {
 
 impl Bed {
     fn start(tag: &str, subnet: [u8; 2], cuts: usize, client_extra: &[&str]) -> Bed {
+        Bed::start_serving(tag, subnet, cuts, client_extra, &[0, 1])
+    }
+
+    /// [`Bed::start`] with campd serving only the server addresses of the paths in `serve`
+    /// (the others are on their interfaces, not served). Its control socket is at
+    /// `dir/ctl.sock`.
+    fn start_serving(
+        tag: &str,
+        subnet: [u8; 2],
+        cuts: usize,
+        client_extra: &[&str],
+        serve: &[usize],
+    ) -> Bed {
         let server_ifs = [0, 1].map(|i| format!("{tag}a{i}"));
         let client_ifs = [0, 1].map(|i| format!("{tag}b{i}"));
         let server_ips = subnet.map(|n| format!("198.18.{n}.1"));
@@ -156,6 +169,7 @@ impl Bed {
         }
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("cert.der");
+        let ctl = dir.path().join("ctl.sock");
         let port = PORT.to_string();
         let turn_ms = (EVERY.as_millis() as usize * (cuts + 3)).to_string();
         let mut args = vec![
@@ -167,18 +181,18 @@ impl Bed {
             "--cert-out",
             cert.to_str().unwrap(),
             "--control-socket",
-            "none",
+            ctl.to_str().unwrap(),
             "--prometheus",
             "off",
             "--turn-ms",
             &turn_ms,
         ];
-        for ip in &server_ips {
-            args.extend(["--address", ip]);
+        for &i in serve {
+            args.extend(["--address", &server_ips[i]]);
         }
         let campd = Proc::spawn(&lab.a, env!("CARGO_BIN_EXE_campd"), &args);
         wait_ready(Duration::from_secs(10), "campd did not start", || {
-            cert.exists()
+            cert.exists() && ctl.exists()
         });
         let servers: Vec<String> = server_ips.iter().map(|ip| format!("{ip}:{PORT}")).collect();
         let mut cargs = vec!["--ca", cert.to_str().unwrap(), "--seconds", "60", "--json"];
@@ -224,6 +238,18 @@ impl Bed {
             ns.run(&["ip", "link", "set", "dev", dev, "up"]);
             std::thread::sleep(EVERY.saturating_sub(at.elapsed()));
         }
+    }
+
+    /// Sends one request line to campd's control socket; its reply.
+    fn control(&self, request: &str) -> serde_json::Value {
+        use std::io::{BufRead, BufReader, Write};
+        let mut sock = std::os::unix::net::UnixStream::connect(self.dir.path().join("ctl.sock"))
+            .expect("control socket");
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        writeln!(sock, "{request}").unwrap();
+        let mut line = String::new();
+        BufReader::new(sock).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
     }
 
     /// The client's JSON summary, once it ended.
@@ -387,4 +413,71 @@ fn a_server_link_going_down_moves_its_paths_at_once_and_they_return_with_the_add
         "worst audio gap {during} us during the cuts, {reference} us before"
     );
     drop(bed.dir);
+}
+
+/// `campctl nic add` / `nic remove` at run time (kernel UDP): campd starts serving only the
+/// shaped path's address; the client has both paths configured, so the other path's
+/// handshake goes unanswered. `nic add` on the unshaped path's server interface serves its
+/// address and advertises it, upon which the client connects the waiting path at once and,
+/// being the faster path, it carries units; `nic remove` then moves them away again with
+/// no reliable unit lost.
+#[test]
+fn a_nic_added_at_run_time_is_served_and_joined_and_a_removed_one_moves_away() {
+    if !root_or_skip("a_nic_added_at_run_time_is_served_and_joined_and_a_removed_one_moves_away") {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let arrivals = tempfile::NamedTempFile::new().unwrap();
+    let path = arrivals.path().to_str().unwrap().to_owned();
+    let mut bed = Bed::start_serving("nl", [18, 19], 6, &["--arrivals", &path], &[1]);
+    std::thread::sleep(Duration::from_millis(2_000));
+    let added_at = Instant::now();
+    let nic = bed.server_ifs[0].clone();
+    let reply = bed.control(&format!(r#"{{"cmd":"nic","op":"add","ifname":"{nic}"}}"#));
+    assert!(reply.to_string().contains("nic_add"), "{reply}");
+    let bad = bed.control(r#"{"cmd":"nic","op":"add","ifname":"a/b"}"#);
+    assert!(bad.to_string().contains("bad interface name"), "{bad}");
+    std::thread::sleep(Duration::from_millis(5_000));
+    let reply = bed.control(&format!(
+        r#"{{"cmd":"nic","op":"remove","ifname":"{nic}"}}"#
+    ));
+    assert!(reply.to_string().contains("nic_remove"), "{reply}");
+    let removed_at = added_at.elapsed();
+
+    let s = bed.client_summary();
+    let r = bed.campd_report();
+    let csv = std::fs::read_to_string(arrivals.path()).unwrap();
+    // Units per path id: path id 0 is the one that started the session; the added NIC's
+    // path has another id.
+    let mut on_other = 0u64;
+    let mut total = 0u64;
+    for l in csv.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        total += 1;
+        on_other += u64::from(f[3] != "0");
+    }
+    eprintln!(
+        "nic: campd added {} removed {} addresses, paths lost {}, paths joined {}; client: \
+         paths joined {}, reconnects {}, units on the added path {on_other} of {total}, \
+         reliable lost {}, ended by {}; removed {:.1} s after the add",
+        r["nic_addresses_added"],
+        r["nic_addresses_removed"],
+        r["paths_lost_to_links"],
+        r["paths_joined"],
+        s["paths_joined"],
+        s["reconnects"],
+        s["reliable_lost"],
+        s["ended_by"],
+        removed_at.as_secs_f64(),
+    );
+    assert_eq!(r["nic_addresses_added"], 1, "{r}");
+    assert_eq!(r["nic_addresses_removed"], 1, "{r}");
+    assert_eq!(s["paths_joined"], 2, "the added NIC's path joined: {s}");
+    assert!(on_other > 50, "the added path carried {on_other} units");
+    assert_eq!(
+        r["paths_lost_to_links"], 1,
+        "its path moved away at the remove: {r}"
+    );
+    assert_eq!(s["reliable_lost"], 0, "{s}");
+    assert_eq!(s["ended_by"], "end_of_turn", "{s}");
 }

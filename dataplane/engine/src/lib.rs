@@ -315,13 +315,24 @@ impl<N: Driven, I: PacketIo> Engine<N, I> {
         deadline: Instant,
         mut on_tick: impl FnMut(&mut N, Instant) -> Tick,
     ) -> Result<RunEnd, EngineError> {
+        self.run_until_io(deadline, |node, _, now| on_tick(node, now))
+    }
+
+    /// [`Engine::run_until`] whose `on_tick` also gets the packet I/O, for an application
+    /// that changes it while running (a socket bound for a NIC added at run time). It runs
+    /// between iterations, never while a batch is in flight.
+    pub fn run_until_io(
+        &mut self,
+        deadline: Instant,
+        mut on_tick: impl FnMut(&mut N, &mut I, Instant) -> Tick,
+    ) -> Result<RunEnd, EngineError> {
         self.pin()?;
         loop {
             let now = Instant::now();
             if now >= deadline {
                 return Ok(RunEnd::Deadline);
             }
-            let app_wake = match on_tick(&mut self.node, now) {
+            let app_wake = match on_tick(&mut self.node, &mut self.io, now) {
                 Tick::Stop => return Ok(RunEnd::Stopped),
                 Tick::WakeAt(t) => Some(t),
                 Tick::Continue => None,

@@ -215,6 +215,18 @@ impl Readiness {
         Ok(Self { epoll })
     }
 
+    /// Watches one more descriptor (the caller keeps it open until [`Readiness::remove`]).
+    pub fn add(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 0))
+            .map_err(errno)
+    }
+
+    /// Stops watching `fd`.
+    pub fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.epoll.delete(fd).map_err(errno)
+    }
+
     /// The epoll descriptor.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.epoll.0.as_fd()

@@ -150,6 +150,31 @@ impl LinkTable {
     }
 }
 
+/// The addresses interface `ifname` holds now (both families, in the kernel's order), from
+/// an rtnetlink dump; an error if there is no such interface.
+pub fn interface_addrs(ifname: &str) -> io::Result<Vec<IpAddr>> {
+    let index = nix::net::if_::if_nametoindex(ifname)
+        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("{ifname}: {e}")))?;
+    let mut nl = Netlink::new()?;
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut req = AddressMessage::default();
+        req.header.family = family;
+        for m in nl.request(RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP)? {
+            if let RouteNetlinkMessage::NewAddress(a) = &m
+                && a.header.index == index
+            {
+                for ip in addresses(a) {
+                    if !out.contains(&ip) {
+                        out.push(ip);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A [`LinkTable`] kept current by the kernel's notifications (in the calling thread's
 /// network namespace).
 #[derive(Debug)]

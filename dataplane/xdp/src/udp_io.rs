@@ -50,6 +50,21 @@ struct Sock {
     local: SocketAddr,
 }
 
+impl Sock {
+    fn new(sock: UdpSocket) -> Result<Self, UdpError> {
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let addr = sock.local_addr().unwrap_or(unknown);
+        let err = |source| UdpError::Bind { addr, source };
+        let state = UdpSocketState::new((&sock).into()).map_err(err)?;
+        // Large buffers so bursts are not dropped; failures are not fatal
+        // (the limit is net.core.rmem_max / wmem_max).
+        let _ = state.set_recv_buffer_size((&sock).into(), 4 << 20);
+        let _ = state.set_send_buffer_size((&sock).into(), 4 << 20);
+        let local = sock.local_addr().map_err(err)?;
+        Ok(Sock { sock, state, local })
+    }
+}
+
 /// Kernel UDP packet I/O, one socket per local address.
 #[derive(Debug)]
 pub struct UdpIo {
@@ -83,16 +98,7 @@ impl UdpIo {
         }
         let mut socks = Vec::with_capacity(sockets.len());
         for sock in sockets {
-            let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
-            let addr = sock.local_addr().unwrap_or(unknown);
-            let err = |source| UdpError::Bind { addr, source };
-            let state = UdpSocketState::new((&sock).into()).map_err(err)?;
-            // Large buffers so bursts are not dropped; failures are not fatal
-            // (the limit is net.core.rmem_max / wmem_max).
-            let _ = state.set_recv_buffer_size((&sock).into(), 4 << 20);
-            let _ = state.set_send_buffer_size((&sock).into(), 4 << 20);
-            let local = sock.local_addr().map_err(err)?;
-            socks.push(Sock { sock, state, local });
+            socks.push(Sock::new(sock)?);
         }
         let first = socks[0].local;
         let readiness = Readiness::new(socks.iter().map(|s| s.sock.as_fd())).map_err(|source| {
@@ -108,6 +114,34 @@ impl UdpIo {
             metas: Box::new([RecvMeta::default(); RX_BUFS]),
             counters: IoCounters::default(),
         })
+    }
+
+    /// Binds one more socket at run time (a NIC or address added while serving); returns
+    /// its address. An address already served is not bound twice.
+    pub fn add_address(&mut self, addr: SocketAddr) -> Result<SocketAddr, UdpError> {
+        if let Some(s) = self.socks.iter().find(|s| s.local == addr) {
+            return Ok(s.local);
+        }
+        let bind = |source| UdpError::Bind { addr, source };
+        let sock = Sock::new(UdpSocket::bind(addr).map_err(bind)?)?;
+        self.readiness.add(sock.sock.as_fd()).map_err(bind)?;
+        let local = sock.local;
+        self.socks.push(sock);
+        Ok(local)
+    }
+
+    /// Closes the socket of `addr` at run time; false if none is bound there. The last
+    /// socket stays (an I/O with no socket could not wait for anything).
+    pub fn remove_address(&mut self, addr: SocketAddr) -> bool {
+        if self.socks.len() < 2 {
+            return false;
+        }
+        let Some(i) = self.socks.iter().position(|s| s.local == addr) else {
+            return false;
+        };
+        let sock = self.socks.remove(i);
+        let _ = self.readiness.remove(sock.sock.as_fd());
+        true
     }
 
     /// GSO segments the kernel accepts per send (1 = no GSO).
@@ -303,6 +337,41 @@ mod tests {
         // delivers them as Not-ECT (see docs/io.md, known limits).
         assert_eq!(a.counters().tx_packets, 4);
         assert_eq!(b.counters().rx_packets, 4);
+    }
+
+    /// A socket bound at run time receives and sends; once removed it is gone from the
+    /// I/O (its address is free again) and the remaining socket still works.
+    #[test]
+    fn an_address_added_at_run_time_serves_and_a_removed_one_is_released() {
+        let mut a = UdpIo::open(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let mut b = UdpIo::open(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let lb = b.local_addrs()[0];
+        let extra = a.add_address("127.0.0.2:0".parse().unwrap()).unwrap();
+        assert_eq!(a.local_addrs().len(), 2);
+        assert_eq!(a.add_address(extra).unwrap(), extra, "not bound twice");
+        assert_eq!(a.local_addrs().len(), 2);
+        // b -> the new socket, and the new socket -> b.
+        b.send(&TxDatagram::new(lb, extra, Ecn::NotEct, b"to new"))
+            .unwrap();
+        b.flush().unwrap();
+        let got = recv_all(&mut a, 1);
+        assert_eq!((got[0].0, got[0].3.as_slice()), (extra, &b"to new"[..]));
+        a.send(&TxDatagram::new(extra, lb, Ecn::NotEct, b"from new"))
+            .unwrap();
+        a.flush().unwrap();
+        assert_eq!(recv_all(&mut b, 1)[0].1, extra);
+
+        assert!(a.remove_address(extra));
+        assert!(!a.remove_address(extra));
+        assert_eq!(a.local_addrs().len(), 1);
+        assert!(matches!(
+            a.send(&TxDatagram::new(extra, lb, Ecn::NotEct, b"x")),
+            Err(IoError::NoSourceInterface(_))
+        ));
+        // The address is free: another socket can take it.
+        assert!(std::net::UdpSocket::bind(extra).is_ok());
+        let only = a.local_addrs()[0];
+        assert!(!a.remove_address(only), "the last socket stays");
     }
 
     #[test]

@@ -66,6 +66,18 @@ pub enum Command {
         #[arg(long)]
         precedence: Option<u8>,
     },
+    /// Add or remove a NIC while campd runs (kernel UDP I/O).
+    Nic {
+        /// `add`: serve the interface (its addresses, or `--address`), advertised to the
+        /// sessions; `remove`: move its paths to the others and stop serving it.
+        #[arg(value_parser = ["add", "remove"])]
+        op: String,
+        /// Interface name.
+        ifname: String,
+        /// `add`: one address of the interface instead of all of them.
+        #[arg(long)]
+        address: Option<std::net::IpAddr>,
+    },
 }
 
 /// What can go wrong talking to campd.
@@ -190,6 +202,15 @@ pub fn request_for(cmd: &Command) -> Result<Request, CtlError> {
                 precedence: *precedence,
             }
         }
+        Command::Nic {
+            op,
+            ifname,
+            address,
+        } => Request::Nic {
+            op: op.clone(),
+            ifname: ifname.clone(),
+            address: *address,
+        },
     })
 }
 

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use camp_control::knobs::{Knob, SchedulerParam};
+use camp_control::knobs::{IfName, Knob, SchedulerParam};
 use camp_control::snapshot::{
     EngineSnapshot, ModalityCounters, NicSnapshot, PacketsBytes, PathSnapshot, PathState,
     SessionSnapshot, XdpCounters,
@@ -207,6 +207,18 @@ fn set_and_path_reach_the_engine_queue() {
     ));
     let json = stdout(&campctl(&sock, &["--json", "set", "coupled_cc", "on"]));
     assert!(json.contains("\"set_coupled_cc\""), "{json}");
+    stdout(&campctl(
+        &sock,
+        &["nic", "add", "eth7", "--address", "198.18.7.1"],
+    ));
+    stdout(&campctl(&sock, &["nic", "remove", "eth7"]));
+    let bad = campctl(&sock, &["nic", "add", "../x"]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("bad interface name"),
+        "{bad:?}"
+    );
+    let bad = campctl(&sock, &["nic", "remove", "eth7", "--address", "198.18.7.1"]);
+    assert!(!bad.status.success(), "{bad:?}");
 
     let bad = campctl(&sock, &["set", "scheduler", "fastest"]);
     assert!(!bad.status.success());
@@ -227,7 +239,7 @@ fn set_and_path_reach_the_engine_queue() {
 
     let mut got = Vec::new();
     engine.knobs.drain(|k| got.push(k));
-    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got.len(), 6, "{got:?}");
     assert_eq!(
         got[0],
         Knob::SetSchedulerParam {
@@ -246,6 +258,15 @@ fn set_and_path_reach_the_engine_queue() {
         }
     );
     assert_eq!(got[3], Knob::SetCoupledCc { on: true });
+    let eth7 = IfName::new("eth7").unwrap();
+    assert_eq!(
+        got[4],
+        Knob::NicAdd {
+            ifname: eth7,
+            address: Some("198.18.7.1".parse().unwrap())
+        }
+    );
+    assert_eq!(got[5], Knob::NicRemove { ifname: eth7 });
     ctl.stop();
 }
 

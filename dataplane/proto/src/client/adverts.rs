@@ -45,19 +45,40 @@ impl Client {
         }
     }
 
-    /// The server advertised `addr` (again): a configured path to it that the server had
-    /// abandoned is connected and JOINed again, whatever the policy (the server withdrew
-    /// the address when its link went down and has it back).
+    /// The server advertised `addr` (again): a configured path to it that is not up gets a
+    /// fresh try now, whatever the policy, if the server had abandoned it (its address went
+    /// away with a NIC or a link and is back), if it waits for a reconnect, or if its
+    /// handshake has not completed (its Initials went unanswered while the address was not
+    /// served, and quinn's back-off would retry late). A path the application abandoned
+    /// stays closed.
     pub(super) fn address_readvertised(&mut self, now: Instant, addr: SocketAddr) {
         for slot in 0..self.config.paths.len() {
-            if self.server_abandoned[slot]
-                && self.config.paths[slot].remote == addr
-                && !self.slot_live(slot)
-                && !self.link_down[slot]
-            {
-                self.reconnect_attempts[slot] = 0;
-                self.reconnect(now, slot);
+            if self.config.paths[slot].remote != addr || self.link_down[slot] {
+                continue;
             }
+            // A handshake younger than about one PTO of the configured initial RTT is just
+            // slow (at session start the other paths are still connecting when the first
+            // ADD_ADDRESS comes): it is left alone.
+            let now_us = self.clock.micros(now);
+            let patience = 3 * self.config.camp.initial_rtt.as_micros() as u64;
+            let conn = self.slots[slot].and_then(|h| self.paths.get(h).map(|c| (h, c)));
+            let handshaking = conn.is_some_and(|(_, c)| {
+                c.role.state == PathState::Connecting
+                    && c.path.established_us.is_none()
+                    && now_us.saturating_sub(c.path.created_us) > patience
+            });
+            let closed = !self.slot_live(slot);
+            let wanted = self.server_abandoned[slot] || self.reconnect_at[slot].is_some();
+            if handshaking {
+                if let Some((h, _)) = conn {
+                    self.close_conn(now, h, codes::ABANDONED);
+                }
+            } else if !(closed && wanted) {
+                continue;
+            }
+            self.reconnect_at[slot] = None;
+            self.reconnect_attempts[slot] = 0;
+            self.reconnect(now, slot);
         }
     }
 

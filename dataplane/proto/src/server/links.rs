@@ -7,7 +7,7 @@
 //! the kernel's link state (campd uses `camp_xdp::links` over rtnetlink) calls these; the
 //! core reads no interface itself.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::Server;
@@ -22,6 +22,14 @@ impl Server {
         }
         self.links_down.push(ip);
         self.counters.link_downs += 1;
+        let lost = self.abandon_paths_on(now, ip);
+        self.counters.paths_lost_to_links += lost as u64;
+        self.advertise();
+        lost
+    }
+
+    /// Abandons every session path whose server address is `ip`; how many.
+    fn abandon_paths_on(&mut self, now: Instant, ip: IpAddr) -> usize {
         let mut lost = Vec::new();
         for (sid, s) in self.sessions.iter_mut() {
             for p in s.paths.iter().flatten() {
@@ -37,9 +45,47 @@ impl Server {
         for &(sid, id) in &lost {
             self.abandon_path(now, sid, id);
         }
-        self.counters.paths_lost_to_links += lost.len() as u64;
-        self.advertise();
         lost.len()
+    }
+
+    /// The addresses served, by address id (an unspecified entry is a free id).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.config.local_addrs
+    }
+
+    /// Serves one more address (a NIC added at run time): it takes the first free address
+    /// id, or a new one, and is advertised to every session. Returns its address id, or
+    /// `None` when it was served already or no id is left.
+    pub fn add_local_addr(&mut self, addr: SocketAddr) -> Option<usize> {
+        let addrs = &mut self.config.local_addrs;
+        if addrs.contains(&addr) {
+            return None;
+        }
+        let free = addrs
+            .iter()
+            .position(|a| a.ip().is_unspecified() && a.port() == 0);
+        let id = match free {
+            Some(free) => free,
+            None if addrs.len() < super::adverts::MAX_ADVERTISED => {
+                addrs.push(addr);
+                addrs.len() - 1
+            }
+            None => return None,
+        };
+        addrs[id] = addr;
+        self.advertise();
+        Some(id)
+    }
+
+    /// Stops serving `addr` (a NIC removed at run time): its paths are abandoned (ABANDON,
+    /// reinjection on the others), it is withdrawn (REMOVE_ADDRESS) and its address id is
+    /// free. Returns how many paths were abandoned, or `None` if it was not served.
+    pub fn remove_local_addr(&mut self, now: Instant, addr: SocketAddr) -> Option<usize> {
+        let id = self.config.local_addrs.iter().position(|a| *a == addr)?;
+        let lost = self.abandon_paths_on(now, addr.ip());
+        self.config.local_addrs[id] = SocketAddr::from(([0, 0, 0, 0], 0));
+        self.advertise();
+        Some(lost)
     }
 
     /// The link of local address `ip` is up again: it is advertised again. False if it
