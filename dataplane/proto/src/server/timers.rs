@@ -7,6 +7,12 @@
 //! invalidation: an entry is live only while it equals the deadline its owner holds now,
 //! so a changed deadline is one push and the old entry is dropped when it surfaces.
 //!
+//! The current deadlines are kept here, in two dense arrays indexed by connection handle
+//! and session slot, not in the connections and sessions: telling a live entry from a
+//! stale one then reads 16–24 bytes of an array instead of a connection's or a session's
+//! state (kilobytes apart, cold in cache once there are many sessions), and an entry is 16
+//! bytes (a deadline and a packed owner) instead of 32.
+//!
 //! A deadline is recomputed only for owners *touched* since the last recomputation
 //! ([`Server::touch_conn`], [`Server::touch_session`]): every call that can change one
 //! (a datagram for the connection, a transmit from it, a write to it, a timer that fired,
@@ -22,7 +28,6 @@ use std::time::Instant;
 use camp_wire::{Frame, Micros, RttReport};
 use quinn_proto::ConnectionHandle;
 
-use crate::endpoint::PathEndpoint;
 use crate::join::JoinRefusal;
 use crate::sched::PathSet;
 
@@ -38,14 +43,122 @@ pub(super) enum TimerOwner {
     Session(SessionId),
 }
 
+/// A heap entry's owner in 32 bits: a connection handle, or a session slot index with
+/// [`SESSION_KEY`] set. Orders as [`TimerOwner`] does (connections first, each kind by
+/// index), so equal deadlines fire in the order they always did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct OwnerKey(u32);
+
+const SESSION_KEY: u32 = 1 << 31;
+
+impl OwnerKey {
+    fn conn(i: usize) -> Self {
+        debug_assert!(i < SESSION_KEY as usize);
+        Self(i as u32 & !SESSION_KEY)
+    }
+    fn session(id: SessionId) -> Self {
+        Self(id.index() | SESSION_KEY)
+    }
+}
+
 /// Deadlines of every connection and session, and the owners whose deadline may have
 /// changed since it was last computed.
 #[derive(Debug, Default)]
 pub(super) struct TimerQueue {
-    pub(super) heap: BinaryHeap<Reverse<(Instant, TimerOwner)>>,
+    heap: BinaryHeap<Reverse<(Instant, OwnerKey)>>,
+    /// The deadline each connection has in the heap, by handle index.
+    conn_at: Vec<Option<Instant>>,
+    /// The deadline each session slot has in the heap, with the slot's generation.
+    session_at: Vec<Option<(Instant, u32)>>,
     pub(super) dirty_sessions: Vec<SessionId>,
     /// Owners found due by the last `handle_timeout` (kept to reuse its allocation).
     due: Vec<TimerOwner>,
+}
+
+impl TimerQueue {
+    fn conn_deadline(&self, i: usize) -> Option<Instant> {
+        self.conn_at.get(i).copied().flatten()
+    }
+
+    fn session_deadline(&self, id: SessionId) -> Option<Instant> {
+        match self.session_at.get(id.index() as usize) {
+            Some(&Some((t, generation))) if generation == id.generation() => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Sets connection `i`'s deadline; a new one goes on the heap.
+    fn set_conn(&mut self, i: usize, at: Option<Instant>) {
+        if self.conn_at.len() <= i {
+            self.conn_at.resize(i + 1, None);
+        }
+        if self.conn_at[i] != at {
+            self.conn_at[i] = at;
+            if let Some(t) = at {
+                self.heap.push(Reverse((t, OwnerKey::conn(i))));
+            }
+        }
+    }
+
+    /// Sets session `id`'s deadline; a new one goes on the heap.
+    fn set_session(&mut self, id: SessionId, at: Option<Instant>) {
+        let i = id.index() as usize;
+        if self.session_at.len() <= i {
+            self.session_at.resize(i + 1, None);
+        }
+        let entry = at.map(|t| (t, id.generation()));
+        if self.session_at[i] != entry {
+            self.session_at[i] = entry;
+            if let Some(t) = at {
+                self.heap.push(Reverse((t, OwnerKey::session(id))));
+            }
+        }
+    }
+
+    /// Connection `i` is gone: its entries are stale from now on.
+    pub(super) fn forget_conn(&mut self, i: usize) {
+        if let Some(e) = self.conn_at.get_mut(i) {
+            *e = None;
+        }
+    }
+
+    /// Session `id` is gone: its entries are stale from now on.
+    pub(super) fn forget_session(&mut self, id: SessionId) {
+        if self.session_deadline(id).is_some() {
+            self.session_at[id.index() as usize] = None;
+        }
+    }
+
+    /// The owner of a live entry.
+    fn owner(&self, t: Instant, key: OwnerKey) -> Option<TimerOwner> {
+        if key.0 & SESSION_KEY == 0 {
+            let i = key.0 as usize;
+            (self.conn_deadline(i) == Some(t)).then_some(TimerOwner::Conn(i))
+        } else {
+            let i = (key.0 & !SESSION_KEY) as usize;
+            match self.session_at.get(i) {
+                Some(&Some((at, generation))) if at == t => {
+                    Some(TimerOwner::Session(SessionId::new(i as u32, generation)))
+                }
+                _ => None,
+            }
+        }
+    }
+
+    /// Drops every stale entry (when they outnumber the owners by far).
+    fn prune(&mut self, owners: usize) {
+        if self.heap.len() > 2 * owners + 64 {
+            let mut heap = std::mem::take(&mut self.heap);
+            heap.retain(|&Reverse((t, key))| self.owner(t, key).is_some());
+            self.heap = heap;
+        }
+    }
+
+    /// Entries in the heap, live or stale.
+    #[cfg(test)]
+    pub(super) fn entries(&self) -> usize {
+        self.heap.len()
+    }
 }
 
 /// How much work the server's loop-facing calls did, for tests that show it does not grow
@@ -122,12 +235,7 @@ impl Server {
                 let start = c.path.established_us.unwrap_or(c.path.created_us);
                 next = earliest(next, Some(clock.instant(start + join_timeout + 1)));
             }
-            if next != c.timer {
-                c.timer = next;
-                if let Some(t) = next {
-                    self.timers.heap.push(Reverse((t, TimerOwner::Conn(h.0))));
-                }
-            }
+            self.timers.set_conn(h.0, next);
         }
         while let Some(id) = self.timers.dirty_sessions.pop() {
             let Some(s) = self.sessions.get_mut(id) else {
@@ -152,28 +260,18 @@ impl Server {
             for p in s.paths.iter().flatten() {
                 next = earliest(next, Some(clock.instant(p.last_rtt_report_us + report)));
             }
-            if next != s.timer {
-                s.timer = next;
-                if let Some(t) = next {
-                    self.timers.heap.push(Reverse((t, TimerOwner::Session(id))));
-                }
-            }
+            self.timers.set_session(id, next);
         }
         // Stale entries surface and go at their time; a burst of deadline changes far in
         // the future could still pile them up, so rebuild when they outnumber live ones.
-        let live = self.paths.slots() + self.sessions.capacity();
-        if self.timers.heap.len() > 2 * live + 64 {
-            let (paths, sessions) = (&self.paths, &self.sessions);
-            self.timers
-                .heap
-                .retain(|Reverse((t, owner))| is_live(paths, sessions, *t, *owner));
-        }
+        self.timers
+            .prune(self.paths.slots() + self.sessions.capacity());
     }
 
     /// Pops stale entries; the earliest live entry, if any.
     fn next_live(&mut self) -> Option<(Instant, TimerOwner)> {
-        while let Some(&Reverse((t, owner))) = self.timers.heap.peek() {
-            if is_live(&self.paths, &self.sessions, t, owner) {
+        while let Some(&Reverse((t, key))) = self.timers.heap.peek() {
+            if let Some(owner) = self.timers.owner(t, key) {
                 return Some((t, owner));
             }
             self.timers.heap.pop();
@@ -203,15 +301,11 @@ impl Server {
             // Fired: the owner's deadline is recomputed after it has run.
             match owner {
                 TimerOwner::Conn(i) => {
-                    if let Some(c) = self.paths.get_mut(ConnectionHandle(i)) {
-                        c.timer = None;
-                    }
+                    self.timers.set_conn(i, None);
                     self.touch_conn(ConnectionHandle(i));
                 }
                 TimerOwner::Session(id) => {
-                    if let Some(s) = self.sessions.get_mut(id) {
-                        s.timer = None;
-                    }
+                    self.timers.set_session(id, None);
                     self.touch_session(id);
                 }
             }
@@ -311,17 +405,70 @@ impl Server {
     }
 }
 
-/// Whether a heap entry is its owner's current deadline.
-fn is_live(
-    paths: &PathEndpoint<Role>,
-    sessions: &super::session::SessionTable,
-    t: Instant,
-    owner: TimerOwner,
-) -> bool {
-    match owner {
-        TimerOwner::Conn(i) => paths
-            .get(ConnectionHandle(i))
-            .is_some_and(|c| c.timer == Some(t)),
-        TimerOwner::Session(id) => sessions.get(id).is_some_and(|s| s.timer == Some(t)),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn only_the_current_deadline_of_a_current_owner_is_live() {
+        let t0 = Instant::now();
+        let at = |ms| Some(t0 + Duration::from_millis(ms));
+        let mut q = TimerQueue::default();
+        let (s, s_next) = (SessionId::new(3, 0), SessionId::new(3, 1));
+        q.set_conn(5, at(10));
+        q.set_conn(5, at(20));
+        q.set_session(s, at(15));
+        q.set_session(s, at(15));
+        assert_eq!(q.entries(), 3, "an unchanged deadline is not pushed again");
+        let live = |q: &TimerQueue| {
+            let mut v: Vec<_> = q
+                .heap
+                .iter()
+                .filter_map(|&Reverse((t, k))| q.owner(t, k).map(|o| (t, o)))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            live(&q),
+            vec![
+                (at(15).unwrap(), TimerOwner::Session(s)),
+                (at(20).unwrap(), TimerOwner::Conn(5)),
+            ]
+        );
+        // A closed session's deadline goes; the slot's next session does not see it, and
+        // an old id does not read the new one's.
+        q.forget_session(s);
+        q.set_session(s_next, at(30));
+        assert_eq!(q.session_deadline(s), None);
+        assert_eq!(q.session_deadline(s_next), at(30));
+        q.forget_conn(5);
+        assert_eq!(
+            live(&q),
+            vec![(at(30).unwrap(), TimerOwner::Session(s_next))]
+        );
+        // Equal deadlines keep their order: connections first, then by index.
+        let keys = [
+            OwnerKey::conn(7),
+            OwnerKey::session(SessionId::new(0, 9)),
+            OwnerKey::conn(2),
+        ];
+        let mut sorted = keys;
+        sorted.sort();
+        assert_eq!(sorted, [keys[2], keys[0], keys[1]]);
+    }
+
+    #[test]
+    fn stale_entries_are_pruned_once_they_outnumber_the_owners() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        for k in 0..1_000u64 {
+            q.set_conn(0, Some(t0 + Duration::from_micros(k)));
+        }
+        assert_eq!(q.entries(), 1_000);
+        q.prune(1);
+        assert_eq!(q.entries(), 1, "only the live entry is left");
+        assert_eq!(q.conn_deadline(0), Some(t0 + Duration::from_micros(999)));
     }
 }
