@@ -90,6 +90,9 @@ pub struct ScaleRow {
     /// What a pair of thread-CPU clock reads cost in this run, ns (sampled inside the run,
     /// taken off every span).
     pub clock_pair_ns: f64,
+    /// Timer heap entries the server popped (due, stale or moved) per session-second
+    /// ([`camp_proto::server::LoopWork::timer_pops`]).
+    pub timer_pops_per_session_s: f64,
     /// Peak server live bytes over the run divided by `sessions` (a high-water mark: it
     /// grows with the run's length as rarer bursts are met).
     pub bytes_per_session: f64,
@@ -506,6 +509,7 @@ pub fn run_one(args: &ScaleArgs, n: usize) -> Result<ScaleRow, String> {
         server_cpu_s_per_s: m.meter.cpu_ns() / 1e9 / simulated_s,
         spans_per_session_s: m.meter.spans as f64 / session_s,
         clock_pair_ns: m.meter.pair_ns(),
+        timer_pops_per_session_s: m.server.loop_work().timer_pops as f64 / session_s,
         bytes_per_session: m.meter.peak_live as f64 / n as f64,
         idle_bytes_per_session: m.meter.live as f64 / n as f64,
         audio_deadline_miss: viewer.mean(0),
@@ -712,6 +716,7 @@ mod tests {
         for r in [&one, &four] {
             assert_eq!(r.opened, r.sessions, "{r:?}");
             assert!(r.server_cpu_us_per_session_s > 0.0, "{r:?}");
+            assert!(r.timer_pops_per_session_s > 0.0, "{r:?}");
             assert!(r.bytes_per_session > 1_000.0, "{r:?}");
             assert!(r.idle_bytes_per_session > 1_000.0, "{r:?}");
             assert!(r.idle_bytes_per_session <= r.bytes_per_session, "{r:?}");
