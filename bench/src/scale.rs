@@ -65,6 +65,11 @@ pub struct ScaleArgs {
     /// Writes a plot of server CPU per session-second against N here.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Diagnosis: before every metered span, writes this many KiB of a 64 MiB buffer
+    /// (moving on each time, not metered), so that a few sessions meet the server with
+    /// caches as cold as many sessions leave them. 0 (the default) is off.
+    #[arg(long, default_value_t = 0)]
+    pub evict_kib: usize,
 }
 
 /// Figures of one N.
@@ -79,6 +84,15 @@ pub struct ScaleRow {
     pub server_cpu_us_per_session_s: f64,
     /// Server CPU time per simulated second, s (1.0 is one core).
     pub server_cpu_s_per_s: f64,
+    /// Metered spans (entries into the server from the network or the application) per
+    /// session-second: the same work in more spans would mean more calls per unit of work.
+    pub spans_per_session_s: f64,
+    /// What a pair of thread-CPU clock reads cost in this run, ns (sampled inside the run,
+    /// taken off every span).
+    pub clock_pair_ns: f64,
+    /// Timer heap entries the server popped (due, stale or moved) per session-second
+    /// ([`camp_proto::server::LoopWork::timer_pops`]).
+    pub timer_pops_per_session_s: f64,
     /// Peak server live bytes over the run divided by `sessions` (a high-water mark: it
     /// grows with the run's length as rarer bursts are met).
     pub bytes_per_session: f64,
@@ -104,17 +118,69 @@ fn thread_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// What one metering (two clock reads) costs, ns: the median of many back-to-back pairs,
-/// subtracted from every metered call.
-fn meter_overhead_ns() -> u64 {
-    let mut v: Vec<u64> = (0..2_001)
-        .map(|_| {
+/// Every how many metered spans one extra, empty pair of clock reads is taken to learn
+/// what a pair costs in the run's own cache state.
+const PROBE_EVERY: u64 = 8;
+
+/// Thread CPU time and live bytes inside the metered spans. A pair of
+/// `CLOCK_THREAD_CPUTIME_ID` reads is a system call here (~1 µs, as much as the work of a
+/// small call), and what it costs depends on how cold the caches are: the cost of a pair
+/// is therefore sampled inside the run, just before a span starts, and the mean of those
+/// samples is taken off every span at the end.
+#[derive(Debug, Default)]
+struct Meter {
+    /// Cache lines written before each span (`--evict-kib`), and where the next write goes.
+    evict: Vec<u8>,
+    evict_lines: usize,
+    evict_at: usize,
+    /// Sum of the spans, clock reads included, ns.
+    raw_ns: u64,
+    spans: u64,
+    probe_ns: u64,
+    probes: u64,
+    live: i64,
+    peak_live: i64,
+}
+
+/// An open span: thread CPU time and live bytes when it began.
+struct Span(u64, i64);
+
+impl Meter {
+    fn start(&mut self) -> Span {
+        if self.evict_lines > 0 {
+            let lines = self.evict.len() / 64;
+            for _ in 0..self.evict_lines {
+                self.evict[self.evict_at * 64] = self.evict[self.evict_at * 64].wrapping_add(1);
+                self.evict_at = (self.evict_at + 1) % lines;
+            }
+            std::hint::black_box(&self.evict);
+        }
+        if self.spans % PROBE_EVERY == 0 {
             let a = thread_cpu_ns();
-            thread_cpu_ns().saturating_sub(a)
-        })
-        .collect();
-    v.sort_unstable();
-    v[v.len() / 2]
+            self.probe_ns += thread_cpu_ns().saturating_sub(a);
+            self.probes += 1;
+        }
+        let live0 = live_bytes();
+        Span(thread_cpu_ns(), live0)
+    }
+
+    fn stop(&mut self, span: Span) {
+        let t1 = thread_cpu_ns();
+        self.live += live_bytes() - span.1;
+        self.peak_live = self.peak_live.max(self.live);
+        self.raw_ns += t1.saturating_sub(span.0);
+        self.spans += 1;
+    }
+
+    /// What one pair of clock reads cost in this run, ns (mean of the probes).
+    fn pair_ns(&self) -> f64 {
+        self.probe_ns as f64 / self.probes.max(1) as f64
+    }
+
+    /// Time inside the spans less the clock reads, ns.
+    fn cpu_ns(&self) -> f64 {
+        (self.raw_ns as f64 - self.spans as f64 * self.pair_ns()).max(0.0)
+    }
 }
 
 /// One session's turn: the shared plan shifted to the session's start.
@@ -129,11 +195,7 @@ struct Turn {
 /// plays the turn from 20 ms after it opened. Only the calls into [`Server`] are metered.
 struct Metered {
     server: Server,
-    cpu_ns: u64,
-    calls: u64,
-    overhead_ns: u64,
-    live: i64,
-    peak_live: i64,
+    meter: Meter,
     plan: Arc<Vec<PlannedUnit>>,
     turns: Vec<Turn>,
     releases: BinaryHeap<Reverse<(u64, usize)>>,
@@ -143,23 +205,20 @@ struct Metered {
 }
 
 impl Metered {
-    /// Runs `f` on the server, adding its thread CPU time and its live-byte change.
+    /// Runs `f` on the server inside one metered span.
     fn call<R>(&mut self, f: impl FnOnce(&mut Server) -> R) -> R {
-        let live0 = live_bytes();
-        let t0 = thread_cpu_ns();
+        let span = self.meter.start();
         let r = f(&mut self.server);
-        let t1 = thread_cpu_ns();
-        self.live += live_bytes() - live0;
-        self.peak_live = self.peak_live.max(self.live);
-        self.cpu_ns += t1.saturating_sub(t0).saturating_sub(self.overhead_ns);
-        self.calls += 1;
+        self.meter.stop(span);
         r
     }
 
+    /// Takes the server's events and latency samples; called inside a span (the work
+    /// besides the server's is a push per opened session).
     fn poll_events(&mut self, now: Instant) {
-        while let Some(ev) = self.call(Server::poll_event) {
+        while let Some(ev) = self.server.poll_event() {
             if let ServerEvent::SessionOpened(s) = ev {
-                let start_us = self.call(|s| s.clock()).micros(now) + 20_000;
+                let start_us = self.server.clock().micros(now) + 20_000;
                 self.opened += 1;
                 self.releases.push(Reverse((
                     start_us + self.plan.first().map_or(0, |u| u.release_us),
@@ -173,7 +232,7 @@ impl Metered {
             }
         }
         // Latency samples are the application's to take; nobody reads them here.
-        while self.call(Server::poll_latency).is_some() {}
+        while self.server.poll_latency().is_some() {}
     }
 
     fn next_release(&self) -> Option<u64> {
@@ -231,8 +290,11 @@ impl Driven for Metered {
         ecn: Option<EcnCodepoint>,
         data: &[u8],
     ) {
-        self.call(|s| s.handle_datagram(now, local, remote, ecn, data));
+        // One span per call from the network: the datagram and the events it raised.
+        let span = self.meter.start();
+        self.server.handle_datagram(now, local, remote, ecn, data);
         self.poll_events(now);
+        self.meter.stop(span);
     }
     fn poll_transmit(
         &mut self,
@@ -254,10 +316,12 @@ impl Driven for Metered {
     fn handle_timeout(&mut self, now: Instant) {
         let now_us = self.server.clock().micros(now);
         self.release(now, now_us);
-        if self.call(Server::poll_timeout).is_some_and(|t| t <= now) {
-            self.call(|s| s.handle_timeout(now));
+        let span = self.meter.start();
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.server.handle_timeout(now);
         }
         self.poll_events(now);
+        self.meter.stop(span);
     }
 }
 
@@ -346,11 +410,15 @@ pub fn run_one(args: &ScaleArgs, n: usize) -> Result<ScaleRow, String> {
     let last_release = plan.last().map_or(0, |u| u.release_us);
     let metered = Metered {
         server,
-        cpu_ns: 0,
-        calls: 0,
-        overhead_ns: meter_overhead_ns(),
-        live: 0,
-        peak_live: 0,
+        meter: Meter {
+            evict: if args.evict_kib > 0 {
+                vec![0; 64 << 20]
+            } else {
+                Vec::new()
+            },
+            evict_lines: (args.evict_kib * 1024 / 64).min(1 << 20),
+            ..Meter::default()
+        },
         plan: Arc::new(plan),
         turns: Vec::with_capacity(n),
         releases: BinaryHeap::with_capacity(n),
@@ -437,10 +505,13 @@ pub fn run_one(args: &ScaleArgs, n: usize) -> Result<ScaleRow, String> {
     Ok(ScaleRow {
         sessions: n,
         opened: m.opened,
-        server_cpu_us_per_session_s: m.cpu_ns as f64 / 1e3 / session_s,
-        server_cpu_s_per_s: m.cpu_ns as f64 / 1e9 / simulated_s,
-        bytes_per_session: m.peak_live as f64 / n as f64,
-        idle_bytes_per_session: m.live as f64 / n as f64,
+        server_cpu_us_per_session_s: m.meter.cpu_ns() / 1e3 / session_s,
+        server_cpu_s_per_s: m.meter.cpu_ns() / 1e9 / simulated_s,
+        spans_per_session_s: m.meter.spans as f64 / session_s,
+        clock_pair_ns: m.meter.pair_ns(),
+        timer_pops_per_session_s: m.server.loop_work().timer_pops as f64 / session_s,
+        bytes_per_session: m.meter.peak_live as f64 / n as f64,
+        idle_bytes_per_session: m.meter.live as f64 / n as f64,
         audio_deadline_miss: viewer.mean(0),
         outside_is191: viewer.mean(1),
         video_shown: viewer.mean(2),
@@ -626,6 +697,7 @@ mod tests {
             seed: 3,
             format: Format::Json,
             svg: None,
+            evict_kib: 0,
         }
     }
 
@@ -644,6 +716,7 @@ mod tests {
         for r in [&one, &four] {
             assert_eq!(r.opened, r.sessions, "{r:?}");
             assert!(r.server_cpu_us_per_session_s > 0.0, "{r:?}");
+            assert!(r.timer_pops_per_session_s > 0.0, "{r:?}");
             assert!(r.bytes_per_session > 1_000.0, "{r:?}");
             assert!(r.idle_bytes_per_session > 1_000.0, "{r:?}");
             assert!(r.idle_bytes_per_session <= r.bytes_per_session, "{r:?}");
@@ -658,6 +731,44 @@ mod tests {
         let svg = svg(&[one, four]);
         assert!(svg.starts_with("<svg") && svg.contains("N=4"), "{svg}");
         assert_eq!(svg.matches("<circle").count(), 2);
+    }
+
+    #[test]
+    fn the_meter_takes_the_sampled_clock_cost_off_every_span() {
+        let m = Meter {
+            raw_ns: 10_000,
+            spans: 4,
+            probe_ns: 3_000,
+            probes: 2,
+            ..Meter::default()
+        };
+        assert_eq!(m.pair_ns(), 1_500.0);
+        assert_eq!(m.cpu_ns(), 4_000.0);
+        // Clock reads dearer than the spans: zero, never negative.
+        let m = Meter {
+            probe_ns: 30_000,
+            ..m
+        };
+        assert_eq!(m.cpu_ns(), 0.0);
+    }
+
+    #[test]
+    fn eviction_changes_the_caches_not_the_work() {
+        let a = args(vec![2]);
+        let plain = run_one(&a, 2).expect("plain");
+        let cold = run_one(
+            &ScaleArgs {
+                evict_kib: 64,
+                ..args(vec![2])
+            },
+            2,
+        )
+        .expect("evicting");
+        // Same simulation, same calls into the server, same viewer figures.
+        assert_eq!(plain.spans_per_session_s, cold.spans_per_session_s);
+        assert_eq!(plain.video_shown, cold.video_shown);
+        assert_eq!(plain.audio_deadline_miss, cold.audio_deadline_miss);
+        assert!(plain.spans_per_session_s > 0.0 && plain.clock_pair_ns > 0.0);
     }
 
     #[test]

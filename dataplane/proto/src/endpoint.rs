@@ -29,8 +29,6 @@ pub(crate) struct PathEntry<R> {
     pub path: PathConn,
     /// The role's state of this path.
     pub role: R,
-    /// The deadline the role's timer structure holds for this connection (server).
-    pub timer: Option<Instant>,
     /// On the dirty list: its deadline may have changed.
     timer_dirty: bool,
     /// On the ready list: may have something to send.
@@ -114,7 +112,6 @@ impl<R> PathEndpoint<R> {
         self.conns[h.0] = Some(PathEntry {
             path,
             role,
-            timer: None,
             timer_dirty: false,
             ready: false,
             control_failed: false,

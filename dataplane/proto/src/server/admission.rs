@@ -164,7 +164,6 @@ impl Server {
             },
             feedback: ClientFeedback::default(),
             hold_until: None,
-            timer: None,
             timer_dirty: false,
         });
         self.tokens.insert(token, sid);

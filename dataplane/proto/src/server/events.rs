@@ -87,6 +87,7 @@ impl Server {
                 // member must leave its session before the connection goes.
                 self.path_failed(now, session, slot);
             }
+            self.timers.forget_conn(h.0);
             if let Some(c) = self.paths.remove(h) {
                 self.coupling.detach(&c.path.gauges);
             }

@@ -36,8 +36,6 @@ pub(super) struct ServerSession {
     pub(super) scheduler: Box<dyn Scheduler>,
     pub(super) feedback: ClientFeedback,
     pub(super) hold_until: Option<Micros>,
-    /// The deadline this session has in the timer heap.
-    pub(super) timer: Option<Instant>,
     /// Touched since its deadline was last computed (it is on the dirty list).
     pub(super) timer_dirty: bool,
 }
@@ -205,6 +203,7 @@ impl Server {
         if s.paths.iter().all(Option::is_none) {
             self.tokens.remove(&s.token);
             self.sessions.remove(session);
+            self.timers.forget_session(session);
             self.edge.on_session_closed(session.index());
             // Every path detached on its way out; clearing the group again guarantees the
             // session that takes this slot next starts from an empty group.

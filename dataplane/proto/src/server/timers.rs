@@ -7,6 +7,12 @@
 //! invalidation: an entry is live only while it equals the deadline its owner holds now,
 //! so a changed deadline is one push and the old entry is dropped when it surfaces.
 //!
+//! The current deadlines are kept here, in two dense arrays indexed by connection handle
+//! and session slot, not in the connections and sessions: telling a live entry from a
+//! stale one then reads 16–24 bytes of an array instead of a connection's or a session's
+//! state (kilobytes apart, cold in cache once there are many sessions), and an entry is 16
+//! bytes (a deadline and a packed owner) instead of 32.
+//!
 //! A deadline is recomputed only for owners *touched* since the last recomputation
 //! ([`Server::touch_conn`], [`Server::touch_session`]): every call that can change one
 //! (a datagram for the connection, a transmit from it, a write to it, a timer that fired,
@@ -22,7 +28,6 @@ use std::time::Instant;
 use camp_wire::{Frame, Micros, RttReport};
 use quinn_proto::ConnectionHandle;
 
-use crate::endpoint::PathEndpoint;
 use crate::join::JoinRefusal;
 use crate::sched::PathSet;
 
@@ -38,14 +43,217 @@ pub(super) enum TimerOwner {
     Session(SessionId),
 }
 
+/// A heap entry's owner in 32 bits: a connection handle, or a session slot index with
+/// [`SESSION_KEY`] set. Orders as [`TimerOwner`] does (connections first, each kind by
+/// index), so equal deadlines fire in the order they always did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct OwnerKey(u32);
+
+const SESSION_KEY: u32 = 1 << 31;
+
+impl OwnerKey {
+    fn conn(i: usize) -> Self {
+        debug_assert!(i < SESSION_KEY as usize);
+        Self(i as u32 & !SESSION_KEY)
+    }
+    fn session(id: SessionId) -> Self {
+        Self(id.index() | SESSION_KEY)
+    }
+}
+
+/// One owner's place in the heap: its current deadline, and the earliest entry it has in
+/// the heap (never later than the deadline while there is one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot<D> {
+    at: Option<D>,
+    queued: Option<Instant>,
+}
+
+impl<D> Default for Slot<D> {
+    fn default() -> Self {
+        Self {
+            at: None,
+            queued: None,
+        }
+    }
+}
+
 /// Deadlines of every connection and session, and the owners whose deadline may have
 /// changed since it was last computed.
+///
+/// A deadline that moves later is not pushed again: the owner's earlier entry stays, and
+/// when it surfaces it is moved to the owner's deadline of that moment (one push however
+/// often the deadline moved in between; quinn's loss-detection and idle timers move later
+/// with nearly every packet). A deadline that moves earlier is pushed, and the later entry
+/// goes when it surfaces. An entry is *live* only when it is its owner's deadline, so live
+/// entries come out in the order of (deadline, owner) exactly as if every change had been
+/// pushed.
 #[derive(Debug, Default)]
 pub(super) struct TimerQueue {
-    pub(super) heap: BinaryHeap<Reverse<(Instant, TimerOwner)>>,
+    heap: BinaryHeap<Reverse<(Instant, OwnerKey)>>,
+    /// By connection handle index.
+    conns: Vec<Slot<Instant>>,
+    /// By session slot index; the deadline carries the slot's generation.
+    sessions: Vec<Slot<(Instant, u32)>>,
     pub(super) dirty_sessions: Vec<SessionId>,
     /// Owners found due by the last `handle_timeout` (kept to reuse its allocation).
     due: Vec<TimerOwner>,
+}
+
+/// Pushes `at` for `key` unless the owner already has an entry at or before it.
+fn place<D>(
+    heap: &mut BinaryHeap<Reverse<(Instant, OwnerKey)>>,
+    slot: &mut Slot<D>,
+    key: OwnerKey,
+    at: Option<D>,
+    time: impl Fn(&D) -> Instant,
+) {
+    if let Some(t) = at.as_ref().map(&time) {
+        if slot.queued.is_none_or(|q| t < q) {
+            heap.push(Reverse((t, key)));
+            slot.queued = Some(t);
+        }
+    }
+    slot.at = at;
+}
+
+impl TimerQueue {
+    #[cfg(test)]
+    fn conn_deadline(&self, i: usize) -> Option<Instant> {
+        self.conns.get(i).and_then(|s| s.at)
+    }
+
+    fn session_deadline(&self, id: SessionId) -> Option<Instant> {
+        match self.sessions.get(id.index() as usize).and_then(|s| s.at) {
+            Some((t, generation)) if generation == id.generation() => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Sets connection `i`'s deadline.
+    fn set_conn(&mut self, i: usize, at: Option<Instant>) {
+        if self.conns.len() <= i {
+            self.conns.resize(i + 1, Slot::default());
+        }
+        place(
+            &mut self.heap,
+            &mut self.conns[i],
+            OwnerKey::conn(i),
+            at,
+            |t| *t,
+        );
+    }
+
+    /// Sets session `id`'s deadline.
+    fn set_session(&mut self, id: SessionId, at: Option<Instant>) {
+        let i = id.index() as usize;
+        if self.sessions.len() <= i {
+            self.sessions.resize(i + 1, Slot::default());
+        }
+        let at = at.map(|t| (t, id.generation()));
+        place(
+            &mut self.heap,
+            &mut self.sessions[i],
+            OwnerKey::session(id),
+            at,
+            |d| d.0,
+        );
+    }
+
+    /// Connection `i` is gone: it has no deadline from now on.
+    pub(super) fn forget_conn(&mut self, i: usize) {
+        if let Some(s) = self.conns.get_mut(i) {
+            s.at = None;
+        }
+    }
+
+    /// Session `id` is gone: it has no deadline from now on.
+    pub(super) fn forget_session(&mut self, id: SessionId) {
+        if self.session_deadline(id).is_some() {
+            self.sessions[id.index() as usize].at = None;
+        }
+    }
+
+    /// For an entry: whether it is its owner's earliest entry, and the owner's deadline.
+    fn look(&self, key: OwnerKey) -> (Option<Instant>, Option<(Instant, TimerOwner)>) {
+        if key.0 & SESSION_KEY == 0 {
+            let i = key.0 as usize;
+            let s = self.conns.get(i).copied().unwrap_or_default();
+            (s.queued, s.at.map(|t| (t, TimerOwner::Conn(i))))
+        } else {
+            let i = key.0 & !SESSION_KEY;
+            let s = self.sessions.get(i as usize).copied().unwrap_or_default();
+            let owner = |(t, generation)| (t, TimerOwner::Session(SessionId::new(i, generation)));
+            (s.queued, s.at.map(owner))
+        }
+    }
+
+    fn set_queued(&mut self, key: OwnerKey, queued: Option<Instant>) {
+        let slot = if key.0 & SESSION_KEY == 0 {
+            self.conns.get_mut(key.0 as usize).map(|s| &mut s.queued)
+        } else {
+            let i = (key.0 & !SESSION_KEY) as usize;
+            self.sessions.get_mut(i).map(|s| &mut s.queued)
+        };
+        if let Some(q) = slot {
+            *q = queued;
+        }
+    }
+
+    /// The earliest live entry, settling the entries above it: stale ones are dropped and
+    /// an owner's early entry is moved to its deadline. Counts the entries popped.
+    fn next_live(&mut self, pops: &mut u64) -> Option<(Instant, TimerOwner)> {
+        while let Some(&Reverse((t, key))) = self.heap.peek() {
+            let (queued, at) = self.look(key);
+            if queued == Some(t) {
+                match at {
+                    Some((d, owner)) if d == t => return Some((t, owner)),
+                    Some((d, _)) => {
+                        // Moved later since it was queued (never earlier: that pushed).
+                        self.heap.pop();
+                        self.heap.push(Reverse((d, key)));
+                        self.set_queued(key, Some(d));
+                        *pops += 1;
+                        continue;
+                    }
+                    None => self.set_queued(key, None),
+                }
+            }
+            self.heap.pop();
+            *pops += 1;
+        }
+        None
+    }
+
+    /// Takes the live entry [`next_live`](Self::next_live) returned off the heap: its owner
+    /// has no deadline until it is recomputed.
+    fn fire(&mut self, owner: TimerOwner) {
+        self.heap.pop();
+        let key = match owner {
+            TimerOwner::Conn(i) => {
+                self.conns[i] = Slot::default();
+                return;
+            }
+            TimerOwner::Session(id) => OwnerKey::session(id),
+        };
+        self.sessions[(key.0 & !SESSION_KEY) as usize] = Slot::default();
+    }
+
+    /// Drops every entry that is not its owner's earliest (when they outnumber the owners
+    /// by far).
+    fn prune(&mut self, owners: usize) {
+        if self.heap.len() > 2 * owners + 64 {
+            let mut heap = std::mem::take(&mut self.heap);
+            heap.retain(|&Reverse((t, key))| self.look(key).0 == Some(t));
+            self.heap = heap;
+        }
+    }
+
+    /// Entries in the heap, live or not.
+    #[cfg(test)]
+    pub(super) fn entries(&self) -> usize {
+        self.heap.len()
+    }
 }
 
 /// How much work the server's loop-facing calls did, for tests that show it does not grow
@@ -122,12 +330,7 @@ impl Server {
                 let start = c.path.established_us.unwrap_or(c.path.created_us);
                 next = earliest(next, Some(clock.instant(start + join_timeout + 1)));
             }
-            if next != c.timer {
-                c.timer = next;
-                if let Some(t) = next {
-                    self.timers.heap.push(Reverse((t, TimerOwner::Conn(h.0))));
-                }
-            }
+            self.timers.set_conn(h.0, next);
         }
         while let Some(id) = self.timers.dirty_sessions.pop() {
             let Some(s) = self.sessions.get_mut(id) else {
@@ -152,34 +355,17 @@ impl Server {
             for p in s.paths.iter().flatten() {
                 next = earliest(next, Some(clock.instant(p.last_rtt_report_us + report)));
             }
-            if next != s.timer {
-                s.timer = next;
-                if let Some(t) = next {
-                    self.timers.heap.push(Reverse((t, TimerOwner::Session(id))));
-                }
-            }
+            self.timers.set_session(id, next);
         }
         // Stale entries surface and go at their time; a burst of deadline changes far in
         // the future could still pile them up, so rebuild when they outnumber live ones.
-        let live = self.paths.slots() + self.sessions.capacity();
-        if self.timers.heap.len() > 2 * live + 64 {
-            let (paths, sessions) = (&self.paths, &self.sessions);
-            self.timers
-                .heap
-                .retain(|Reverse((t, owner))| is_live(paths, sessions, *t, *owner));
-        }
+        self.timers
+            .prune(self.paths.slots() + self.sessions.capacity());
     }
 
     /// Pops stale entries; the earliest live entry, if any.
     fn next_live(&mut self) -> Option<(Instant, TimerOwner)> {
-        while let Some(&Reverse((t, owner))) = self.timers.heap.peek() {
-            if is_live(&self.paths, &self.sessions, t, owner) {
-                return Some((t, owner));
-            }
-            self.timers.heap.pop();
-            self.work.timer_pops += 1;
-        }
-        None
+        self.timers.next_live(&mut self.work.timer_pops)
     }
 
     /// Earliest time [`handle_timeout`](Self::handle_timeout) must be called.
@@ -198,22 +384,12 @@ impl Server {
             if t > now {
                 break;
             }
-            self.timers.heap.pop();
+            self.timers.fire(owner);
             self.work.timer_pops += 1;
             // Fired: the owner's deadline is recomputed after it has run.
             match owner {
-                TimerOwner::Conn(i) => {
-                    if let Some(c) = self.paths.get_mut(ConnectionHandle(i)) {
-                        c.timer = None;
-                    }
-                    self.touch_conn(ConnectionHandle(i));
-                }
-                TimerOwner::Session(id) => {
-                    if let Some(s) = self.sessions.get_mut(id) {
-                        s.timer = None;
-                    }
-                    self.touch_session(id);
-                }
+                TimerOwner::Conn(i) => self.touch_conn(ConnectionHandle(i)),
+                TimerOwner::Session(id) => self.touch_session(id),
             }
             due.push(owner);
         }
@@ -311,17 +487,117 @@ impl Server {
     }
 }
 
-/// Whether a heap entry is its owner's current deadline.
-fn is_live(
-    paths: &PathEndpoint<Role>,
-    sessions: &super::session::SessionTable,
-    t: Instant,
-    owner: TimerOwner,
-) -> bool {
-    match owner {
-        TimerOwner::Conn(i) => paths
-            .get(ConnectionHandle(i))
-            .is_some_and(|c| c.timer == Some(t)),
-        TimerOwner::Session(id) => sessions.get(id).is_some_and(|s| s.timer == Some(t)),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Fires everything due at `now`, in order.
+    fn due(q: &mut TimerQueue, now: Instant) -> Vec<(Instant, TimerOwner)> {
+        let mut pops = 0;
+        let mut v = Vec::new();
+        while let Some((t, owner)) = q.next_live(&mut pops) {
+            if t > now {
+                break;
+            }
+            q.fire(owner);
+            v.push((t, owner));
+        }
+        v
+    }
+
+    #[test]
+    fn only_the_current_deadline_of_a_current_owner_fires() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut q = TimerQueue::default();
+        let (s, s_next) = (SessionId::new(3, 0), SessionId::new(3, 1));
+        q.set_conn(5, Some(at(10)));
+        q.set_conn(5, Some(at(20)));
+        q.set_session(s, Some(at(15)));
+        q.set_session(s, Some(at(15)));
+        assert_eq!(
+            q.entries(),
+            2,
+            "a deadline moved later or unchanged is not pushed"
+        );
+        let mut pops = 0;
+        assert_eq!(
+            q.next_live(&mut pops),
+            Some((at(15), TimerOwner::Session(s)))
+        );
+        assert_eq!(pops, 1, "the connection's early entry moved to 20 ms");
+        assert_eq!(
+            due(&mut q, at(20)),
+            vec![
+                (at(15), TimerOwner::Session(s)),
+                (at(20), TimerOwner::Conn(5)),
+            ]
+        );
+        assert_eq!(q.entries(), 0);
+        // A closed session's deadline goes; the slot's next session does not see it, and
+        // an old id does not read the new one's.
+        q.set_session(s, Some(at(25)));
+        q.forget_session(s);
+        q.set_session(s_next, Some(at(30)));
+        assert_eq!(q.session_deadline(s), None);
+        assert_eq!(q.session_deadline(s_next), Some(at(30)));
+        q.set_conn(5, Some(at(26)));
+        q.forget_conn(5);
+        assert_eq!(q.conn_deadline(5), None);
+        assert_eq!(
+            due(&mut q, at(40)),
+            vec![(at(30), TimerOwner::Session(s_next))]
+        );
+        assert_eq!(q.entries(), 0);
+    }
+
+    #[test]
+    fn moved_deadlines_fire_in_deadline_order_as_if_each_move_was_pushed() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut q = TimerQueue::default();
+        // Connection 1 was queued at 1 ms, then moved to 5 ms; connection 2 is due at 3 ms;
+        // connection 0 moved earlier, from 9 to 4 ms; session 0 shares 5 ms with conn 1.
+        q.set_conn(1, Some(at(1)));
+        q.set_conn(1, Some(at(5)));
+        q.set_conn(2, Some(at(3)));
+        q.set_conn(0, Some(at(9)));
+        q.set_conn(0, Some(at(4)));
+        q.set_session(SessionId::new(0, 2), Some(at(5)));
+        let order: Vec<_> = due(&mut q, at(6)).into_iter().map(|d| d.1).collect();
+        assert_eq!(
+            order,
+            vec![
+                TimerOwner::Conn(2),
+                TimerOwner::Conn(0),
+                TimerOwner::Conn(1),
+                TimerOwner::Session(SessionId::new(0, 2)),
+            ]
+        );
+        // The entry connection 0 left at 9 ms is stale: nothing is left to fire.
+        assert!(due(&mut q, at(100)).is_empty());
+        // Equal deadlines keep their order: connections first, then by index.
+        let keys = [
+            OwnerKey::conn(7),
+            OwnerKey::session(SessionId::new(0, 9)),
+            OwnerKey::conn(2),
+        ];
+        let mut sorted = keys;
+        sorted.sort();
+        assert_eq!(sorted, [keys[2], keys[0], keys[1]]);
+    }
+
+    #[test]
+    fn stale_entries_are_pruned_once_they_outnumber_the_owners() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        for k in (0..1_000u64).rev() {
+            q.set_conn(0, Some(t0 + Duration::from_micros(k)));
+        }
+        assert_eq!(q.entries(), 1_000, "every move earlier is pushed");
+        q.prune(1);
+        assert_eq!(q.entries(), 1, "only the owner's earliest entry is left");
+        assert_eq!(due(&mut q, t0).len(), 1);
     }
 }
