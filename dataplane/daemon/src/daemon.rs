@@ -876,6 +876,24 @@ fn apply_knob(
     }
 }
 
+/// For `nic add` / `nic remove`: the kernel-UDP I/O and the addresses `ifname` holds now;
+/// `None` (logged) over AF_XDP or when the interface cannot be read.
+fn nic_io<'a>(io: &'a mut AnyIo, op: &str, ifname: IfName) -> Option<(&'a mut UdpIo, Vec<IpAddr>)> {
+    let AnyIo::Udp(udp) = io else {
+        tracing::warn!(
+            "campd: nic {op} {ifname}: only the kernel-UDP I/O changes NICs at run time"
+        );
+        return None;
+    };
+    match camp_xdp::links::interface_addrs(ifname.as_str()) {
+        Ok(held) => Some((udp, held)),
+        Err(e) => {
+            tracing::warn!("campd: nic {op} {ifname}: {e}");
+            None
+        }
+    }
+}
+
 /// `campctl nic add`: binds `port` on the interface's addresses (or on `address`, which it
 /// must hold) and serves them (advertised to every session). Kernel UDP only.
 fn nic_add(
@@ -886,16 +904,8 @@ fn nic_add(
     address: Option<IpAddr>,
     report: &mut DaemonReport,
 ) -> bool {
-    let AnyIo::Udp(udp) = io else {
-        tracing::warn!("campd: nic add {ifname}: only the kernel-UDP I/O adds NICs at run time");
+    let Some((udp, held)) = nic_io(io, "add", ifname) else {
         return false;
-    };
-    let held = match camp_xdp::links::interface_addrs(ifname.as_str()) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!("campd: nic add {ifname}: {e}");
-            return false;
-        }
     };
     let wanted: Vec<IpAddr> = match address {
         Some(a) if held.contains(&a) => vec![a],
@@ -934,16 +944,8 @@ fn nic_remove(
     ifname: IfName,
     report: &mut DaemonReport,
 ) -> bool {
-    let AnyIo::Udp(udp) = io else {
-        tracing::warn!("campd: nic remove {ifname}: only the kernel-UDP I/O removes NICs");
+    let Some((udp, held)) = nic_io(io, "remove", ifname) else {
         return false;
-    };
-    let held = match camp_xdp::links::interface_addrs(ifname.as_str()) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!("campd: nic remove {ifname}: {e}");
-            return false;
-        }
     };
     let served: Vec<SocketAddr> = node
         .local_addrs()
