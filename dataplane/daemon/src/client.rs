@@ -349,8 +349,7 @@ pub fn run_client_with(
             crypto,
             server_name: args.server_name.clone(),
             receiver: ReceiverConfig {
-                // Also read to time failovers after a link goes down.
-                arrival_log: args.arrivals.is_some() || !args.no_follow_links,
+                arrival_log: args.arrivals.is_some(),
                 ..ReceiverConfig::default()
             },
             rng_seed: seed_bytes(),
@@ -454,7 +453,7 @@ pub fn run_client_with(
                 }
             }
         }
-        failover.scan(node.receiver_mut(), args.arrivals.is_none());
+        failover.scan(node.receiver_mut());
         if let Some(q) = &mut qlog {
             let d = node.receiver_mut().playout_delay_us();
             if playout_delay_us != Some(d) {
@@ -589,16 +588,16 @@ pub fn run_client_with(
 }
 
 /// Times failovers: from a link-down notification to the first reliable unit that arrives
-/// on another path, read from the receiver's arrival log; and rejoins: from a link-up
-/// notification to the slot's JOIN_OK.
+/// on another path (the receiver's per-path last arrival, read every loop pass while an
+/// event is pending; arrivals of one pass share its time, so the first pass that shows one
+/// after the event gives its time); and rejoins: from a link-up notification to the slot's
+/// JOIN_OK.
 #[derive(Default)]
 struct Failover {
     /// Path id of each slot once it joined.
     path_of: [Option<camp_wire::PathId>; camp_proto::sched::MAX_PATHS],
     /// Link-down events not matched yet: (index in `done`, session-clock µs, path id).
     pending: Vec<(usize, u64, Option<camp_wire::PathId>)>,
-    /// Records of the arrival log already looked at.
-    scanned: usize,
     done: Vec<Option<f64>>,
     /// Per slot: the link-up event waiting for its JOIN_OK (index in `rejoined`, µs).
     rejoining: [Option<(usize, u64)>; camp_proto::sched::MAX_PATHS],
@@ -631,29 +630,21 @@ impl Failover {
         }
     }
 
-    /// Matches pending events against new arrivals. With `discard`, records nobody else
-    /// wants are dropped once nothing is pending, so the log stays small.
-    fn scan(&mut self, receiver: &mut camp_recv::Receiver, discard: bool) {
-        if !self.pending.is_empty() {
-            let log = receiver.arrival_log();
-            for a in log.get(self.scanned..).unwrap_or_default() {
-                if a.modality.default_reliability() != Reliability::Reliable {
-                    continue;
+    /// Matches pending events against the latest reliable arrival on the other paths.
+    fn scan(&mut self, receiver: &camp_recv::Receiver) {
+        let done = &mut self.done;
+        self.pending.retain(|&(i, t, path)| {
+            match receiver
+                .last_reliable_arrival_except(path)
+                .filter(|&a| a >= t)
+            {
+                Some(a) => {
+                    done[i] = Some(a.saturating_sub(t) as f64 / 1000.0);
+                    false
                 }
-                self.pending.retain(|&(i, t, path)| {
-                    let hit = a.arrival_us >= t && Some(a.path) != path;
-                    if hit {
-                        self.done[i] = Some(a.arrival_us.saturating_sub(t) as f64 / 1000.0);
-                    }
-                    !hit
-                });
+                None => true,
             }
-            self.scanned = log.len();
-        }
-        if discard && self.pending.is_empty() && receiver.arrival_log().len() > 4096 {
-            receiver.clear_arrival_log();
-            self.scanned = 0;
-        }
+        });
     }
 }
 

@@ -324,9 +324,9 @@ pub fn run(
     let mut last_skew: BTreeMap<SessionId, u32> = BTreeMap::new();
     let mut waiting: std::collections::VecDeque<IngestUnit> = std::collections::VecDeque::new();
     let nic_of = |a: SocketAddr| settings.nic_of(a);
-    let link_ips: Vec<std::net::IpAddr> = settings.addresses.clone();
+    let link_ips = &settings.addresses;
     let mut links = if settings.follow_links {
-        match camp_xdp::links::LinkWatch::open(&link_ips) {
+        match camp_xdp::links::LinkWatch::open(link_ips) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!("campd: not following links (rtnetlink: {e})");

@@ -809,18 +809,12 @@ impl Receiver {
         std::mem::take(&mut self.log)
     }
 
-    /// Forgets the arrival records logged so far, like [`take_arrival_log`](Self::take_arrival_log)
-    /// but keeping the log's memory, so a caller that only watches the log (and clears it
-    /// now and then) does not allocate again.
-    pub fn clear_arrival_log(&mut self) {
-        self.log_base += self.log.len() as u64;
-        self.log.clear();
-    }
-
-    /// The arrival records logged since the last [`take_arrival_log`](Self::take_arrival_log),
-    /// in arrival order (empty unless `arrival_log` is on).
-    pub fn arrival_log(&self) -> &[ArrivalRecord] {
-        &self.log
+    /// Latest arrival of a copy of a text or audio unit (the reliable streams) on a path
+    /// other than `except`, from the per-path bookkeeping the gap timers use; for timing a
+    /// failover without the arrival log.
+    pub fn last_reliable_arrival_except(&self, except: Option<PathId>) -> Option<Micros> {
+        self.paths
+            .last_arrival_except(except, |m| m.default_reliability() == Reliability::Reliable)
     }
 }
 
@@ -2034,31 +2028,6 @@ mod tests {
             }]
         );
         assert!(r.take_arrival_log().is_empty());
-    }
-
-    /// A log cleared while a unit waits for presentation keeps its capacity, and the
-    /// waiting unit's presentation neither touches another record nor panics; the records
-    /// after the clear get their presentation times.
-    #[test]
-    fn a_cleared_arrival_log_keeps_counting_and_its_memory() {
-        let mut r = Receiver::new(ReceiverConfig {
-            playout: PlayoutPolicy::Fixed { delay_us: 50_000 },
-            arrival_log: true,
-            ..ReceiverConfig::default()
-        });
-        r.on_unit(10 * MS, PathId(0), meta(Modality::Text, 0, 0, 0), b"a")
-            .expect("accepted");
-        r.clear_arrival_log();
-        assert!(r.arrival_log().is_empty());
-        r.on_unit(11 * MS, PathId(1), meta(Modality::Text, 1, 1, MS), b"b")
-            .expect("accepted");
-        let cap = r.log.capacity();
-        assert_eq!(drain(&mut r, 60 * MS).len(), 2);
-        let log = r.arrival_log();
-        assert_eq!(log.len(), 1);
-        assert_eq!((log[0].seq, log[0].present_us), (1, Some(51 * MS)));
-        r.clear_arrival_log();
-        assert_eq!(r.log.capacity(), cap, "memory kept");
     }
 
     #[test]

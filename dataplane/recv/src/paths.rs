@@ -89,6 +89,25 @@ impl PathTable {
 }
 
 impl PathTable {
+    /// Latest arrival of a copy of a unit of any stream in `streams` on a path other than
+    /// `except`.
+    pub(crate) fn last_arrival_except(
+        &self,
+        except: Option<PathId>,
+        streams: impl Fn(Modality) -> bool,
+    ) -> Option<Micros> {
+        self.entries
+            .iter()
+            .filter(|p| Some(p.id) != except)
+            .flat_map(|p| {
+                Modality::ALL
+                    .into_iter()
+                    .filter(|m| streams(*m))
+                    .filter_map(|m| p.last_arrival[m.index()])
+            })
+            .max()
+    }
+
     /// Smallest smoothed RTT among the paths that carried a unit of `m` within `memory_us`
     /// before `at` (0 when none did).
     pub(crate) fn stream_min_rtt_us(&self, m: Modality, at: Micros, memory_us: Micros) -> u32 {
@@ -113,6 +132,31 @@ mod tests {
     use super::*;
 
     const MS: Micros = 1_000;
+
+    #[test]
+    fn the_last_arrival_on_other_paths_counts_the_chosen_streams_only() {
+        let mut t = PathTable::with_capacity(2);
+        let reliable = |m: Modality| m != Modality::Video;
+        assert_eq!(t.last_arrival_except(None, reliable), None);
+        t.set_rtt(PathId(0), 10_000);
+        t.set_rtt(PathId(1), 20_000);
+        t.on_arrival(PathId(0), Modality::Audio, 5 * MS);
+        t.on_arrival(PathId(1), Modality::Text, 7 * MS);
+        t.on_arrival(PathId(1), Modality::Video, 9 * MS);
+        assert_eq!(t.last_arrival_except(None, reliable), Some(7 * MS));
+        assert_eq!(
+            t.last_arrival_except(Some(PathId(1)), reliable),
+            Some(5 * MS)
+        );
+        assert_eq!(
+            t.last_arrival_except(Some(PathId(0)), reliable),
+            Some(7 * MS)
+        );
+        assert_eq!(
+            t.last_arrival_except(Some(PathId(0)), |_| true),
+            Some(9 * MS)
+        );
+    }
 
     #[test]
     fn only_paths_that_recently_carried_the_stream_count() {
