@@ -102,7 +102,7 @@ pub struct DaemonReport {
     pub drained: bool,
     /// Whether every reliable unit was acknowledged before exit.
     pub drain_complete: bool,
-    /// Links of served addresses that went down (rtnetlink), and came back.
+    /// Links of served addresses that went down (rtnetlink).
     pub link_downs: u64,
     /// Links of served addresses that came back.
     pub link_ups: u64,

@@ -52,15 +52,15 @@ impl Client {
     /// served, and quinn's back-off would retry late). A path the application abandoned
     /// stays closed.
     pub(super) fn address_readvertised(&mut self, now: Instant, addr: SocketAddr) {
+        // A handshake younger than about one PTO of the configured initial RTT is just slow
+        // (at session start the other paths are still connecting when the first ADD_ADDRESS
+        // comes): it is left alone.
+        let now_us = self.clock.micros(now);
+        let patience = 3 * self.config.camp.initial_rtt.as_micros() as u64;
         for slot in 0..self.config.paths.len() {
             if self.config.paths[slot].remote != addr || self.link_down[slot] {
                 continue;
             }
-            // A handshake younger than about one PTO of the configured initial RTT is just
-            // slow (at session start the other paths are still connecting when the first
-            // ADD_ADDRESS comes): it is left alone.
-            let now_us = self.clock.micros(now);
-            let patience = 3 * self.config.camp.initial_rtt.as_micros() as u64;
             let conn = self.slots[slot].and_then(|h| self.paths.get(h).map(|c| (h, c)));
             let handshaking = conn.is_some_and(|(_, c)| {
                 c.role.state == PathState::Connecting

@@ -168,7 +168,7 @@ pub struct ServerCounters {
     pub sessions_opened: u64,
     /// Latency samples dropped because the application did not poll them in time.
     pub latency_samples_dropped: u64,
-    /// Local links reported down ([`Server::local_link_down`]) and up again.
+    /// Local links reported down ([`Server::local_link_down`]).
     pub link_downs: u64,
     /// Local links reported up again ([`Server::local_link_up`]).
     pub link_ups: u64,
