@@ -155,24 +155,31 @@ impl LinkTable {
 pub fn interface_addrs(ifname: &str) -> io::Result<Vec<IpAddr>> {
     let index = nix::net::if_::if_nametoindex(ifname)
         .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("{ifname}: {e}")))?;
-    let mut nl = Netlink::new()?;
     let mut out = Vec::new();
+    dump_addresses(&mut Netlink::new()?, |m| {
+        if let RouteNetlinkMessage::NewAddress(a) = m
+            && a.header.index == index
+        {
+            for ip in addresses(a) {
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+        }
+    })?;
+    Ok(out)
+}
+
+/// Every address of every interface (IPv4, then IPv6), as rtnetlink dumps them.
+fn dump_addresses(nl: &mut Netlink, mut f: impl FnMut(&RouteNetlinkMessage)) -> io::Result<()> {
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         let mut req = AddressMessage::default();
         req.header.family = family;
         for m in nl.request(RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP)? {
-            if let RouteNetlinkMessage::NewAddress(a) = &m
-                && a.header.index == index
-            {
-                for ip in addresses(a) {
-                    if !out.contains(&ip) {
-                        out.push(ip);
-                    }
-                }
-            }
+            f(&m);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A [`LinkTable`] kept current by the kernel's notifications (in the calling thread's
@@ -212,13 +219,7 @@ impl LinkWatch {
         )? {
             table.apply(&m, &mut ignored);
         }
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut req = AddressMessage::default();
-            req.header.family = family;
-            for m in nl.request(RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP)? {
-                table.apply(&m, &mut ignored);
-            }
-        }
+        dump_addresses(&mut nl, |m| table.apply(m, &mut ignored))?;
         Ok(LinkWatch {
             monitor,
             table,
