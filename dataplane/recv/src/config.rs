@@ -97,6 +97,12 @@ pub struct ReceiverConfig {
     /// `in_order + max_units_ahead` is refused (reliable) or pushes the window forward
     /// (droppable). Default 1024; clamped to 2..=65536.
     pub max_units_ahead: u32,
+    /// Farthest a droppable stream may jump in one unit, in seqs above its in-order point
+    /// (default 2^20, about 4.8 hours of 60 fps video dropped at the sender; at least
+    /// `max_units_ahead`). A unit beyond it is refused ([`crate::RecvError::SeqJump`]):
+    /// every seq it passes over would be declared lost, so without a bound a peer could
+    /// make the loss figures read up to 2^64 with one unit.
+    pub max_droppable_jump: u64,
     /// Most units held at once in reorder and playout buffers together (default 8192).
     pub max_buffered_units: u32,
     /// Most payload bytes held at once (default 64 MiB).
@@ -151,6 +157,7 @@ impl Default for ReceiverConfig {
             min_gap_wait_us: 10_000,
             path_memory_us: 2_000_000,
             max_units_ahead: 1024,
+            max_droppable_jump: 1 << 20,
             max_buffered_units: 8192,
             max_buffered_bytes: 64 << 20,
             max_payload_len: 1 << 20,
@@ -180,6 +187,9 @@ impl ReceiverConfig {
     pub(crate) fn normalised(mut self) -> Self {
         self.ack_every_units = self.ack_every_units.max(1);
         self.max_units_ahead = self.max_units_ahead.clamp(2, MAX_UNITS_AHEAD);
+        self.max_droppable_jump = self
+            .max_droppable_jump
+            .max(u64::from(self.max_units_ahead));
         self.max_buffered_units = self.max_buffered_units.max(1);
         self.max_payload_len = self.max_payload_len.min(MAX_PAYLOAD_LIMIT);
         self.camp_window_groups = self.camp_window_groups.clamp(1, MAX_CAMP_WINDOW);
@@ -231,6 +241,7 @@ mod tests {
                 quantile: f64::NAN,
             },
             max_units_ahead: 0,
+            max_droppable_jump: 1,
             ..ReceiverConfig::default()
         }
         .normalised();
@@ -244,5 +255,6 @@ mod tests {
             }
         );
         assert_eq!(cfg.max_units_ahead, 2);
+        assert_eq!(cfg.max_droppable_jump, 2);
     }
 }

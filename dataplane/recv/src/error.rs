@@ -25,6 +25,22 @@ pub enum RecvError {
         /// Configured `max_units_ahead`.
         window: u64,
     },
+    /// A droppable unit's seq lies more than `max_droppable_jump` above its stream's in-order
+    /// point. Accepting it would declare every seq in between lost; no sender drops that
+    /// many units in a row, so the unit is refused (droppable units are never resent).
+    #[error(
+        "{modality} unit {seq} jumps more than {limit} seqs past the in-order point {in_order}"
+    )]
+    SeqJump {
+        /// Stream of the unit.
+        modality: Modality,
+        /// Sequence number of the refused unit.
+        seq: Seq,
+        /// Next sequence number the stream waits for.
+        in_order: Seq,
+        /// Configured `max_droppable_jump`.
+        limit: u64,
+    },
     /// The payload buffers already hold `max_buffered_units` units or `max_buffered_bytes`
     /// bytes; the unit is not stored and not acked.
     #[error("receive buffer full: {modality} unit {seq} refused")]

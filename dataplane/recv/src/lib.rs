@@ -264,6 +264,17 @@ impl Receiver {
                     window,
                 });
             }
+            Position::Ahead
+                if seq - st.reorder.in_order() > self.cfg.max_droppable_jump =>
+            {
+                self.metrics.counters.refused_seq_jump += 1;
+                return Err(RecvError::SeqJump {
+                    modality: meta.modality,
+                    seq,
+                    in_order: st.reorder.in_order(),
+                    limit: self.cfg.max_droppable_jump,
+                });
+            }
             Position::Ahead | Position::InWindow => {}
         }
         if self.pool.live_units() >= self.cfg.max_buffered_units
@@ -860,12 +871,55 @@ mod tests {
         v.iter().map(|u| u.1).collect()
     }
 
+    /// A receiver that accepts any droppable jump, to test the counters' last line of defence.
+    fn unbounded_jumps() -> Receiver {
+        Receiver::new(ReceiverConfig {
+            playout: PlayoutPolicy::OnArrival,
+            max_droppable_jump: u64::MAX,
+            ..ReceiverConfig::default()
+        })
+    }
+
+    /// A peer cannot make the loss figures read ~2^64 with one unit: a droppable seq more
+    /// than `max_droppable_jump` past the in-order point is refused and counted, and the
+    /// stream goes on from where it was.
+    #[test]
+    fn a_droppable_jump_past_the_limit_is_refused_and_declares_nothing_lost() {
+        let mut r = rx(PlayoutPolicy::OnArrival);
+        let limit = r.cfg.max_droppable_jump;
+        let video = |seq| UnitMeta {
+            reliability: Reliability::Droppable,
+            ..meta(Modality::Video, seq, 0, 0)
+        };
+        for seq in [u64::MAX - 1, limit + 1] {
+            assert_eq!(
+                r.on_unit(MS, PathId(0), video(seq), b"x"),
+                Err(RecvError::SeqJump {
+                    modality: Modality::Video,
+                    seq,
+                    in_order: 0,
+                    limit,
+                })
+            );
+        }
+        let c = r.counters();
+        assert_eq!((c.refused_seq_jump, c.video_lost_inferred), (2, 0));
+        // A jump of exactly the limit is a legitimate (if long) run of sender drops.
+        assert_eq!(
+            r.on_unit(MS, PathId(0), video(limit), b"x"),
+            Ok(Accepted::Stored)
+        );
+        let window = u64::from(r.cfg.max_units_ahead);
+        assert_eq!(r.counters().video_lost_inferred, limit - window + 1);
+        assert_eq!(r.counters().refused_seq_jump, 2);
+    }
+
     /// Regression (fuzz target `unit_reassembly`): two droppable streams whose first unit
     /// has a seq near `u64::MAX` each declare almost 2^64 seqs lost; the sum overflowed the
     /// loss counters (a panic with overflow checks, a wrap without).
     #[test]
     fn loss_counters_saturate_when_peer_seqs_jump_near_u64_max() {
-        let mut r = rx(PlayoutPolicy::OnArrival);
+        let mut r = unbounded_jumps();
         for m in [Modality::Video, Modality::Audio] {
             let unit = UnitMeta {
                 reliability: Reliability::Droppable,
@@ -889,7 +943,7 @@ mod tests {
     /// `+= 1`, which overflowed.
     #[test]
     fn a_window_push_over_held_units_after_the_counters_saturated_does_not_overflow() {
-        let mut r = rx(PlayoutPolicy::OnArrival);
+        let mut r = unbounded_jumps();
         for m in [Modality::Video, Modality::Audio] {
             let unit = UnitMeta {
                 reliability: Reliability::Droppable,

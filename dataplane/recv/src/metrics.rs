@@ -43,6 +43,8 @@ pub struct RecvCounters {
     pub duplicates: u64,
     /// Reliable units refused because they were too far ahead of the in-order point.
     pub refused_too_far: u64,
+    /// Droppable units refused because their seq jumped more than `max_droppable_jump`.
+    pub refused_seq_jump: u64,
     /// Units refused because the buffers were full.
     pub refused_buffer_full: u64,
     /// Units refused because the payload was too large.
