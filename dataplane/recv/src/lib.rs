@@ -264,9 +264,7 @@ impl Receiver {
                     window,
                 });
             }
-            Position::Ahead
-                if seq - st.reorder.in_order() > self.cfg.max_droppable_jump =>
-            {
+            Position::Ahead if seq - st.reorder.in_order() > self.cfg.max_droppable_jump => {
                 self.metrics.counters.refused_seq_jump += 1;
                 return Err(RecvError::SeqJump {
                     modality: meta.modality,
@@ -468,7 +466,14 @@ impl Receiver {
                 late: s.late_by > 0,
                 skipped: s.skipped,
             });
-            r.align.on_delivery_latency(latency);
+            // Only a reliable unit's lateness is covered at once (a late speech frame is a
+            // stall, and the ones behind it would stall too). A late droppable frame is held
+            // over or skipped; one such frame raising `D` would add its lateness to every
+            // unit of the rest of the turn. Sustained video lateness still raises `D`
+            // through the groups' completion quantile.
+            if u.meta.reliability == Reliability::Reliable {
+                r.align.on_delivery_latency(latency);
+            }
         });
     }
 
@@ -1444,7 +1449,9 @@ mod tests {
                 (Modality::Audio, 1, 80 * MS, false, false),
             ]
         );
-        // A video frame 90 ms late: presented on arrival, counted late, D rises to cover it.
+        // A video frame 90 ms late: presented on arrival and counted late. One late droppable
+        // frame does not raise D at once (that would delay every unit after it); its group's
+        // completion latency counts once the group completes.
         r.on_unit(
             130 * MS,
             PathId(1),
@@ -1452,7 +1459,7 @@ mod tests {
             b"v",
         )
         .expect("accepted");
-        assert_eq!(r.playout_delay_us(), 95_000);
+        assert_eq!(r.playout_delay_us(), 60_000);
         assert_eq!(
             drain(&mut r, 130 * MS),
             [(Modality::Video, 1, 130 * MS, true, false)]
@@ -1540,12 +1547,14 @@ mod tests {
         assert!((51_000..=53_000).contains(&w0), "{w0}");
         assert_eq!(r.playout_delay_us(), 60_000);
         send_group(&mut r, 50, 30 * MS, 200 * MS);
+        assert_eq!(r.playout_delay_us(), 60_000, "group 50 is not complete yet");
+        send_group(&mut r, 51, 30 * MS, 30 * MS);
         assert_eq!(
             r.playout_delay_us(),
             205_000,
-            "rises at once to cover the late group"
+            "rises at once to cover the late group once it completes"
         );
-        for k in 51..100 {
+        for k in 52..100 {
             send_group(&mut r, k, 30 * MS, 30 * MS);
         }
         // Up to 100 groups the nearest-rank p99 is the largest one: the late group holds D.
@@ -1903,7 +1912,7 @@ mod tests {
         assert!(r.playout_delay_us() < 200_000);
     }
 
-    /// Audio of sync index 1 is queued at D = 60 ms; a late video frame of index 0 raises D
+    /// Audio of sync index 1 is queued at D = 60 ms; a late text unit of index 0 raises D
     /// to 95 ms; the video of index 1 then arrives on time for the new D. Returns what was
     /// presented and the share of A/V indices outside IS-191.
     fn raise_while_audio_is_queued(retime: bool) -> (Vec<Played>, f64) {
@@ -1930,12 +1939,12 @@ mod tests {
         unit(&mut r, 10 * MS, Modality::Audio, 0, 0);
         out.extend(drain(&mut r, 60 * MS));
         unit(&mut r, 65 * MS, Modality::Audio, 1, 1);
-        // 90 ms after its media time: 30 ms late (shown, not skipped); D rises to 95 ms.
-        unit(&mut r, 90 * MS, Modality::Video, 0, 0);
+        // 90 ms after its media time: 30 ms late (a reliable unit: D rises to 95 ms at once).
+        unit(&mut r, 90 * MS, Modality::Text, 0, 0);
         assert_eq!(r.playout_delay_us(), 95_000);
         out.extend(drain(&mut r, 90 * MS));
         // 80 ms after its media time: on time for D = 95 ms.
-        unit(&mut r, 120 * MS, Modality::Video, 1, 1);
+        unit(&mut r, 120 * MS, Modality::Video, 0, 1);
         out.extend(drain(&mut r, 300 * MS));
         (out, r.summary().outside_is191)
     }
@@ -1947,17 +1956,17 @@ mod tests {
             played,
             [
                 (Modality::Audio, 0, 60 * MS, false, false),
-                (Modality::Video, 0, 90 * MS, true, false),
+                (Modality::Text, 0, 90 * MS, true, false),
                 // Queued for 40 + 60 ms, moved by the 35 ms raise to 40 + 95 ms.
                 (Modality::Audio, 1, 135 * MS, false, false),
-                (Modality::Video, 1, 135 * MS, false, false),
+                (Modality::Video, 0, 135 * MS, false, false),
             ]
         );
-        // Index 0 is 30 ms apart (its audio had already played), index 1 is together.
-        assert_eq!(outside, 0.5);
+        // Index 1 (the one A/V index) is together.
+        assert_eq!(outside, 0.0);
         let (played, outside) = raise_while_audio_is_queued(false);
         assert!(played.contains(&(Modality::Audio, 1, 100 * MS, false, false)));
-        assert!(played.contains(&(Modality::Video, 1, 135 * MS, false, false)));
+        assert!(played.contains(&(Modality::Video, 0, 135 * MS, false, false)));
         assert_eq!(outside, 1.0, "without retiming index 1 is 35 ms apart too");
     }
 

@@ -20,8 +20,12 @@
 //! that would have presented the whole group on time. The *wanted* delay targets the
 //! configured quantile of the last `camp_window_groups` completion latencies plus
 //! `camp_margin_us`, within the policy bounds. It rises at once, both when the target rises
-//! and when a single unit arrives with latency + margin above it (so the group after a late
-//! one is covered), and it decays towards the target at `camp_decay_us_per_s`. Transport
+//! and when a single reliable unit arrives with latency + margin above it (so the speech
+//! after a late frame is covered), and it decays towards the target at
+//! `camp_decay_us_per_s`. A single late droppable unit (a video frame, held over or
+//! skipped) does not raise it by itself: the raise would add that frame's lateness to every
+//! unit after it, and with no silence in the audio it would stay until the turn ends;
+//! sustained video lateness raises it through the completion quantile. Transport
 //! hints ([`TransportHint`]) raise it the same way before the late units arrive.
 //!
 //! Every unit, whatever its modality, is presented at `g + offset + D`, where `D` is the

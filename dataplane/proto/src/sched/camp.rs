@@ -29,11 +29,13 @@
 //!   rest of its group. Arriving before `g` never makes a unit late, so this removes
 //!   inter-modal arrival skew without adding lateness;
 //! * **but never so late that a failover cannot save it**: a reliable unit with a deadline
-//!   leaves no later than its deadline minus the time the session needs to declare its path
-//!   failed (`PathView::failover_us`) minus the transit on the best other path, so that a
-//!   path going dark right after the send still gets the unit reinjected in time. Pacing
-//!   only ever trimmed arrival skew, which the receiver's alignment hides from the viewer;
-//!   a speech frame lost with a path is a stall the viewer hears.
+//!   leaves no later than its media time (or its deadline, if sooner) minus the time the
+//!   session needs to declare its path failed (`PathView::failover_us`) minus the transit on
+//!   the best other path, so that a path going dark right after the send still gets the
+//!   unit reinjected before it is due. Pacing only ever trimmed arrival skew, which the
+//!   receiver's alignment hides from the viewer; a speech frame lost with a path is a stall
+//!   the viewer hears, and one rescued after its media time raises the playout delay for
+//!   the rest of the turn.
 //!
 //! State is a fixed ring of recent groups: no allocation per decision.
 
@@ -178,7 +180,8 @@ impl ConsistencyAware {
 
     /// Latest time a reliable unit may leave on path `slot` so that, if the path went dark
     /// at once, the session would still detect it (`failover_us`) and the copy it then sends
-    /// on the best other path would arrive by the unit's deadline. `Micros::MAX` when there
+    /// on the best other path would arrive by the unit's media time (its deadline if that
+    /// comes first). `Micros::MAX` when there
     /// is no deadline, no other path, or the unit is droppable (never resent).
     fn failover_send_by(
         &self,
@@ -190,6 +193,13 @@ impl ConsistencyAware {
         let (Reliability::Reliable, Some(deadline)) = (unit.reliability, unit.deadline_us) else {
             return Micros::MAX;
         };
+        // By the media time, not only the deadline: a rescue that lands between the two is
+        // not a miss, but the receiver must raise its playout delay to cover it, and with no
+        // silence to lower it in, every unit after it pays that lateness (lossyfirst2: the
+        // paced speech rescued over the slow path raised `D` by 20-100 ms for the rest of
+        // the turn). A unit released in real time is not held at all, so this only bounds
+        // how long pacing may hold a unit released ahead.
+        let deadline = deadline.min(unit.gen_time_us + self.config.aim_offset_us);
         let Some(chosen) = paths.iter().find(|p| p.slot as usize == slot) else {
             return Micros::MAX;
         };
@@ -527,9 +537,11 @@ mod tests {
         a.gen_time_us = 1_000_000;
         a.deadline_us = Some(1_150_000);
         // Were path 0 to go dark at the send, it would be declared failed after
-        // `failover_us`, and the copy on path 1 would need its transit on top.
+        // `failover_us`, and the copy on path 1 would need its transit on top; the copy is
+        // to land by the media time (before the deadline here), or the receiver would have
+        // to raise its delay to cover it.
         let rescue = s.pessimistic_arrival(&p[1], &a);
-        let send_by = 1_150_000 - p[0].failover_us - rescue;
+        let send_by = 1_000_000 - p[0].failover_us - rescue;
         let Decision::Hold {
             retry_at_us: Some(t),
         } = s.pick(&a, &p)
