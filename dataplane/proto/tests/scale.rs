@@ -196,12 +196,12 @@ fn bytes_per_session(n: usize, phase: Phase) -> i64 {
     (live_bytes() - baseline) / n as i64
 }
 
-/// Server bytes of an idle session, once it has carried units. Measured 34.3 KB here: a
-/// fresh session's 31.6 KB (two path connections, each quinn's ~6 KiB inline state, its
-/// own tables and rustls', ~12 KiB together; the session, scheduler and reorder window:
-/// ~8 KiB) and ~2.7 KB more of quinn's state the traffic grew. The bound leaves ~6 KB of
-/// headroom; what the unit store kept before idle trimming (the frame pool: 18 KB after
-/// this burst, 128 KiB at most; the three sent-droppable rings: 36 KiB) breaks it.
+/// Server bytes of an idle session, once it has carried units. Measured 34.3 KB here (one
+/// path): a fresh session's 31.6 KB (the path connection: quinn's ~6 KiB inline state, its
+/// own allocations and rustls', ~19 KB in all; the session, its scheduler and the path's
+/// buffers, ~10 KB) and ~2.7 KB of quinn's state that the traffic grew. The bound leaves
+/// ~6 KB of headroom; what the unit store kept before idle trimming (the frame pool: 18 KB
+/// after this burst, up to 128 KiB; the three sent-droppable rings: 36 KiB) breaks it.
 const IDLE_BYTES_BOUND: i64 = 40 * 1024;
 
 #[test]
