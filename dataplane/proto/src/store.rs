@@ -5,7 +5,8 @@
 //! possible with fresh path state. Each modality keeps one deque ordered by sequence number:
 //! `seq - front.seq` is an entry's index. An entry is encoded once (frame prefix + payload)
 //! into a pooled buffer when it is submitted; buffers return to the pool when the unit is
-//! acknowledged, dropped, or sent without retention, so steady state allocates nothing.
+//! acknowledged, dropped, or sent without retention, so steady state allocates nothing;
+//! a store that has gone quiet gives them back ([`UnitStore::trim_if_idle`]).
 
 use std::collections::VecDeque;
 
