@@ -92,7 +92,6 @@ pub(crate) struct PathConn {
     pub drained: bool,
     /// Droppable units on streams, with their absolute deadlines, oldest first.
     pub deadline_streams: VecDeque<(StreamId, Micros)>,
-    scratch: [u8; MAX_CONTROL_FRAME],
 }
 
 impl std::fmt::Debug for PathConn {
@@ -131,7 +130,6 @@ impl PathConn {
             lost: false,
             drained: false,
             deadline_streams: VecDeque::with_capacity(64),
-            scratch: [0; MAX_CONTROL_FRAME],
         }
     }
 
@@ -167,11 +165,20 @@ impl PathConn {
         self.control.is_some()
     }
 
-    /// Encodes `frame` onto the control stream (buffered until quinn takes it).
+    /// Encodes `frame` onto the control stream (buffered until quinn takes it), straight
+    /// into the outgoing buffer: a scratch array of [`MAX_CONTROL_FRAME`] in every path
+    /// cost 4 KiB a connection.
     pub fn send_control(&mut self, frame: &Frame<'_>) {
-        match frame.emit(&mut self.scratch) {
-            Ok(n) => self.ctrl_out.extend_from_slice(&self.scratch[..n]),
-            Err(e) => debug_assert!(false, "control frame does not encode: {e}"),
+        let at = self.ctrl_out.len();
+        // The peer's reader refuses larger control frames.
+        self.ctrl_out
+            .resize(at + frame.buffer_len().min(MAX_CONTROL_FRAME), 0);
+        match frame.emit(&mut self.ctrl_out[at..]) {
+            Ok(n) => self.ctrl_out.truncate(at + n),
+            Err(e) => {
+                self.ctrl_out.truncate(at);
+                debug_assert!(false, "control frame does not encode: {e}");
+            }
         }
         self.flush_control();
     }

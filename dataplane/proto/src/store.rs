@@ -5,7 +5,8 @@
 //! possible with fresh path state. Each modality keeps one deque ordered by sequence number:
 //! `seq - front.seq` is an entry's index. An entry is encoded once (frame prefix + payload)
 //! into a pooled buffer when it is submitted; buffers return to the pool when the unit is
-//! acknowledged, dropped, or sent without retention, so steady state allocates nothing.
+//! acknowledged, dropped, or sent without retention, so steady state allocates nothing;
+//! a store that has gone quiet gives them back ([`UnitStore::trim_if_idle`]).
 
 use std::collections::VecDeque;
 
@@ -138,39 +139,74 @@ pub const SENT_DROPPABLE_RING: usize = 512;
 type SentDroppable = (Seq, Micros, Micros);
 
 /// Frame buffers of acknowledged or expired units, kept for the next units, up to
-/// [`POOL_BYTES`] of capacity in all. A buffer takes the size of the largest unit it ever
-/// held, so an unbounded pool (it once held up to 4096 buffers) ended up with as many
-/// I-frame-sized buffers as units were ever in flight at once, and a session's memory grew
-/// through its turn (~70 KB per second of the standard turn). Past the bound a returned
-/// buffer is freed: bursts allocate, the steady state (a deadline's worth of units) does not.
+/// [`POOL_BYTES`] of capacity for large frames and [`SMALL_POOL_BYTES`] for small ones. A
+/// buffer takes the size of the largest unit it ever held, so an unbounded pool (it once
+/// held up to 4096 buffers) ended up with as many I-frame-sized buffers as units were ever
+/// in flight at once, and a session's memory grew through its turn (~70 KB per second of
+/// the standard turn). Past the bound a returned buffer is freed: bursts allocate, the
+/// steady state (a deadline's worth of units) does not. Small frames (audio, text) take
+/// small buffers: from one stack, an audio unit queued ahead of real time or waiting for
+/// its ACK would hold whatever video frame's buffer came back last.
 #[derive(Debug, Default)]
 struct FramePool {
-    frames: Vec<Vec<u8>>,
-    bytes: usize,
+    small: Vec<Vec<u8>>,
+    large: Vec<Vec<u8>>,
+    small_bytes: usize,
+    large_bytes: usize,
 }
 
-/// Capacity the frame pool of one session keeps, bytes.
+/// Capacity the frame pool of one session keeps for large frames, bytes.
 pub const POOL_BYTES: usize = 128 * 1024;
 
+/// Frames of at most this many bytes (every audio and text unit) take small buffers.
+pub const SMALL_FRAME: usize = 2048;
+
+/// Capacity the frame pool of one session keeps for small frames, bytes (a few hundred
+/// audio frames: more than a deadline's worth in flight).
+pub const SMALL_POOL_BYTES: usize = 32 * 1024;
+
 impl FramePool {
-    fn take(&mut self) -> Vec<u8> {
-        match self.frames.pop() {
+    /// A buffer for a frame of `len` bytes (of the right class: its capacity may still be
+    /// short of `len`, then the frame grows it).
+    fn take(&mut self, len: usize) -> Vec<u8> {
+        let (stack, bytes) = if len <= SMALL_FRAME {
+            (&mut self.small, &mut self.small_bytes)
+        } else {
+            (&mut self.large, &mut self.large_bytes)
+        };
+        match stack.pop() {
             Some(f) => {
-                self.bytes -= f.capacity();
+                *bytes -= f.capacity();
                 f
             }
-            None => Vec::new(),
+            None => Vec::with_capacity(len),
         }
     }
 
     fn give(&mut self, frame: Vec<u8>) {
         let cap = frame.capacity();
-        if cap > 0 && self.bytes + cap <= POOL_BYTES {
-            self.bytes += cap;
-            self.frames.push(frame);
+        let (stack, bytes, bound) = if cap <= SMALL_FRAME {
+            (&mut self.small, &mut self.small_bytes, SMALL_POOL_BYTES)
+        } else {
+            (&mut self.large, &mut self.large_bytes, POOL_BYTES)
+        };
+        if cap > 0 && *bytes + cap <= bound {
+            *bytes += cap;
+            stack.push(frame);
         }
     }
+
+    /// Capacity held, bytes.
+    fn bytes(&self) -> usize {
+        self.small_bytes + self.large_bytes
+    }
 }
+
+/// A store that took no frame buffer over a whole period this long is idle: it gives back
+/// its pooled buffers and the spare capacity of its queues ([`UnitStore::trim_if_idle`]).
+/// Far longer than the gaps inside a turn (audio every 20 ms, video every 33 ms), so a
+/// session that is talking never trims and its steady state allocates nothing.
+pub const IDLE_TRIM_US: Micros = 500_000;
 
 /// Per-session unit store.
 #[derive(Debug)]
@@ -188,12 +224,16 @@ pub struct UnitStore {
     queued_bytes: usize,
     limit: usize,
     counters: StoreCounters,
-    /// `SENT_DROPPABLE_RING` entries per modality, indexed by `seq % SENT_DROPPABLE_RING`.
-    sent_droppable: Vec<SentDroppable>,
+    /// Per modality, `SENT_DROPPABLE_RING` entries indexed by `seq % SENT_DROPPABLE_RING`,
+    /// allocated when the modality's first droppable unit is sent (reliable modalities never
+    /// need theirs) and freed by an idle trim once nothing in it can be reported.
+    sent_droppable: [Vec<SentDroppable>; Modality::COUNT],
     /// Per modality: droppable seqs below this were reported or have left the ring.
     droppable_ack_floor: [Seq; Modality::COUNT],
-    /// Per modality: whether a droppable unit was ever sent (and so entered the ring).
-    droppable_seen: [bool; Modality::COUNT],
+    /// Next idle check of [`trim_if_idle`](Self::trim_if_idle), session clock.
+    trim_at_us: Micros,
+    /// Whether a frame buffer was taken since the last idle check.
+    took_since_check: bool,
     /// The peer's reorder window in units: a reliable unit is not sent before every unit
     /// this far behind it was acknowledged (the receiver would refuse it).
     unit_window: u64,
@@ -230,15 +270,16 @@ impl UnitStore {
             queues: Default::default(),
             next_unsent: [0; Modality::COUNT],
             next_seq: [0; Modality::COUNT],
-            reinject: VecDeque::with_capacity(256),
-            reinject_timers: VecDeque::with_capacity(256),
+            reinject: VecDeque::new(),
+            reinject_timers: VecDeque::new(),
             pool: FramePool::default(),
             queued_bytes: 0,
             limit,
             counters: StoreCounters::default(),
-            sent_droppable: vec![(Seq::MAX, 0, 0); SENT_DROPPABLE_RING * Modality::COUNT],
+            sent_droppable: Default::default(),
             droppable_ack_floor: [0; Modality::COUNT],
-            droppable_seen: [false; Modality::COUNT],
+            trim_at_us: 0,
+            took_since_check: false,
             unit_window: u64::MAX,
         }
     }
@@ -328,7 +369,8 @@ impl UnitStore {
             capture_id: unit.capture_id,
             payload_len: unit.payload.len() as u32,
         };
-        let mut frame = self.pool.take();
+        let mut frame = self.pool.take(frame_len);
+        self.took_since_check = true;
         frame.clear();
         frame.resize(camp_wire::DATA_PREFIX_LEN, 0);
         // The prefix length is fixed and the payload was bounded above, so this cannot fail.
@@ -430,10 +472,11 @@ impl UnitStore {
             u.state = UnitState::InFlight;
         } else {
             if first {
-                self.sent_droppable
-                    [mi * SENT_DROPPABLE_RING + seq as usize % SENT_DROPPABLE_RING] =
-                    (seq, u.header.gen_time_us, now_us);
-                self.droppable_seen[mi] = true;
+                let ring = &mut self.sent_droppable[mi];
+                if ring.is_empty() {
+                    ring.resize(SENT_DROPPABLE_RING, (Seq::MAX, 0, 0));
+                }
+                ring[seq as usize % SENT_DROPPABLE_RING] = (seq, u.header.gen_time_us, now_us);
             }
             u.state = UnitState::Done;
             let frame = std::mem::take(&mut u.frame);
@@ -578,13 +621,14 @@ impl UnitStore {
     ) {
         let mi = m.index();
         let top = self.next_seq[mi];
-        if !self.droppable_seen[mi] {
-            // Reliable streams never enter the ring: nothing to look up.
+        let ring = &mut self.sent_droppable[mi];
+        if ring.is_empty() {
+            // No droppable unit sent (reliable streams never enter the ring), or none left
+            // that could be reported: nothing to look up.
             return;
         }
         let oldest = top.saturating_sub(SENT_DROPPABLE_RING as Seq);
         let floor = self.droppable_ack_floor[mi].max(oldest);
-        let ring = &mut self.sent_droppable[mi * SENT_DROPPABLE_RING..][..SENT_DROPPABLE_RING];
         let mut visit = |r: std::ops::Range<Seq>| {
             for seq in r.start.max(floor)..r.end.min(top) {
                 let e = &mut ring[seq as usize % SENT_DROPPABLE_RING];
@@ -693,6 +737,58 @@ impl UnitStore {
             .min()
     }
 
+    /// Gives back what an idle store keeps for the next burst. When no frame buffer was
+    /// taken over a whole [`IDLE_TRIM_US`]: the pooled buffers, the capacity of empty
+    /// queues, and each sent-droppable ring from which no ACK can report anything any more.
+    /// Cheap enough to call on every scheduling pass (it looks once per period); returns
+    /// whether it trimmed. A trimmed store allocates again at its next burst.
+    pub fn trim_if_idle(&mut self, now_us: Micros) -> bool {
+        if now_us < self.trim_at_us {
+            return false;
+        }
+        self.trim_at_us = now_us + IDLE_TRIM_US;
+        if std::mem::take(&mut self.took_since_check) {
+            return false;
+        }
+        self.pool = FramePool::default();
+        for q in &mut self.queues {
+            if q.is_empty() {
+                *q = VecDeque::new();
+            }
+        }
+        if self.reinject.is_empty() {
+            self.reinject = VecDeque::new();
+        }
+        if self.reinject_timers.is_empty() {
+            self.reinject_timers = VecDeque::new();
+        }
+        for m in Modality::ALL {
+            let mi = m.index();
+            // As in `observe_droppable`: seqs below this are never reported.
+            let floor = self.droppable_ack_floor[mi]
+                .max(self.next_seq[mi].saturating_sub(SENT_DROPPABLE_RING as Seq));
+            if self.sent_droppable[mi]
+                .iter()
+                .all(|e| e.0 == Seq::MAX || e.0 < floor)
+            {
+                self.sent_droppable[mi] = Vec::new();
+            }
+        }
+        true
+    }
+
+    /// Bytes of capacity the store keeps outside its units' frames: the frame pool, the
+    /// queues' and reinjection lists' capacity and the sent-droppable rings.
+    pub fn spare_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.pool.bytes()
+            + self.queues.iter().map(VecDeque::capacity).sum::<usize>() * size_of::<StoredUnit>()
+            + self.reinject.capacity() * size_of::<(Modality, Seq)>()
+            + self.reinject_timers.capacity() * size_of::<(Micros, Modality, Seq)>()
+            + self.sent_droppable.iter().map(Vec::capacity).sum::<usize>()
+                * size_of::<SentDroppable>()
+    }
+
     /// Droppable units still queued whose deadline is before `now_us`: dropped and counted.
     pub fn expire(&mut self, now_us: Micros) -> usize {
         let mut n = 0;
@@ -744,21 +840,32 @@ mod tests {
         for _ in 0..64 {
             pool.give(Vec::with_capacity(16 * 1024));
         }
-        assert_eq!(pool.frames.len(), POOL_BYTES / (16 * 1024));
-        assert!(pool.bytes <= POOL_BYTES);
-        let f = pool.take();
+        assert_eq!(pool.large.len(), POOL_BYTES / (16 * 1024));
+        assert!(pool.bytes() <= POOL_BYTES);
+        let f = pool.take(10_000);
         assert_eq!(f.capacity(), 16 * 1024);
-        assert_eq!(pool.bytes, POOL_BYTES - 16 * 1024);
+        assert_eq!(pool.bytes(), POOL_BYTES - 16 * 1024);
         pool.give(Vec::new());
         assert_eq!(
-            pool.frames.len(),
+            pool.large.len(),
             POOL_BYTES / (16 * 1024) - 1,
             "empty buffers are not kept"
         );
-        while !pool.frames.is_empty() {
-            pool.take();
+        // A small frame does not take a large buffer, and small buffers have their own bound.
+        let small = pool.take(200);
+        assert_eq!(small.capacity(), 200);
+        for _ in 0..1_000 {
+            pool.give(Vec::with_capacity(200));
         }
-        assert_eq!((pool.bytes, pool.take().capacity()), (0, 0));
+        assert_eq!(pool.small.len(), SMALL_POOL_BYTES / 200);
+        assert_eq!(pool.take(100).capacity(), 200);
+        while !pool.large.is_empty() {
+            pool.take(SMALL_FRAME + 1);
+        }
+        while !pool.small.is_empty() {
+            pool.take(1);
+        }
+        assert_eq!((pool.bytes(), pool.take(0).capacity()), (0, 0));
     }
 
     #[test]
@@ -938,6 +1045,45 @@ mod tests {
         s.on_ack_observed(Modality::Video, n, std::iter::empty(), |u| seen.push(u.seq));
         assert_eq!(seen.len(), SENT_DROPPABLE_RING);
         assert_eq!(seen.first(), Some(&10));
+    }
+
+    #[test]
+    fn sent_droppable_rings_exist_only_for_droppable_modalities_until_idle() {
+        let mut s = UnitStore::new(64 << 20);
+        for g in 0..4 {
+            for m in Modality::ALL {
+                let seq = submit(&mut s, m, g, 10);
+                s.mark_sent(m, seq, 0, g);
+            }
+        }
+        let rings = |s: &UnitStore| s.sent_droppable.each_ref().map(Vec::len);
+        let video = Modality::Video.index();
+        let mut expect = [0; Modality::COUNT];
+        expect[video] = SENT_DROPPABLE_RING;
+        assert_eq!(rings(&s), expect, "only video is droppable by default");
+        // Units taken in this period: no trim. Then a quiet period, but video seq 3 may
+        // still be reported by a late ACK: the ring stays, the pool goes.
+        assert!(!s.trim_if_idle(100));
+        s.on_ack(Modality::Video, 3, std::iter::empty());
+        assert!(s.pool.bytes() > 0);
+        assert!(s.trim_if_idle(100 + IDLE_TRIM_US));
+        assert_eq!((s.pool.bytes(), rings(&s)), (0, expect));
+        let mut seen = Vec::new();
+        s.on_ack_observed(Modality::Video, 4, std::iter::empty(), |u| seen.push(u.seq));
+        assert_eq!(seen, vec![3]);
+        // Nothing left to report: the next idle check frees the ring; a new droppable
+        // unit brings it back.
+        assert!(!s.trim_if_idle(100 + IDLE_TRIM_US + 1));
+        assert!(s.trim_if_idle(100 + 2 * IDLE_TRIM_US));
+        assert_eq!(rings(&s), [0; Modality::COUNT]);
+        let seq = submit(&mut s, Modality::Video, 10, 10);
+        s.mark_sent(Modality::Video, seq, 0, 10);
+        assert_eq!(rings(&s), expect);
+        seen.clear();
+        s.on_ack_observed(Modality::Video, seq + 1, std::iter::empty(), |u| {
+            seen.push(u.seq)
+        });
+        assert_eq!(seen, vec![seq]);
     }
 
     #[test]

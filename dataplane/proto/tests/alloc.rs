@@ -123,6 +123,70 @@ fn unit_store_cycle_does_not_allocate_after_warm_up() {
     assert_eq!(allocs, 0, "allocations in 30 000 steady-state units");
 }
 
+/// The server calls `expire` and `trim_if_idle` on every scheduling pass: while units keep
+/// coming (here every 20 ms) the store never counts as idle, so it keeps its pool and the
+/// steady state still allocates nothing; once they stop, it gives its spare memory back.
+#[test]
+fn talking_store_does_not_trim_and_idle_store_gives_memory_back() {
+    let mut store = UnitStore::new(64 << 20);
+    let payload = vec![7u8; 9_000];
+    let step_us = 20_000;
+    let cycle = |store: &mut UnitStore, round: u64| {
+        let now_us = round * step_us;
+        for m in Modality::ALL {
+            let size = if m == Modality::Video { 9_000 } else { 70 };
+            let seq = store
+                .submit(&UnitSubmit {
+                    modality: m,
+                    reliability: m.default_reliability(),
+                    flags: UnitFlags::empty(),
+                    sync_index: round as u32,
+                    gen_time_us: now_us,
+                    deadline_us: 150_000,
+                    capture_id: CaptureId(0),
+                    payload: &payload[..size],
+                })
+                .unwrap();
+            store.mark_sent(m, seq, (round % 2) as usize, now_us);
+            if round >= 8 {
+                store.on_ack_observed(m, seq - 7, std::iter::empty(), |u| {
+                    std::hint::black_box(u);
+                });
+            }
+            store.expire(now_us);
+            assert!(!store.trim_if_idle(now_us), "a talking store never trims");
+        }
+    };
+    for round in 0..1_000 {
+        cycle(&mut store, round);
+    }
+    let ((), allocs) = counted(|| {
+        for round in 1_000..6_000 {
+            cycle(&mut store, round);
+        }
+    });
+    assert_eq!(allocs, 0, "allocations in 15 000 steady-state units");
+    let held = store.spare_bytes();
+    // Quiet: everything acknowledged, then no unit for two trim periods.
+    let end_us = 6_000 * step_us;
+    for m in Modality::ALL {
+        store.on_ack_observed(m, u64::MAX, std::iter::empty(), |_| {});
+    }
+    assert!(store.is_empty());
+    let mut trimmed = false;
+    let mut t = end_us;
+    while t <= end_us + 2 * camp_proto::store::IDLE_TRIM_US {
+        trimmed |= store.trim_if_idle(t);
+        t += 200_000;
+    }
+    assert!(trimmed, "an idle store trims within two periods");
+    assert_eq!(
+        store.spare_bytes(),
+        0,
+        "an idle, acknowledged store keeps nothing (held {held} while talking)"
+    );
+}
+
 #[test]
 fn coupled_congestion_control_does_not_allocate() {
     use camp_proto::cc::{CcAlgorithm, MeasuringFactory, PathGauges};

@@ -221,6 +221,8 @@ impl Server {
             return;
         };
         s.store.expire(now_us);
+        // Runs at least every RTT report interval, so an idle session trims in time.
+        s.store.trim_if_idle(now_us);
         s.hold_until = None;
         // Everything below may change the session's timers and its paths' quinn state.
         if !s.timer_dirty {
