@@ -181,6 +181,10 @@ pub struct CampConfig {
     /// for a writer and quinn streams its qlog (JSON-SEQ, for qvis) there. `None`: no qlog.
     #[cfg(feature = "qlog")]
     pub qlog: Option<QlogSinks>,
+    /// Server: keep a CAMP-level event log of this many events (units sent, acknowledged
+    /// and dropped, paths joined and closed; [`crate::unit_log`]), drained with
+    /// `Server::poll_unit_event`. 0 (the default): no log.
+    pub unit_log: usize,
 }
 
 /// The connection a qlog writer is asked for.
@@ -335,6 +339,7 @@ impl Default for CampConfig {
             reconnect: Some(ReconnectBackoff::default()),
             #[cfg(feature = "qlog")]
             qlog: None,
+            unit_log: 0,
             routed_joins: false,
             advertised_paths: AdvertPolicy::None,
             path_usage: PathUsage::Concurrent,

@@ -33,6 +33,7 @@ pub mod sched;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod unit_log;
 pub mod unit_rx;
 
 pub use camp_wire::{Micros, Modality, PathId, PathStatus, Reliability};

@@ -791,6 +791,15 @@ impl UnitStore {
 
     /// Droppable units still queued whose deadline is before `now_us`: dropped and counted.
     pub fn expire(&mut self, now_us: Micros) -> usize {
+        self.expire_observed(now_us, |_, _| {})
+    }
+
+    /// [`expire`](Self::expire), calling `dropped` with each unit it drops.
+    pub fn expire_observed(
+        &mut self,
+        now_us: Micros,
+        mut dropped: impl FnMut(Modality, Seq),
+    ) -> usize {
         let mut n = 0;
         for m in Modality::ALL {
             let mi = m.index();
@@ -807,6 +816,7 @@ impl UnitStore {
                 let seq = u.header.seq;
                 if self.discard(m, seq) {
                     self.counters.dropped_expired[mi] += 1;
+                    dropped(m, seq);
                 }
                 n += 1;
             }

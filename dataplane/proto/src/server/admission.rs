@@ -15,6 +15,7 @@ use crate::edge::AcceptVerdict;
 use crate::join::{JOIN_BINDING_LABEL, JOIN_KEY_LABEL, JoinKey, JoinRefusal, NonceCache};
 use crate::sched::{ClientFeedback, MAX_PATHS, SchedParam};
 use crate::store::UnitStore;
+use crate::unit_log::UnitEventKind;
 
 use super::session::{PathSlot, Role, ServerSession};
 use super::{Server, ServerEvent};
@@ -186,6 +187,8 @@ impl Server {
         self.events.push_back(ServerEvent::SessionOpened(sid));
         self.events
             .push_back(ServerEvent::PathJoined(sid, PathId(0)));
+        self.unit_log
+            .push(sid, now_us, UnitEventKind::PathJoined { path: PathId(0) });
     }
 
     pub(super) fn admit(
@@ -254,6 +257,8 @@ impl Server {
             server_time_us: now_us,
         }));
         self.events.push_back(ServerEvent::PathJoined(sid, id));
+        self.unit_log
+            .push(sid, now_us, UnitEventKind::PathJoined { path: id });
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use crate::endpoint::ControlItem;
 use crate::join::JoinRefusal;
 use crate::sched::ClientFeedback;
 use crate::store::AckedUnit;
+use crate::unit_log::UnitEventKind;
 
 use super::session::Role;
 use super::{LATENCY_SAMPLES, LatencySample, Server};
@@ -165,6 +166,7 @@ impl Server {
                 let arrival_us = now_us.saturating_sub(back_us);
                 let latency = &mut self.latency;
                 let dropped = &mut self.counters.latency_samples_dropped;
+                let log = &mut self.unit_log;
                 if let Some(s) = self.sessions.get_mut(session) {
                     s.store.on_ack_observed(
                         ack.modality,
@@ -175,12 +177,23 @@ impl Server {
                                 latency.pop_front();
                                 *dropped += 1;
                             }
-                            latency.push_back(LatencySample {
+                            let sample = LatencySample {
                                 session,
                                 modality: u.modality,
                                 lateness_us: arrival_us.saturating_sub(u.gen_time_us),
                                 delivery_us: arrival_us.saturating_sub(u.first_sent_us),
-                            });
+                            };
+                            latency.push_back(sample);
+                            log.push(
+                                session,
+                                arrival_us,
+                                UnitEventKind::Acked {
+                                    modality: u.modality,
+                                    seq: u.seq,
+                                    lateness_us: sample.lateness_us,
+                                    delivery_us: sample.delivery_us,
+                                },
+                            );
                         },
                     );
                 }

@@ -213,6 +213,8 @@ pub struct Server {
     #[cfg(feature = "qlog")]
     qlog_seq: u64,
     latency: VecDeque<LatencySample>,
+    /// CAMP-level event log (off unless `CampConfig::unit_log`).
+    unit_log: crate::unit_log::UnitLog,
     /// Scheduler parameters set at run time, applied to sessions opened later too.
     sched_params: [Option<f64>; SchedParam::ALL.len()],
     /// Per-modality deadline overriding the submitted one (`Some(0)`: no deadline).
@@ -265,6 +267,7 @@ impl Server {
             DEFAULT_COUPLING_GROUPS,
             config.camp.coupled_cc,
         ));
+        let unit_log = crate::unit_log::UnitLog::new(config.camp.unit_log);
         Self {
             // Default limits; the application changes them with `set_edge_limits`.
             edge: Edge::new(EdgeLimits::default()),
@@ -283,6 +286,7 @@ impl Server {
             #[cfg(feature = "qlog")]
             qlog_seq: 0,
             latency: VecDeque::with_capacity(LATENCY_SAMPLES),
+            unit_log,
             sched_params: [None; SchedParam::ALL.len()],
             deadlines: [None; Modality::COUNT],
             coupling,
@@ -293,6 +297,18 @@ impl Server {
     /// beyond [`LATENCY_SAMPLES`] the oldest are dropped and counted.
     pub fn poll_latency(&mut self) -> Option<LatencySample> {
         self.latency.pop_front()
+    }
+
+    /// Next event of the CAMP-level event log ([`crate::unit_log`]; only with
+    /// `CampConfig::unit_log` set). Poll regularly: a full log drops its oldest events and
+    /// counts them ([`unit_log_overflowed`](Self::unit_log_overflowed)).
+    pub fn poll_unit_event(&mut self) -> Option<crate::unit_log::UnitEvent> {
+        self.unit_log.pop()
+    }
+
+    /// Events the CAMP-level event log dropped because nobody drained it in time.
+    pub fn unit_log_overflowed(&self) -> u64 {
+        self.unit_log.overflowed
     }
 
     /// Sets a scheduler parameter on every open session whose scheduler has it, and on

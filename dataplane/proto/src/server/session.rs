@@ -10,6 +10,7 @@ use crate::conn::{UnitCarrier, UnitWriteError};
 use crate::join::{JoinKey, NonceCache};
 use crate::sched::{ClientFeedback, Decision, MAX_PATHS, PathSet, PathView, Scheduler, UnitInfo};
 use crate::store::UnitStore;
+use crate::unit_log::{DropReason, UnitEventKind};
 
 use super::{Server, ServerEvent, SessionId};
 
@@ -196,6 +197,11 @@ impl Server {
         s.store.reinject_from(PathSet::single(slot));
         self.events
             .push_back(ServerEvent::PathClosed(session, p.id));
+        self.unit_log.push(
+            session,
+            self.clock.micros(now),
+            UnitEventKind::PathClosed { path: p.id },
+        );
         if let Some(c) = self.paths.get_mut(p.conn) {
             c.role = Role::Closing;
             self.coupling.detach(&c.path.gauges);
@@ -220,7 +226,22 @@ impl Server {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
-        s.store.expire(now_us);
+        let log = &mut self.unit_log;
+        if log.is_on() {
+            s.store.expire_observed(now_us, |modality, seq| {
+                log.push(
+                    session,
+                    now_us,
+                    UnitEventKind::Dropped {
+                        modality,
+                        seq,
+                        reason: DropReason::ExpiredAtSender,
+                    },
+                );
+            });
+        } else {
+            s.store.expire(now_us);
+        }
         // Runs at least every RTT report interval, so an idle session trims in time.
         s.store.trim_if_idle(now_us);
         s.hold_until = None;
@@ -276,6 +297,15 @@ impl Server {
             match decision {
                 Decision::Drop if info.reliability == Reliability::Droppable => {
                     s.store.drop_unit(m, seq);
+                    self.unit_log.push(
+                        session,
+                        now_us,
+                        UnitEventKind::Dropped {
+                            modality: m,
+                            seq,
+                            reason: DropReason::NoPathInTime,
+                        },
+                    );
                 }
                 Decision::Drop | Decision::Hold { .. } => {
                     if let Decision::Hold {
@@ -319,6 +349,18 @@ impl Server {
                                 p.units_sent += 1;
                                 p.bytes_sent += frame.len() as u64;
                                 sent = sent.with(slot);
+                                self.unit_log.push(
+                                    session,
+                                    now_us,
+                                    UnitEventKind::Sent {
+                                        modality: m,
+                                        seq,
+                                        path: p.id,
+                                        reinjection,
+                                        datagram: carrier == UnitCarrier::Datagram,
+                                        bytes: frame.len() as u32,
+                                    },
+                                );
                             }
                             Err(UnitWriteError::NoRoom | UnitWriteError::Closed) => {}
                         }
