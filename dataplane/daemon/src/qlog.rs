@@ -1,6 +1,7 @@
 //! CAMP-level qlog: the receiver's session and presentation events as a qlog JSON-SEQ
 //! file (draft-ietf-quic-qlog-main-schema, RFC 7464 record separators), for
-//! `camp-client --qlog FILE`.
+//! `camp-client --qlog FILE`; and the server's unit log (units sent, acknowledged and
+//! dropped, paths joined and closed) for campd's `--qlog-dir`.
 //!
 //! quinn-proto 0.11.19 can write per-connection QUIC qlog behind its `qlog` feature, but that
 //! pulls in the `qlog` crate and covers packets, not CAMP units; these events are CAMP's own
@@ -56,6 +57,20 @@ impl QlogWriter {
     /// # Errors
     /// Creating or writing the file.
     pub fn create(path: &Path, title: &str) -> std::io::Result<Self> {
+        Self::create_for(path, title, "client", "camp-client")
+    }
+
+    /// [`create`](Self::create) with the vantage point's type (`client` or `server`) and
+    /// name.
+    ///
+    /// # Errors
+    /// Creating or writing the file.
+    pub fn create_for(
+        path: &Path,
+        title: &str,
+        vantage: &str,
+        name: &str,
+    ) -> std::io::Result<Self> {
         let mut w = QlogWriter {
             out: BufWriter::new(File::create(path)?),
             events: 0,
@@ -65,7 +80,7 @@ impl QlogWriter {
             "qlog_format": "JSON-SEQ",
             "title": title,
             "trace": {
-                "vantage_point": {"type": "client", "name": "camp-client"},
+                "vantage_point": {"type": vantage, "name": name},
                 "common_fields": {"time_format": "relative", "protocol_type": ["CAMP"]},
             },
         }))?;
@@ -104,6 +119,48 @@ impl QlogWriter {
         serde_json::to_writer(&mut self.out, v)?;
         self.out.write_all(b"\n")
     }
+}
+
+/// The server's CAMP-level event log ([`camp_proto::unit_log`]) as one qlog event: its name
+/// (`camp:unit_sent`, `camp:unit_acked`, `camp:unit_dropped`, `camp:path_joined`,
+/// `camp:path_closed`) and data, each with the session id campd reports.
+pub fn unit_event(e: &camp_proto::unit_log::UnitEvent, session: u64) -> (String, Value) {
+    use camp_proto::unit_log::UnitEventKind as K;
+    let data = match e.kind {
+        K::Sent {
+            modality,
+            seq,
+            path,
+            reinjection,
+            datagram,
+            bytes,
+        } => json!({
+            "session": session, "modality": modality.to_string(), "seq": seq,
+            "path_id": path.0, "reinjection": reinjection,
+            "carrier": if datagram { "datagram" } else { "stream" }, "length": bytes,
+        }),
+        K::Acked {
+            modality,
+            seq,
+            lateness_us,
+            delivery_us,
+        } => json!({
+            "session": session, "modality": modality.to_string(), "seq": seq,
+            "lateness_us": lateness_us, "delivery_us": delivery_us,
+        }),
+        K::Dropped {
+            modality,
+            seq,
+            reason,
+        } => json!({
+            "session": session, "modality": modality.to_string(), "seq": seq,
+            "reason": reason.name(),
+        }),
+        K::PathJoined { path } | K::PathClosed { path } => {
+            json!({"session": session, "path_id": path.0})
+        }
+    };
+    (format!("camp:{}", e.kind.name()), data)
 }
 
 /// The `camp:unit_presented` event data of a record.
@@ -150,5 +207,45 @@ mod tests {
         assert_eq!(records[1]["name"], "camp:path_joined");
         assert_eq!(records[1]["data"]["path_id"], 1);
         assert_eq!(bytes[0], RS);
+    }
+
+    #[test]
+    fn server_unit_events_name_their_kind_and_session() {
+        use camp_proto::server::SessionId;
+        use camp_proto::unit_log::{DropReason, UnitEvent, UnitEventKind};
+        use camp_wire::{Modality, PathId};
+        let session = SessionId::new(3, 1);
+        let sent = UnitEvent {
+            session,
+            time_us: 10,
+            kind: UnitEventKind::Sent {
+                modality: Modality::Audio,
+                seq: 7,
+                path: PathId(2),
+                reinjection: true,
+                datagram: false,
+                bytes: 90,
+            },
+        };
+        let (name, data) = unit_event(&sent, session.to_bits());
+        assert_eq!(name, "camp:unit_sent");
+        assert_eq!(data["session"], session.to_bits());
+        assert_eq!(data["modality"], "audio");
+        assert_eq!(
+            (&data["seq"], &data["path_id"], &data["carrier"]),
+            (&json!(7), &json!(2), &json!("stream"))
+        );
+        assert_eq!(data["reinjection"], true);
+        let dropped = UnitEvent {
+            kind: UnitEventKind::Dropped {
+                modality: Modality::Video,
+                seq: 1,
+                reason: DropReason::ExpiredAtSender,
+            },
+            ..sent
+        };
+        let (name, data) = unit_event(&dropped, 1);
+        assert_eq!(name, "camp:unit_dropped");
+        assert_eq!(data["reason"], "expired_at_sender");
     }
 }
