@@ -154,8 +154,7 @@ pub fn run(verbose: bool) -> Result<Rendered, Box<dyn Error>> {
     let mut out = Rendered::default();
     let mut first_audio = None;
     engine.run_for(Duration::from_secs(20), |node, now| {
-        let now_us = node.clock().micros(now);
-        while let Some(p) = node.receiver_mut().poll_playout(now_us) {
+        while let Some(p) = node.poll_playout(now) {
             out.render(&PresentRecord::from_played(&p), &mut first_audio, verbose);
         }
         // The synthetic turn ends every modality with END_OF_TURN; video may lose its last

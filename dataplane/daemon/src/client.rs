@@ -465,7 +465,7 @@ pub fn run_client_with(
                 }
             }
         }
-        while let Some(p) = node.receiver_mut().poll_playout(now_us) {
+        while let Some(p) = node.poll_playout(now) {
             let record = camp_present::PresentRecord::from_played(&p);
             if let Some(q) = &mut qlog {
                 let data = crate::qlog::unit_presented(&record);

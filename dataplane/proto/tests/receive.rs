@@ -66,8 +66,23 @@ fn small_units_skip_the_gather_copy_and_large_ones_are_gathered_whole() {
     );
     // Both paths hand the receiver the bytes that were sent.
     let mut seen = [0u32; Modality::COUNT];
-    let later = client.clock().micros(net.now) + 10_000_000;
-    while let Some(p) = client.receiver_mut().poll_playout(later) {
+    // The player's surface: the next presentation time, then the units due by then.
+    let due = client
+        .next_playout()
+        .expect("units queued for presentation");
+    assert!(
+        client
+            .poll_playout(due - Duration::from_micros(1))
+            .is_none(),
+        "nothing is due before the next presentation time"
+    );
+    let first = client
+        .poll_playout(due)
+        .map(|p| p.meta.modality)
+        .expect("a unit is due at it");
+    seen[first.index()] += 1;
+    let later = net.now + Duration::from_secs(10);
+    while let Some(p) = client.poll_playout(later) {
         let len = if p.meta.modality == Modality::Text {
             40
         } else {

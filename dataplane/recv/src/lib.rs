@@ -671,6 +671,13 @@ impl Receiver {
         self.streams[modality.index()].reorder.in_order()
     }
 
+    /// When the next queued unit is due for presentation, µs (`None`: nothing queued). A
+    /// player that sleeps between units wakes then and calls
+    /// [`poll_playout`](Self::poll_playout).
+    pub fn next_playout_us(&self) -> Option<Micros> {
+        self.queue.next_due()
+    }
+
     /// The next unit due for presentation at `now_us`, in presentation order (ties in
     /// delivery order). The payload borrow lasts until the next call on the receiver.
     ///

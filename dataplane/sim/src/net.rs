@@ -35,8 +35,7 @@ impl ClientNode {
 
     /// Presents every unit due at `now`.
     pub fn drain_playout(&mut self, now: Instant) {
-        let now_us = self.client.clock().micros(now);
-        while let Some(p) = self.client.receiver_mut().poll_playout(now_us) {
+        while let Some(p) = self.client.poll_playout(now) {
             if !p.skipped {
                 self.presented[p.meta.modality.index()].push(p.meta.seq);
             }

@@ -364,9 +364,28 @@ impl Client {
         &self.receiver
     }
 
-    /// Mutable access to the receiver (playout polling, finishing a turn).
+    /// Mutable access to the receiver (finishing a turn, experiments). A player needs only
+    /// [`poll_playout`](Self::poll_playout) and [`next_playout`](Self::next_playout).
     pub fn receiver_mut(&mut self) -> &mut Receiver {
         &mut self.receiver
+    }
+
+    /// The next unit due for presentation at `now`, in presentation order (text, audio and
+    /// video of one sync index together), with its metadata, payload and whether it was late
+    /// or skipped. Call until `None` whenever [`next_playout`](Self::next_playout) comes due
+    /// or after input; the session clock conversion is done here.
+    pub fn poll_playout(&mut self, now: Instant) -> Option<camp_recv::PlayedUnit<'_>> {
+        let now_us = self.clock.micros(now);
+        self.receiver.poll_playout(now_us)
+    }
+
+    /// When the next queued unit is due for presentation (`None`: nothing queued). It is
+    /// also part of [`poll_timeout`](Self::poll_timeout), so an engine that follows that
+    /// wakes in time.
+    pub fn next_playout(&self) -> Option<Instant> {
+        self.receiver
+            .next_playout_us()
+            .map(|us| self.clock.instant(us))
     }
 
     /// Counters.
