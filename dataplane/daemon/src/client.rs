@@ -96,6 +96,12 @@ pub struct ClientArgs {
     /// once and JOINed again when the link returns.
     #[arg(long)]
     pub no_follow_links: bool,
+    /// Do not open paths from local addresses that appear while running. By default (when
+    /// following links) an address configured on an interface after the start (a new
+    /// interface, a second SIM) gets a path to the server address of its family, bound to
+    /// `--local-port`; loopback, link-local and unspecified addresses are left alone.
+    #[arg(long)]
+    pub no_new_interfaces: bool,
     /// Log level of stderr: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "warn")]
     pub log_level: camp_control::knobs::LogLevel,
@@ -207,6 +213,8 @@ pub struct ClientSummary {
     pub link_downs: u64,
     /// Local links reported up again.
     pub link_ups: u64,
+    /// Paths opened from local addresses that appeared while running.
+    pub local_paths_added: u64,
     /// Per link-down event: ms from reading the notification to the first text or audio
     /// unit that arrived on another path (`null` if none did).
     pub failover_ms: Vec<Option<f64>>,
@@ -371,6 +379,13 @@ pub fn run_client_with(
         }
     };
     let mut link_changes = Vec::new();
+    // Which path slot each followed address belongs to (the configured paths first, then
+    // paths opened from addresses that appeared), and addresses waiting for the session.
+    let mut watched_slot: Vec<usize> = (0..locals.len()).collect();
+    let mut appeared: Vec<(std::net::IpAddr, u32)> = Vec::new();
+    let follow_new = !args.no_new_interfaces;
+    let servers = args.servers.clone();
+    let local_port = args.local_port;
     let mut failover = Failover::default();
     let mut engine = Engine::new(node, io, EngineConfig::default());
     let mut joined = 0usize;
@@ -390,7 +405,8 @@ pub fn run_client_with(
     let mut qlog_error = None;
     let mut start_error = None;
     let mut playout_delay_us = None;
-    engine.run_for(Duration::from_secs_f64(args.seconds), |node, now| {
+    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+    engine.run_until_io(deadline, |node, io, now| {
         let now_us = node.clock().micros(now);
         while let Some(ev) = node.poll_event() {
             if let ClientEvent::PathJoined { slot, id } = ev {
@@ -442,15 +458,35 @@ pub fn run_client_with(
                 links = None;
             }
             for c in link_changes.drain(..) {
+                let Some(&slot) = watched_slot.get(c.local) else {
+                    continue;
+                };
                 if c.usable {
-                    if node.local_link_up(now, c.local) {
-                        tracing::info!("camp-client: link of path {} is up again", c.local);
-                        failover.link_up(c.local, now_us);
+                    if node.local_link_up(now, slot) {
+                        tracing::info!("camp-client: link of path {slot} is up again");
+                        failover.link_up(slot, now_us);
                     }
-                } else if node.local_link_down(now, c.local) {
-                    tracing::info!("camp-client: link of path {} went down", c.local);
-                    failover.link_down(c.local, now_us);
+                } else if node.local_link_down(now, slot) {
+                    tracing::info!("camp-client: link of path {slot} went down");
+                    failover.link_down(slot, now_us);
                 }
+            }
+            if follow_new && let Some(w) = &mut links {
+                w.take_new_addresses(&mut appeared);
+                appeared.retain(|&(ip, ifindex)| {
+                    match open_new_path(node, io, now, ip, local_port, &servers) {
+                        NewPath::Opened(slot) => {
+                            let i = w.watch(ip, ifindex);
+                            if watched_slot.len() == i {
+                                watched_slot.push(slot);
+                            }
+                            tracing::info!("camp-client: new local address {ip}: path {slot}");
+                            false
+                        }
+                        NewPath::Later => true,
+                        NewPath::Skipped => false,
+                    }
+                });
             }
         }
         failover.scan(node.receiver_mut());
@@ -582,9 +618,63 @@ pub fn run_client_with(
         handovers: counters.handovers,
         link_downs: counters.link_downs,
         link_ups: counters.link_ups,
+        local_paths_added: counters.local_paths_added,
         failover_ms: failover.done,
         rejoin_ms: failover.rejoined,
     })
+}
+
+/// What became of a local address that appeared.
+enum NewPath {
+    /// A path was opened from it, on this slot.
+    Opened(usize),
+    /// The session is not up yet: try again later.
+    Later,
+    /// Not one to carry a path (loopback, link-local, another family), or it failed.
+    Skipped,
+}
+
+/// Binds `ip` and opens a path from it to the server address of its family.
+fn open_new_path(
+    node: &mut Client,
+    io: &mut UdpIo,
+    now: Instant,
+    ip: std::net::IpAddr,
+    port: u16,
+    servers: &[SocketAddr],
+) -> NewPath {
+    let link_local = match ip {
+        std::net::IpAddr::V4(a) => a.is_link_local(),
+        std::net::IpAddr::V6(a) => a.is_unicast_link_local(),
+    };
+    if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || link_local {
+        return NewPath::Skipped;
+    }
+    if !servers.iter().any(|s| s.is_ipv4() == ip.is_ipv4()) {
+        return NewPath::Skipped;
+    }
+    if node.session_token().is_none() {
+        return NewPath::Later;
+    }
+    let local = match io.add_address(SocketAddr::new(ip, port)) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("camp-client: new local address {ip}: {e}");
+            return NewPath::Skipped;
+        }
+    };
+    match node.add_local_path(now, local) {
+        Ok(slot) => NewPath::Opened(slot),
+        Err(camp_proto::client::AddPathError::NoSession) => {
+            io.remove_address(local);
+            NewPath::Later
+        }
+        Err(e) => {
+            io.remove_address(local);
+            tracing::info!("camp-client: new local address {ip}: no path ({e})");
+            NewPath::Skipped
+        }
+    }
 }
 
 /// Times failovers: from a link-down notification to the first reliable unit that arrives

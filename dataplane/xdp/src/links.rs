@@ -47,12 +47,18 @@ impl Local {
     }
 }
 
-/// Usability of a fixed list of local addresses, from rtnetlink link and address messages.
+/// Usability of a list of local addresses, from rtnetlink link and address messages. The
+/// list grows with [`LinkTable::watch`]; addresses configured on the host that are not in it
+/// are reported as new once [`LinkTable::report_new`] is on (a new interface, a new address).
 #[derive(Debug)]
 pub struct LinkTable {
     locals: Vec<Local>,
     /// Link state by interface index, for links seen before an address moved onto them.
     links: Vec<(u32, bool)>,
+    /// Whether addresses not followed are collected into `appeared`.
+    report_new: bool,
+    /// Addresses that appeared (with their interface) and are not followed yet.
+    appeared: Vec<(IpAddr, u32)>,
 }
 
 fn link_up(flags: LinkFlags) -> bool {
@@ -80,12 +86,41 @@ impl LinkTable {
                 })
                 .collect(),
             links: Vec::new(),
+            report_new: false,
+            appeared: Vec::new(),
         }
     }
 
     /// Whether local address `i` can carry a path.
     pub fn usable(&self, i: usize) -> bool {
         self.locals.get(i).is_some_and(Local::usable)
+    }
+
+    /// From now on, collect addresses that appear and are not followed (see
+    /// [`take_new_addresses`](Self::take_new_addresses)). Off while the starting state is
+    /// learnt, so that what is already configured is not reported as new.
+    pub fn report_new(&mut self, on: bool) {
+        self.report_new = on;
+    }
+
+    /// Moves the addresses that appeared since the last call, with their interface index,
+    /// into `out` (oldest first; an address that went away again before the call is not
+    /// there).
+    pub fn take_new_addresses(&mut self, out: &mut Vec<(IpAddr, u32)>) {
+        out.append(&mut self.appeared);
+    }
+
+    /// Follows `addr` from now on (configured on interface `ifindex`, as
+    /// [`take_new_addresses`](Self::take_new_addresses) reported it) and returns its index for
+    /// [`LinkChange::local`].
+    pub fn watch(&mut self, addr: IpAddr, ifindex: u32) -> usize {
+        self.appeared.retain(|&(a, _)| a != addr);
+        self.locals.push(Local {
+            addr,
+            ifindex: Some(ifindex),
+            link_up: self.link_state(ifindex).unwrap_or(true),
+        });
+        self.locals.len() - 1
     }
 
     fn link_state(&self, ifindex: u32) -> Option<bool> {
@@ -120,16 +155,22 @@ impl LinkTable {
             RouteNetlinkMessage::NewAddress(m) => {
                 let up = self.link_state(m.header.index);
                 for ip in addresses(m) {
+                    let mut followed = false;
                     for l in self.locals.iter_mut().filter(|l| l.addr == ip) {
+                        followed = true;
                         l.ifindex = Some(m.header.index);
                         // A link not heard of yet is taken as up: the kernel just gave it
                         // an address, and its first link message corrects this.
                         l.link_up = up.unwrap_or(true);
                     }
+                    if !followed && self.report_new && !self.appeared.iter().any(|a| a.0 == ip) {
+                        self.appeared.push((ip, m.header.index));
+                    }
                 }
             }
             RouteNetlinkMessage::DelAddress(m) => {
                 for ip in addresses(m) {
+                    self.appeared.retain(|&(a, _)| a != ip);
                     for l in self.locals.iter_mut().filter(|l| l.addr == ip) {
                         if l.ifindex == Some(m.header.index) {
                             l.ifindex = None;
@@ -220,6 +261,7 @@ impl LinkWatch {
             table.apply(&m, &mut ignored);
         }
         dump_addresses(&mut nl, |m| table.apply(m, &mut ignored))?;
+        table.report_new(true);
         Ok(LinkWatch {
             monitor,
             table,
@@ -251,6 +293,17 @@ impl LinkWatch {
     /// Whether local address `i` can carry a path.
     pub fn usable(&self, i: usize) -> bool {
         self.table.usable(i)
+    }
+
+    /// Addresses configured since the watch opened that it does not follow (see
+    /// [`LinkTable::take_new_addresses`]).
+    pub fn take_new_addresses(&mut self, out: &mut Vec<(IpAddr, u32)>) {
+        self.table.take_new_addresses(out);
+    }
+
+    /// Follows one more address (see [`LinkTable::watch`]).
+    pub fn watch(&mut self, addr: IpAddr, ifindex: u32) -> usize {
+        self.table.watch(addr, ifindex)
     }
 
     /// Reads every pending notification; pushes onto `changes` the addresses whose
@@ -330,6 +383,41 @@ mod tests {
             ]
         );
         t
+    }
+
+    #[test]
+    fn a_new_address_is_reported_once_watched_and_then_followed_like_the_others() {
+        let mut t = table();
+        let mut c = Vec::new();
+        let mut new = Vec::new();
+        // Before reporting is on (the starting dump), nothing is collected.
+        t.apply(&addr(true, 9, "198.18.9.1"), &mut c);
+        t.take_new_addresses(&mut new);
+        assert!(new.is_empty());
+        t.report_new(true);
+        t.apply(&link(7, UP), &mut c);
+        t.apply(&addr(true, 7, "198.18.7.2"), &mut c);
+        t.apply(&addr(true, 7, "198.18.7.2"), &mut c);
+        t.apply(&addr(true, 8, "198.18.8.2"), &mut c);
+        t.apply(&addr(false, 8, "198.18.8.2"), &mut c);
+        assert!(c.is_empty(), "no followed address changed");
+        t.take_new_addresses(&mut new);
+        let ip: IpAddr = "198.18.7.2".parse().unwrap();
+        assert_eq!(new, [(ip, 7)], "once, and not the one that went away");
+        let i = t.watch(ip, 7);
+        assert_eq!(i, 2);
+        assert!(t.usable(i));
+        t.apply(&link(7, LinkFlags::Up), &mut c);
+        assert_eq!(
+            c,
+            [LinkChange {
+                local: 2,
+                usable: false
+            }]
+        );
+        new.clear();
+        t.take_new_addresses(&mut new);
+        assert!(new.is_empty(), "a followed address is not new");
     }
 
     #[test]

@@ -5,10 +5,32 @@
 //! (camp-client uses `camp_xdp::links` over rtnetlink) calls these; the core reads no
 //! interface itself.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{Client, MAX_PATHS};
+use super::PathState;
+use super::{Client, MAX_PATHS, PathSpec};
 use crate::conn::codes;
+
+/// Why [`Client::add_local_path`] opened no path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddPathError {
+    /// The session is not up yet (no path is a member): there is nothing to JOIN.
+    #[error("the session is not up yet")]
+    NoSession,
+    /// A path that is not closed already uses this local IP.
+    #[error("a path already uses {0}")]
+    AlreadyUsed(std::net::IpAddr),
+    /// No configured path goes to a server address of this address family.
+    #[error("no server address of the family of {0}")]
+    NoServerAddress(std::net::IpAddr),
+    /// The session has [`MAX_PATHS`] paths.
+    #[error("the session has {MAX_PATHS} paths")]
+    OverBudget,
+    /// quinn refused to start the connection.
+    #[error("connect refused")]
+    Connect,
+}
 
 impl Client {
     /// The local address of path `slot` can no longer send. A member path is abandoned
@@ -46,6 +68,55 @@ impl Client {
         self.reconnect_attempts[slot] = 0;
         self.reconnect(now, slot);
         true
+    }
+
+    /// The application gained a local address (an interface came up with a new address, a
+    /// second SIM was attached): open a path from `local` to the server address of the
+    /// first configured path of the same family, on a new slot, and JOIN it once it is
+    /// connected. Returns the slot. From then on the slot is followed like a configured one
+    /// (`local_link_down` / `local_link_up`, reconnects).
+    pub fn add_local_path(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+    ) -> Result<usize, AddPathError> {
+        if self.token.is_none() || !self.has_member() {
+            return Err(AddPathError::NoSession);
+        }
+        let live = |c: &Self, s: usize| {
+            c.slots[s]
+                .and_then(|h| c.paths.get(h))
+                .is_some_and(|p| p.role.state != PathState::Closed)
+        };
+        if (0..self.config.paths.len())
+            .any(|s| self.config.paths[s].local.ip() == local.ip() && live(self, s))
+        {
+            return Err(AddPathError::AlreadyUsed(local.ip()));
+        }
+        let Some(remote) = self
+            .config
+            .paths
+            .iter()
+            .map(|p| p.remote)
+            .find(|r| r.is_ipv4() == local.is_ipv4())
+        else {
+            return Err(AddPathError::NoServerAddress(local.ip()));
+        };
+        if self.config.paths.len() >= MAX_PATHS {
+            return Err(AddPathError::OverBudget);
+        }
+        self.config.paths.push(PathSpec { local, remote });
+        let slot = self.config.paths.len() - 1;
+        match self.connect(now, slot) {
+            Ok(_) => {
+                self.counters.local_paths_added += 1;
+                Ok(slot)
+            }
+            Err(_) => {
+                self.config.paths.pop();
+                Err(AddPathError::Connect)
+            }
+        }
     }
 
     /// Whether path `slot`'s local link was reported down and not up since.

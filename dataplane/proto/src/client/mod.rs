@@ -15,6 +15,7 @@
 mod adverts;
 mod events;
 mod links;
+pub use links::AddPathError;
 mod receive;
 mod start;
 #[cfg(test)]
@@ -158,6 +159,8 @@ pub struct ClientCounters {
     pub reset_units: u64,
     /// Paths opened to advertised addresses ([`CampConfig::advertised_paths`]).
     pub advert_paths_opened: u64,
+    /// Paths opened from local addresses the application added ([`Client::add_local_path`]).
+    pub local_paths_added: u64,
     /// Paths to a withdrawn address abandoned.
     pub advert_paths_abandoned: u64,
     /// Advertised paths not opened because every path slot was taken.

@@ -238,6 +238,82 @@ fn a_link_down_abandons_at_once_and_a_link_up_rejoins_with_the_paths_last_rtt() 
     );
 }
 
+/// A local address gained at run time gets a path to the server's address of its family,
+/// which JOINs; the same IP twice, another family, or a session that is not up get a reason.
+#[test]
+fn a_local_address_added_at_run_time_gets_a_path_that_joins() {
+    let (mut server, mut client, mut now) = session();
+    let new: SocketAddr = "198.19.0.9:5000".parse().expect("address");
+    let v6: SocketAddr = "[2001:db8::9]:5000".parse().expect("address");
+    for _ in 0..50 {
+        if member(&client, 0) {
+            break;
+        }
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    assert_eq!(
+        client.add_local_path(now, v6),
+        Err(AddPathError::NoServerAddress(v6.ip()))
+    );
+    assert_eq!(client.add_local_path(now, new), Ok(1));
+    assert_eq!(
+        client.add_local_path(now, new),
+        Err(AddPathError::AlreadyUsed(new.ip()))
+    );
+    let used = "198.19.0.1:6000".parse().expect("address");
+    assert_eq!(
+        client.add_local_path(now, used),
+        Err(AddPathError::AlreadyUsed("198.19.0.1".parse().expect("ip")))
+    );
+    for _ in 0..100 {
+        if member(&client, 1) {
+            break;
+        }
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    assert!(member(&client, 1), "the added path joined");
+    assert!(member(&client, 0));
+    assert_eq!(client.counters().local_paths_added, 1);
+    // Followed like a configured path.
+    assert!(client.local_link_down(now, 1));
+    assert!(!member(&client, 1));
+    assert!(client.local_link_up(now, 1));
+    for _ in 0..100 {
+        if member(&client, 1) {
+            break;
+        }
+        shuttle(&mut server, &mut client, &mut now);
+    }
+    assert!(member(&client, 1), "rejoined after its link returned");
+}
+
+#[test]
+fn a_local_address_before_the_session_is_up_gets_no_path() {
+    let identity = crate::tls::self_signed(&["camp.test"]).expect("certificate");
+    let client = Client::new(
+        ClientConfig {
+            camp: CampConfig::default(),
+            paths: vec![PathSpec {
+                local: "198.19.0.1:5000".parse().expect("address"),
+                remote: "198.18.0.1:4433".parse().expect("address"),
+            }],
+            crypto: crate::tls::client_crypto(&identity.chain, false).expect("client tls"),
+            server_name: "camp.test".into(),
+            receiver: ReceiverConfig::default(),
+            rng_seed: [2; 32],
+            shared_clock: true,
+        },
+        Instant::now(),
+        Instant::now(),
+    );
+    let mut client = client.expect("client");
+    let new = "198.19.0.9:5000".parse().expect("address");
+    assert_eq!(
+        client.add_local_path(Instant::now(), new),
+        Err(AddPathError::NoSession)
+    );
+}
+
 /// A path whose link comes and goes 70 times rejoins every time: the token's JOIN budget
 /// refills and the replay cache forgets its oldest nonces (both used to be lifetime caps,
 /// 32 attempts and 64 joins, that left a flapping session without the path for good).
