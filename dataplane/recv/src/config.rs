@@ -187,9 +187,7 @@ impl ReceiverConfig {
     pub(crate) fn normalised(mut self) -> Self {
         self.ack_every_units = self.ack_every_units.max(1);
         self.max_units_ahead = self.max_units_ahead.clamp(2, MAX_UNITS_AHEAD);
-        self.max_droppable_jump = self
-            .max_droppable_jump
-            .max(u64::from(self.max_units_ahead));
+        self.max_droppable_jump = self.max_droppable_jump.max(u64::from(self.max_units_ahead));
         self.max_buffered_units = self.max_buffered_units.max(1);
         self.max_payload_len = self.max_payload_len.min(MAX_PAYLOAD_LIMIT);
         self.camp_window_groups = self.camp_window_groups.clamp(1, MAX_CAMP_WINDOW);

@@ -264,9 +264,7 @@ impl Receiver {
                     window,
                 });
             }
-            Position::Ahead
-                if seq - st.reorder.in_order() > self.cfg.max_droppable_jump =>
-            {
+            Position::Ahead if seq - st.reorder.in_order() > self.cfg.max_droppable_jump => {
                 self.metrics.counters.refused_seq_jump += 1;
                 return Err(RecvError::SeqJump {
                     modality: meta.modality,
