@@ -1508,6 +1508,116 @@ impl XdpTelemetry {
 mod tests {
     use super::*;
 
+    fn unit(session: Option<u64>, sync_index: u32) -> IngestUnit {
+        IngestUnit {
+            session,
+            modality: Modality::Audio,
+            sync_index,
+            media_us: 0,
+            payload: vec![1],
+            flags: camp_wire::UnitFlags::empty(),
+            capture_id: 0,
+            deadline_us: 0,
+        }
+    }
+
+    #[test]
+    fn ingest_units_reach_the_engine_of_their_session() {
+        let (tx, units) = sync_channel(16);
+        let (to0, in0) = sync_channel(2);
+        let (to1, in1) = sync_channel(2);
+        let lowest = [AtomicU64::new(NO_SESSION), AtomicU64::new(NO_SESSION)];
+        let mut r = Router {
+            units: &units,
+            to: vec![to0, to1],
+            lowest: &lowest,
+            held: None,
+            unrouted: 0,
+        };
+        // Addressed units go by the engine in their id, whatever is open.
+        tx.send(unit(Some(global_session(1, 3)), 1)).unwrap();
+        tx.send(unit(Some(global_session(0, 3)), 2)).unwrap();
+        tx.send(unit(Some(global_session(5, 0)), 3)).unwrap();
+        r.route(Duration::from_millis(5));
+        assert_eq!(in1.try_recv().unwrap().sync_index, 1);
+        assert_eq!(in0.try_recv().unwrap().sync_index, 2);
+        assert_eq!(r.unrouted, 1, "engine 5 does not exist");
+        // "Any session" waits while no engine has one, then goes to the lowest id.
+        tx.send(unit(None, 4)).unwrap();
+        tx.send(unit(None, 5)).unwrap();
+        r.route(Duration::from_millis(5));
+        assert!(in0.try_recv().is_err() && in1.try_recv().is_err());
+        assert!(r.held.is_some(), "held, in order");
+        lowest[1].store(global_session(1, 0), Ordering::Relaxed);
+        r.route(Duration::from_millis(5));
+        let got: Vec<u32> = in1.try_iter().map(|u| u.sync_index).collect();
+        assert_eq!(got, vec![4, 5]);
+        lowest[0].store(global_session(0, 2), Ordering::Relaxed);
+        tx.send(unit(None, 6)).unwrap();
+        r.route(Duration::from_millis(5));
+        assert_eq!(
+            in0.try_recv().unwrap().sync_index,
+            6,
+            "engine 0's id is lower"
+        );
+        // A full engine queue holds the unit back (and what follows it) until there is room.
+        for i in 7..10 {
+            tx.send(unit(Some(global_session(1, 0)), i)).unwrap();
+        }
+        r.route(Duration::from_millis(5));
+        assert_eq!(r.held.as_ref().map(|u| u.sync_index), Some(9));
+        assert_eq!(in1.try_recv().unwrap().sync_index, 7);
+        r.route(Duration::from_millis(5));
+        let got: Vec<u32> = in1.try_iter().map(|u| u.sync_index).collect();
+        assert_eq!(got, vec![8, 9]);
+        assert_eq!(r.unrouted, 1);
+    }
+
+    #[test]
+    fn engine_ids_are_the_servers_own_with_one_engine() {
+        let s = SessionId::new(3, 2);
+        let one = EngineIds {
+            engine: 0,
+            several: false,
+        };
+        assert_eq!(one.global(s), s.to_bits());
+        assert_eq!(one.local(s.to_bits()), s);
+        // Even a slot index past the engine bits maps to itself with one engine.
+        let big = SessionId::new(1 << 25, 0);
+        assert_eq!(one.local(one.global(big)), big);
+        let e1 = EngineIds {
+            engine: 1,
+            several: true,
+        };
+        assert_eq!(camp_control::fanin::session_engine(e1.global(s)), 1);
+        assert_eq!(e1.local(e1.global(s)), s);
+    }
+
+    #[test]
+    fn reports_of_engines_sum() {
+        let mut a = DaemonReport {
+            engines: 1,
+            sessions: 2,
+            units_submitted: [1, 2, 3],
+            drained: true,
+            drain_complete: true,
+            ..DaemonReport::default()
+        };
+        let b = DaemonReport {
+            engines: 1,
+            sessions: 5,
+            units_submitted: [10, 20, 30],
+            drained: true,
+            drain_complete: false,
+            rx_datagrams: 7,
+            ..DaemonReport::default()
+        };
+        a.absorb(&b);
+        assert_eq!((a.engines, a.sessions, a.rx_datagrams), (2, 7, 7));
+        assert_eq!(a.units_submitted, [11, 22, 33]);
+        assert!(a.drained && !a.drain_complete);
+    }
+
     #[test]
     fn scheduler_choice_swaps_the_factory_output() {
         let c = SchedulerChoice::new(SchedulerKind::Camp);
