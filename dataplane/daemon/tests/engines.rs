@@ -3,7 +3,9 @@
 //! two veth pairs (198.18.40.0/24, 198.18.41.0/24). Every session must open with both
 //! paths on the engine that holds it (no JOIN refused), both engines must hold sessions, no
 //! reliable unit may be lost, and the control socket (and campctl, when built) must show the
-//! engines' sum. SIGTERM drains both engines.
+//! engines' sum. SIGTERM drains both engines. A second test feeds the sessions from the
+//! ingest socket: every unit addressed to a session must reach that session's client (its
+//! engine), and a unit for "any session" the lowest session id's.
 //!
 //! The first path of each session reaches an engine by the kernel's 4-tuple hash, so which
 //! engine gets which session is random; with ten sessions all on one engine has odds of
@@ -138,18 +140,11 @@ fn engine_cpu_ticks(pid: u32) -> Vec<(String, u64)> {
     out
 }
 
-#[test]
-fn campd_with_two_engines_serves_every_path_on_its_sessions_engine() {
-    if !root_or_skip("campd_with_two_engines_serves_every_path_on_its_sessions_engine") {
-        return;
-    }
-    let lab = Lab::new(
-        "ce",
-        &[0, 1].map(|i| (SERVER_IFS[i], SERVER_IPS[i], CLIENT_IFS[i], CLIENT_IPS[i])),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("cert.der");
-    let sock = dir.path().join("campd.sock");
+/// Starts `campd --engines 2` over both veth addresses with `extra` flags; returns it, its
+/// certificate and its control socket once both exist.
+fn start_campd(lab: &Lab, dir: &Path, extra: &[&str]) -> (Proc, PathBuf, PathBuf) {
+    let cert = dir.join("cert.der");
+    let sock = dir.join("campd.sock");
     let mut args: Vec<String> = [
         "--engines",
         "2",
@@ -164,11 +159,10 @@ fn campd_with_two_engines_serves_every_path_on_its_sessions_engine() {
         sock.to_str().unwrap(),
         "--prometheus",
         "off",
-        "--turn-ms",
-        "3000",
     ]
     .map(String::from)
     .to_vec();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     for i in 0..2 {
         args.extend(["--address", SERVER_IPS[i], "--interface", SERVER_IFS[i]].map(String::from));
     }
@@ -176,43 +170,63 @@ fn campd_with_two_engines_serves_every_path_on_its_sessions_engine() {
     wait_ready(Duration::from_secs(10), "campd did not start", || {
         cert.exists() && sock.exists()
     });
+    (campd, cert, sock)
+}
 
-    let clients: Vec<Proc> = (0..CLIENTS)
-        .map(|c| {
-            let mut a: Vec<String> = ["--ca", cert.to_str().unwrap(), "--seconds", "20"]
-                .map(String::from)
-                .to_vec();
-            a.extend(["--json".into(), "--routed-joins".into()]);
-            for i in 0..2 {
-                a.extend([
-                    "--local".into(),
-                    format!("{}:{}", CLIENT_IPS[i], 7000 + c),
-                    "--server".into(),
-                    format!("{}:{PORT}", SERVER_IPS[i]),
-                ]);
-            }
-            Proc::spawn(&lab.b, env!("CARGO_BIN_EXE_camp-client"), &a)
-        })
-        .collect();
+/// Starts camp-client number `c` with both paths and routed joins.
+fn start_client(lab: &Lab, cert: &Path, c: usize) -> Proc {
+    let mut a: Vec<String> = ["--ca", cert.to_str().unwrap(), "--seconds", "20"]
+        .map(String::from)
+        .to_vec();
+    a.extend(["--json".into(), "--routed-joins".into()]);
+    for i in 0..2 {
+        a.extend([
+            "--local".into(),
+            format!("{}:{}", CLIENT_IPS[i], 7000 + c),
+            "--server".into(),
+            format!("{}:{PORT}", SERVER_IPS[i]),
+        ]);
+    }
+    Proc::spawn(&lab.b, env!("CARGO_BIN_EXE_camp-client"), &a)
+}
 
-    // Every session open with both paths, in one merged view of both engines.
+/// The open sessions once there are `n`, each with both paths (within 10 s).
+fn sessions_with_two_paths(sock: &Path, n: usize) -> serde_json::Value {
     let t0 = Instant::now();
-    let sessions = loop {
-        if let Some(v) = control(&sock, r#"{"cmd":"sessions"}"#) {
+    loop {
+        if let Some(v) = control(sock, r#"{"cmd":"sessions"}"#) {
             let open = v["sessions"]["sessions"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            if open.len() == CLIENTS && open.iter().all(|s| s["paths"] == 2) {
-                break v;
+            if open.len() == n && open.iter().all(|s| s["paths"] == 2) {
+                return v;
             }
         }
         assert!(
             t0.elapsed() < Duration::from_secs(10),
-            "not every session opened with two paths"
+            "not {n} sessions with two paths"
         );
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+}
+
+#[test]
+fn campd_with_two_engines_serves_every_path_on_its_sessions_engine() {
+    if !root_or_skip("campd_with_two_engines_serves_every_path_on_its_sessions_engine") {
+        return;
+    }
+    let lab = Lab::new(
+        "ce",
+        &[0, 1].map(|i| (SERVER_IFS[i], SERVER_IPS[i], CLIENT_IFS[i], CLIENT_IPS[i])),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (campd, cert, sock) = start_campd(&lab, dir.path(), &["--turn-ms", "3000"]);
+
+    let clients: Vec<Proc> = (0..CLIENTS).map(|c| start_client(&lab, &cert, c)).collect();
+
+    // Every session open with both paths, in one merged view of both engines.
+    let sessions = sessions_with_two_paths(&sock, CLIENTS);
     let rows = sessions["sessions"]["sessions"].as_array().unwrap();
     let mut per_engine = [0usize; ENGINES];
     for s in rows {
@@ -313,4 +327,116 @@ fn campd_with_two_engines_serves_every_path_on_its_sessions_engine() {
         "every audio unit"
     );
     assert!(!sock.exists(), "control socket removed");
+}
+
+#[test]
+fn ingest_units_reach_their_sessions_engine() {
+    if !root_or_skip("ingest_units_reach_their_sessions_engine") {
+        return;
+    }
+    let lab = Lab::new(
+        "ci",
+        &[0, 1].map(|i| (SERVER_IFS[i], SERVER_IPS[i], CLIENT_IFS[i], CLIENT_IPS[i])),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = dir.path().join("ingest.sock");
+    let (campd, cert, sock) =
+        start_campd(&lab, dir.path(), &["--ingest", ingest.to_str().unwrap()]);
+    wait_ready(Duration::from_secs(5), "no ingest socket", || {
+        ingest.exists()
+    });
+    // Clients one at a time until both engines hold a session (the hash decides; at most
+    // ten clients, so all on one engine has odds of 1 in 512).
+    let mut clients = Vec::new();
+    let sessions = loop {
+        clients.push(start_client(&lab, &cert, clients.len()));
+        let v = sessions_with_two_paths(&sock, clients.len());
+        let engines: std::collections::BTreeSet<u64> = v["sessions"]["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["engine"].as_u64().unwrap())
+            .collect();
+        if engines.len() == ENGINES && clients.len() >= 3 {
+            break v;
+        }
+        assert!(clients.len() < CLIENTS, "every session on one engine");
+    };
+    let ids: Vec<u64> = sessions["sessions"]["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session"].as_u64().unwrap())
+        .collect();
+    eprintln!("sessions {ids:?}");
+
+    let mut s = UnixStream::connect(&ingest).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut send = |line: String| {
+        writeln!(s, "{line}").unwrap();
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&reply).expect("JSON reply");
+        assert_eq!(v["ok"], true, "{line}: {v}");
+    };
+    // One unit for "any session": the lowest id's (engine 0's first session).
+    send(r#"{"modality":"text","sync_index":0,"media_ms":0,"payload_b64":"aGk="}"#.into());
+    // Session k gets a turn of 3 + k audio and video units, so each client's audio count
+    // names the session its units were addressed to.
+    for (k, id) in ids.iter().enumerate() {
+        let n = 3 + k as u32;
+        // Text opens the turn too: a client ends the turn once every modality it has seen
+        // has ended it, so a text unit arriving after audio and video ended may be too late.
+        send(format!(
+            r#"{{"session":{id},"modality":"text","sync_index":0,"media_ms":0,"payload_b64":"aGVsbG8="}}"#
+        ));
+        for i in 0..n {
+            let eot = i + 1 == n;
+            for (m, size) in [("audio", 80), ("video", 3000)] {
+                send(format!(
+                    r#"{{"session":{id},"modality":"{m}","sync_index":{i},"media_ms":{},"size":{size},"end_of_turn":{eot},"keyframe":{}}}"#,
+                    i * 40,
+                    i == 0
+                ));
+            }
+        }
+        send(format!(
+            r#"{{"session":{id},"modality":"text","sync_index":{},"media_ms":{},"payload_b64":"aGVsbG8=","end_of_turn":true}}"#,
+            n - 1,
+            (n - 1) * 40
+        ));
+    }
+    let mut audio = Vec::new();
+    let mut text = 0;
+    for c in clients {
+        let (status, out, err) = c.wait();
+        assert!(status.success(), "camp-client failed: {err}");
+        let summary: serde_json::Value = serde_json::from_str(out.trim()).expect("client JSON");
+        assert_eq!(summary["ended_by"], "end_of_turn", "{summary}");
+        assert_eq!(summary["reliable_lost"], 0, "{summary}");
+        audio.push(summary["modalities"][1]["presented"].as_u64().unwrap());
+        text += summary["modalities"][0]["presented"].as_u64().unwrap();
+    }
+    audio.sort_unstable();
+    let want: Vec<u64> = (0..ids.len() as u64).map(|k| 3 + k).collect();
+    assert_eq!(audio, want, "each session got the units addressed to it");
+    assert_eq!(
+        text,
+        2 * ids.len() as u64 + 1,
+        "two text units each, and the one for any session"
+    );
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(campd.pid()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let (status, out, err) = campd.wait();
+    assert!(status.success(), "campd exit: {status:?}: {err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("campd JSON");
+    eprintln!("campd report {report}");
+    assert_eq!(report["ingest_unrouted"], 0, "{report}");
+    assert_eq!(
+        report["units_submitted"][1],
+        want.iter().sum::<u64>(),
+        "{report}"
+    );
 }
