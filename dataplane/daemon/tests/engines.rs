@@ -296,6 +296,42 @@ fn campd_with_two_engines_serves_every_path_on_its_sessions_engine() {
         r#"{"cmd":"set","name":"target_skew_us","value":3000}"#,
     );
     assert!(r.is_some_and(|r| r.get("queued").is_some()), "knob queued");
+    // A path's precedence reaches only the engine of its session (engine 1's, whose ids
+    // are not the server's own), and shows in the next snapshot.
+    let p = listed
+        .iter()
+        .find(|p| (p["session"].as_u64().unwrap() >> 24) & 0xff == 1)
+        .expect("a path on engine 1");
+    let (sid, pid) = (p["session"].as_u64().unwrap(), p["path"].as_u64().unwrap());
+    let r = control(
+        &sock,
+        &format!(
+            r#"{{"cmd":"path","session":{sid},"id":{pid},"status":"available","precedence":7}}"#
+        ),
+    );
+    assert!(
+        r.is_some_and(|r| r.get("queued").is_some()),
+        "path knob queued"
+    );
+    let t = Instant::now();
+    loop {
+        let v = control(&sock, r#"{"cmd":"paths"}"#).expect("paths");
+        let shown = v["paths"]["paths"].as_array().is_some_and(|ps| {
+            ps.iter().any(|p| {
+                p["session"].as_u64() == Some(sid)
+                    && p["path"].as_u64() == Some(pid)
+                    && p["precedence"] == 7
+            })
+        });
+        if shown {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "precedence 7 never showed: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let mut presented = [0u64; 2];
     for c in clients {
@@ -331,9 +367,11 @@ fn campd_with_two_engines_serves_every_path_on_its_sessions_engine() {
     assert_eq!(report["drained"], true);
     assert_eq!(report["drain_complete"], true);
     assert_eq!(
-        report["knobs_applied"], ENGINES,
-        "the knob, once per engine"
+        report["knobs_applied"],
+        ENGINES + 1,
+        "the skew knob once per engine, the path's on its engine"
     );
+    assert_eq!(report["knobs_ignored"], 0, "{report}");
     assert_eq!(
         report["units_submitted"][0], presented[0],
         "every text unit"
