@@ -49,6 +49,16 @@ impl IntervalHistograms {
         self.skew.reset();
     }
 
+    /// Adds every sample of `other` (another engine's interval) into these.
+    pub fn add(&mut self, other: &IntervalHistograms) {
+        // Same bounds on both sides, so adding cannot fail; a failure would only lose
+        // `other`'s samples.
+        for (a, b) in self.latency.iter_mut().zip(&other.latency) {
+            let _ = a.add(b);
+        }
+        let _ = self.skew.add(&other.skew);
+    }
+
     /// Quantile summary of the interval.
     pub fn summary(&self) -> IntervalSummary {
         IntervalSummary {

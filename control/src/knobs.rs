@@ -36,6 +36,11 @@ impl KnobSender {
     pub fn send(&self, knob: Knob) -> Result<(), KnobError> {
         self.queue.push(knob).map_err(|_| KnobError::QueueFull)
     }
+
+    /// Whether the engine's queue is full right now.
+    pub fn is_full(&self) -> bool {
+        self.queue.is_full()
+    }
 }
 
 /// The engine's end.

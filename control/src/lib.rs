@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod convert;
+pub mod fanin;
 pub mod histo;
 pub mod http;
 pub mod knobs;
@@ -42,32 +43,48 @@ pub struct Engine {
     pub histos: histo::HistoRecorder,
 }
 
-/// The control thread's ends.
+/// The control thread's ends, over one engine or several ([`fanin`]).
 #[derive(Debug)]
 pub struct ControlEnds {
-    /// Reads snapshots.
-    pub snapshots: publish::Subscriber,
+    /// Reads (and merges) snapshots.
+    pub snapshots: fanin::Snapshots,
     /// Sends knobs.
-    pub knobs: knobs::KnobSender,
-    /// Collects histogram intervals.
-    pub histos: histo::HistoCollector,
+    pub knobs: fanin::Knobs,
+    /// Collects (and sums) histogram intervals.
+    pub histos: fanin::Histos,
 }
 
-/// Creates every channel between the engine and the control thread.
+/// Creates every channel between one engine and the control thread.
 pub fn channels() -> (Engine, ControlEnds) {
-    let (p, s) = publish::channel();
-    let (kt, kr) = knobs::channel();
-    let (hr, hc) = histo::channel();
-    (
-        Engine {
+    let (mut engines, ends) = channels_for(1);
+    // channels_for(1) makes exactly one.
+    (engines.remove(0), ends)
+}
+
+/// Creates the channels of `n` engines (at least one) and the control thread's ends over
+/// all of them; engine i is the i-th.
+pub fn channels_for(n: usize) -> (Vec<Engine>, ControlEnds) {
+    let mut engines = Vec::new();
+    let (mut subs, mut senders, mut collectors) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n.max(1) {
+        let (p, s) = publish::channel();
+        let (kt, kr) = knobs::channel();
+        let (hr, hc) = histo::channel();
+        engines.push(Engine {
             snapshots: p,
             knobs: kr,
             histos: hr,
-        },
+        });
+        subs.push(s);
+        senders.push(kt);
+        collectors.push(hc);
+    }
+    (
+        engines,
         ControlEnds {
-            snapshots: s,
-            knobs: kt,
-            histos: hc,
+            snapshots: fanin::Snapshots::new(subs),
+            knobs: fanin::Knobs::new(senders),
+            histos: fanin::Histos::new(collectors),
         },
     )
 }
@@ -75,8 +92,8 @@ pub fn channels() -> (Engine, ControlEnds) {
 /// What the socket and HTTP servers answer from.
 #[derive(Debug)]
 pub struct ControlState {
-    snapshots: publish::Subscriber,
-    knobs: knobs::KnobSender,
+    snapshots: fanin::Snapshots,
+    knobs: fanin::Knobs,
     interval: Duration,
     stats: Mutex<Option<StatsReply>>,
 }
@@ -86,13 +103,13 @@ impl ControlState {
     /// `stats` replies report as the interval length. [`ControlThread::spawn`] builds its
     /// own; this is for embedding the request handler elsewhere (and for fuzzing it).
     pub fn new(
-        snapshots: publish::Subscriber,
-        knobs: knobs::KnobSender,
+        snapshots: impl Into<fanin::Snapshots>,
+        knobs: impl Into<fanin::Knobs>,
         interval: Duration,
     ) -> Self {
         ControlState {
-            snapshots,
-            knobs,
+            snapshots: snapshots.into(),
+            knobs: knobs.into(),
             interval,
             stats: Mutex::new(None),
         }

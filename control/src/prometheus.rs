@@ -346,9 +346,36 @@ pub fn render(snap: &EngineSnapshot, stats: Option<&StatsReply>) -> String {
         .iter()
         .map(|s| s.session.to_string())
         .collect();
+    // Sessions per engine (campd --engines K), engines 0..=the highest holding a session.
+    let engines = snap
+        .sessions
+        .iter()
+        .map(|s| usize::from(s.engine) + 1)
+        .max();
+    o.family(
+        "camp_engine_sessions",
+        "gauge",
+        "Open sessions held by each engine.",
+    );
+    for e in 0..engines.unwrap_or(1) {
+        let n = snap
+            .sessions
+            .iter()
+            .filter(|s| usize::from(s.engine) == e)
+            .count();
+        o.sample(
+            "camp_engine_sessions",
+            &[("engine", &e.to_string())],
+            n as f64,
+        );
+    }
     o.family("camp_session_paths", "gauge", "Paths in the session.");
     for (s, id) in snap.sessions.iter().zip(&ids) {
-        o.sample("camp_session_paths", &[("session", id)], f64::from(s.paths));
+        o.sample(
+            "camp_session_paths",
+            &[("session", id), ("engine", &s.engine.to_string())],
+            f64::from(s.paths),
+        );
     }
     type UnitField = (
         &'static str,

@@ -73,6 +73,7 @@ pub fn session_snapshot(
     let fb = feedback.copied().unwrap_or_default();
     SessionSnapshot {
         session: session.to_bits(),
+        engine: 0,
         scheduler: scheduler.to_owned(),
         paths: u32::try_from(paths).unwrap_or(u32::MAX),
         modalities,

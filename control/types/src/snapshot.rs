@@ -166,8 +166,12 @@ pub struct ModalityCounters {
 /// One session.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionSnapshot {
-    /// Session id (`camp_proto::server::SessionId::to_bits`).
+    /// Session id: `camp_proto::server::SessionId::to_bits` of the engine's session, with
+    /// the engine in bits 24..32 (`camp_control::fanin::global_session`).
     pub session: u64,
+    /// Engine (thread of campd) that holds the session.
+    #[serde(default)]
+    pub engine: u8,
     /// Scheduler name.
     pub scheduler: String,
     /// Paths currently in the session.

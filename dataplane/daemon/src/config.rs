@@ -46,6 +46,17 @@ pub enum ConfigError {
         /// Offending value.
         value: String,
     },
+    /// Several engines asked for over AF_XDP.
+    #[error(
+        "engines = {engines} needs io = udp: an AF_XDP socket only sees the frames of its own \
+         NIC queue, so engines sharing a NIC would need RSS/ntuple rules steering each \
+         engine's connections to its queue, which campd does not set up (kernel UDP steers \
+         by connection id instead)"
+    )]
+    EnginesNeedUdp {
+        /// Engines asked for.
+        engines: usize,
+    },
     /// Neither certificate files nor a self-signed certificate.
     #[error("no certificate: give `cert` and `key`, or `self_signed = true`")]
     NoCertificate,
@@ -66,8 +77,10 @@ pub struct FileConfig {
     pub port: Option<u16>,
     /// `xdp`, `udp` or `auto`.
     pub io: Option<String>,
-    /// CPU to pin the engine thread to.
+    /// CPU to pin the engine thread to (engine i: core + i).
     pub core: Option<usize>,
+    /// Engine threads (1..=64; more than one needs io = "udp").
+    pub engines: Option<usize>,
     /// Certificate chain file (PEM or DER).
     pub cert: Option<PathBuf>,
     /// Private key file (PEM or DER PKCS#8).
@@ -249,6 +262,10 @@ pub struct Cli {
     /// Ingested payload bytes per second per session (0: no limit).
     #[arg(long)]
     pub ingest_bytes_per_second: Option<u64>,
+    /// Engine threads, each with its own share of the sessions (1..=64; >1 needs --io udp
+    /// and routable connection ids, turned on with server id 00 unless --lb-server-id).
+    #[arg(long)]
+    pub engines: Option<usize>,
     /// Behind a QUIC-LB balancer: this server's id (hex, 1..=15 octets; the engine index
     /// as its last octet by convention), carried in every connection id it issues.
     #[arg(long, value_name = "HEX")]
@@ -297,8 +314,12 @@ pub struct Settings {
     pub port: u16,
     /// Packet I/O mode.
     pub io: IoMode,
-    /// Engine CPU.
+    /// CPU of engine 0 (engine i runs on `core + i`).
     pub core: Option<usize>,
+    /// Engine threads (each a `Server` over its share of the sockets).
+    pub engines: usize,
+    /// Whether `lb` was turned on by campd for several engines (no `lb_server_id` given).
+    pub lb_auto: bool,
     /// Certificate.
     pub cert: CertSource,
     /// Certificate name.
@@ -344,6 +365,25 @@ impl Settings {
             .iter()
             .map(|ip| SocketAddr::new(*ip, self.port))
             .collect()
+    }
+
+    /// Connection ids of engine `engine`: with several engines, `lb` with the engine number
+    /// as the server id's last octet (`ServerId::for_engine`); with one, `lb` as given.
+    pub fn lb_for_engine(&self, engine: usize) -> Option<LbConfig> {
+        let lb = self.lb?;
+        if self.engines <= 1 {
+            return Some(lb);
+        }
+        let id = lb.server_id();
+        let host = &id.as_bytes()[..id.len() - 1];
+        // The same lengths as `lb`, which resolve() checked.
+        let sid = ServerId::for_engine(host, u8::try_from(engine).ok()?).ok()?;
+        LbConfig::new(lb.config_id(), sid, lb.nonce_len()).ok()
+    }
+
+    /// CPU of engine `engine`, if pinned.
+    pub fn core_of(&self, engine: usize) -> Option<usize> {
+        self.core.map(|c| c + engine)
     }
 
     /// Interface of the path leaving from `local`, or the address itself.
@@ -488,10 +528,50 @@ fn resolve_lb(file: &FileConfig, cli: &Cli) -> Result<Option<LbConfig>, ConfigEr
     Ok(Some(config))
 }
 
+/// Several engines need routable connection ids (the kernel steers each datagram to the
+/// engine its CID names): given ones must leave the last octet to the engine (`00`); none
+/// given, campd uses server id `00` (only the engine octet), config 0, default nonce.
+/// Returns the ids and whether campd chose them.
+fn resolve_engine_lb(
+    lb: Option<LbConfig>,
+    engines: usize,
+) -> Result<(Option<LbConfig>, bool), ConfigError> {
+    if engines <= 1 {
+        return Ok((lb, false));
+    }
+    match lb {
+        Some(lb) if lb.server_id().engine() != 0 => Err(ConfigError::Invalid {
+            field: "lb_server_id",
+            value: format!(
+                "{} with engines = {engines}: the last octet is the engine number, give it \
+                 as 00",
+                lb.server_id()
+            ),
+        }),
+        Some(lb) => Ok((Some(lb), false)),
+        None => {
+            let invalid = |e: camp_proto::cid::LbConfigError| ConfigError::Invalid {
+                field: "engines",
+                value: e.to_string(),
+            };
+            let id = ServerId::for_engine(&[], 0).map_err(invalid)?;
+            let lb = LbConfig::new(0, id, DEFAULT_LB_NONCE_LEN).map_err(invalid)?;
+            Ok((Some(lb), true))
+        }
+    }
+}
+
 /// Applies `cli` over `file` and checks the result.
 pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
     let access = resolve_access(&file, cli)?;
-    let lb = resolve_lb(&file, cli)?;
+    let engines = cli.engines.or(file.engines).unwrap_or(1);
+    if !(1..=camp_xdp::steer::MAX_ENGINES).contains(&engines) {
+        return Err(ConfigError::Invalid {
+            field: "engines",
+            value: format!("{engines} (1..={})", camp_xdp::steer::MAX_ENGINES),
+        });
+    }
+    let (lb, lb_auto) = resolve_engine_lb(resolve_lb(&file, cli)?, engines)?;
     let addresses = if cli.addresses.is_empty() {
         file.addresses
     } else {
@@ -523,6 +603,9 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
         field: "io",
         value: io_name.clone(),
     })?;
+    if engines > 1 && io != IoMode::Udp {
+        return Err(ConfigError::EnginesNeedUdp { engines });
+    }
     if io != IoMode::Udp && interfaces.is_empty() {
         return Err(ConfigError::Invalid {
             field: "interfaces",
@@ -600,6 +683,8 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
         port,
         io,
         core: cli.core.or(file.core),
+        engines,
+        lb_auto,
         cert,
         server_name: cli
             .server_name
@@ -835,6 +920,76 @@ coupled_cc = true
                 "{extra}: {:?}",
                 r(extra)
             );
+        }
+    }
+
+    #[test]
+    fn engines_need_udp_and_routable_ids() {
+        let base = "addresses = [\"198.18.10.1\"]\nself_signed = true\n";
+        let r = |extra: &str, flags: &[&str]| {
+            resolve(parse_str(&format!("{base}{extra}")).unwrap(), &cli(flags))
+        };
+        // One engine: as before, no ids of campd's choosing.
+        let one = r("io = \"udp\"", &[]).unwrap();
+        assert_eq!((one.engines, one.lb, one.lb_auto), (1, None, false));
+        assert_eq!(one.lb_for_engine(0), None);
+        // Several: ids turned on, server id = the engine octet.
+        let two = r("io = \"udp\"\ncore = 4", &["--engines", "2"]).unwrap();
+        assert_eq!(two.engines, 2);
+        assert!(two.lb_auto);
+        for e in 0..2 {
+            let lb = two.lb_for_engine(e).expect("ids of engine");
+            assert_eq!(lb.server_id().as_bytes(), &[e as u8]);
+            assert_eq!(lb.server_id().engine(), e as u8);
+            assert_eq!(two.core_of(e), Some(4 + e));
+        }
+        // A given host prefix keeps its length; the last octet becomes the engine's.
+        let given = r(
+            "io = \"udp\"\nengines = 3\nlb_server_id = \"0a00\"\nlb_config_id = 2",
+            &[],
+        )
+        .unwrap();
+        assert!(!given.lb_auto);
+        let lb2 = given.lb_for_engine(2).unwrap();
+        assert_eq!(lb2.server_id().as_bytes(), &[0x0a, 2]);
+        assert_eq!(lb2.config_id(), 2);
+        assert_eq!(lb2.cid_len(), given.lb.unwrap().cid_len());
+        // One engine keeps a given id whole.
+        let kept = r("io = \"udp\"\nlb_server_id = \"0a07\"", &[]).unwrap();
+        assert_eq!(
+            kept.lb_for_engine(0).unwrap().server_id().as_bytes(),
+            &[10, 7]
+        );
+        // Refusals: AF_XDP (and auto), an id whose last octet is not 00, 0 or too many.
+        for (extra, flags) in [
+            (
+                "io = \"xdp\"\ninterfaces = [\"a\"]",
+                &["--engines", "2"][..],
+            ),
+            ("interfaces = [\"a\"]", &["--engines", "2"][..]),
+        ] {
+            let e = r(extra, flags).unwrap_err();
+            assert!(
+                matches!(e, ConfigError::EnginesNeedUdp { engines: 2 }),
+                "{e}"
+            );
+            assert!(e.to_string().contains("NIC queue"), "{e}");
+        }
+        assert!(matches!(
+            r("io = \"udp\"\nlb_server_id = \"0a03\"", &["--engines", "2"]),
+            Err(ConfigError::Invalid {
+                field: "lb_server_id",
+                ..
+            })
+        ));
+        for n in ["0", "65"] {
+            assert!(matches!(
+                r("io = \"udp\"", &["--engines", n]),
+                Err(ConfigError::Invalid {
+                    field: "engines",
+                    ..
+                })
+            ));
         }
     }
 

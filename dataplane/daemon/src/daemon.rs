@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use camp_control::convert::ToProto;
+use camp_control::fanin::{global_session, local_session, session_engine};
 use camp_control::knobs::{IfName, Knob, SchedulerParam};
 use camp_control::snapshot::{
     EngineSettings, EngineSnapshot, NicSnapshot, PacketsBytes, XdpCounters, edge_totals,
@@ -23,11 +25,15 @@ use camp_proto::tls::Identity;
 use camp_proto::{PathId, PathStatus};
 use camp_wire::{CaptureId, Modality};
 use camp_workload::{PlannedUnit, TurnConfig, plan_turn};
+use camp_xdp::steer::{ReuseportSteering, SteerLayout, reuseport_group};
 use camp_xdp::{
     AnyIo, ClassifierStats, EndpointStats, IoMode, PacketIo, UdpIo, XdpConfig, open_io,
 };
 
+use quinn_proto::crypto::rustls::QuicServerConfig;
+
 use crate::config::{CertSource, Settings};
+use crate::due::{DueQueue, Token};
 use crate::ingest::{IngestServer, IngestUnit};
 use crate::tls;
 
@@ -71,6 +77,12 @@ pub enum DaemonError {
     /// The engine loop failed.
     #[error("engine: {0}")]
     Engine(#[from] camp_engine::EngineError),
+    /// An engine thread could not be started.
+    #[error("spawning an engine thread: {0}")]
+    Spawn(std::io::Error),
+    /// An engine thread panicked.
+    #[error("an engine thread panicked")]
+    EnginePanicked,
 }
 
 /// What campd did, printed as JSON at exit.
@@ -78,6 +90,9 @@ pub enum DaemonError {
 pub struct DaemonReport {
     /// Packet I/O kind actually used (`udp` / `xdp`).
     pub io: String,
+    /// Engines that ran (each a thread with its own `Server`); the counts below are summed
+    /// over them.
+    pub engines: u64,
     /// Sessions opened.
     pub sessions: u64,
     /// Paths joined.
@@ -116,6 +131,59 @@ pub struct DaemonReport {
     pub rx_datagrams: u64,
     /// Engine counters.
     pub tx_transmits: u64,
+}
+
+impl DaemonReport {
+    /// Adds another engine's report into this one: counts summed, drained if either did,
+    /// drain complete only if both were.
+    pub fn absorb(&mut self, o: &DaemonReport) {
+        // Destructured, so a new field must be merged here.
+        let DaemonReport {
+            io: _,
+            engines,
+            sessions,
+            paths_joined,
+            units_submitted,
+            units_refused,
+            ingest_unrouted,
+            ingest_rate_limited,
+            knobs_applied,
+            knobs_ignored,
+            latency_samples,
+            snapshots,
+            drained,
+            drain_complete,
+            link_downs,
+            link_ups,
+            paths_lost_to_links,
+            nic_addresses_added,
+            nic_addresses_removed,
+            rx_datagrams,
+            tx_transmits,
+        } = o;
+        self.engines += engines;
+        self.sessions += sessions;
+        self.paths_joined += paths_joined;
+        for (a, b) in self.units_submitted.iter_mut().zip(units_submitted) {
+            *a += b;
+        }
+        self.units_refused += units_refused;
+        self.ingest_unrouted += ingest_unrouted;
+        self.ingest_rate_limited += ingest_rate_limited;
+        self.knobs_applied += knobs_applied;
+        self.knobs_ignored += knobs_ignored;
+        self.latency_samples += latency_samples;
+        self.snapshots += snapshots;
+        self.drained |= drained;
+        self.drain_complete &= drain_complete;
+        self.link_downs += link_downs;
+        self.link_ups += link_ups;
+        self.paths_lost_to_links += paths_lost_to_links;
+        self.nic_addresses_added += nic_addresses_added;
+        self.nic_addresses_removed += nic_addresses_removed;
+        self.rx_datagrams += rx_datagrams;
+        self.tx_transmits += tx_transmits;
+    }
 }
 
 /// The scheduler of sessions opened from now on; swapped by the `set_scheduler` knob.
@@ -159,10 +227,14 @@ impl SchedulerChoice {
 #[derive(Debug)]
 struct Feed {
     opened: Instant,
+    /// `opened` on the session clock, µs.
+    opened_us: u64,
     joined: usize,
     plan: Vec<PlannedUnit>,
     next: usize,
     turns_done: u32,
+    /// Token of the session's live entry in the due queue (0: none).
+    due: Token,
     /// Ingest: session-clock time media time 0 maps to (per turn).
     ingest_base_us: Option<u64>,
     /// Ingest: modalities that sent units in the current turn and have not ended it yet.
@@ -190,6 +262,44 @@ pub fn open_packet_io(s: &Settings) -> Result<AnyIo, DaemonError> {
     }
 }
 
+/// The packet I/O of every engine: with one, [`open_packet_io`]; with several, one
+/// SO_REUSEPORT group of kernel-UDP sockets per served address, steered by connection id
+/// (`camp_xdp::steer`), engine i taking socket i of every group. The steering programs
+/// stay attached while their groups' sockets live; keep them until the engines end.
+pub fn open_engine_io(s: &Settings) -> Result<(Vec<AnyIo>, Vec<ReuseportSteering>), DaemonError> {
+    if s.engines <= 1 {
+        return Ok((vec![open_packet_io(s)?], Vec::new()));
+    }
+    let err = |detail: String| DaemonError::Io { mode: s.io, detail };
+    let lb =
+        s.lb.ok_or_else(|| err("several engines need routable connection ids".into()))?;
+    let layout = SteerLayout {
+        cid_len: lb.cid_len() as u8,
+        config_id: lb.config_id(),
+        // Octet 0 is the config/length octet; the engine octet ends the server id.
+        engine_offset: lb.server_id().len() as u8,
+    };
+    let mut shares: Vec<Vec<std::net::UdpSocket>> = (0..s.engines).map(|_| Vec::new()).collect();
+    let mut steering = Vec::new();
+    for a in s.local_addrs() {
+        let group = reuseport_group(a, s.engines).map_err(|e| err(format!("{a}: {e}")))?;
+        steering
+            .push(ReuseportSteering::attach(&group, layout).map_err(|e| err(format!("{a}: {e}")))?);
+        for (share, sock) in shares.iter_mut().zip(group) {
+            share.push(sock);
+        }
+    }
+    let ios = shares
+        .into_iter()
+        .map(|socks| {
+            UdpIo::from_sockets(socks)
+                .map(AnyIo::Udp)
+                .map_err(|e| err(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((ios, steering))
+}
+
 /// The certificate the settings ask for (writing a self-signed one out if asked).
 pub fn identity(s: &Settings) -> Result<Identity, DaemonError> {
     match &s.cert {
@@ -215,8 +325,10 @@ fn unix_time_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs campd until `should_stop` returns true (then drains) and returns what happened.
-/// `should_stop` is called about every 10 ms from the engine thread.
+/// Runs campd until `should_stop` returns true (then drains; a second true stops at once)
+/// and returns what happened. `should_stop` is called about every 10 ms: from the engine
+/// loop with one engine, from the calling thread (which then also routes ingested units to
+/// the engines) with several.
 pub fn run(
     settings: &Settings,
     mut should_stop: impl FnMut() -> bool,
@@ -224,37 +336,9 @@ pub fn run(
     crate::log::init(settings.log_level);
     let identity = identity(settings)?;
     let crypto = tls::server_crypto(identity, settings.keylog)?;
-    let io = open_packet_io(settings)?;
-    let mut report = DaemonReport {
-        io: format!("{:?}", io.kind()).to_lowercase(),
-        ..DaemonReport::default()
-    };
+    let (ios, steering) = open_engine_io(settings)?;
     let choice = SchedulerChoice::new(settings.scheduler);
-    let epoch = Instant::now();
-    let mut node = Server::new(
-        ServerConfig {
-            camp: CampConfig {
-                join_timeout: settings.access.hello_timeout,
-                qlog: settings
-                    .qlog_dir
-                    .as_deref()
-                    .map(crate::qlog::path_sinks)
-                    .transpose()
-                    .map_err(DaemonError::Qlog)?,
-                ..CampConfig::default()
-            },
-            local_addrs: settings.local_addrs(),
-            crypto,
-            scheduler: choice.factory(),
-            rng_seed: seed_bytes(),
-            lb: settings.lb,
-        },
-        epoch,
-    );
-
-    node.set_edge_limits(epoch, settings.access.edge);
-    let mut ingest_limiter = crate::access::IngestLimiter::new(&settings.access);
-    let (mut ctl, ends) = camp_control::channels();
+    let (ctls, ends) = camp_control::channels_for(settings.engines);
     let control = ControlThread::spawn(
         ControlConfig {
             socket_path: settings.control_socket.clone(),
@@ -279,22 +363,310 @@ pub fn run(
         None => None,
     };
     tracing::info!(
-        "campd: serving {:?} over {} (scheduler {}, control socket {:?}, ingest {:?})",
+        "campd: serving {:?} over {} with {} engine{} (scheduler {}, control socket {:?}, \
+         ingest {:?})",
         settings.local_addrs(),
-        report.io,
+        format!("{:?}", ios[0].kind()).to_lowercase(),
+        settings.engines,
+        if settings.engines == 1 { "" } else { "s" },
         settings.scheduler.name(),
         settings.control_socket,
         settings.ingest,
     );
     if let Some(lb) = settings.lb {
         tracing::info!(
-            "campd: connection ids carry server id {} (config {}, {}-octet CIDs)",
+            "campd: connection ids carry server id {}{} (config {}, {}-octet CIDs){}",
             lb.server_id(),
+            if settings.engines > 1 {
+                ", its last octet the engine's"
+            } else {
+                ""
+            },
             lb.config_id(),
-            lb.cid_len()
+            lb.cid_len(),
+            if settings.lb_auto {
+                "; turned on for several engines (no lb_server_id given)"
+            } else {
+                ""
+            }
         );
     }
+    let shared = Shared {
+        settings,
+        crypto,
+        choice,
+    };
+    let result = if settings.engines <= 1 {
+        match (ios.into_iter().next(), ctls.into_iter().next()) {
+            (Some(io), Some(ctl)) => {
+                let units = ingest.as_ref().map_or(Units::Synthetic, Units::Ingest);
+                run_engine(&shared, 0, io, ctl, units, &mut should_stop, None)
+            }
+            // open_engine_io and channels_for make one of each.
+            _ => Err(DaemonError::Io {
+                mode: settings.io,
+                detail: "no packet I/O".into(),
+            }),
+        }
+    } else {
+        run_engines(&shared, ios, ctls, ingest.as_ref(), &mut should_stop)
+    };
+    // The engines and their sockets are gone; the programs go with their last socket.
+    drop(steering);
+    if let Some(i) = ingest {
+        i.stop();
+    }
+    control.stop();
+    result
+}
 
+/// What every engine of one campd shares.
+struct Shared<'a> {
+    settings: &'a Settings,
+    crypto: Arc<QuicServerConfig>,
+    choice: SchedulerChoice,
+}
+
+/// Where an engine's units come from.
+enum Units<'a> {
+    /// The synthetic workload.
+    Synthetic,
+    /// The ingest socket itself (one engine: it closes the socket when it drains).
+    Ingest(&'a IngestServer),
+    /// Units the router sent this engine (several engines).
+    Routed(Receiver<IngestUnit>),
+}
+
+/// No session open (for [`Router`]'s view of an engine's lowest session).
+const NO_SESSION: u64 = u64::MAX;
+
+/// Several engines, one thread each; this thread watches `should_stop`, hands each signal
+/// to every engine, and routes ingested units. Returns the engines' reports summed.
+fn run_engines(
+    shared: &Shared<'_>,
+    ios: Vec<AnyIo>,
+    ctls: Vec<camp_control::Engine>,
+    ingest: Option<&IngestServer>,
+    should_stop: &mut dyn FnMut() -> bool,
+) -> Result<DaemonReport, DaemonError> {
+    let k = ios.len();
+    // Signals seen so far: each engine drains on the first and stops on the second.
+    let signals = AtomicU32::new(0);
+    let lowest: Vec<AtomicU64> = (0..k).map(|_| AtomicU64::new(NO_SESSION)).collect();
+    let (routes, inboxes): (Vec<_>, Vec<_>) = (0..k)
+        .map(|_| {
+            let (tx, rx) = sync_channel::<IngestUnit>(crate::ingest::QUEUE);
+            (tx, Some(rx))
+        })
+        .unzip();
+    std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(k);
+        let mut spawn_error = None;
+        for (i, ((io, ctl), inbox)) in ios.into_iter().zip(ctls).zip(inboxes).enumerate() {
+            let (signals, lowest) = (&signals, &lowest[i]);
+            let inbox = inbox.filter(|_| ingest.is_some());
+            let spawned = std::thread::Builder::new()
+                .name(format!("campd-engine-{i}"))
+                .spawn_scoped(scope, move || {
+                    let mut seen = 0;
+                    let mut stop = || {
+                        let n = signals.load(Ordering::Acquire);
+                        let new = n > seen;
+                        seen = n;
+                        new
+                    };
+                    let units = inbox.map_or(Units::Synthetic, Units::Routed);
+                    run_engine(shared, i, io, ctl, units, &mut stop, Some(lowest))
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    spawn_error = Some(DaemonError::Spawn(e));
+                    break;
+                }
+            }
+        }
+        if spawn_error.is_some() {
+            // Stop the engines already running, without draining.
+            signals.store(2, Ordering::Release);
+        }
+        let mut router = ingest.map(|i| Router {
+            units: i.units(),
+            to: routes,
+            lowest: &lowest,
+            held: None,
+            unrouted: 0,
+        });
+        while !handles.iter().all(|h| h.is_finished()) {
+            match &mut router {
+                Some(r) if signals.load(Ordering::Relaxed) == 0 => r.route(STOP_CHECK_EVERY),
+                _ => std::thread::sleep(STOP_CHECK_EVERY),
+            }
+            if should_stop() {
+                if signals.fetch_add(1, Ordering::AcqRel) == 0
+                    && let Some(i) = ingest
+                {
+                    i.close();
+                }
+            } else if signals.load(Ordering::Relaxed) == 0
+                && handles.iter().any(|h| h.is_finished())
+            {
+                // An engine ended on its own (an error): the others stop too.
+                tracing::warn!("campd: an engine stopped; stopping the others");
+                signals.store(2, Ordering::Release);
+            }
+        }
+        let mut total: Option<DaemonReport> = None;
+        let mut first_error = spawn_error;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(r)) => match &mut total {
+                    Some(t) => t.absorb(&r),
+                    None => total = Some(r),
+                },
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(DaemonError::EnginePanicked);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let mut total = total.unwrap_or_default();
+        total.engines = k as u64;
+        if let Some(r) = router {
+            total.ingest_unrouted += r.unrouted;
+        }
+        Ok(total)
+    })
+}
+
+/// Routes ingested units to engines: a unit naming a session to the engine in the session's
+/// id (`camp_control::fanin::session_engine`), a unit for "any session" to the engine holding
+/// the lowest open session id (engine 0's, while it has one). While no engine has a session,
+/// or the target's queue is full, the unit waits here and the ingest queue fills behind it
+/// (its clients see `queue_full`).
+struct Router<'a> {
+    units: &'a Receiver<IngestUnit>,
+    to: Vec<SyncSender<IngestUnit>>,
+    /// Each engine's lowest open session, control-plane id ([`NO_SESSION`]: none).
+    lowest: &'a [AtomicU64],
+    held: Option<IngestUnit>,
+    /// Units naming an engine that does not exist, or an engine that has ended.
+    unrouted: u64,
+}
+
+impl Router<'_> {
+    /// Routes what arrives within `wait`.
+    fn route(&mut self, wait: Duration) {
+        let until = Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let u = match self.held.take() {
+                Some(u) => u,
+                None => match self.units.recv_timeout(left) {
+                    Ok(u) => u,
+                    Err(_) => return,
+                },
+            };
+            let target = match u.session {
+                Some(g) => Some(usize::from(session_engine(g))),
+                None => self
+                    .lowest
+                    .iter()
+                    .map(|l| l.load(Ordering::Relaxed))
+                    .enumerate()
+                    .filter(|(_, l)| *l != NO_SESSION)
+                    .min_by_key(|(_, l)| *l)
+                    .map(|(e, _)| e),
+            };
+            let Some(target) = target else {
+                // No session anywhere yet: wait for the first.
+                self.held = Some(u);
+                if left.is_zero() {
+                    return;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(1)));
+                continue;
+            };
+            let Some(to) = self.to.get(target) else {
+                self.unrouted += 1;
+                continue;
+            };
+            match to.try_send(u) {
+                Ok(()) => {}
+                Err(TrySendError::Full(u)) => {
+                    self.held = Some(u);
+                    if left.is_zero() {
+                        return;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(1)));
+                }
+                Err(TrySendError::Disconnected(_)) => self.unrouted += 1,
+            }
+        }
+    }
+}
+
+/// One engine's loop: events, links, knobs, latency, stop and drain, units, telemetry.
+/// `index` is the engine's number among `shared.settings.engines`; `lowest`, with several
+/// engines, is where it keeps its lowest open session id for the [`Router`].
+fn run_engine(
+    shared: &Shared<'_>,
+    index: usize,
+    io: AnyIo,
+    mut ctl: camp_control::Engine,
+    units: Units<'_>,
+    should_stop: &mut dyn FnMut() -> bool,
+    lowest: Option<&AtomicU64>,
+) -> Result<DaemonReport, DaemonError> {
+    let settings = shared.settings;
+    let engines = settings.engines;
+    let ids = EngineIds {
+        engine: u8::try_from(index).unwrap_or(u8::MAX),
+        several: engines > 1,
+    };
+    let mut report = DaemonReport {
+        io: format!("{:?}", io.kind()).to_lowercase(),
+        engines: 1,
+        ..DaemonReport::default()
+    };
+    let qlog_dir = settings.qlog_dir.as_deref().map(|d| {
+        if engines > 1 {
+            d.join(format!("engine-{index}"))
+        } else {
+            d.to_path_buf()
+        }
+    });
+    let epoch = Instant::now();
+    let mut seed = seed_bytes();
+    seed[31] ^= index as u8;
+    let node = Server::new(
+        ServerConfig {
+            camp: CampConfig {
+                join_timeout: settings.access.hello_timeout,
+                qlog: qlog_dir
+                    .as_deref()
+                    .map(crate::qlog::path_sinks)
+                    .transpose()
+                    .map_err(DaemonError::Qlog)?,
+                ..CampConfig::default()
+            },
+            local_addrs: settings.local_addrs(),
+            crypto: Arc::clone(&shared.crypto),
+            scheduler: shared.choice.factory(),
+            rng_seed: seed,
+            lb: settings.lb_for_engine(index),
+        },
+        epoch,
+    );
+    let choice = &shared.choice;
+    let mut node = node;
+    node.set_edge_limits(epoch, settings.access.edge);
+    let mut ingest_limiter = crate::access::IngestLimiter::new(&settings.access);
     let xdp_stats = match &io {
         AnyIo::Xdp(x) => x.stats_handles().unwrap_or_else(|e| {
             tracing::warn!("campd: XDP counters unavailable: {e}");
@@ -308,7 +680,7 @@ pub fn run(
         io,
         EngineConfig {
             busy_poll: settings.busy_poll,
-            core: settings.core,
+            core: settings.core_of(index),
             ..EngineConfig::default()
         },
     );
@@ -318,6 +690,8 @@ pub fn run(
     let payload = vec![0x5A_u8; MAX_SYNTHETIC_UNIT];
     let want_paths = settings.addresses.len().clamp(1, 2);
     let mut feeds: BTreeMap<SessionId, Feed> = BTreeMap::new();
+    let mut due: DueQueue<SessionId> = DueQueue::default();
+    let mut due_now: Vec<(SessionId, Token)> = Vec::new();
     let mut last_snapshot: Option<Instant> = None;
     let mut last_stop_check = epoch;
     let mut drain_until: Option<Instant> = None;
@@ -342,18 +716,23 @@ pub fn run(
         epoch + Duration::from_secs(10 * 365 * 86_400),
         |node, io, now| {
             // Events.
+            let now_us = clock.micros(now);
+            let mut opened_or_closed = false;
             while let Some(ev) = node.poll_event() {
                 match ev {
                     ServerEvent::SessionOpened(s) => {
                         report.sessions += 1;
+                        opened_or_closed = true;
                         feeds.insert(
                             s,
                             Feed {
                                 opened: now,
+                                opened_us: now_us,
                                 joined: 0,
                                 plan: Vec::new(),
                                 next: 0,
                                 turns_done: 0,
+                                due: 0,
                                 ingest_base_us: None,
                                 ingest_open: [false; Modality::COUNT],
                             },
@@ -361,12 +740,15 @@ pub fn run(
                     }
                     ServerEvent::PathJoined(s, p) => {
                         report.paths_joined += 1;
-                        tracing::info!("campd: session {s} path {} joined", p.0);
+                        tracing::info!("campd: session {} path {} joined", ids.global(s), p.0);
                         if let Some(f) = feeds.get_mut(&s) {
                             f.joined += 1;
+                            // The feed may be ready now: look at it on this iteration.
+                            f.due = due.schedule(now_us, s);
                         }
                     }
                     ServerEvent::SessionClosed(s) => {
+                        opened_or_closed = true;
                         feeds.remove(&s);
                         ingest_limiter.forget(s.to_bits());
                         last_skew.remove(&s);
@@ -376,6 +758,10 @@ pub fn run(
                     }
                     ServerEvent::PathClosed(..) => {}
                 }
+            }
+            if opened_or_closed && let Some(l) = lowest {
+                let first = feeds.keys().next().map_or(NO_SESSION, |s| ids.global(*s));
+                l.store(first, Ordering::Relaxed);
             }
 
             // Links of the served addresses.
@@ -405,11 +791,20 @@ pub fn run(
             // Knobs.
             ctl.knobs.drain(|k| {
                 let applied = match k {
+                    Knob::NicAdd { .. } | Knob::NicRemove { .. } if engines > 1 => {
+                        if index == 0 {
+                            tracing::warn!(
+                                "campd: nic add/remove: not with several engines (each \
+                                 address needs a steered socket group of its own)"
+                            );
+                        }
+                        false
+                    }
                     Knob::NicAdd { ifname, address } => {
                         nic_add(node, io, settings.port, ifname, address, &mut report)
                     }
                     Knob::NicRemove { ifname } => nic_remove(node, io, now, ifname, &mut report),
-                    k => apply_knob(node, now, k, &choice, &mut in_force),
+                    k => apply_knob(node, now, k, ids, choice, &mut in_force),
                 };
                 if applied {
                     report.knobs_applied += 1;
@@ -432,23 +827,29 @@ pub fn run(
                         tracing::warn!("campd: second signal, stopping without draining");
                         return Tick::Stop;
                     }
-                    tracing::info!(
-                        "campd: shutting down, draining for up to {:?}",
-                        settings.drain
-                    );
+                    if index == 0 {
+                        tracing::info!(
+                            "campd: shutting down, draining for up to {:?}",
+                            settings.drain
+                        );
+                    }
                     report.drained = true;
                     drain_until = Some(now + settings.drain);
-                    if let Some(i) = &ingest {
+                    if let Units::Ingest(i) = &units {
                         i.close();
                     }
                 }
             }
 
             // Units.
-            let now_us = clock.micros(now);
             let mut wake = None;
             if drain_until.is_none() {
-                if let Some(i) = &ingest {
+                let incoming = match &units {
+                    Units::Ingest(i) => Some(i.units()),
+                    Units::Routed(rx) => Some(rx),
+                    Units::Synthetic => None,
+                };
+                if let Some(incoming) = incoming {
                     // Units for "any session" sent before the first session wait for it.
                     while !feeds.is_empty()
                         && let Some(u) = waiting.pop_front()
@@ -459,11 +860,12 @@ pub fn run(
                             now_us,
                             &mut feeds,
                             &u,
+                            ids,
                             &mut report,
                             &mut ingest_limiter,
                         );
                     }
-                    while let Ok(u) = i.units().try_recv() {
+                    while let Ok(u) = incoming.try_recv() {
                         if u.session.is_none() && feeds.is_empty() {
                             if waiting.len() < crate::ingest::QUEUE {
                                 waiting.push_back(u);
@@ -478,25 +880,36 @@ pub fn run(
                             now_us,
                             &mut feeds,
                             &u,
+                            ids,
                             &mut report,
                             &mut ingest_limiter,
                         );
                     }
                 } else {
-                    for (&sid, f) in feeds.iter_mut() {
-                        let w = feed_synthetic(
+                    // Only the sessions that are due: idle ones cost nothing here.
+                    due.take_due(now_us, &mut due_now);
+                    for (sid, token) in due_now.drain(..) {
+                        let Some(f) = feeds.get_mut(&sid).filter(|f| f.due == token) else {
+                            continue;
+                        };
+                        f.due = 0;
+                        let next = feed_synthetic(
                             node,
                             now,
                             now_us,
                             sid,
                             f,
                             settings,
+                            ids,
                             want_paths,
                             &payload,
                             &mut report,
                         );
-                        wake = [wake, w].into_iter().flatten().min();
+                        if let Some(at) = next {
+                            f.due = due.schedule(at, sid);
+                        }
                     }
+                    wake = due.next_at();
                 }
             }
 
@@ -518,6 +931,7 @@ pub fn run(
                 publish(
                     &mut ctl.snapshots,
                     node,
+                    ids,
                     &in_force,
                     &nic_of,
                     &xdp,
@@ -561,12 +975,38 @@ pub fn run(
     report.tx_transmits = counters.tx_transmits;
     // Dropping the engine drops the I/O, which detaches XDP programs.
     drop(engine);
-    if let Some(i) = ingest {
-        i.stop();
-    }
-    control.stop();
     match end? {
         RunEnd::Stopped | RunEnd::Deadline => Ok(report),
+    }
+}
+
+/// An engine's mapping between its server's session ids and the control plane's: with
+/// several engines the engine rides in bits 24..32 (`camp_control::fanin`); with one, the
+/// ids are the server's own.
+#[derive(Clone, Copy, Debug)]
+struct EngineIds {
+    engine: u8,
+    several: bool,
+}
+
+impl EngineIds {
+    /// The control plane's id of `s`.
+    fn global(self, s: SessionId) -> u64 {
+        if self.several {
+            global_session(self.engine, s.to_bits())
+        } else {
+            s.to_bits()
+        }
+    }
+
+    /// The server's id of control-plane id `g` (which the router or the knob fan-out sent
+    /// to this engine).
+    fn local(self, g: u64) -> SessionId {
+        if self.several {
+            SessionId::from_bits(local_session(g))
+        } else {
+            SessionId::from_bits(g)
+        }
     }
 }
 
@@ -579,6 +1019,10 @@ fn seed_bytes() -> [u8; 32] {
     seed
 }
 
+/// Releases the session's synthetic units that are due; returns when (session clock, µs)
+/// to look at it again: its next unit, the end of its join grace, at once when a turn ended
+/// and another follows, `None` while it waits for a first path (the join reschedules it)
+/// or when its turns are done.
 #[allow(clippy::too_many_arguments)]
 fn feed_synthetic(
     node: &mut Server,
@@ -587,15 +1031,20 @@ fn feed_synthetic(
     sid: SessionId,
     f: &mut Feed,
     settings: &Settings,
+    ids: EngineIds,
     want_paths: usize,
     payload: &[u8],
     report: &mut DaemonReport,
 ) -> Option<u64> {
+    let more = |f: &Feed| settings.turns == 0 || f.turns_done < settings.turns;
     if f.next >= f.plan.len() {
-        let more = settings.turns == 0 || f.turns_done < settings.turns;
-        let ready = f.joined >= want_paths || now.duration_since(f.opened) >= JOIN_GRACE;
-        if !more || !ready || f.joined == 0 {
+        if !more(f) || f.joined == 0 {
             return None;
+        }
+        let ready = f.joined >= want_paths || now.duration_since(f.opened) >= JOIN_GRACE;
+        if !ready {
+            let grace = u64::try_from(JOIN_GRACE.as_micros()).unwrap_or(u64::MAX);
+            return Some(f.opened_us.saturating_add(grace).max(now_us + 1));
         }
         let start_us = if f.plan.is_empty() {
             now_us + 20_000
@@ -611,7 +1060,7 @@ fn feed_synthetic(
             start_us,
             settings
                 .seed
-                .wrapping_add(sid.to_bits().wrapping_mul(1000) + u64::from(f.turns_done)),
+                .wrapping_add(ids.global(sid).wrapping_mul(1000) + u64::from(f.turns_done)),
         );
         f.next = 0;
         f.turns_done += 1;
@@ -635,25 +1084,31 @@ fn feed_synthetic(
             Ok(_) => report.units_submitted[u.modality.index()] += 1,
             Err(e) => {
                 report.units_refused += 1;
-                tracing::warn!("campd: session {sid}: unit refused: {e}");
+                tracing::warn!("campd: session {}: unit refused: {e}", ids.global(sid));
             }
         }
         f.next += 1;
     }
-    f.plan.get(f.next).map(|u| u.release_us)
+    match f.plan.get(f.next) {
+        Some(u) => Some(u.release_us),
+        // The turn is out: plan the next one on the next iteration, if there is one.
+        None => more(f).then_some(now_us),
+    }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn feed_ingest(
     node: &mut Server,
     now: Instant,
     now_us: u64,
     feeds: &mut BTreeMap<SessionId, Feed>,
     u: &IngestUnit,
+    ids: EngineIds,
     report: &mut DaemonReport,
     limiter: &mut crate::access::IngestLimiter,
 ) {
     let sid = match u.session {
-        Some(s) => SessionId::from_bits(s),
+        Some(s) => ids.local(s),
         None => match feeds.keys().next() {
             Some(s) => *s,
             None => {
@@ -689,7 +1144,10 @@ fn feed_ingest(
         Ok(_) => report.units_submitted[u.modality.index()] += 1,
         Err(e) => {
             report.units_refused += 1;
-            tracing::warn!("campd: session {sid}: ingested unit refused: {e}");
+            tracing::warn!(
+                "campd: session {}: ingested unit refused: {e}",
+                ids.global(sid)
+            );
         }
     }
     f.ingest_open[u.modality.index()] = !u.flags.contains(camp_wire::UnitFlags::END_OF_TURN);
@@ -702,6 +1160,7 @@ fn feed_ingest(
 fn publish(
     publisher: &mut camp_control::publish::Publisher,
     node: &Server,
+    ids: EngineIds,
     in_force: &EngineSettings,
     nic_of: &impl Fn(SocketAddr) -> String,
     xdp: &XdpTelemetry,
@@ -719,17 +1178,22 @@ fn publish(
             let paths = node.paths(s);
             let store = node.store_counters(s).unwrap_or_default();
             let fb = node.feedback(s);
-            snap.sessions.push(session_snapshot(
+            let mut row = session_snapshot(
                 s,
                 node.scheduler_name(s).unwrap_or("unknown"),
                 paths.len(),
                 &store,
                 fb.as_ref(),
-            ));
+            );
+            row.session = ids.global(s);
+            row.engine = ids.engine;
+            snap.sessions.push(row);
             for p in &paths {
                 let nic = nic_of(p.local);
                 let counters = xdp.path(&nic, p.remote);
-                snap.paths.push(path_snapshot(s, p, &nic, counters));
+                let mut row = path_snapshot(s, p, &nic, counters);
+                row.session = ids.global(s);
+                snap.paths.push(row);
             }
         }
         snap.paths.sort_by_key(|p| (p.session, p.path));
@@ -792,6 +1256,7 @@ fn apply_knob(
     node: &mut Server,
     now: Instant,
     k: Knob,
+    ids: EngineIds,
     choice: &SchedulerChoice,
     in_force: &mut EngineSettings,
 ) -> bool {
@@ -803,13 +1268,7 @@ fn apply_knob(
             precedence,
         } => {
             let st: PathStatus = status.to_proto();
-            let ok = node.set_path_status(
-                now,
-                SessionId::from_bits(session),
-                PathId(path),
-                st,
-                precedence,
-            );
+            let ok = node.set_path_status(now, ids.local(session), PathId(path), st, precedence);
             if !ok {
                 tracing::warn!("campd: set_path_status: no path {path} in session {session}");
             }
@@ -1048,6 +1507,116 @@ impl XdpTelemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unit(session: Option<u64>, sync_index: u32) -> IngestUnit {
+        IngestUnit {
+            session,
+            modality: Modality::Audio,
+            sync_index,
+            media_us: 0,
+            payload: vec![1],
+            flags: camp_wire::UnitFlags::empty(),
+            capture_id: 0,
+            deadline_us: 0,
+        }
+    }
+
+    #[test]
+    fn ingest_units_reach_the_engine_of_their_session() {
+        let (tx, units) = sync_channel(16);
+        let (to0, in0) = sync_channel(2);
+        let (to1, in1) = sync_channel(2);
+        let lowest = [AtomicU64::new(NO_SESSION), AtomicU64::new(NO_SESSION)];
+        let mut r = Router {
+            units: &units,
+            to: vec![to0, to1],
+            lowest: &lowest,
+            held: None,
+            unrouted: 0,
+        };
+        // Addressed units go by the engine in their id, whatever is open.
+        tx.send(unit(Some(global_session(1, 3)), 1)).unwrap();
+        tx.send(unit(Some(global_session(0, 3)), 2)).unwrap();
+        tx.send(unit(Some(global_session(5, 0)), 3)).unwrap();
+        r.route(Duration::from_millis(5));
+        assert_eq!(in1.try_recv().unwrap().sync_index, 1);
+        assert_eq!(in0.try_recv().unwrap().sync_index, 2);
+        assert_eq!(r.unrouted, 1, "engine 5 does not exist");
+        // "Any session" waits while no engine has one, then goes to the lowest id.
+        tx.send(unit(None, 4)).unwrap();
+        tx.send(unit(None, 5)).unwrap();
+        r.route(Duration::from_millis(5));
+        assert!(in0.try_recv().is_err() && in1.try_recv().is_err());
+        assert!(r.held.is_some(), "held, in order");
+        lowest[1].store(global_session(1, 0), Ordering::Relaxed);
+        r.route(Duration::from_millis(5));
+        let got: Vec<u32> = in1.try_iter().map(|u| u.sync_index).collect();
+        assert_eq!(got, vec![4, 5]);
+        lowest[0].store(global_session(0, 2), Ordering::Relaxed);
+        tx.send(unit(None, 6)).unwrap();
+        r.route(Duration::from_millis(5));
+        assert_eq!(
+            in0.try_recv().unwrap().sync_index,
+            6,
+            "engine 0's id is lower"
+        );
+        // A full engine queue holds the unit back (and what follows it) until there is room.
+        for i in 7..10 {
+            tx.send(unit(Some(global_session(1, 0)), i)).unwrap();
+        }
+        r.route(Duration::from_millis(5));
+        assert_eq!(r.held.as_ref().map(|u| u.sync_index), Some(9));
+        assert_eq!(in1.try_recv().unwrap().sync_index, 7);
+        r.route(Duration::from_millis(5));
+        let got: Vec<u32> = in1.try_iter().map(|u| u.sync_index).collect();
+        assert_eq!(got, vec![8, 9]);
+        assert_eq!(r.unrouted, 1);
+    }
+
+    #[test]
+    fn engine_ids_are_the_servers_own_with_one_engine() {
+        let s = SessionId::new(3, 2);
+        let one = EngineIds {
+            engine: 0,
+            several: false,
+        };
+        assert_eq!(one.global(s), s.to_bits());
+        assert_eq!(one.local(s.to_bits()), s);
+        // Even a slot index past the engine bits maps to itself with one engine.
+        let big = SessionId::new(1 << 25, 0);
+        assert_eq!(one.local(one.global(big)), big);
+        let e1 = EngineIds {
+            engine: 1,
+            several: true,
+        };
+        assert_eq!(camp_control::fanin::session_engine(e1.global(s)), 1);
+        assert_eq!(e1.local(e1.global(s)), s);
+    }
+
+    #[test]
+    fn reports_of_engines_sum() {
+        let mut a = DaemonReport {
+            engines: 1,
+            sessions: 2,
+            units_submitted: [1, 2, 3],
+            drained: true,
+            drain_complete: true,
+            ..DaemonReport::default()
+        };
+        let b = DaemonReport {
+            engines: 1,
+            sessions: 5,
+            units_submitted: [10, 20, 30],
+            drained: true,
+            drain_complete: false,
+            rx_datagrams: 7,
+            ..DaemonReport::default()
+        };
+        a.absorb(&b);
+        assert_eq!((a.engines, a.sessions, a.rx_datagrams), (2, 7, 7));
+        assert_eq!(a.units_submitted, [11, 22, 33]);
+        assert!(a.drained && !a.drain_complete);
+    }
 
     #[test]
     fn scheduler_choice_swaps_the_factory_output() {

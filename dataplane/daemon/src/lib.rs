@@ -9,6 +9,7 @@ pub mod access;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod due;
 pub mod ingest;
 pub mod log;
 pub mod qlog;

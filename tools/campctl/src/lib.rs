@@ -496,6 +496,7 @@ pub fn sessions_table(s: &SessionsReply) -> String {
     }
     let header = [
         "SESSION",
+        "ENGINE",
         "SCHED",
         "PATHS",
         "SENT t/a/v",
@@ -520,6 +521,7 @@ pub fn sessions_table(s: &SessionsReply) -> String {
         .map(|x| {
             vec![
                 x.session.to_string(),
+                x.engine.to_string(),
                 x.scheduler.clone(),
                 x.paths.to_string(),
                 tav(|m| m.sent, x),

@@ -184,7 +184,7 @@ fn paths_and_sessions_tables_and_json() {
     assert_eq!(
         cells,
         [
-            "0", "camp", "2", "0/0/48", "0/0/47", "0/0/2", "0/0/0", "4.2ms", "0.0ms", "0"
+            "0", "0", "camp", "2", "0/0/48", "0/0/47", "0/0/2", "0/0/0", "4.2ms", "0.0ms", "0"
         ]
     );
     let json = stdout(&campctl(&sock, &["--json", "sessions"]));
