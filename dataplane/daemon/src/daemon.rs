@@ -50,6 +50,9 @@ const JOIN_GRACE: Duration = Duration::from_millis(300);
 const TURN_GAP_US: u64 = 500_000;
 /// Largest synthetic unit payload.
 const MAX_SYNTHETIC_UNIT: usize = 256 * 1024;
+/// Events the server's unit log holds between two loop iterations (`--qlog-dir`): a few
+/// seconds of a busy engine, so that a slow disk costs events (counted), not memory.
+const UNIT_LOG_EVENTS: usize = 65_536;
 
 /// Why campd stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +134,11 @@ pub struct DaemonReport {
     pub rx_datagrams: u64,
     /// Engine counters.
     pub tx_transmits: u64,
+    /// `--qlog-dir`: events written to the unit logs (`camp-units.sqlog`).
+    pub unit_log_events: u64,
+    /// `--qlog-dir`: unit-log events lost because the log filled between two loop
+    /// iterations, or after a write failed.
+    pub unit_log_lost: u64,
 }
 
 impl DaemonReport {
@@ -160,6 +168,8 @@ impl DaemonReport {
             nic_addresses_removed,
             rx_datagrams,
             tx_transmits,
+            unit_log_events,
+            unit_log_lost,
         } = o;
         self.engines += engines;
         self.sessions += sessions;
@@ -183,6 +193,8 @@ impl DaemonReport {
         self.nic_addresses_removed += nic_addresses_removed;
         self.rx_datagrams += rx_datagrams;
         self.tx_transmits += tx_transmits;
+        self.unit_log_events += unit_log_events;
+        self.unit_log_lost += unit_log_lost;
     }
 }
 
@@ -653,6 +665,11 @@ fn run_engine(
                     .map(crate::qlog::path_sinks)
                     .transpose()
                     .map_err(DaemonError::Qlog)?,
+                unit_log: if qlog_dir.is_some() {
+                    UNIT_LOG_EVENTS
+                } else {
+                    0
+                },
                 ..CampConfig::default()
             },
             local_addrs: settings.local_addrs(),
@@ -665,6 +682,19 @@ fn run_engine(
     );
     let choice = &shared.choice;
     let mut node = node;
+    // The CAMP-level unit log next to quinn's per-path qlog (`camp-units.sqlog`).
+    let mut unit_qlog = match &qlog_dir {
+        Some(d) => Some(
+            crate::qlog::QlogWriter::create_for(
+                &d.join("camp-units.sqlog"),
+                &format!("campd engine {index}: units and paths"),
+                "server",
+                "campd",
+            )
+            .map_err(DaemonError::Qlog)?,
+        ),
+        None => None,
+    };
     node.set_edge_limits(epoch, settings.access.edge);
     let mut ingest_limiter = crate::access::IngestLimiter::new(&settings.access);
     let xdp_stats = match &io {
@@ -757,6 +787,18 @@ fn run_engine(
                         tracing::info!("campd: JOIN refused: {why:?}");
                     }
                     ServerEvent::PathClosed(..) => {}
+                }
+            }
+            while let Some(e) = node.poll_unit_event() {
+                match &mut unit_qlog {
+                    Some(q) => {
+                        let (name, data) = crate::qlog::unit_event(&e, ids.global(e.session));
+                        if let Err(err) = q.event(e.time_us, &name, data) {
+                            tracing::warn!("campd: unit log: {err}; no longer written");
+                            unit_qlog = None;
+                        }
+                    }
+                    None => report.unit_log_lost += 1,
                 }
             }
             if opened_or_closed && let Some(l) = lowest {
@@ -973,6 +1015,13 @@ fn run_engine(
     let counters: EngineCounters = engine.counters();
     report.rx_datagrams = counters.rx_datagrams;
     report.tx_transmits = counters.tx_transmits;
+    report.unit_log_lost += engine.node().unit_log_overflowed();
+    if let Some(q) = unit_qlog.take() {
+        match q.finish() {
+            Ok(n) => report.unit_log_events = n,
+            Err(e) => tracing::warn!("campd: unit log: {e}"),
+        }
+    }
     // Dropping the engine drops the I/O, which detaches XDP programs.
     drop(engine);
     match end? {

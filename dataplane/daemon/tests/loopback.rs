@@ -357,12 +357,37 @@ fn qlog_dir_holds_quic_qlog_of_each_path_at_both_ends() {
     let client_dir = dir.join("client-qlog");
     let args = campd.client_args(&["--qlog-dir", client_dir.to_str().unwrap()]);
     let summary = run_client(&args).expect("client run");
-    let (_report, _dir) = campd.stop();
+    let (report, _dir) = campd.stop();
     assert_eq!(summary.reliable_lost, 0);
+    let records = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read(path)
+            .unwrap()
+            .split(|b| *b == 0x1E)
+            .filter(|r| !r.iter().all(u8::is_ascii_whitespace))
+            .map(|r| serde_json::from_slice(r).expect("qlog record is JSON"))
+            .collect()
+    };
+    // The server's CAMP-level unit log beside the path's QUIC qlog: the path joined, every
+    // unit sent was acknowledged or dropped, all in one session.
+    let units = records(&dir.join("server-qlog").join("camp-units.sqlog"));
+    assert_eq!(units[0]["trace"]["vantage_point"]["type"], "server");
+    let count = |name: &str| units.iter().filter(|r| r["name"] == name).count();
+    assert_eq!(count("camp:path_joined"), 1);
+    assert!(count("camp:unit_sent") > 10, "{} records", units.len());
+    assert!(count("camp:unit_acked") > 10, "{} records", units.len());
+    assert!(
+        units[1..]
+            .iter()
+            .all(|r| r["data"]["session"] == units[1]["data"]["session"]),
+        "one session"
+    );
+    assert_eq!(report.unit_log_events as usize, units.len() - 1);
+    assert_eq!(report.unit_log_lost, 0);
     for (sub, role) in [("server-qlog", "server"), ("client-qlog", "client")] {
         let files: Vec<_> = std::fs::read_dir(dir.join(sub))
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with("camp-units.sqlog"))
             .collect();
         assert_eq!(files.len(), 1, "{role}: one path, one file: {files:?}");
         let name = files[0].file_name().unwrap().to_str().unwrap().to_owned();
