@@ -71,9 +71,9 @@ impl Client {
     }
 
     /// The application gained a local address (an interface came up with a new address, a
-    /// second SIM was attached): open a path from `local` to the server address of the
-    /// first configured path of the same family, on a new slot, and JOIN it once it is
-    /// connected. Returns the slot. From then on the slot is followed like a configured one
+    /// second SIM was attached): open a path from `local` to a server address of the same
+    /// family (one no live path uses, configured or advertised, else the first configured
+    /// one), on a new slot, and JOIN it once it is connected. Returns the slot. From then on the slot is followed like a configured one
     /// (`local_link_down` / `local_link_up`, reconnects).
     pub fn add_local_path(
         &mut self,
@@ -93,12 +93,32 @@ impl Client {
         {
             return Err(AddPathError::AlreadyUsed(local.ip()));
         }
-        let Some(remote) = self
+        // A server address of the family that no live path uses yet (configured or
+        // advertised), else the first configured one: a new interface is most useful on
+        // its own route to the server.
+        let family = |r: &SocketAddr| r.is_ipv4() == local.is_ipv4();
+        let mut candidates: Vec<SocketAddr> = self
             .config
             .paths
             .iter()
             .map(|p| p.remote)
-            .find(|r| r.is_ipv4() == local.is_ipv4())
+            .filter(family)
+            .collect();
+        candidates.extend(
+            self.addr_book
+                .addresses()
+                .into_iter()
+                .map(|(_, a)| a)
+                .filter(family),
+        );
+        let used = |c: &Self, r: SocketAddr| {
+            (0..c.config.paths.len()).any(|s| c.config.paths[s].remote == r && live(c, s))
+        };
+        let Some(remote) = candidates
+            .iter()
+            .copied()
+            .find(|&r| !used(self, r))
+            .or(candidates.first().copied())
         else {
             return Err(AddPathError::NoServerAddress(local.ip()));
         };
