@@ -109,6 +109,8 @@ pub struct FileConfig {
     pub turns: Option<u32>,
     /// Length of a synthetic turn, ms.
     pub turn_ms: Option<u64>,
+    /// Release every synthetic unit at its media time (no LLM/TTS production ahead).
+    pub realtime: Option<bool>,
     /// Seed of the synthetic workload.
     pub seed: Option<u64>,
     /// Ingest socket path: units come from it instead of the synthetic workload.
@@ -216,6 +218,11 @@ pub struct Cli {
     /// Length of a synthetic turn, ms.
     #[arg(long)]
     pub turn_ms: Option<u64>,
+    /// Release every synthetic unit at its media time, as a live source would (by default
+    /// text and TTS audio are released ahead of real time, as an LLM and TTS produce them;
+    /// `camp-bench compare --realtime` is the same choice).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub realtime: Option<bool>,
     /// Seed of the synthetic workload.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -342,6 +349,8 @@ pub struct Settings {
     pub turns: u32,
     /// Synthetic turn length.
     pub turn_ms: u64,
+    /// Synthetic units released at their media time.
+    pub realtime: bool,
     /// Synthetic seed.
     pub seed: u64,
     /// Ingest socket.
@@ -700,6 +709,7 @@ pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Settings, ConfigError> {
         follow_links: cli.follow_links.or(file.follow_links).unwrap_or(true),
         turns: cli.turns.or(file.turns).unwrap_or(1),
         turn_ms,
+        realtime: cli.realtime.or(file.realtime).unwrap_or(false),
         seed: cli.seed.or(file.seed).unwrap_or(11),
         ingest: cli.ingest.clone().or(file.ingest),
         drain: Duration::from_secs(cli.drain_seconds.or(file.drain_seconds).unwrap_or(5)),

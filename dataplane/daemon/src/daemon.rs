@@ -1102,6 +1102,7 @@ fn feed_synthetic(
         };
         let turn = TurnConfig {
             duration_ms: settings.turn_ms,
+            realtime: settings.realtime,
             ..TurnConfig::default()
         };
         f.plan = plan_turn(

@@ -199,6 +199,11 @@ impl Bed {
             "off",
             "--turn-ms",
             &turn_ms,
+            // Units released at their media time: with text and TTS audio released ahead,
+            // the sender may have nothing to send for 100+ ms (a TTS chunk delivered early),
+            // and the time to the next arrival on the other path would time the workload,
+            // not the failover.
+            "--realtime",
         ];
         for &i in serve {
             args.extend(["--address", &server_ips[i]]);
