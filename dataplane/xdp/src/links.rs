@@ -191,11 +191,19 @@ impl LinkTable {
     }
 }
 
+/// The kernel's index of interface `ifname`.
+///
+/// # Errors
+/// There is no such interface.
+pub fn interface_index(ifname: &str) -> io::Result<u32> {
+    nix::net::if_::if_nametoindex(ifname)
+        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("{ifname}: {e}")))
+}
+
 /// The addresses interface `ifname` holds now (both families, in the kernel's order), from
 /// an rtnetlink dump; an error if there is no such interface.
 pub fn interface_addrs(ifname: &str) -> io::Result<Vec<IpAddr>> {
-    let index = nix::net::if_::if_nametoindex(ifname)
-        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("{ifname}: {e}")))?;
+    let index = interface_index(ifname)?;
     let mut out = Vec::new();
     dump_addresses(&mut Netlink::new()?, |m| {
         if let RouteNetlinkMessage::NewAddress(a) = m

@@ -200,6 +200,31 @@ pub(super) fn nic_add(
     added > 0
 }
 
+/// After a `nic add`: follows the links of the addresses it served (appended to `link_ips`,
+/// whose positions are the watch's indices), so a link that goes down later moves their
+/// paths at once, as for the configured addresses.
+pub(super) fn follow_new_addrs(
+    node: &Server,
+    watch: &mut camp_xdp::links::LinkWatch,
+    link_ips: &mut Vec<IpAddr>,
+    ifname: IfName,
+) {
+    let index = match camp_xdp::links::interface_index(ifname.as_str()) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!("campd: nic add {ifname}: its link is not followed: {e}");
+            return;
+        }
+    };
+    for a in node.local_addrs() {
+        if !link_ips.contains(&a.ip()) {
+            let i = watch.watch(a.ip(), index);
+            debug_assert_eq!(i, link_ips.len(), "watch indices follow link_ips");
+            link_ips.push(a.ip());
+        }
+    }
+}
+
 /// `campctl nic remove`: the paths on the interface's served addresses move to the others
 /// (ABANDON), the addresses are withdrawn and their sockets closed. Kernel UDP only.
 pub(super) fn nic_remove(

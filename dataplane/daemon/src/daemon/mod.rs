@@ -527,9 +527,11 @@ fn run_engine(
     let mut last_skew: BTreeMap<SessionId, u32> = BTreeMap::new();
     let mut waiting: std::collections::VecDeque<IngestUnit> = std::collections::VecDeque::new();
     let nic_of = |a: SocketAddr| settings.nic_of(a);
-    let link_ips = &settings.addresses;
+    // The followed addresses, by LinkWatch index: the configured ones, then those a
+    // `nic add` served.
+    let mut link_ips: Vec<IpAddr> = settings.addresses.clone();
     let mut links = if settings.follow_links {
-        match camp_xdp::links::LinkWatch::open(link_ips) {
+        match camp_xdp::links::LinkWatch::open(&link_ips) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!("campd: not following links (rtnetlink: {e})");
@@ -642,7 +644,11 @@ fn run_engine(
                         false
                     }
                     Knob::NicAdd { ifname, address } => {
-                        nic_add(node, io, settings.port, ifname, address, &mut report)
+                        let added = nic_add(node, io, settings.port, ifname, address, &mut report);
+                        if added && let Some(w) = &mut links {
+                            follow_new_addrs(node, w, &mut link_ips, ifname);
+                        }
+                        added
                     }
                     Knob::NicRemove { ifname } => nic_remove(node, io, now, ifname, &mut report),
                     k => apply_knob(node, now, k, ids, choice, &mut in_force),
