@@ -315,32 +315,7 @@ mod tests {
     }
 
     fn path(session: u64, id: u32) -> PathSnapshot {
-        PathSnapshot {
-            session,
-            path: id,
-            local: "198.18.0.1:4433".parse().unwrap(),
-            remote: "198.18.0.2:5000".parse().unwrap(),
-            nic: "a".into(),
-            status: PathState::Available,
-            precedence: 1,
-            usable: true,
-            suspect: false,
-            srtt_us: 1,
-            min_rtt_us: 1,
-            rttvar_us: 1,
-            cwnd: 1,
-            in_flight: 0,
-            unsent: 0,
-            delivery_rate: 0,
-            btl_bw: 0,
-            loss_ppm: 0,
-            mtu: 1200,
-            units_sent: 0,
-            bytes_sent: 0,
-            wire_bytes_sent: 0,
-            lost_bytes: 0,
-            xdp: None,
-        }
+        crate::testing::path(session, id, 0)
     }
 
     #[test]

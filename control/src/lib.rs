@@ -17,6 +17,8 @@ pub mod prometheus;
 pub mod publish;
 pub mod snapshot;
 pub mod socket;
+#[cfg(test)]
+mod testing;
 
 pub use camp_control_types::{modality, scheduler, summary};
 

@@ -406,34 +406,7 @@ mod tests {
     use proptest::prelude::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn path(session: u64, id: u32, bytes: u64) -> PathSnapshot {
-        PathSnapshot {
-            session,
-            path: id,
-            local: "127.0.0.1:4433".parse().unwrap(),
-            remote: "127.0.0.1:5000".parse().unwrap(),
-            nic: "lo".into(),
-            status: PathState::Available,
-            precedence: 7,
-            usable: true,
-            suspect: false,
-            srtt_us: 1,
-            min_rtt_us: 1,
-            rttvar_us: 1,
-            cwnd: 1,
-            in_flight: 0,
-            unsent: 0,
-            delivery_rate: 0,
-            btl_bw: 0,
-            loss_ppm: 0,
-            mtu: 1200,
-            units_sent: 0,
-            bytes_sent: bytes,
-            wire_bytes_sent: 0,
-            lost_bytes: 0,
-            xdp: None,
-        }
-    }
+    use crate::testing::path;
 
     fn state_with(paths: Vec<PathSnapshot>) -> (Arc<ControlState>, crate::Engine) {
         let (state, mut engine) = crate::test_state(Duration::from_millis(100));

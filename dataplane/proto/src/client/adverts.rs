@@ -7,7 +7,7 @@ use super::*;
 
 impl Client {
     /// Whether slot `slot` has a connection that is not closed.
-    fn slot_live(&self, slot: usize) -> bool {
+    pub(super) fn slot_live(&self, slot: usize) -> bool {
         self.slots[slot]
             .and_then(|h| self.paths.get(h))
             .is_some_and(|c| c.role.state != PathState::Closed)

@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::PathState;
 use super::{Client, MAX_PATHS, PathSpec};
 use crate::conn::codes;
 
@@ -83,13 +82,8 @@ impl Client {
         if self.token.is_none() || !self.has_member() {
             return Err(AddPathError::NoSession);
         }
-        let live = |c: &Self, s: usize| {
-            c.slots[s]
-                .and_then(|h| c.paths.get(h))
-                .is_some_and(|p| p.role.state != PathState::Closed)
-        };
         if (0..self.config.paths.len())
-            .any(|s| self.config.paths[s].local.ip() == local.ip() && live(self, s))
+            .any(|s| self.config.paths[s].local.ip() == local.ip() && self.slot_live(s))
         {
             return Err(AddPathError::AlreadyUsed(local.ip()));
         }
@@ -112,7 +106,7 @@ impl Client {
                 .filter(family),
         );
         let used = |c: &Self, r: SocketAddr| {
-            (0..c.config.paths.len()).any(|s| c.config.paths[s].remote == r && live(c, s))
+            (0..c.config.paths.len()).any(|s| c.config.paths[s].remote == r && c.slot_live(s))
         };
         let Some(remote) = candidates
             .iter()
